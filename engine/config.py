@@ -1,0 +1,190 @@
+"""Model configurations as dataclasses: ``tiny`` (tests), ``demo`` (CPU-sized, shipped) and ``sd15``.
+
+A configuration holds everything needed to rebuild the network before weights are loaded; it is
+saved as ``config.json`` beside the weights of a model folder (see :mod:`engine.checkpoint`).
+The U-Net and VAE parts are plain keyword arguments of diffusers' ``UNet2DConditionModel`` and
+``AutoencoderKL``, so Stable Diffusion 1.5 weights load by key into the ``sd15`` configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.emotions import BASIC_EMOTIONS
+
+
+@dataclass
+class AudioConfig:
+    """How audio becomes per-video-frame features (see :mod:`engine.audio`)."""
+
+    sample_rate: int = 16_000
+    n_mels: int = 40
+    hop_length: int = 160  # 10 ms at 16 kHz
+    win_length: int = 400  # 25 ms at 16 kHz
+    context_frames: int = 2  # video frames on each side of the current one in the audio window
+
+
+@dataclass
+class MoEEConfig:
+    """The modules MoEE adds to the Stable Diffusion U-Net."""
+
+    emotions: list[str] = field(default_factory=lambda: list(BASIC_EMOTIONS))
+    emotion_tokens: int = 8  # K learnable tokens of Emotion-to-Latents
+    emotion_dim: int = 64  # width of the emotion tokens (keys/values of every expert)
+    expert_heads: int = 2
+    audio_dim: int = 64  # width of the audio tokens the audio attention reads
+    audio_tokens: int = 5  # audio tokens per video frame
+    text_embedding_dim: int = 384  # all-MiniLM-L6-v2 sentence embeddings
+    audio_emotion_features: int = 32  # prosodic/spectral statistics of the emotion audio clip
+    reference_context_grid: int = 4  # the reference latent pooled to grid x grid cross-attention tokens
+    temporal_heads: int = 2
+    max_frames: int = 64  # longest window of frames the temporal attention is built for
+
+
+@dataclass
+class SchedulerConfig:
+    """The training noise schedule, shared by every diffusers sampler built from it."""
+
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+    prediction_type: str = "epsilon"
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a MoEE network's shapes."""
+
+    name: str
+    image_size: int
+    fps: int
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    moee: MoEEConfig = field(default_factory=MoEEConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    vae_scaling_factor: float = 0.18215
+
+    @property
+    def vae_downsample(self) -> int:
+        """How many image pixels one latent cell covers along each side."""
+        return 2 ** (len(self.vae["block_out_channels"]) - 1)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.vae_downsample
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.get("latent_channels", 4))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        data["moee"] = MoEEConfig(**data.get("moee", {}))
+        data["audio"] = AudioConfig(**data.get("audio", {}))
+        data["scheduler"] = SchedulerConfig(**data.get("scheduler", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, head_dim: int, layers: int) -> dict[str, Any]:
+    """U-Net kwargs: cross-attention in every block but the deepest down / first up (as in SD 1.5)."""
+    depth = len(channels)
+    return {
+        "sample_size": None,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": list(channels),
+        "down_block_types": ["CrossAttnDownBlock2D"] * (depth - 1) + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (depth - 1),
+        "layers_per_block": layers,
+        "cross_attention_dim": cross_dim,
+        "attention_head_dim": head_dim,
+        "norm_num_groups": min(32, channels[0]),
+    }
+
+
+def tiny_config() -> ModelConfig:
+    """A few-thousand-parameter model for tests: 32x32 images, 8x8 latents."""
+    unet = _cross_attn_unet((16, 32), cross_dim=16, head_dim=8, layers=1)
+    vae = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "block_out_channels": [8, 8],
+        "down_block_types": ["DownEncoderBlock2D"] * 2,
+        "up_block_types": ["UpDecoderBlock2D"] * 2,
+        "layers_per_block": 1,
+        "norm_num_groups": 4,
+        "sample_size": 32,
+    }
+    moee = MoEEConfig(emotion_tokens=4, emotion_dim=16, expert_heads=1, audio_dim=16, audio_tokens=3,
+                      reference_context_grid=2, temporal_heads=1, max_frames=32)
+    audio = AudioConfig(n_mels=16, context_frames=1)
+    return ModelConfig(name="tiny", image_size=32, fps=25, unet=unet, vae=vae, moee=moee, audio=audio)
+
+
+def demo_config() -> ModelConfig:
+    """The shipped model: 128x128 px through an 8x VAE (16x16 latents); previews on 2 CPU cores."""
+    unet = _cross_attn_unet((64, 128, 128), cross_dim=128, head_dim=32, layers=1)
+    vae = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "block_out_channels": [32, 64, 64, 64],
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 16,
+        "sample_size": 128,
+    }
+    return ModelConfig(name="demo", image_size=128, fps=25, unet=unet, vae=vae)
+
+
+def sd15_config() -> ModelConfig:
+    """Full Stable Diffusion 1.5 dimensions (512x512 px, 64x64 latents); weights from a local folder."""
+    unet = {
+        "sample_size": 64,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": [320, 640, 1280, 1280],
+        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+        "layers_per_block": 2,
+        "cross_attention_dim": 768,
+        "attention_head_dim": 8,
+        "norm_num_groups": 32,
+    }
+    vae = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "block_out_channels": [128, 256, 512, 512],
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "sample_size": 512,
+    }
+    moee = MoEEConfig(emotion_tokens=16, emotion_dim=768, expert_heads=8, audio_dim=768, audio_tokens=5,
+                      reference_context_grid=8, temporal_heads=8, max_frames=64)
+    audio = AudioConfig(n_mels=80)
+    return ModelConfig(name="sd15", image_size=512, fps=25, unet=unet, vae=vae, moee=moee, audio=audio)
+
+
+CONFIGS = {"tiny": tiny_config, "demo": demo_config, "sd15": sd15_config}
+
+
+def get_config(name: str) -> ModelConfig:
+    """Return a fresh named configuration (``tiny``, ``demo`` or ``sd15``)."""
+    try:
+        return CONFIGS[name]()
+    except KeyError:
+        raise KeyError(f"unknown config {name!r}; choose one of {', '.join(CONFIGS)}") from None
