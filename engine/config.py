@@ -112,7 +112,7 @@ def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, head_dim: int, l
 
 
 def tiny_config() -> ModelConfig:
-    """A few-thousand-parameter model for tests: 32x32 images, 8x8 latents."""
+    """A half-million-parameter model for tests: 32x32 images, 16x16 latents (2x VAE)."""
     unet = _cross_attn_unet((16, 32), cross_dim=16, head_dim=8, layers=1)
     vae = {
         "in_channels": 3,

@@ -1,0 +1,116 @@
+"""Attention modules MoEE adds to the Stable Diffusion U-Net (besides the emotion experts).
+
+* :class:`ReferenceAttnProcessor` — *spatial attention* with a ReferenceNet: the ReferenceNet
+  writes the input of each of its self-attentions into a bank; the denoising U-Net's matching
+  self-attention reads ``K, V`` from ``concat(X, X_ref)`` so identity is copied from the portrait.
+* :class:`AudioAttention` — cross-attention from U-Net tokens to the per-frame audio tokens.
+* :class:`TemporalAttention` — self-attention across the frame axis at each spatial token.
+
+New modules end in a zero-initialised projection, so they start as the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from engine.moee import multi_head_attention
+
+
+class ReferenceBank:
+    """Reference self-attention states, one tensor ``(1, n, C)`` per transformer block name."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, torch.Tensor] = {}
+        self.writing = False
+
+    def clear(self) -> None:
+        self.states = {}
+
+
+class ReferenceAttnProcessor:
+    """A diffusers attention processor for ``attn1`` that writes to or reads from a :class:`ReferenceBank`.
+
+    In write mode (ReferenceNet) it stores its input; in read mode (denoising U-Net) keys and values
+    come from ``concat(X, X_ref)``. Otherwise it is plain self-attention with the fused kernel.
+    """
+
+    def __init__(self, bank: ReferenceBank, name: str, write: bool) -> None:
+        self.bank, self.name, self.write = bank, name, write
+
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None,
+                 attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        if self.write:
+            if self.bank.writing:
+                self.bank.states[self.name] = hidden_states
+        else:
+            reference = self.bank.states.get(self.name)
+            if reference is not None:
+                reference = reference.to(hidden_states.dtype)
+                if reference.shape[0] != hidden_states.shape[0]:
+                    reference = reference.expand(hidden_states.shape[0], -1, -1)
+                context = torch.cat([hidden_states, reference], dim=1)
+        query = attn.to_q(hidden_states)
+        out = multi_head_attention(query, attn.to_k(context), attn.to_v(context), attn.heads)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.rescale_output_factor != 1.0:
+            out = out / attn.rescale_output_factor
+        return out
+
+
+class AudioAttention(nn.Module):
+    """``X' = X + Attn(LN(X), A)``: each frame's tokens attend to that frame's audio tokens ``A``."""
+
+    def __init__(self, dim: int, audio_dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(audio_dim, dim, bias=False)
+        self.to_v = nn.Linear(audio_dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+
+    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(B*F, n, C)``; ``audio_tokens``: ``(B*F, m, A)``."""
+        q = self.to_q(self.norm(x))
+        return x + self.to_out(multi_head_attention(q, self.to_k(audio_tokens), self.to_v(audio_tokens), self.heads))
+
+
+def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Transformer sinusoidal encoding ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``."""
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table.to(dtype)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across frames at each spatial token (AnimateDiff-style motion module)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """``x``: ``(B*F, n, C)`` with frames contiguous per clip. A single frame passes unchanged."""
+        if num_frames == 1:
+            return x
+        batch_frames, n, width = x.shape
+        clips = batch_frames // num_frames
+        seq = x.reshape(clips, num_frames, n, width).permute(0, 2, 1, 3).reshape(clips * n, num_frames, width)
+        h = self.norm(seq) + sinusoidal_positions(num_frames, width, x.device, x.dtype)[None]
+        q, k, v = self.to_qkv(h).chunk(3, dim=-1)
+        seq = seq + self.to_out(multi_head_attention(q, k, v, self.heads))
+        return seq.reshape(clips, n, num_frames, width).permute(0, 2, 1, 3).reshape(batch_frames, n, width)

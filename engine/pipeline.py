@@ -1,0 +1,443 @@
+"""The Animator: the engine API the studio and the CLI use (load, prepare once, render many times).
+
+``prepare(portrait, audio)`` computes and caches everything that does not change while the user
+plays with sliders: the portrait's crop and latent, the ReferenceNet features, the audio tokens of
+every video frame, the text / audio emotion conditions. ``render_frame`` then only runs the
+denoising loop (plus the tiny Emotion-to-Latents for the slider values) and the VAE decoder.
+``render_clip`` renders windows of frames that overlap the previous window: the overlapping frames
+are held to the latents already rendered (re-noised to each step's level), so motion continues
+across windows, and finished frames are streamed out so memory stays flat however long the clip.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+from engine import audio as audio_io
+from engine.checkpoint import load_expert_pack as _load_expert_pack
+from engine.checkpoint import load_model
+from engine.config import ModelConfig
+from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
+from engine.image import center_crop_square, load_image, resize
+from engine.model import MoEEModel
+from engine.moee import BatchGates, GateControl
+from engine.unet import ReferenceFeatures
+
+#: Where the bundled default model lives (relative to the repository / installed package root).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo"
+#: Frames rendered when there is no audio track.
+SILENT_CLIP_FRAMES = 50
+#: Frames rendered jointly per window of a clip, and frames shared with the previous window.
+DEFAULT_WINDOW = 8
+DEFAULT_OVERLAP = 2
+#: Emotion-token cache entries kept (one per distinct slider mix).
+EMOTION_CACHE_SIZE = 256
+#: An image whose sides differ by less than this ratio counts as an already-cropped square portrait.
+SQUARE_TOLERANCE = 0.1
+SEED_STRIDE = 1_000_003
+
+SCHEDULERS = {
+    "ddim": DDIMScheduler,
+    "dpm": DPMSolverMultistepScheduler,
+    "euler": EulerDiscreteScheduler,
+}
+
+GateSpec = GateControl | Callable[[int], GateControl] | None
+
+
+class CancelToken:
+    """Set by the caller (any thread) to stop a render at the next denoising step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise CancelledError("render cancelled")
+
+
+@dataclass
+class PreparedInputs:
+    """What :meth:`Animator.prepare` caches for one portrait + audio track."""
+
+    portrait: np.ndarray  # model-size RGB crop
+    landmarks: np.ndarray | None  # (N, 2) pixel coordinates in ``portrait``
+    audio: audio_io.AudioClip | None
+    fps: int
+    num_frames: int
+    reference_latent: torch.Tensor
+    reference: ReferenceFeatures | None  # None on the naive (uncached) path
+    audio_windows: torch.Tensor | None  # (num_frames, window, n_mels)
+    audio_tokens: torch.Tensor | None  # (num_frames, m, A); None on the naive path or without audio
+    text_embedding: torch.Tensor | None = None  # (1, 384)
+    audio_emotion: torch.Tensor | None = None  # (1, n_prosody)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FrameResult:
+    index: int
+    image: np.ndarray
+    progress: float  # 0..1 over the requested range
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA if present, then Apple MPS, else CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """Half precision on accelerators (fused attention kernels), fp32 on the CPU."""
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+def make_scheduler(name: str, cfg: ModelConfig):
+    """A diffusers sampler (``ddim``, ``dpm`` = DPM-Solver++, ``euler``) on the model's noise schedule."""
+    try:
+        cls = SCHEDULERS[name]
+    except KeyError:
+        raise EmotionSpecError(f"unknown sampler {name!r}; choose one of {', '.join(SCHEDULERS)}") from None
+    kwargs = dict(vars(cfg.scheduler))
+    if cls is DPMSolverMultistepScheduler:
+        kwargs["algorithm_type"] = "dpmsolver++"
+    if cls is DDIMScheduler:
+        kwargs.update(clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return cls(**kwargs)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 ``H x W x 3`` -> float ``(1, 3, H, W)`` in -1..1."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def tensor_to_images(images: torch.Tensor) -> np.ndarray:
+    """float ``(N, 3, H, W)`` in -1..1 -> uint8 ``(N, H, W, 3)``."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class Animator:
+    """Loads a MoEE model and renders frames / clips of a prepared portrait."""
+
+    def __init__(self, model: MoEEModel, device: str | torch.device = "auto", dtype: torch.dtype | None = None) -> None:
+        self.device = pick_device(device)
+        self.dtype = dtype or default_dtype(self.device)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.cfg = model.cfg
+        self.use_cache = True  # False = the naive baseline: recompute everything, run every expert
+        self._emotion_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._gate_maps: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path | None = None, device: str | torch.device = "auto",
+                        dtype: torch.dtype | None = None) -> Animator:
+        """Load a model folder (``None`` = the bundled default model)."""
+        folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        return cls(load_model(folder), device, dtype)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, device: str | torch.device = "cpu", seed: int = 0) -> Animator:
+        """An untrained model with random weights (tests, and the studio before a model exists)."""
+        torch.manual_seed(seed)
+        return cls(MoEEModel(cfg), device)
+
+    @property
+    def emotions(self) -> list[str]:
+        return list(self.model.emotions)
+
+    @property
+    def emotion_colours(self) -> list[str]:
+        return [self.model.colours[e] for e in self.model.emotions]
+
+    @property
+    def trained(self) -> bool:
+        return bool(getattr(self.model, "notes", {}).get("trained", False))
+
+    def load_expert_pack(self, path: str | Path) -> str:
+        """Add a custom emotion from an expert pack; it becomes one more slider."""
+        with self._lock:
+            name = _load_expert_pack(self.model, path)
+            self.model.to(self.device, self.dtype)
+            self._emotion_cache.clear()
+        return name
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(
+        self,
+        portrait: str | Path | np.ndarray,
+        audio: str | Path | audio_io.AudioClip | None = None,
+        num_frames: int | None = None,
+        crop: str = "auto",
+        emotion_text: str | None = None,
+        emotion_audio: str | Path | audio_io.AudioClip | None = None,
+    ) -> PreparedInputs:
+        """Load, crop and encode the portrait; load the audio; cache every condition.
+
+        ``crop``: ``face`` (find the face with MediaPipe and crop around it; error if none),
+        ``none`` (centre square of the whole image), ``auto`` (face if found; an image that is
+        already square is used whole; otherwise a clear NoFaceError).
+        """
+        image = load_image(portrait)
+        crop_img, landmarks, warnings = self._crop(image, crop)
+        size = self.cfg.image_size
+        clip = audio_io.load_audio(audio, self.cfg.audio.sample_rate) if audio is not None else None
+        fps = self.cfg.fps
+        if num_frames is None:
+            num_frames = audio_io.num_video_frames(clip.duration, fps) if clip else SILENT_CLIP_FRAMES
+        with torch.no_grad():
+            ref_latent = self.model.encode_images(image_to_tensor(crop_img).to(self.device, self.dtype))
+            reference = self.model.denoiser.compute_reference(ref_latent) if self.use_cache else None
+            windows = tokens = None
+            if clip is not None:
+                mel = audio_io.log_mel(clip.samples, self.cfg.audio)
+                windows = torch.from_numpy(audio_io.frame_windows(mel, num_frames, fps, self.cfg.audio))
+                windows = windows.to(self.device, self.dtype)
+                tokens = self.model.denoiser.encode_audio(windows) if self.use_cache else None
+        text_embedding = audio_emotion = None
+        if emotion_text:
+            from engine.emotion_text import embed_texts
+
+            text_embedding = torch.from_numpy(embed_texts([emotion_text])).to(self.device, self.dtype)
+        if emotion_audio is not None:
+            emotion_clip = audio_io.load_audio(emotion_audio, self.cfg.audio.sample_rate)
+            features = audio_io.prosody_features(emotion_clip, self.cfg.moee.audio_emotion_features)
+            audio_emotion = torch.from_numpy(features)[None].to(self.device, self.dtype)
+        if landmarks is not None:
+            landmarks = landmarks * (size / crop_img.shape[0])
+        portrait_img = resize(crop_img, size) if crop_img.shape[0] != size else crop_img
+        return PreparedInputs(portrait_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,
+                              tokens, text_embedding, audio_emotion, warnings)
+
+    def _crop(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+        size = self.cfg.image_size
+        if mode not in ("auto", "face", "none"):
+            raise InputImageError(f"unknown crop mode {mode!r}; use auto, face or none")
+        if mode == "none":
+            return resize(center_crop_square(image), size), None, []
+        from engine import face
+
+        try:
+            found = face.detect_landmarks(image)
+        except NoFaceError:
+            height, width = image.shape[:2]
+            if mode == "auto" and abs(height - width) <= SQUARE_TOLERANCE * max(height, width):
+                note = "no face found by MediaPipe; the whole (square) image is used as the portrait"
+                return resize(center_crop_square(image), size), None, [note]
+            raise
+        crop_img, points = face.crop_face(image, found, size)
+        return crop_img, points, []
+
+    # ------------------------------------------------------------------ conditions
+    def _reference(self, prepared: PreparedInputs) -> ReferenceFeatures:
+        if prepared.reference is not None:
+            return prepared.reference
+        return self.model.denoiser.compute_reference(prepared.reference_latent)
+
+    def _audio_tokens(self, prepared: PreparedInputs, frames: Sequence[int]) -> torch.Tensor | None:
+        if prepared.audio_windows is None:
+            return None
+        index = torch.as_tensor(list(frames), device=self.device)
+        if prepared.audio_tokens is not None:
+            return prepared.audio_tokens[index][None]
+        return self.model.denoiser.encode_audio(prepared.audio_windows[index])[None]
+
+    def _emotion_tokens(self, prepared: PreparedInputs, labels: np.ndarray) -> torch.Tensor:
+        """Emotion tokens per frame ``(1, F, K, D)`` for soft labels ``(F, E)`` (cached per mix)."""
+        rows = []
+        for label in labels:
+            key = (tuple(np.round(label, 4).tolist()), id(prepared.text_embedding), id(prepared.audio_emotion))
+            tokens = self._emotion_cache.get(key) if self.use_cache else None
+            if tokens is None:
+                label_t = torch.as_tensor(label, device=self.device, dtype=self.dtype)[None]
+                tokens = self.model.denoiser.emotion_latents(label_t, prepared.text_embedding, prepared.audio_emotion)[0]
+                self._emotion_cache[key] = tokens
+                while len(self._emotion_cache) > EMOTION_CACHE_SIZE:
+                    self._emotion_cache.popitem(last=False)
+            else:
+                self._emotion_cache.move_to_end(key)
+            rows.append(tokens)
+        return torch.stack(rows)[None]
+
+    def _gates_for(self, gates: GateSpec, frames: Sequence[int]) -> list[GateControl]:
+        if gates is None:
+            return [GateControl() for _ in frames]
+        if isinstance(gates, GateControl):
+            checked = gates.validated(self.model.num_emotions)
+            return [checked for _ in frames]
+        return [gates(i).validated(self.model.num_emotions) for i in frames]
+
+    def emotion_from_text(self, text: str) -> dict[str, float]:
+        """Slider weights from a description such as ``"sadly surprised"`` (see engine.emotion_text)."""
+        from engine.emotion_text import emotion_weights_from_text
+
+        return emotion_weights_from_text(text)
+
+    # ------------------------------------------------------------------ sampling
+    def _denoise(
+        self,
+        prepared: PreparedInputs,
+        frames: Sequence[int],
+        controls: list[GateControl],
+        steps: int,
+        seed: int,
+        sampler: str,
+        guidance_scale: float,
+        cancel: CancelToken | None,
+        known: dict[int, torch.Tensor] | None = None,
+        record_gates: bool = False,
+    ) -> torch.Tensor:
+        """Run the sampler for ``frames`` jointly; returns clean latents ``(F, C, h, w)``."""
+        if steps < 1:
+            raise EmotionSpecError(f"steps must be at least 1, got {steps}")
+        denoiser = self.model.denoiser
+        scheduler = make_scheduler(sampler, self.cfg)
+        scheduler.set_timesteps(steps, device=self.device)
+        noise = torch.stack([self._frame_noise(seed, i) for i in frames])
+        latents = noise * scheduler.init_noise_sigma
+        num = self.model.num_emotions
+        batch_gates = BatchGates.stack(controls, num)
+        batch_gates.compute_all_experts = not self.use_cache
+        labels = np.stack([c.global_weights if c.global_weights is not None else np.zeros(num, np.float32)
+                           for c in controls])
+        emotion = self._emotion_tokens(prepared, labels)
+        reference = self._reference(prepared)
+        audio = self._audio_tokens(prepared, frames)
+        neutral = None
+        if guidance_scale != 1.0:
+            neutral = BatchGates.stack([GateControl(np.zeros(num, np.float32)) for _ in frames], num)
+        known_rows = [j for j, i in enumerate(frames) if known and i in known]
+        timesteps = list(scheduler.timesteps)
+        for step, t in enumerate(timesteps):
+            if cancel is not None:
+                cancel.check()
+            model_input = scheduler.scale_model_input(latents, t)
+            last = step == len(timesteps) - 1
+            eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
+            if neutral is not None:
+                eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]
+                eps = eps_neutral + guidance_scale * (eps - eps_neutral)
+            latents = scheduler.step(eps, t, latents).prev_sample
+            if known_rows:
+                latents = self._hold_known(scheduler, latents, frames, known, known_rows, noise,
+                                           None if last else timesteps[step + 1])
+        return latents
+
+    def _frame_noise(self, seed: int, frame: int) -> torch.Tensor:
+        """The initial noise of one frame: a function of (seed, frame index) only."""
+        generator = torch.Generator().manual_seed(seed * SEED_STRIDE + frame)
+        c, s = self.cfg.latent_channels, self.cfg.latent_size
+        return torch.randn(c, s, s, generator=generator).to(self.device, self.dtype)
+
+    @staticmethod
+    def _hold_known(scheduler, latents, frames, known, rows, noise, next_t) -> torch.Tensor:
+        """Overlap frames follow the previous window: their clean latents noised to the next level."""
+        latents = latents.clone()
+        for j in rows:
+            clean = known[frames[j]]
+            if next_t is None:
+                latents[j] = clean
+            else:
+                latents[j] = scheduler.add_noise(clean[None], noise[j][None], next_t.reshape(1))[0]
+        return latents
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        return tensor_to_images(self.model.decode_latents(latents))
+
+    def render_frame(
+        self,
+        prepared: PreparedInputs,
+        frame_index: int = 0,
+        gates: GateSpec = None,
+        steps: int = 8,
+        seed: int = 0,
+        sampler: str = "dpm",
+        guidance_scale: float = 1.0,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
+        """Render one frame (a preview) as uint8 ``H x W x 3``; records the gate maps it used."""
+        if not 0 <= frame_index < prepared.num_frames:
+            raise EmotionSpecError(f"frame {frame_index} is outside the clip (0..{prepared.num_frames - 1})")
+        with self._lock, torch.no_grad():
+            controls = self._gates_for(gates, [frame_index])
+            latents = self._denoise(prepared, [frame_index], controls, steps, seed, sampler, guidance_scale,
+                                    cancel, record_gates=True)
+            self._gate_maps = self._collect_gate_maps()
+            if cancel is not None:
+                cancel.check()
+            return self._decode(latents)[0]
+
+    def render_clip(
+        self,
+        prepared: PreparedInputs,
+        gates: GateSpec = None,
+        steps: int = 8,
+        seed: int = 0,
+        start: int = 0,
+        stop: int | None = None,
+        sampler: str = "dpm",
+        guidance_scale: float = 1.0,
+        window: int = DEFAULT_WINDOW,
+        overlap: int = DEFAULT_OVERLAP,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[FrameResult]:
+        """Yield the frames ``start..stop-1`` in order, rendered in overlapping windows."""
+        stop = prepared.num_frames if stop is None else stop
+        if not 0 <= start < stop <= prepared.num_frames:
+            raise EmotionSpecError(f"frame range {start}..{stop} is outside the clip (0..{prepared.num_frames})")
+        window = max(1, min(window, self.cfg.moee.max_frames))
+        overlap = max(0, min(overlap, window - 1))
+        total = stop - start
+        previous: dict[int, torch.Tensor] = {}
+        first_new = start
+        while first_new < stop:
+            held = [i for i in range(first_new - overlap, first_new) if i in previous]
+            new = list(range(first_new, min(stop, first_new + window - len(held))))
+            frames = held + new
+            with self._lock, torch.no_grad():
+                controls = self._gates_for(gates, frames)
+                latents = self._denoise(prepared, frames, controls, steps, seed, sampler, guidance_scale,
+                                        cancel, known=previous)
+                images = self._decode(latents[len(held):])
+            previous = {i: latents[j] for j, i in enumerate(frames)}
+            for offset, index in enumerate(new):
+                yield FrameResult(index, images[offset], (index - start + 1) / total)
+            first_new = new[-1] + 1
+
+    # ------------------------------------------------------------------ gate maps
+    def _collect_gate_maps(self) -> np.ndarray | None:
+        records = self.model.denoiser.gate_records()
+        if not records:
+            return None
+        size = self.cfg.image_size
+        maps = [F.interpolate(r.local[:1].permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
+                              align_corners=False)[0] for r in records]
+        for layer in self.model.denoiser.moe_layers:
+            layer.record = None
+        return torch.stack(maps).mean(0).numpy().astype(np.float32)
+
+    def last_gate_maps(self) -> np.ndarray | None:
+        """The local gate ``s`` per emotion of the last preview, ``(E, H, W)`` in 0..1, averaged over layers."""
+        return self._gate_maps
