@@ -1,0 +1,106 @@
+"""Tests of engine.face: MediaPipe landmarks, masks, crop/align, synthetic landmark support."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mediapipe")
+skdata = pytest.importorskip("skimage.data")
+
+from engine import face  # noqa: E402
+from engine.errors import NoFaceError  # noqa: E402
+from training import synthetic as syn  # noqa: E402
+
+# Face of skimage's astronaut (512x512), measured: the mesh spans about x 179-271, y 71-177.
+ASTRONAUT_FACE_BOX = (160, 55, 290, 195)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return skdata.astronaut()
+
+
+@pytest.fixture(scope="module")
+def astro_landmarks(astronaut: np.ndarray) -> face.FaceLandmarks:
+    return face.detect_landmarks(astronaut)
+
+
+def test_landmarks_on_real_photo(astro_landmarks: face.FaceLandmarks) -> None:
+    pts = astro_landmarks.points
+    assert pts.shape == (478, 2) and astro_landmarks.z.shape == (478,)
+    x0, y0, x1, y1 = ASTRONAUT_FACE_BOX
+    inside = (pts[:, 0] > x0) & (pts[:, 0] < x1) & (pts[:, 1] > y0) & (pts[:, 1] < y1)
+    assert inside.mean() > 0.98
+    bx0, by0, bx1, by1 = astro_landmarks.box
+    assert x0 < bx0 < bx1 < x1 and y0 < by0 < by1 < y1
+
+
+def test_mouth_region_covers_mouth_not_eyes(astronaut: np.ndarray, astro_landmarks: face.FaceLandmarks) -> None:
+    pts = astro_landmarks.points
+    mask = face.region_mask(pts, "mouth", 512, 512)
+    mouth_centre = pts[[13, 14]].mean(axis=0).round().astype(int)
+    assert mask[mouth_centre[1], mouth_centre[0]] > 0.9
+    for eye in face.eye_centres(pts):
+        x, y = eye.round().astype(int)
+        assert mask[y, x] < 0.01
+    eyes = face.region_mask(pts, "eyes", 512, 512)
+    assert eyes[mouth_centre[1], mouth_centre[0]] < 0.01
+    # any resolution: the same region at 128x128
+    small = face.region_mask(pts, "mouth", 128, 128, image_size=(512, 512))
+    assert small[mouth_centre[1] // 4, mouth_centre[0] // 4] > 0.9
+    mm = face.mouth_mask(pts, 512, 512)
+    hard = face.region_mask(pts, "mouth", 512, 512, feather=0.0)
+    assert mm.sum() > hard.sum() * 1.2 and mm[mouth_centre[1], mouth_centre[0]] == pytest.approx(1.0)
+    for name in face.REGIONS:
+        m = face.region_mask(pts, name, 256, 256, image_size=(512, 512))
+        assert m.dtype == np.float32 and m.sum() > 0 and m.max() <= 1.0
+
+
+def test_no_face_raises() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(NoFaceError):
+        face.detect_landmarks(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    with pytest.raises(NoFaceError):
+        face.detect_landmarks(np.full((256, 256, 3), 128, np.uint8))
+    assert face.landmarks_or_none(np.full((128, 128, 3), 30, np.uint8)) is None
+
+
+def test_two_faces_raise(astronaut: np.ndarray) -> None:
+    crop = astronaut[20:240, 130:320]
+    double = np.concatenate([crop, crop], axis=1)
+    with pytest.raises(NoFaceError, match="found 2 faces; crop the portrait to one face"):
+        face.detect_landmarks(np.ascontiguousarray(double))
+
+
+def test_crop_face_aligns(astronaut: np.ndarray, astro_landmarks: face.FaceLandmarks) -> None:
+    crop, tf = face.crop_face(astronaut, astro_landmarks, 256)
+    assert crop.shape == (256, 256, 3)
+    left, right = face.eye_centres(tf.landmarks)
+    assert abs(left[1] - right[1]) < 1.0  # eyes level
+    assert tf.landmarks.min() > 0 and tf.landmarks.max() < 256
+    again = face.detect_landmarks(crop)
+    assert np.abs(again.points - tf.landmarks).mean() < 6.0
+
+
+def test_synthetic_landmark_set_and_detection() -> None:
+    rng = np.random.default_rng(11)
+    person = syn.Identity.random(rng)
+    image, gt = syn.FaceRenderer(person, 128).render(syn.emotion_to_aus({"surprise": 1.0}))
+    polys = face.regions_for(gt)
+    assert set(polys) == set(face.REGIONS)
+    mouth = face.mouth_mask(gt, 128, 128)
+    c = gt[48:60].mean(axis=0).round().astype(int)
+    assert mouth[c[1], c[0]] == pytest.approx(1.0)
+    eye = gt[36:42].mean(axis=0).round().astype(int)
+    assert mouth[eye[1], eye[0]] == 0
+    detected = face.landmarks_or_none(image)
+    if detected is not None:  # MediaPipe usually finds the drawn faces: the mouth lands near the truth
+        mp_mouth = detected.points[list(face.MP_LIPS_OUTER)].mean(axis=0)
+        assert np.linalg.norm(mp_mouth - gt[48:60].mean(axis=0)) < 12.0
+
+
+def test_person_matte(astronaut: np.ndarray) -> None:
+    matte = face.person_matte(astronaut)
+    assert matte.shape == (512, 512) and matte.dtype == np.float32
+    assert matte[120, 220] > 0.5  # the face

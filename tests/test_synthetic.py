@@ -1,0 +1,115 @@
+"""Tests of the procedural talking-face renderer and dataset generator (training.synthetic)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training import synthetic as syn
+
+SEED = 3
+
+
+def _render(identity: syn.Identity, emotion: dict[str, float], mouth_open: float = 0.0) -> np.ndarray:
+    return syn.FaceRenderer(identity, 128).render(syn.emotion_to_aus(emotion), mouth_open)[1]
+
+
+@pytest.fixture(scope="module")
+def person() -> syn.Identity:
+    return syn.Identity.random(np.random.default_rng(SEED))
+
+
+def test_identity_and_render_are_deterministic(person: syn.Identity) -> None:
+    again = syn.Identity.random(np.random.default_rng(SEED))
+    assert again == person
+    a = syn.render_clip(person, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
+    b = syn.render_clip(again, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert a.frames.shape == (10, 128, 128, 3) and a.frames.dtype == np.uint8
+    assert a.landmarks.shape == (10, 68, 2) and a.aus.shape == (10, len(syn.AU_LIST))
+
+
+def test_different_identities_differ() -> None:
+    rng = np.random.default_rng(0)
+    images = [syn.FaceRenderer(syn.Identity.random(rng), 96).render()[0].astype(np.float32) for _ in range(6)]
+    for i in range(len(images)):
+        for j in range(i + 1, len(images)):
+            assert np.abs(images[i] - images[j]).mean() > 8.0
+
+
+def test_emotion_to_aus_prototypes_and_compounds() -> None:
+    assert syn.emotion_to_aus({"happiness": 1.0})[12] == 1.0
+    assert all(v == 0 for v in syn.emotion_to_aus({"neutral": 1.0}).values())
+    half = syn.emotion_to_aus({"surprise": 0.5})
+    assert half[26] == pytest.approx(0.5) and half[12] == 0
+    mix = syn.emotion_to_aus({"happiness": 0.6, "surprise": 0.4})
+    assert mix[12] == pytest.approx(0.6) and mix[2] == pytest.approx(0.4)
+    summed = syn.emotion_to_aus({"fear": 1.0, "surprise": 1.0}, mode="sum")
+    assert summed[1] == 1.0  # clipped
+
+
+def test_emotions_move_expected_landmarks(person: syn.Identity) -> None:
+    neutral = _render(person, {})
+    happy = _render(person, {"happiness": 1.0})
+    corners = [48, 54]
+    assert (neutral[corners, 1] - happy[corners, 1]).min() > 1.0  # lip corners go up (smaller y)
+    surprise = _render(person, {"surprise": 1.0})
+    assert (neutral[17:27, 1] - surprise[17:27, 1]).mean() > 1.5  # brows raised
+    gap = lambda p: p[66, 1] - p[62, 1]  # noqa: E731 - inner lip gap
+    assert gap(surprise) - gap(neutral) > 3.0  # jaw opens
+    assert surprise[8, 1] - neutral[8, 1] > 2.0  # chin drops
+    anger = _render(person, {"anger": 1.0})
+    inner_brows = [21, 22]
+    assert (anger[inner_brows, 1] - neutral[inner_brows, 1]).min() > 1.0  # inner brows lowered
+    sad = _render(person, {"sadness": 1.0})
+    assert (sad[corners, 1] - neutral[corners, 1]).min() > 1.0  # lip corners down
+
+
+def test_mouth_follows_audio_envelope(person: syn.Identity) -> None:
+    clip = syn.render_clip(person, {}, seconds=2.0, seed=5, use_espeak=False, motion=False)
+    env = syn.rms_envelope(clip.audio, clip.sample_rate, clip.fps, len(clip.frames))
+    assert np.corrcoef(env, clip.mouth_open)[0, 1] > 0.8
+    gap = clip.landmarks[:, 66, 1] - clip.landmarks[:, 62, 1]
+    assert np.corrcoef(gap, clip.mouth_open)[0, 1] > 0.8
+    silent = syn.mouth_open_from_audio(np.zeros(16000, np.float32), 16000, 25, 25)
+    assert not silent.any()
+
+
+def test_dataset_layout_and_splits(tmp_path) -> None:
+    index = syn.generate_dataset(tmp_path, identities=3, emotions=("neutral", "happiness"), intensities=(1.0,),
+                                 clip_seconds=0.4, size=64, seed=1, compound=True, use_espeak=False,
+                                 progress=False)
+    on_disk = json.loads((tmp_path / "index.json").read_text())
+    assert on_disk == index
+    splits = {c["split"] for c in index["clips"]}
+    assert splits <= {"train", "test", "compound_eval"} and "test" in splits
+    for c in index["clips"]:
+        compound = sum(1 for v in c["emotion"].values() if v > 0) > 1
+        assert (c["split"] == "compound_eval") == compound
+        assert c["split"] != "train" or not compound
+        if c["split"] != "compound_eval":
+            assert c["split"] == index["identities"][c["identity"]]
+    clip_dir = tmp_path / index["clips"][0]["path"]
+    frames = np.load(clip_dir / "frames.npz")["frames"]
+    assert frames.shape == (10, 64, 64, 3)
+    assert np.load(clip_dir / "landmarks.npy").shape == (10, 68, 2)
+    assert np.load(clip_dir / "aus.npy").shape == (10, len(syn.AU_LIST))
+    assert np.load(clip_dir / "mouth_box.npy").shape == (10, 4)
+    assert (clip_dir / "audio.wav").exists() and json.loads((clip_dir / "meta.json").read_text())["fps"] == 25
+
+
+def test_render_speed() -> None:
+    assert syn.benchmark_fps(size=128, n_frames=100) > 100  # target is >= 300 on one core
+
+
+def test_cli(tmp_path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    syn.add_synth_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "d"), "--identities", "1", "--size", "48", "--seconds", "0.2",
+                              "--procedural-voice", "--intensities", "1.0"])
+    assert syn.run_synth(args) == 0
+    assert (tmp_path / "d" / "index.json").exists()
