@@ -1,0 +1,221 @@
+"""Portrait loading: any readable image becomes an RGB ``uint8`` ``H x W x 3`` array, or a clear error.
+
+:func:`load_image` accepts a path, a numpy array or a PIL image and handles grayscale, palette and
+alpha images (composited onto white), 16-bit and floating-point images (scaled to 0..255), EXIF
+orientation, huge images (downscaled so the longest side is at most :data:`MAX_SIDE`, with JPEG
+decoded at reduced scale so memory stays bounded; absurd sizes are refused before decoding) and
+tiny images (refused below :data:`MIN_SIDE`). Every failure is an :class:`InputImageError` that
+names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine.errors import InputImageError
+
+#: Smallest accepted side of a portrait, in pixels.
+MIN_SIDE = 32
+#: Longest side of a loaded portrait; larger images are downscaled (area average) to this.
+MAX_SIDE = 4096
+#: Images with more pixels than this are refused before decoding (decompression-bomb guard).
+MAX_INPUT_PIXELS = 150_000_000
+#: Largest value of 8-bit and 16-bit samples.
+UINT8_MAX = 255
+UINT16_MAX = 65535
+#: 65535 / 255: divides a 16-bit sample into an 8-bit one.
+UINT16_TO_UINT8 = UINT16_MAX / UINT8_MAX
+#: Background the transparent parts of an image are composited onto (white).
+BACKGROUND_RGB = (255, 255, 255)
+#: Floating-point images whose maximum is at most this are taken to be in 0..1 (else 0..255).
+FLOAT_UNIT_RANGE_MAX = 1.0 + 1e-6
+
+ImageSource = str | os.PathLike | np.ndarray | Image.Image
+
+
+def load_image(source: ImageSource) -> np.ndarray:
+    """Load a portrait as an RGB ``uint8`` array of shape ``H x W x 3``.
+
+    ``source`` is a file path, a numpy array (``H x W``, ``H x W x 1/3/4``; uint8, uint16, other
+    integers, bool or float in 0..1 or 0..255) or a PIL image. Raises :class:`InputImageError` for
+    missing, unreadable, corrupt, absurdly large or too small images.
+    """
+    if isinstance(source, Image.Image):
+        name = getattr(source, "filename", "") or "<PIL image>"
+        image = _pil_to_rgb(_oriented(source, name), name)
+    elif isinstance(source, np.ndarray):
+        name = "<array>"
+        image = _array_to_rgb(source, name)
+    elif isinstance(source, (str, os.PathLike)):
+        name = str(source)
+        image = _load_path(Path(source))
+    else:
+        raise InputImageError(
+            f"cannot use a {type(source).__name__} as an image; give a file path, an array or a PIL image"
+        )
+    _check_min_size(image, name)
+    if max(image.shape[:2]) > MAX_SIDE:
+        image = _fit_longest_side(image, MAX_SIDE)
+        _check_min_size(image, name)
+    return np.ascontiguousarray(image)
+
+
+def center_crop_square(image: np.ndarray) -> np.ndarray:
+    """Crop the largest centred square out of an ``H x W (x C)`` image."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top = (height - side) // 2
+    left = (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize to ``size`` (an int for a square, or ``(width, height)``).
+
+    Uses area averaging when shrinking (no aliasing) and bicubic interpolation when enlarging.
+    """
+    width, height = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if width <= 0 or height <= 0:
+        raise InputImageError(f"cannot resize an image to {width}x{height} pixels")
+    src_height, src_width = image.shape[:2]
+    if (src_width, src_height) == (width, height):
+        return image.copy()
+    shrinking = width * height < src_width * src_height
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    out = cv2.resize(image, (width, height), interpolation=interpolation)
+    if image.ndim == 3 and out.ndim == 2:  # cv2 drops a single channel axis
+        out = out[:, :, None]
+    return out
+
+
+def _fit_longest_side(image: np.ndarray, longest: int) -> np.ndarray:
+    """Downscale so the longest side is ``longest`` pixels, keeping the aspect ratio."""
+    height, width = image.shape[:2]
+    scale = longest / max(height, width)
+    return resize(image, (max(1, round(width * scale)), max(1, round(height * scale))))
+
+
+def _check_min_size(image: np.ndarray, name: str) -> None:
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise InputImageError(
+            f"{name}: the image is {width}x{height} pixels; a portrait must be at least "
+            f"{MIN_SIDE}x{MIN_SIDE} pixels (minimum {MIN_SIDE} px on each side)"
+        )
+
+
+def _load_path(path: Path) -> np.ndarray:
+    """Open, guard, orient and convert an image file."""
+    if not path.exists():
+        raise InputImageError(f"image file not found: {path}")
+    if path.is_dir():
+        raise InputImageError(f"{path} is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise InputImageError(f"image file is empty: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_INPUT_PIXELS:
+                    raise InputImageError(
+                        f"{path}: the image is {width}x{height} pixels, too large to load safely "
+                        f"(limit {MAX_INPUT_PIXELS:,} pixels); downscale it first"
+                    )
+                if img.format == "JPEG" and max(width, height) > MAX_SIDE:
+                    # Decode at 1/2, 1/4 or 1/8 scale directly: memory stays bounded.
+                    img.draft("RGB", (MAX_SIDE, MAX_SIDE))
+                img.load()
+                return _pil_to_rgb(_oriented(img, str(path)), str(path))
+    except InputImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputImageError(f"{path}: the image is too large to load safely ({exc}); downscale it first") from exc
+    except UnidentifiedImageError as exc:
+        raise InputImageError(f"{path} is not a readable image file (unknown or unsupported format)") from exc
+    except PermissionError as exc:
+        raise InputImageError(f"cannot read image file {path}: permission denied") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputImageError(f"{path} is corrupt or truncated and cannot be decoded ({exc})") from exc
+
+
+def _oriented(img: Image.Image, name: str) -> Image.Image:
+    """Apply the EXIF orientation tag (a broken EXIF block is ignored)."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        return img
+
+
+def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
+    """Convert any PIL mode to RGB uint8 (alpha composited onto white, high bit depths scaled)."""
+    mode = img.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _array_to_rgb(np.asarray(img), name)
+    if mode == "P" and "transparency" in img.info or mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        return _composite_on_white(np.asarray(img, dtype=np.uint8))
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """Blend an ``H x W x 4`` uint8 image over the white background."""
+    alpha = rgba[:, :, 3:4].astype(np.float32) / UINT8_MAX
+    rgb = rgba[:, :, :3].astype(np.float32)
+    background = np.asarray(BACKGROUND_RGB, dtype=np.float32)
+    blended = rgb * alpha + background * (1.0 - alpha)
+    return np.clip(np.rint(blended), 0, UINT8_MAX).astype(np.uint8)
+
+
+def _to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """Scale any numeric array to uint8 0..255 (16-bit and float ranges detected)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * UINT8_MAX
+    if array.size == 0:
+        raise InputImageError(f"{name}: the image is empty")
+    if np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float32)
+        if not np.all(np.isfinite(values)):
+            raise InputImageError(f"{name}: the image contains NaN or infinite values")
+        if float(values.max()) <= FLOAT_UNIT_RANGE_MAX:
+            values = values * UINT8_MAX
+        return np.clip(np.rint(values), 0, UINT8_MAX).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low < 0:
+            raise InputImageError(f"{name}: the image has negative pixel values ({low})")
+        if array.dtype == np.uint16 or UINT8_MAX < high <= UINT16_MAX:
+            return np.rint(array.astype(np.float32) / UINT16_TO_UINT8).astype(np.uint8)
+        if high <= UINT8_MAX:
+            return array.astype(np.uint8)
+        raise InputImageError(f"{name}: pixel values up to {high} are outside the 8/16-bit range")
+    raise InputImageError(f"{name}: unsupported pixel type {array.dtype}")
+
+
+def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
+    """Convert a numpy image (gray, gray+alpha, RGB, RGBA; any numeric type) to RGB uint8."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise InputImageError(
+            f"{name}: an image array must be H x W or H x W x 1/2/3/4, got shape {tuple(array.shape)}"
+        )
+    pixels = _to_uint8(np.asarray(array), name)
+    channels = pixels.shape[2]
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if channels == 2:
+        gray, alpha = pixels[:, :, :1], pixels[:, :, 1:]
+        return _composite_on_white(np.concatenate([gray, gray, gray, alpha], axis=2))
+    if channels == 4:
+        return _composite_on_white(pixels)
+    return pixels.copy()

@@ -1,0 +1,546 @@
+"""Video output and input: MP4 (H.264 + AAC), PNG sequences (optionally RGBA) and GIF.
+
+Writers stream: each frame is encoded as it arrives, so memory stays flat however long the clip.
+Each writes through :mod:`engine.atomic` (a hidden temporary file or folder beside the target,
+renamed at the end), so an interrupted or failed export never leaves a half-written file::
+
+    with open_writer("out/clip.mp4", fps=25, audio=clip) as writer:
+        for image in frames:
+            writer.write(image)          # uint8 H x W x 3
+
+:func:`probe_video` reports what a file holds and :func:`read_frames` decodes it back to RGB arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import av
+import numpy as np
+from PIL import Image
+
+from engine.atomic import atomic_directory, atomic_path, check_writable_folder, output_error_from
+from engine.audio import AudioClip
+from engine.errors import MoEEError, OutputError
+
+#: Default H.264 constant rate factor (lower = better quality, bigger file; 18 ~ visually lossless).
+DEFAULT_CRF = 18
+#: x264 speed/size trade-off.
+DEFAULT_PRESET = "medium"
+#: Pixel format of the H.264 stream (the one every player decodes).
+MP4_PIXEL_FORMAT = "yuv420p"
+#: AAC bit rate (bits per second) of the muxed audio.
+AAC_BIT_RATE = 128_000
+#: Largest denominator used when turning a float frame rate (29.97) into a fraction.
+FPS_MAX_DENOMINATOR = 1001
+#: Name pattern of the files of a PNG sequence, and the audio file written beside them.
+PNG_FRAME_PATTERN = "frame_{:05d}.png"
+PNG_AUDIO_NAME = "audio.wav"
+#: zlib level of PNG frames (1 = fast; PNG is lossless at every level).
+PNG_COMPRESS_LEVEL = 3
+#: GIF palette size and loop count (0 = forever).
+GIF_COLOURS = 256
+GIF_LOOP_FOREVER = 0
+#: Suffixes of the single-file formats.
+MP4_SUFFIXES = frozenset({".mp4", ".m4v", ".mov"})
+GIF_SUFFIXES = frozenset({".gif"})
+#: Format names accepted by :func:`open_writer`.
+MP4_FORMATS = frozenset({"mp4", "m4v", "mov"})
+GIF_FORMATS = frozenset({"gif"})
+PNG_FORMATS = frozenset({"png", "pngs", "png-sequence", "png-alpha"})
+RGB_CHANNELS = 3
+RGBA_CHANNELS = 4
+OPAQUE = 255
+
+
+class FrameError(MoEEError):
+    """A frame handed to a writer has the wrong type, shape or size."""
+
+
+class VideoReadError(MoEEError):
+    """A video file cannot be opened or decoded."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` found in a file (audio fields are None/0 without an audio track)."""
+
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration: float
+    video_codec: str
+    audio_codec: str | None
+    audio_duration: float | None
+    audio_sample_rate: int | None
+
+
+def _fps_fraction(fps: float | Fraction) -> Fraction:
+    """A frame rate as an exact fraction (25 -> 25/1, 29.97 -> 30000/1001)."""
+    rate = Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
+    if rate <= 0:
+        raise OutputError(f"frame rate must be positive, got {fps}")
+    return rate
+
+
+def _check_frame(frame: np.ndarray, channels: tuple[int, ...], writer: str) -> np.ndarray:
+    """Validate a frame: uint8 ``H x W x C`` with C in ``channels``."""
+    if not isinstance(frame, np.ndarray):
+        raise FrameError(f"{writer}: a frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise FrameError(f"{writer}: a frame must be uint8 (0..255), got {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] not in channels or frame.shape[0] == 0 or frame.shape[1] == 0:
+        allowed = " or ".join(f"H x W x {c}" for c in channels)
+        raise FrameError(f"{writer}: a frame must be {allowed}, got shape {tuple(frame.shape)}")
+    return np.ascontiguousarray(frame)
+
+
+_W = TypeVar("_W", bound="_Writer")
+
+
+class _Writer:
+    """Shared context-manager and frame-size bookkeeping of the writers."""
+
+    channels: tuple[int, ...] = (RGB_CHANNELS,)
+
+    def __init__(self, path: str | os.PathLike[str], fps: float | Fraction) -> None:
+        self.path = Path(path)
+        self.fps = _fps_fraction(fps)
+        self.frames_written = 0
+        self._shape: tuple[int, ...] | None = None
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self: _W) -> _W:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc_type, exc, tb)
+
+    def open(self) -> None:
+        """Start writing (called by ``with``)."""
+        raise NotImplementedError
+
+    def write(self, frame: np.ndarray) -> None:
+        """Add one frame."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        raise NotImplementedError
+
+    def abort(self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None,
+              tb: TracebackType | None = None) -> None:
+        """Discard everything written so far; nothing appears at the destination."""
+        self._release()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            err = exc if exc is not None else OutputError(f"writing {self.path} was aborted")
+            with contextlib.suppress(BaseException):
+                stack.__exit__(type(err), err, tb)
+
+    def _release(self) -> None:
+        """Close encoder resources without finishing (subclasses)."""
+
+    def _validate(self, frame: np.ndarray) -> np.ndarray:
+        if self._stack is None:
+            raise OutputError(f"{self.path}: the writer is not open; use it in a 'with' block")
+        frame = _check_frame(frame, self.channels, type(self).__name__)
+        if self._shape is None:
+            self._shape = frame.shape
+        elif frame.shape != self._shape:
+            raise FrameError(
+                f"{type(self).__name__}: frame {self.frames_written} has shape {tuple(frame.shape)}, "
+                f"but the first frame had {self._shape}; all frames must have the same size"
+            )
+        return frame
+
+    def _finish(self) -> None:
+        """Leave the atomic context successfully (the rename happens here)."""
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            stack.close()
+
+
+class Mp4Writer(_Writer):
+    """Stream frames into an MP4 file: H.264 (yuv420p) video, optional AAC audio.
+
+    Odd frame sizes are padded by one edge pixel to even ones. The audio track is trimmed or padded
+    with silence to exactly the length of the video written, and interleaved with it as frames arrive.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
+                 crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET) -> None:
+        super().__init__(path, fps)
+        self.audio = audio
+        self.crf = int(crf)
+        self.preset = preset
+        self._container: av.container.OutputContainer | None = None
+        self._video: av.VideoStream | None = None
+        self._audio: av.AudioStream | None = None
+        self._audio_cursor = 0
+
+    def open(self) -> None:
+        """Create the temporary file beside the destination."""
+        stack = contextlib.ExitStack()
+        tmp = stack.enter_context(atomic_path(self.path))
+        self._stack = stack
+        try:
+            self._container = av.open(str(tmp), mode="w", format="mp4")
+        except (av.error.FFmpegError, OSError) as exc:
+            self.abort(type(exc), exc, None)
+            translated = output_error_from(exc, self.path) if isinstance(exc, OSError) else None
+            raise translated or OutputError(f"cannot create {self.path}: {exc}") from exc
+
+    def _start_streams(self, height: int, width: int) -> None:
+        assert self._container is not None
+        video = self._container.add_stream("libx264", rate=self.fps)
+        video.width, video.height = width + width % 2, height + height % 2
+        video.pix_fmt = MP4_PIXEL_FORMAT
+        video.time_base = 1 / self.fps
+        video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
+        self._video = video
+        if self.audio is not None:
+            audio = self._container.add_stream("aac", rate=int(self.audio.sample_rate))
+            audio.layout = "mono"
+            audio.bit_rate = AAC_BIT_RATE
+            audio.time_base = Fraction(1, int(self.audio.sample_rate))
+            self._audio = audio
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one ``H x W x 3`` uint8 RGB frame."""
+        frame = self._validate(frame)
+        if self._video is None:
+            self._start_streams(frame.shape[0], frame.shape[1])
+        assert self._video is not None and self._container is not None
+        if frame.shape[0] % 2 or frame.shape[1] % 2:
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = self.frames_written
+        self._mux(self._video.encode(video_frame))
+        self.frames_written += 1
+        self._write_audio_until(self.frames_written)
+
+    def _write_audio_until(self, frames: int) -> None:
+        """Encode the audio that plays during the first ``frames`` video frames (silence past its end)."""
+        if self._audio is None or self.audio is None:
+            return
+        rate = int(self.audio.sample_rate)
+        end = int(round(frames * rate / self.fps))
+        if end <= self._audio_cursor:
+            return
+        chunk = np.zeros(end - self._audio_cursor, dtype=np.float32)
+        source = np.asarray(self.audio.samples, dtype=np.float32)[self._audio_cursor : end]
+        chunk[: source.size] = source
+        audio_frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+        audio_frame.sample_rate = rate
+        audio_frame.pts = self._audio_cursor
+        audio_frame.time_base = Fraction(1, rate)
+        self._mux(self._audio.encode(audio_frame))
+        self._audio_cursor = end
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        assert self._container is not None
+        try:
+            self._container.mux(packets)
+        except OSError as exc:
+            raise (output_error_from(exc, self.path) or exc) from exc
+
+    def close(self) -> None:
+        """Flush the encoders, finish the MP4 and move it onto the destination."""
+        if self._stack is None:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
+        try:
+            assert self._video is not None and self._container is not None
+            self._mux(self._video.encode(None))
+            if self._audio is not None:
+                self._mux(self._audio.encode(None))
+            self._container.close()
+            self._container = None
+        except BaseException as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise
+        self._finish()
+
+    def _release(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            with contextlib.suppress(Exception):
+                container.close()
+
+
+class PngSequenceWriter(_Writer):
+    """Write ``frame_00000.png, ...`` into a folder that appears complete at the end (or not at all).
+
+    Frames may be RGB (``H x W x 3``) or RGBA (``H x W x 4``, for alpha export). When ``audio`` is
+    given it is saved beside the frames as ``audio.wav``. An existing folder is replaced as a whole.
+    """
+
+    channels = (RGB_CHANNELS, RGBA_CHANNELS)
+
+    def __init__(self, folder: str | os.PathLike[str], fps: float | Fraction = 25,
+                 audio: AudioClip | None = None, compress_level: int = PNG_COMPRESS_LEVEL) -> None:
+        super().__init__(folder, fps)
+        self.audio = audio
+        self.compress_level = compress_level
+        self._tmp: Path | None = None
+
+    def open(self) -> None:
+        """Create the temporary folder beside the destination."""
+        stack = contextlib.ExitStack()
+        self._tmp = stack.enter_context(atomic_directory(self.path))
+        self._stack = stack
+
+    def write(self, frame: np.ndarray) -> None:
+        """Save one RGB or RGBA uint8 frame as the next PNG."""
+        frame = self._validate(frame)
+        assert self._tmp is not None
+        target = self._tmp / PNG_FRAME_PATTERN.format(self.frames_written)
+        try:
+            Image.fromarray(frame).save(target, format="PNG", compress_level=self.compress_level)
+        except OSError as exc:
+            raise (output_error_from(exc, self.path) or exc) from exc
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Write the audio (if any) and move the folder into place."""
+        if self._stack is None:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
+        try:
+            if self.audio is not None:
+                import soundfile
+
+                assert self._tmp is not None
+                soundfile.write(str(self._tmp / PNG_AUDIO_NAME), np.asarray(self.audio.samples, np.float32),
+                                int(self.audio.sample_rate), subtype="PCM_16")
+        except BaseException as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise
+        self._finish()
+
+
+def _quantise(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median-cut an RGB frame to (palette indices ``H x W`` uint8, ARGB palette ``256 x 4`` uint8)."""
+    quantised = Image.fromarray(frame).quantize(GIF_COLOURS, method=Image.Quantize.MEDIANCUT)
+    rgb = np.frombuffer(bytes(quantised.getpalette() or []), np.uint8)
+    rgb = rgb[: GIF_COLOURS * RGB_CHANNELS].reshape(-1, RGB_CHANNELS)
+    palette = np.zeros((GIF_COLOURS, RGBA_CHANNELS), np.uint8)
+    palette[:, 0] = OPAQUE
+    palette[: len(rgb), 1:] = rgb
+    return np.asarray(quantised, dtype=np.uint8), palette
+
+
+class GifWriter(_Writer):
+    """Stream frames into a looping GIF (PyAV's GIF encoder).
+
+    Each frame gets its own 256-colour median-cut palette (written as a local GIF palette), so colour
+    changes over the clip (e.g. an emotion timeline) are kept.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float | Fraction = 25, loop: int = GIF_LOOP_FOREVER,
+                 audio: AudioClip | None = None) -> None:
+        super().__init__(path, fps)
+        self.loop = int(loop)
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.VideoStream | None = None
+
+    def open(self) -> None:
+        """Create the temporary file beside the destination."""
+        stack = contextlib.ExitStack()
+        tmp = stack.enter_context(atomic_path(self.path))
+        self._stack = stack
+        try:
+            self._container = av.open(str(tmp), mode="w", format="gif", options={"loop": str(self.loop)})
+        except (av.error.FFmpegError, OSError) as exc:
+            self.abort(type(exc), exc, None)
+            raise OutputError(f"cannot create {self.path}: {exc}") from exc
+
+    def write(self, frame: np.ndarray) -> None:
+        """Quantise one ``H x W x 3`` uint8 RGB frame to its own 256-colour palette and encode it."""
+        frame = self._validate(frame)
+        assert self._container is not None
+        if self._stream is None:
+            stream = self._container.add_stream("gif", rate=self.fps)
+            stream.width, stream.height = frame.shape[1], frame.shape[0]
+            stream.pix_fmt = "pal8"
+            stream.time_base = 1 / self.fps
+            self._stream = stream
+        indices, palette = _quantise(frame)
+        gif_frame = av.VideoFrame.from_ndarray((indices, palette), format="pal8")
+        gif_frame.pts = self.frames_written
+        self._mux(self._stream.encode(gif_frame))
+        self.frames_written += 1
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        assert self._container is not None
+        try:
+            self._container.mux(packets)
+        except OSError as exc:
+            raise (output_error_from(exc, self.path) or exc) from exc
+
+    def close(self) -> None:
+        """Flush the encoder and move the GIF into place."""
+        if self._stack is None:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
+        try:
+            assert self._stream is not None and self._container is not None
+            self._mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+        except BaseException as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise
+        self._finish()
+
+    def _release(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            with contextlib.suppress(Exception):
+                container.close()
+
+
+VideoWriter = Mp4Writer | PngSequenceWriter | GifWriter
+
+
+def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
+                format: str | None = None, *, fmt: str | None = None, alpha: bool = False,
+                **options: object) -> VideoWriter:
+    """Make the writer for a destination: ``.mp4``/``.m4v``/``.mov`` -> MP4, ``.gif`` -> GIF, a folder
+    (no suffix, or an existing folder) -> PNG sequence.
+
+    ``format`` (or its alias ``fmt``): "mp4", "gif", "png" or "png-alpha" overrides the guess.
+    ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. Extra keyword ``options``
+    go to the writer (e.g. ``crf``). Use the result in a ``with`` block.
+    """
+    path = Path(path_or_dir)
+    requested = format or fmt
+    kind = (requested or "").lower().lstrip(".")
+    if not kind:
+        suffix = path.suffix.lower()
+        if suffix in MP4_SUFFIXES:
+            kind = "mp4"
+        elif suffix in GIF_SUFFIXES:
+            kind = "gif"
+        elif path.is_dir() or not suffix:
+            kind = "png"
+        else:
+            raise OutputError(
+                f"cannot tell the video format of {path}: use a .mp4 or .gif file name, or a folder for PNG frames"
+            )
+    if kind not in MP4_FORMATS | GIF_FORMATS | PNG_FORMATS:
+        raise OutputError(f"unknown video format {requested!r}; choose mp4, gif or png")
+    if alpha and kind not in PNG_FORMATS:
+        raise OutputError(f"{kind} cannot store transparency; export a PNG sequence for alpha")
+    check_writable_folder(path.parent if str(path.parent) else Path("."))
+    if kind in MP4_FORMATS:
+        return Mp4Writer(path, fps, audio, **options)  # type: ignore[arg-type]
+    if kind in GIF_FORMATS:
+        return GifWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
+    return PngSequenceWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
+
+
+# ==================================================================================================
+# Reading
+# ==================================================================================================
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise VideoReadError(f"video file not found: {path}")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise VideoReadError(f"{path} is not a readable video file ({exc})") from exc
+
+
+def _stream_duration(stream: av.stream.Stream, container: av.container.InputContainer) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
+    """Describe a video file: size, frame rate, frame count, durations and codecs (via PyAV).
+
+    The frame count is read from the container when it is stored, else by counting packets.
+    """
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        if not container.streams.video:
+            raise VideoReadError(f"{path} has no video stream")
+        video = container.streams.video[0]
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        frames = int(video.frames or 0)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        audio_info = (
+            (audio.codec_context.name, _stream_duration(audio, container), int(audio.codec_context.sample_rate))
+            if audio is not None else (None, None, None)
+        )
+        duration = _stream_duration(video, container)
+        if frames == 0:
+            frames = sum(1 for packet in container.demux(video) if packet.size)
+        if duration is None and rate:
+            duration = frames / float(rate)
+        return VideoInfo(
+            width=int(video.codec_context.width),
+            height=int(video.codec_context.height),
+            fps=float(rate) if rate else 0.0,
+            frames=frames,
+            duration=float(duration or 0.0),
+            video_codec=video.codec_context.name,
+            audio_codec=audio_info[0],
+            audio_duration=audio_info[1],
+            audio_sample_rate=audio_info[2],
+        )
+    except av.error.FFmpegError as exc:
+        raise VideoReadError(f"{path} could not be read ({exc})") from exc
+    finally:
+        container.close()
+
+
+def read_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+    """Decode a video file (or a PNG-sequence folder) to ``H x W x 3`` uint8 RGB frames, one at a time."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.png"))
+        if not files:
+            raise VideoReadError(f"{path} holds no PNG frames")
+        for file in files:
+            with Image.open(file) as image:
+                yield np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return
+    container = _open_input(path)
+    try:
+        if not container.streams.video:
+            raise VideoReadError(f"{path} has no video stream")
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as exc:
+            raise VideoReadError(f"{path} could not be decoded ({exc})") from exc
+    finally:
+        container.close()

@@ -1,0 +1,120 @@
+"""Atomic file and folder writes: complete result or nothing, clear OutputError messages."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from engine import atomic
+from engine.atomic import atomic_directory, atomic_path, atomic_write_bytes, atomic_write_text
+from engine.errors import OutputError
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_write_bytes_creates_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "a.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    atomic_write_text(tmp_path / "b.txt", "héllo")
+    assert target.read_bytes() == b"two"
+    assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "héllo"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_path_keeps_suffix_and_hides_temp(tmp_path: Path) -> None:
+    target = tmp_path / "clip.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path
+        assert tmp.name.startswith(".clip.") and tmp.name.endswith(".tmp.mp4")
+        assert not target.exists()
+        tmp.write_bytes(b"data")
+    assert target.read_bytes() == b"data"
+    assert _leftovers(tmp_path) == []
+
+
+def test_exception_leaves_nothing_and_keeps_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("new")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_missing_folder_is_output_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        atomic_write_bytes(tmp_path / "nope" / "x.bin", b"x")
+
+
+def test_read_only_folder_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atomic.os, "access", lambda *_args, **_kw: False)
+    with pytest.raises(OutputError, match="folder is read-only"):
+        atomic_write_bytes(tmp_path / "x.bin", b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(IS_ROOT or os.name == "nt", reason="root ignores folder permissions")
+def test_read_only_folder_real(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="read-only"):
+            atomic_write_bytes(folder / "x.bin", b"x")
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only"), (errno.EACCES, "read-only")],
+)
+def test_os_errors_while_writing_become_output_error(tmp_path: Path, code: int, message: str) -> None:
+    with pytest.raises(OutputError, match=message), atomic_path(tmp_path / "big.bin") as tmp:
+        tmp.write_bytes(b"partial")
+        raise OSError(code, os.strerror(code))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_os_errors_propagate(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError), atomic_path(tmp_path / "x.bin"):
+        raise FileNotFoundError(errno.ENOENT, "gone")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_creates_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "frames"
+    with atomic_directory(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".frames.")
+        (tmp / "a.txt").write_text("1")
+    with atomic_directory(target) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_directory_exception_keeps_old(tmp_path: Path) -> None:
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(ValueError), atomic_directory(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        raise ValueError("boom")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_directory_refuses_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "frames").write_text("file")
+    with pytest.raises(OutputError, match="file with that name"), atomic_directory(tmp_path / "frames"):
+        pass

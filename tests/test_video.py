@@ -1,0 +1,189 @@
+"""Streaming, atomic video writers (MP4 / PNG sequence / GIF) and the probe/read helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import atomic
+from engine.audio import AudioClip, num_video_frames
+from engine.errors import OutputError
+from engine.video import (
+    FrameError,
+    GifWriter,
+    Mp4Writer,
+    PngSequenceWriter,
+    VideoReadError,
+    open_writer,
+    probe_video,
+    read_frames,
+)
+
+RATE = 16_000
+FPS = 25
+
+
+def _clip(seconds: float) -> AudioClip:
+    t = np.arange(int(round(RATE * seconds))) / RATE
+    return AudioClip((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), RATE, "tone")
+
+
+def _frame(i: int, height: int = 48, width: int = 64, channels: int = 3) -> np.ndarray:
+    frame = np.zeros((height, width, channels), np.uint8)
+    frame[..., 0] = (i * 20) % 256
+    frame[..., 1] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    if channels == 4:
+        frame[..., 3] = 128
+    return frame
+
+
+def _hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("seconds", [1.0, 1.37])
+def test_mp4_with_audio_round_trip(tmp_path: Path, seconds: float) -> None:
+    clip = _clip(seconds)
+    frames = num_video_frames(clip.duration, FPS)
+    path = tmp_path / "out.mp4"
+    with open_writer(path, FPS, clip) as writer:
+        assert isinstance(writer, Mp4Writer)
+        for i in range(frames):
+            writer.write(_frame(i))
+    info = probe_video(path)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height, info.fps, info.frames) == (64, 48, FPS, frames)
+    assert info.audio_sample_rate == RATE
+    assert abs(info.duration - frames / FPS) < 1.0 / FPS
+    assert abs(info.audio_duration - info.duration) < 1.0 / FPS
+    assert abs(info.audio_duration - clip.duration) < 1.0 / FPS
+    decoded = list(read_frames(path))
+    assert len(decoded) == frames and decoded[0].shape == (48, 64, 3)
+    assert abs(int(decoded[5][20, 32, 0]) - 100) <= 6  # lossy, but close
+    assert _hidden(tmp_path) == []
+
+
+def test_mp4_audio_trimmed_to_fewer_frames_and_odd_size(tmp_path: Path) -> None:
+    path = tmp_path / "short.mp4"
+    with Mp4Writer(path, FPS, _clip(2.0), crf=30) as writer:
+        for i in range(10):
+            writer.write(_frame(i, 33, 45))
+    info = probe_video(path)
+    assert (info.width, info.height) == (46, 34)  # padded to even
+    assert info.frames == 10
+    assert abs(info.audio_duration - 10 / FPS) < 1.0 / FPS
+
+
+def test_mp4_without_audio(tmp_path: Path) -> None:
+    with Mp4Writer(tmp_path / "silent.mp4", 30) as writer:
+        for i in range(6):
+            writer.write(_frame(i))
+    info = probe_video(tmp_path / "silent.mp4")
+    assert info.audio_codec is None and info.frames == 6 and info.fps == 30
+
+
+def test_exception_mid_write_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "broken.mp4"
+    with pytest.raises(RuntimeError), Mp4Writer(path, FPS, _clip(1.0)) as writer:
+        for i in range(5):
+            writer.write(_frame(i))
+        raise RuntimeError("render crashed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_survives_failed_export(tmp_path: Path) -> None:
+    path = tmp_path / "keep.mp4"
+    path.write_bytes(b"previous export")
+    with pytest.raises(FrameError, match="same size"), Mp4Writer(path, FPS) as writer:
+        writer.write(_frame(0))
+        writer.write(_frame(1, 32, 32))
+    assert path.read_bytes() == b"previous export"
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((32, 32, 3), np.float32), "uint8"),
+        (np.zeros((32, 32), np.uint8), "H x W x 3"),
+        (np.zeros((32, 32, 4), np.uint8), "H x W x 3"),
+        ([[0]], "numpy array"),
+    ],
+)
+def test_invalid_frames(tmp_path: Path, frame: object, message: str) -> None:
+    with pytest.raises(FrameError, match=message), Mp4Writer(tmp_path / "x.mp4", FPS) as writer:
+        writer.write(frame)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_frames_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="no frames"), Mp4Writer(tmp_path / "x.mp4", FPS):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atomic.os, "access", lambda *_args, **_kw: False)
+    for target in ("a.mp4", "a.gif", "frames"):
+        with pytest.raises(OutputError, match="read-only"), open_writer(tmp_path / target, FPS) as writer:
+            writer.write(_frame(0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="does not exist"):
+        open_writer(tmp_path / "nope" / "a.mp4", FPS)
+
+
+def test_png_sequence_rgba_and_audio(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    with open_writer(folder, FPS, _clip(0.5)) as writer:
+        assert isinstance(writer, PngSequenceWriter)
+        assert not folder.exists()
+        for i in range(4):
+            writer.write(_frame(i, channels=4))
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["audio.wav", "frame_00000.png", "frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    with Image.open(folder / "frame_00002.png") as image:
+        assert image.mode == "RGBA"
+        assert np.asarray(image)[0, 0, 3] == 128
+    assert len(list(read_frames(folder))) == 4
+    with PngSequenceWriter(folder, FPS) as writer:  # replaces the old sequence as a whole
+        writer.write(_frame(0))
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_00000.png"]
+    assert _hidden(tmp_path) == []
+
+
+def test_gif(tmp_path: Path) -> None:
+    path = tmp_path / "loop.gif"
+    with open_writer(path, 10) as writer:
+        assert isinstance(writer, GifWriter)
+        for i in range(6):
+            writer.write(_frame(i))
+    info = probe_video(path)
+    assert info.video_codec == "gif" and info.frames == 6 and (info.width, info.height) == (64, 48)
+    with Image.open(path) as image:
+        assert image.n_frames == 6
+        assert image.info.get("loop") == 0
+        assert image.info.get("duration") == 100
+    decoded = list(read_frames(path))
+    assert abs(int(decoded[3][10, 10, 0]) - 60) <= 12
+
+
+def test_format_choice_and_errors(tmp_path: Path) -> None:
+    assert isinstance(open_writer(tmp_path / "x.bin", FPS, format="mp4"), Mp4Writer)
+    with pytest.raises(OutputError, match="cannot tell"):
+        open_writer(tmp_path / "x.avi", FPS)
+    with pytest.raises(OutputError, match="unknown video format"):
+        open_writer(tmp_path / "x.mp4", FPS, format="webm")
+    assert isinstance(open_writer(tmp_path / "seq", FPS, fmt="png-alpha", alpha=True), PngSequenceWriter)
+    with pytest.raises(OutputError, match="transparency"):
+        open_writer(tmp_path / "x.mp4", FPS, alpha=True)
+    with pytest.raises(VideoReadError, match="not found"):
+        probe_video(tmp_path / "missing.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
+    with pytest.raises(VideoReadError, match="junk.mp4"):
+        probe_video(tmp_path / "junk.mp4")
