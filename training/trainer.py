@@ -1,0 +1,606 @@
+"""MoEE training: stages ``vae``, ``stage1``, ``stage2`` and ``expert`` (CVPR 2025, Sec. 3.4).
+
+``moee train STAGE --data DIR --out DIR`` / ``python -m training.trainer STAGE ...``
+
+* ``vae`` (demo / tiny configs): the small AutoencoderKL on the dataset's frames,
+  ``L1 + ||V(x_rec) - V(x)||^2 + 1e-6 * KL`` (see :mod:`training.losses`).
+* ``stage1``: ReferenceNet + denoising U-Net (spatial, cross attention), reference context, audio
+  encoder, audio attention and temporal attention, on the whole data set. The Emotion MoE is
+  present but switched off (``g = 0``: no expert runs), so stage 1 learns the talking head itself.
+* ``stage2``: everything frozen except the Emotion MoE modules (``extras[i].moe``) and
+  Emotion-to-Latents. The global gate ``g`` is **overridden by the clip's soft label** (as the
+  studio's sliders replace ``g``), so slider ``i`` at 1 means "expert i at full strength" and all
+  zero means neutral. The model's own ``G_global`` is trained beside it with an auxiliary
+  cross-entropy ``GATE_AUX_WEIGHT * CE(label, softmax(G_global(Pool(X))))`` so that it predicts the
+  emotion when no slider is given. Masked noisy sampling (``training.datasets.ClipSampler``'s
+  noisy labels + the mouth-masked loss of :mod:`training.losses`) is on unless
+  ``--no-noisy-sampling``.
+* ``expert``: ``model.add_emotion(NAME)``; only the new expert slot of every MoE layer, its rows
+  of both gates and its column of the label encoder learn (gradients of the other rows are zeroed
+  by hooks, Adam without weight decay leaves them bit-identical). Saved with
+  :func:`engine.checkpoint.save_expert_pack` to ``OUT/NAME.moeexpert.safetensors``.
+
+Loss (diffusion stages): ``L = L_latent + L_spatial`` with ``L_latent = ||eps - eps_theta||^2`` and
+``L_spatial = w(t) (||I_p - I_gt||_1 + ||V(I_p) - V(I_gt)||^2)``, ``w(t) = cos(t pi / 2T)``; to keep
+CPU training affordable ``I_p`` is decoded for ``--spatial-frames`` frames per clip (default 1).
+
+Noise: DDPM (``diffusers.DDPMScheduler.add_noise``) with the model's ``SchedulerConfig``. Training
+runs through ``accelerate`` (mixed precision, multi-GPU); on a CPU it just works.
+
+Resume is exact: the checkpoint (``OUT/checkpoint/``) holds the model (safetensors), the optimiser
+tensors (safetensors), its scalars, the step, and every RNG state (JSON + safetensors; never
+pickle). The data position is a pure function of the step (seeded per-epoch permutations), so a run
+stopped and resumed ends with the same weights as an unbroken one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from engine.checkpoint import load_model, save_expert_pack, save_model
+from engine.config import get_config
+from engine.errors import MoEEError
+from engine.model import MoEEModel
+from engine.moee import BatchGates, EmotionMoE
+from training import losses
+from training.perceptual import FixedPerceptualNet
+
+STAGES = ("vae", "stage1", "stage2", "expert")
+ABLATIONS = ("none", "no-moe", "no-global-gate")
+DEFAULT_LR = {"vae": 2e-4, "stage1": 2e-4, "stage2": 3e-4, "expert": 5e-4}
+WARMUP_FRACTION = 0.05
+MAX_WARMUP_STEPS = 100
+FINAL_LR_FRACTION = 0.1
+GRAD_CLIP_NORM = 1.0
+GATE_AUX_WEIGHT = 0.1
+DEFAULT_P_NOISY = 0.1
+CHECKPOINT_DIR = "checkpoint"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+STATE_FILE = "trainer_state.json"
+TRAINER_STATE_VERSION = 1
+#: Frames of a clip the VAE stage reconstructs per sample.
+VAE_FRAMES = 2
+
+
+class TrainingError(MoEEError):
+    """A training run cannot start or continue (bad data, bad checkpoint, wrong stage/config)."""
+
+
+# ============================================================================ data
+def _open_dataset(path: str | Path, custom_name: str | None = None):  # noqa: ANN202
+    """Open a data folder with :func:`training.datasets.open_dataset`.
+
+    Thin adapter (``training.datasets`` has no custom emotions): for the ``expert`` stage a
+    ``labels.csv`` whose ``emotion`` column names the custom emotion is read here; those rows become
+    the positives (``extra["custom"] = 1``), other rows keep their basic label.
+    """
+    from training import datasets
+
+    root = Path(path)
+    if custom_name and (root / "labels.csv").exists():
+        import csv
+
+        with open(root / "labels.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        key = next((c for c in (rows[0] if rows else {}) if c.strip().lower() == "emotion"), None)
+        if key and any(r[key].strip().lower() == custom_name.lower() for r in rows):
+            file_key = next(c for c in rows[0] if c.strip().lower() == "file")
+            clips = []
+            for r in rows:
+                custom = r[key].strip().lower() == custom_name.lower()
+                emotion = datasets.neutral_weights() if custom else datasets.weights_for(r[key])
+                rel = r[file_key].strip()
+                clips.append(datasets.Clip(source=str(root / rel), identity=Path(rel).stem, emotion=emotion,
+                                           audio_path=str(root / rel), label=r[key], layout=datasets.LABELS_CSV,
+                                           extra={"custom": 1.0 if custom else 0.0}))
+            return datasets.ClipDataset(clips, datasets.LABELS_CSV, root)
+    try:
+        return datasets.open_dataset(root)
+    except MoEEError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - unreadable folder: one clear error
+        raise TrainingError(f"cannot read the data set {root}: {exc}") from exc
+
+
+class StepSampler:
+    """Deterministic data order: item ``k`` of the run -> (epoch, permuted clip index).
+
+    Position is a pure function of the global sample counter, so resuming needs only the step.
+    """
+
+    def __init__(self, sampler: Any, seed: int) -> None:
+        self.sampler = sampler
+        self.seed = seed
+        self.n = len(sampler.clips)
+        self._perm_epoch = -1
+        self._perm = np.arange(self.n)
+
+    def item(self, k: int) -> dict[str, Any]:
+        epoch, pos = divmod(k, self.n)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, 104729, epoch]).permutation(self.n)
+            self._perm_epoch = epoch
+            self.sampler.set_epoch(epoch)
+        return self.sampler[int(self._perm[pos])]
+
+    def batch(self, step: int, batch_size: int) -> dict[str, Any]:
+        items = [self.item(step * batch_size + b) for b in range(batch_size)]
+        out: dict[str, Any] = {}
+        for key in ("reference", "frames", "audio", "emotion", "mouth_mask"):
+            out[key] = torch.stack([it[key] for it in items])
+        out["custom"] = torch.tensor([float(self._custom(it)) for it in items])
+        return out
+
+    def _custom(self, item: dict[str, Any]) -> bool:
+        for clip in self.sampler.clips:
+            if clip.source == item["source"]:
+                return bool(clip.extra.get("custom", 0.0))
+        return False
+
+
+# ============================================================================ parameters per stage
+def stage1_modules(model: MoEEModel) -> list[nn.Module]:
+    """What stage 1 trains: U-Net, ReferenceNet, reference context, audio encoder, audio + temporal attention."""
+    d = model.denoiser
+    mods: list[nn.Module] = [d.unet, d.reference_net, d.reference_context, d.audio_encoder]
+    for extras in d.extras:
+        mods += [extras.audio_attn, extras.temporal]
+    return mods
+
+
+def stage2_modules(model: MoEEModel) -> list[nn.Module]:
+    """What stage 2 trains: the Emotion MoE of every block + Emotion-to-Latents."""
+    return [extras.moe for extras in model.denoiser.extras] + [model.denoiser.emotion_latents]
+
+
+def set_trainable(model: MoEEModel, stage: str) -> list[nn.Parameter]:
+    """Freeze everything, then unfreeze the parameters ``stage`` trains; returns them (stable order)."""
+    model.requires_grad_(False)
+    if stage == "vae":
+        mods: list[nn.Module] = [model.vae]
+    elif stage == "stage1":
+        mods = stage1_modules(model)
+    elif stage == "stage2":
+        mods = stage2_modules(model)
+    elif stage == "expert":
+        return _expert_parameters(model, model.num_emotions - 1)
+    else:
+        raise TrainingError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    for m in mods:
+        m.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _row_mask_hook(index: int, dim: int):  # noqa: ANN202
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(grad)
+        if dim == 0:
+            mask[index] = 1
+        else:
+            mask[:, index] = 1
+        return grad * mask
+
+    return hook
+
+
+def _expert_parameters(model: MoEEModel, index: int) -> list[nn.Parameter]:
+    """The new slot: its expert in every layer, its gate rows, its label column (others' grads masked)."""
+    params: list[nn.Parameter] = []
+    for layer in model.denoiser.moe_layers:
+        layer.experts[index].requires_grad_(True)
+        params += list(layer.experts[index].parameters())
+        for gate in (layer.gate_local, layer.gate_global):
+            for p in (gate.weight, gate.bias):
+                p.requires_grad_(True)
+                p.register_hook(_row_mask_hook(index, 0))
+                params.append(p)
+    column = model.denoiser.emotion_latents.label.inp.weight
+    column.requires_grad_(True)
+    column.register_hook(_row_mask_hook(index, 1))
+    params.append(column)
+    return params
+
+
+# ============================================================================ gates
+def training_gates(label: torch.Tensor, stage: str, ablation: str, frames: int) -> BatchGates:
+    """The gate override used in training (and by the evaluator for the same model).
+
+    * stage 1: ``g = 0`` (no expert runs);
+    * stage 2 / expert: ``g = label`` (the slider semantics of the studio);
+    * ablation ``no-moe``: one shared expert, ``g_0 = max(label)`` (the emotion only via its tokens);
+    * ablation ``no-global-gate``: ``g_i = 1/E`` for every expert (no global soft assignment).
+    """
+    g = gates_for_label(label, ablation) if stage != "stage1" else torch.zeros_like(label)
+    return BatchGates(global_weights=g.repeat_interleave(frames, dim=0))
+
+
+def gates_for_label(label: torch.Tensor, ablation: str = "none") -> torch.Tensor:
+    """Map slider / label weights ``(B, E)`` to the ``g`` the model was trained with (see above)."""
+    if ablation == "no-moe":
+        g = torch.zeros_like(label)
+        g[:, 0] = label.max(dim=1).values
+        return g
+    if ablation == "no-global-gate":
+        return torch.full_like(label, 1.0 / label.shape[1])
+    return label
+
+
+# ============================================================================ objective
+@dataclass
+class StageSpec:
+    stage: str
+    ablation: str
+    spatial_frames: int
+    spatial_weight: float
+    mouth_mask: str
+    num_train_timesteps: int
+
+
+class Objective(nn.Module):
+    """One training step's loss as a module, so ``accelerate`` can wrap it for multi-GPU (DDP)."""
+
+    def __init__(self, model: MoEEModel, spec: StageSpec) -> None:
+        super().__init__()
+        from diffusers import DDPMScheduler
+
+        self.model = model
+        self.spec = spec
+        self.perceptual = FixedPerceptualNet()
+        self.noise_scheduler = DDPMScheduler(**vars(model.cfg.scheduler))
+        self._moe_inputs: list[tuple[EmotionMoE, torch.Tensor]] = []
+        if spec.stage in ("stage2", "expert"):
+            for layer in model.denoiser.moe_layers:
+                layer.register_forward_hook(self._capture)
+
+    def _capture(self, module: nn.Module, args: tuple, _out: torch.Tensor) -> None:
+        if self.training and isinstance(module, EmotionMoE):
+            self._moe_inputs.append((module, args[0]))
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        if self.spec.stage == "vae":
+            return self._vae_step(batch, generator)
+        return self._diffusion_step(batch, generator)
+
+    def _vae_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        frames = batch["frames"][:, :VAE_FRAMES].flatten(0, 1)
+        posterior = self.model.vae.encode(frames).latent_dist
+        eps = torch.randn(posterior.mean.shape, generator=generator, device="cpu").to(frames.device, frames.dtype)
+        z = posterior.mean + posterior.std * eps
+        recon = self.model.vae.decode(z).sample
+        parts = losses.vae_loss(recon, frames, posterior.kl(), self.perceptual)
+        return {"loss": parts.total, "loss_latent": parts.kl.detach(), "loss_spatial": (parts.l1 + parts.perceptual).detach()}
+
+    def _diffusion_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        model, spec = self.model, self.spec
+        d = model.denoiser
+        frames, reference = batch["frames"], batch["reference"]
+        b, f = frames.shape[:2]
+        with torch.no_grad():
+            latents = model.encode_images(frames.flatten(0, 1)).reshape(b, f, *d_latent_shape(model))
+            ref_latent = model.encode_images(reference)
+        label = _label_matrix(batch, model.num_emotions, spec.stage)
+        noise = torch.randn(latents.shape, generator=generator, device="cpu").to(latents.device, latents.dtype)
+        t = torch.randint(0, spec.num_train_timesteps, (b,), generator=generator, device="cpu").to(latents.device)
+        t_frames = t.repeat_interleave(f)
+        noisy = self.noise_scheduler.add_noise(latents.flatten(0, 1), noise.flatten(0, 1), t_frames).reshape(latents.shape)
+        self._moe_inputs = []
+        reference_features = d.compute_reference(ref_latent)
+        audio_tokens = d.encode_audio(batch["audio"])
+        emotion_tokens = d.emotion_latents(label=label)
+        gates = training_gates(label, spec.stage, spec.ablation, f)
+        eps = d(noisy, t, reference_features, audio_tokens, emotion_tokens, gates)
+        masked = spec.stage in ("stage2", "expert") and spec.mouth_mask == losses.MOUTH_MASK_LOSS
+        mouth = batch["mouth_mask"].flatten(0, 1)  # (B*F, 1, H, W)
+        keep_latent = losses.latent_keep_mask(mouth, latents.shape[-2:]).reshape(b, f, 1, *latents.shape[-2:]) \
+            if masked else None
+        loss_latent = losses.latent_loss(eps, noise, keep_latent)
+        loss_spatial = torch.zeros((), device=latents.device)
+        if spec.spatial_weight > 0 and spec.spatial_frames > 0:
+            k = min(spec.spatial_frames, f)
+            pick = torch.randint(0, f - k + 1, (b,), generator=generator).tolist()
+            idx_b = torch.arange(b).repeat_interleave(k)
+            idx_f = torch.tensor([p + j for p in pick for j in range(k)])
+            x0 = losses.predict_x0(noisy[idx_b, idx_f], eps[idx_b, idx_f], t[idx_b],
+                                   self.noise_scheduler.alphas_cumprod)
+            pred_images = model.vae.decode(x0 / model.cfg.vae_scaling_factor).sample
+            keep_img = (1.0 - batch["mouth_mask"][idx_b, idx_f]) if masked else None
+            loss_spatial = losses.spatial_loss(pred_images, frames[idx_b, idx_f], t[idx_b],
+                                               spec.num_train_timesteps, self.perceptual, keep_img)
+        loss = loss_latent + spec.spatial_weight * loss_spatial
+        if spec.stage == "stage2" and spec.ablation == "none" and self._moe_inputs:
+            loss = loss + GATE_AUX_WEIGHT * self._gate_aux(label, f)
+        self._moe_inputs = []
+        return {"loss": loss, "loss_latent": loss_latent.detach(), "loss_spatial": loss_spatial.detach()}
+
+    def _gate_aux(self, label: torch.Tensor, frames: int) -> torch.Tensor:
+        """``CE(label, softmax(G_global(Pool(X))))`` over the MoE layers, for samples with an emotion."""
+        target = label.repeat_interleave(frames, dim=0)
+        has = target.sum(dim=1) > 0
+        if not bool(has.any()):
+            return torch.zeros((), device=label.device)
+        target = target[has] / target[has].sum(dim=1, keepdim=True)
+        total = torch.zeros((), device=label.device)
+        for layer, x in self._moe_inputs:
+            logits = layer.gate_global(layer.norm(x[has]).mean(dim=1))
+            total = total - (target * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+        return total / max(1, len(self._moe_inputs))
+
+
+def d_latent_shape(model: MoEEModel) -> tuple[int, int, int]:
+    return model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size
+
+
+def _label_matrix(batch: dict[str, torch.Tensor], num_emotions: int, stage: str) -> torch.Tensor:
+    """The soft label ``(B, E)``: the six basic weights, plus the custom column in the expert stage."""
+    basic = batch["emotion"].float()
+    label = torch.zeros(basic.shape[0], num_emotions, device=basic.device)
+    label[:, : basic.shape[1]] = basic
+    if stage == "expert":
+        label[:, -1] = batch["custom"].to(basic.device)
+    return label
+
+
+# ============================================================================ LR + checkpoints
+def lr_at(step: int, total: int, base_lr: float) -> float:
+    """Linear warm-up then cosine decay to ``FINAL_LR_FRACTION * base_lr`` (a pure function of the step)."""
+    warmup = max(1, min(MAX_WARMUP_STEPS, int(total * WARMUP_FRACTION)))
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base_lr * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {"param_groups": state["param_groups"], "scalars": {}}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars["scalars"][f"{idx}.{key}"] = value
+    return tensors, scalars
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = value
+    for name, value in scalars["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    groups = scalars["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_checkpoint(out: Path, model: MoEEModel, optimizer: torch.optim.Optimizer, step: int,
+                    generator: torch.Generator, meta: dict[str, Any]) -> Path:
+    """Write ``OUT/checkpoint`` atomically (built in a temporary folder, then swapped in)."""
+    final = out / CHECKPOINT_DIR
+    tmp = out / f".{CHECKPOINT_DIR}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_model(model, tmp / "model", dtype=torch.float32, notes={"trained": False, "checkpoint_step": step})
+    tensors, scalars = _optimizer_tensors(optimizer)
+    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    save_file({"torch_cpu": torch.get_rng_state(), "noise": generator.get_state()}, str(tmp / RNG_FILE))
+    state = {"version": TRAINER_STATE_VERSION, "step": step, "optimizer": scalars, **meta}
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+    old = out / f".{CHECKPOINT_DIR}.old-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+# ============================================================================ the run
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``moee train`` / ``python -m training.trainer``."""
+    parser.add_argument("stage", choices=STAGES, help="training stage")
+    parser.add_argument("--data", required=True, help="data set folder (any layout training.datasets reads)")
+    parser.add_argument("--out", required=True, help="output folder (model folder + checkpoint/)")
+    parser.add_argument("--config", default="demo", choices=("demo", "tiny", "sd15"), help="model size (new models)")
+    parser.add_argument("--init", default=None, help="model folder to start from (stage1/stage2; expert: --model)")
+    parser.add_argument("--model", default=None, help="base model folder for the expert stage (default: bundled)")
+    parser.add_argument("--name", default=None, help="expert stage: the new emotion's name")
+    parser.add_argument("--colour", default=None, help="expert stage: the new emotion's colour (#rrggbb)")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=4, help="frames per training clip (temporal window)")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
+    parser.add_argument("--log", default=None, help="JSON-lines log (step, loss, loss_latent, loss_spatial, lr, samples_per_s)")
+    parser.add_argument("--log-every", type=int, default=1)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--stop-after", type=int, default=None, help="save a checkpoint and stop after this step")
+    parser.add_argument("--no-noisy-sampling", action="store_true", help="ablation: no noisy labels, no mouth mask")
+    parser.add_argument("--mouth-mask", default=losses.MOUTH_MASK_LOSS, choices=losses.MOUTH_MASK_MODES)
+    parser.add_argument("--p-noisy", type=float, default=DEFAULT_P_NOISY)
+    parser.add_argument("--ablation", default="none", choices=ABLATIONS)
+    parser.add_argument("--spatial-frames", type=int, default=1, help="decoded frames per clip for L_spatial")
+    parser.add_argument("--spatial-weight", type=float, default=1.0)
+    parser.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"), help="dtype of the saved model")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _build_model(args: argparse.Namespace) -> MoEEModel:
+    if args.stage == "expert":
+        from engine.pipeline import DEFAULT_MODEL_DIR
+
+        model = load_model(args.model or args.init or DEFAULT_MODEL_DIR)
+        if not args.name:
+            raise TrainingError("the expert stage needs --name (the new emotion's name)")
+        model.add_emotion(args.name, args.colour)
+        return model
+    if args.init:
+        return load_model(args.init)
+    if args.stage != "vae":
+        print(f"warning: {args.stage} starts from a random model (no --init)", file=sys.stderr)
+    torch.manual_seed(args.seed)
+    return MoEEModel(get_config(args.config))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run one training stage; returns the exit code (0 on success)."""
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from training.datasets import ClipSampler
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.no_noisy_sampling:
+        args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
+    model = _build_model(args).float().train()
+    if args.stage == "vae" and model.cfg.name == "sd15":
+        raise TrainingError("the vae stage is for the demo/tiny configs; sd15 uses Stable Diffusion's VAE")
+    params = set_trainable(model, args.stage)
+    if args.gradient_checkpointing:
+        model.denoiser.unet.enable_gradient_checkpointing()
+        model.denoiser.reference_net.enable_gradient_checkpointing()
+    dataset = _open_dataset(args.data, args.name if args.stage == "expert" else None)
+    p_noisy = args.p_noisy if args.stage in ("stage2", "expert") else 0.0
+    split = None if args.stage == "expert" else "train"
+    clip_sampler = ClipSampler(dataset, num_frames=args.frames, p_noisy=p_noisy, seed=args.seed, split=split,
+                               size=model.cfg.image_size, audio_config=model.cfg.audio)
+    data = StepSampler(clip_sampler, args.seed)
+    base_lr = args.lr or DEFAULT_LR[args.stage]
+    optimizer = raw_optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
+    spec = StageSpec(args.stage, args.ablation, args.spatial_frames, args.spatial_weight, args.mouth_mask,
+                     model.cfg.scheduler.num_train_timesteps)
+    objective = Objective(model, spec)
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    generator = torch.Generator().manual_seed(args.seed)
+    start = 0
+    ckpt = out / CHECKPOINT_DIR
+    if args.resume:
+        if not (ckpt / STATE_FILE).exists():
+            raise TrainingError(f"--resume: no checkpoint in {ckpt}")
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        if state.get("stage") != args.stage:
+            raise TrainingError(f"--resume: the checkpoint is of stage {state.get('stage')}, not {args.stage}")
+        saved = load_model(ckpt / "model")
+        model.load_state_dict(saved.state_dict())
+        model.train()
+        _load_optimizer(raw_optimizer, load_file(str(ckpt / OPTIMIZER_FILE)), state["optimizer"])
+        rng = load_file(str(ckpt / RNG_FILE))
+        torch.set_rng_state(rng["torch_cpu"])
+        generator.set_state(rng["noise"])
+        start = int(state["step"])
+    log = None
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        log = open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
+    meta = {"stage": args.stage, "seed": args.seed, "steps": args.steps, "batch": args.batch,
+            "ablation": args.ablation, "command": " ".join(sys.argv)}
+    end = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
+    bar = tqdm(total=args.steps, initial=start, desc=args.stage, disable=args.no_progress, dynamic_ncols=True)
+    step = start
+    window_start = time.perf_counter()
+    try:
+        while step < end:
+            lr = lr_at(step, args.steps, base_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = {k: v.to(accelerator.device) for k, v in data.batch(step, args.batch).items()}
+            with accelerator.autocast():
+                parts = objective(batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(parts["loss"])
+            accelerator.clip_grad_norm_(params, GRAD_CLIP_NORM)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            if log and (step % args.log_every == 0 or step == end):
+                elapsed = time.perf_counter() - window_start
+                record = {"step": step, "loss": float(parts["loss"].detach()), "loss_latent": float(parts["loss_latent"]),
+                          "loss_spatial": float(parts["loss_spatial"]), "lr": lr,
+                          "samples_per_s": args.batch * args.log_every / max(elapsed, 1e-9)}
+                log.write(json.dumps(record) + "\n")
+                window_start = time.perf_counter()
+            bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}")
+            if step % args.save_every == 0 or step == end:
+                if accelerator.is_main_process:
+                    save_checkpoint(out, model, raw_optimizer, step, generator, meta)
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    if step < args.steps:
+        print(f"stopped after step {step}; continue with --resume")
+        return 0
+    if accelerator.is_main_process:
+        _write_outputs(args, model, out, meta)
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, model: MoEEModel, out: Path, meta: dict[str, Any]) -> None:
+    model.eval()
+    if args.stage == "expert":
+        path = out / f"{args.name}.moeexpert.safetensors"
+        save_expert_pack(model, args.name, path, extra={"steps": str(args.steps), "seed": str(args.seed)})
+        print(f"wrote {path}")
+        return
+    dtype = torch.float16 if args.dtype == "fp16" else torch.float32
+    notes = {"trained": args.stage == "stage2", "stage": args.stage, "ablation": args.ablation,
+             "noisy_sampling": not args.no_noisy_sampling, "training": meta}
+    save_model(model, out, dtype=dtype, notes=notes)
+    print(f"wrote {out}")
+
+
+def package_model(src: str | Path, dst: str | Path, notes: dict[str, Any], dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a trained model folder to ``dst`` as fp16 safetensors with ``notes`` merged in."""
+    model = load_model(src)
+    merged = {**getattr(model, "notes", {}), **notes}
+    return save_model(model, dst, dtype=dtype, notes=merged)
+
+
+def trainable_names(model: MoEEModel, params: Iterable[nn.Parameter]) -> list[str]:
+    ids = {id(p) for p in params}
+    return [n for n, p in model.named_parameters() if id(p) in ids]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.trainer", description="Train MoEE stages.")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_train(args)
+    except MoEEError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
