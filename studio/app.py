@@ -1,0 +1,110 @@
+"""``moee-studio [PROJECT] [--model DIR] [--portrait IMG] [--audio WAV] [--screenshot OUT.png]``.
+
+``--screenshot`` renders the window offscreen once the first preview frame is shown, saves it as a
+PNG and exits (set ``QT_QPA_PLATFORM=offscreen`` on a machine without a display).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="moee-studio", description="MoEE Studio: mix emotions on a talking portrait")
+    parser.add_argument("project", nargs="?", help="a .moee project file to open")
+    parser.add_argument("--model", default=None,
+                        help="model folder (default: the bundled demo model; 'tiny' = untrained tiny model)")
+    parser.add_argument("--portrait", default=None, help="portrait image to start with")
+    parser.add_argument("--audio", default=None, help="speech audio to start with")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto (default cpu)")
+    parser.add_argument("--screenshot", metavar="OUT.png", default=None,
+                        help="save a screenshot after the first preview frame, then exit")
+    parser.add_argument("--mix", default=None, help="initial mix for screenshots, e.g. 'happiness=0.6,surprise=0.4'")
+    parser.add_argument("--timeout", type=float, default=180.0, help="screenshot mode: give up after this many seconds")
+    return parser.parse_args(argv)
+
+
+def _demo_inputs() -> tuple[str | None, str | None]:
+    portrait = REPO / "assets" / "demo" / "portrait.png"
+    audio = REPO / "assets" / "demo" / "speech.wav"
+    return (str(portrait) if portrait.exists() else None, str(audio) if audio.exists() else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the studio (returns the process exit code)."""
+    args = parse_args(argv)
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from studio import settings
+    from studio.main_window import MainWindow
+    from studio.qtutil import apply_dark_theme
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName(settings.ORGANISATION)
+    app.setApplicationName(settings.APPLICATION)
+    apply_dark_theme(app)
+    if args.screenshot:
+        # never touch the user's settings or recovery file from a scripted screenshot
+        import tempfile
+
+        settings.use_settings_file(Path(tempfile.mkdtemp(prefix="moee-shot-")) / "settings.ini")
+    window = MainWindow(model_dir=args.model, show_dialogs=not args.screenshot, device=args.device)
+    if args.screenshot:
+        window.resize(1600, 980)
+    window.show()
+
+    if args.project:
+        window.open_project(args.project)
+    elif not args.screenshot:
+        window.offer_recovery()
+    portrait, audio = args.portrait, args.audio
+    if args.screenshot and not args.project and portrait is None:
+        portrait, audio = _demo_inputs()
+    if audio:
+        window.open_audio(audio)
+    if portrait:
+        window.open_portrait(portrait)
+    if args.mix:
+        from engine.emotions import parse_mix
+
+        window.palette.apply_mix(parse_mix(args.mix, window.doc.emotions), "Initial mix")
+
+    if args.screenshot:
+        out = Path(args.screenshot)
+        state = {"code": 1}
+
+        def shoot(result: object) -> None:
+            if getattr(result, "quality", "") != "refine" and window.doc.render.refine_steps > 0:
+                return  # wait for the full-quality frame so the shot shows the real preview
+            app.processEvents()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            ok = window.grab().save(str(out), "PNG")
+            print(f"screenshot saved to {out}" if ok else f"could not save {out}")
+            state["code"] = 0 if ok else 1
+            window.close()
+            app.quit()
+
+        def give_up() -> None:
+            print(f"no preview frame after {args.timeout:.0f} s; last error: {window.last_error or 'none'}")
+            window.grab().save(str(out), "PNG")
+            window.close()
+            app.quit()
+
+        window.previewShown.connect(shoot)
+        window.errorReported.connect(lambda m: print(f"error: {m}", file=sys.stderr))
+        QTimer.singleShot(int(args.timeout * 1000), give_up)
+        app.exec()
+        return state["code"]
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Export dialog: MP4 (H.264 + AAC), PNG sequence (optionally with alpha), GIF; progress and cancel.
+
+The render runs on a worker thread (:class:`ExportJob`) that streams frames from
+``animator.render_clip`` into an engine writer. Engine writers are atomic, so a cancelled or failed
+export leaves nothing behind: the file is complete or absent.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import CancelledError, MoEEError
+from studio import engine_api
+
+FORMATS = {
+    "mp4": "MP4 video (H.264 + AAC)",
+    "png": "PNG sequence (folder)",
+    "png-alpha": "PNG sequence with alpha (person matte)",
+    "gif": "Animated GIF",
+}
+SUFFIX = {"mp4": ".mp4", "png": "", "png-alpha": "", "gif": ".gif"}
+
+
+def with_alpha(image: np.ndarray) -> np.ndarray:
+    """RGBA frame whose alpha is the engine's person matte of ``image``."""
+    matte = engine_api.person_matte(image)
+    alpha = np.clip(np.round(matte * 255.0), 0, 255).astype(np.uint8)
+    return np.concatenate([image, alpha[..., None]], axis=2)
+
+
+def audio_slice(clip: Any, fps: float, start: int, stop: int) -> Any:
+    """The part of an AudioClip under frames ``start..stop-1``."""
+    if clip is None:
+        return None
+    from engine.audio import AudioClip
+
+    first = int(round(start / fps * clip.sample_rate))
+    last = int(round(stop / fps * clip.sample_rate))
+    samples = clip.samples[first:last]
+    return AudioClip(samples, clip.sample_rate, clip.source) if len(samples) else None
+
+
+class ExportJob(QThread):
+    """Renders frames ``start..stop-1`` into ``path`` on a worker thread."""
+
+    progress = Signal(int, float)  # frame index, 0..1
+    done = Signal(bool, str)  # ok, message (path or error)
+
+    def __init__(
+        self,
+        animator: Any,
+        prepared: Any,
+        schedule: Any,
+        path: str,
+        fmt: str,
+        start: int,
+        stop: int,
+        steps: int,
+        seed: int,
+        fps: int | None = None,
+        lock: threading.RLock | None = None,
+        prepare_args: tuple[Any, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.animator, self.prepared, self.schedule = animator, prepared, schedule
+        self.path, self.fmt = path, fmt
+        self.start_frame, self.stop_frame = int(start), int(stop)
+        self.steps, self.seed = int(steps), int(seed)
+        self.fps = fps
+        self.lock = lock or threading.RLock()
+        self.prepare_args = prepare_args
+        self.token = engine_api.cancel_token()
+        self.result: tuple[bool, str] | None = None
+
+    def cancel(self) -> None:
+        """Stop at the next denoising step; the partial output is discarded."""
+        self.token.cancel()
+
+    def run(self) -> None:
+        try:
+            self._export()
+        except CancelledError:
+            self.result = (False, "Export cancelled; nothing was written")
+        except MoEEError as exc:
+            self.result = (False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.result = (False, f"{type(exc).__name__}: {exc}")
+        else:
+            self.result = (True, self.path)
+        self.done.emit(*self.result)
+
+    def _export(self) -> None:
+        with self.lock:
+            prepared = self.prepared
+            if self.fps and int(self.fps) != int(prepared.fps) and self.prepare_args is not None:
+                portrait, audio = self.prepare_args
+                prepared = self.animator.prepare(portrait, audio, fps=int(self.fps))
+            stop = min(self.stop_frame, prepared.num_frames)
+            start = min(self.start_frame, stop - 1)
+            audio = audio_slice(prepared.audio, prepared.fps, start, stop) if self.fmt == "mp4" else None
+            writer = engine_api.open_writer(self.path, self.fmt, prepared.fps, audio)
+            with writer:
+                for result in self.animator.render_clip(
+                    prepared, self.schedule, steps=self.steps, seed=self.seed, start=start, stop=stop,
+                    cancel=self.token,
+                ):
+                    self.token.check()
+                    image = with_alpha(result.image) if self.fmt == "png-alpha" else result.image
+                    writer.write(image)
+                    self.progress.emit(int(result.index), float(result.progress))
+                self.token.check()  # a cancel after the last frame still discards the file
+
+
+class ExportDialog(QDialog):
+    """Choose format, range, fps, steps and seed; run the export with progress and cancel."""
+
+    exported = Signal(str)
+
+    def __init__(self, window: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export clip")
+        self.window_ = window
+        self.job: ExportJob | None = None
+        prepared = window.service.prepared_inputs
+        num_frames = int(prepared.num_frames) if prepared is not None else 1
+        fps = int(prepared.fps) if prepared is not None else window.doc.render.fps
+
+        self.format = QComboBox()
+        for key, label in FORMATS.items():
+            self.format.addItem(label, key)
+        self.path = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(browse)
+        self.start = QSpinBox()
+        self.stop = QSpinBox()
+        for s in (self.start, self.stop):
+            s.setRange(0, max(0, num_frames))
+        self.start.setValue(0)
+        self.stop.setValue(num_frames)
+        self.fps = QSpinBox()
+        self.fps.setRange(1, 120)
+        self.fps.setValue(fps)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 200)
+        self.steps.setValue(window.doc.render.export_steps)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(window.doc.render.seed)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Format", self.format)
+        form.addRow("Output", path_row)
+        range_row = QHBoxLayout()
+        range_row.addWidget(self.start)
+        range_row.addWidget(QLabel("to (excl.)"))
+        range_row.addWidget(self.stop)
+        form.addRow("Frames", range_row)
+        form.addRow("FPS", self.fps)
+        form.addRow("Steps", self.steps)
+        form.addRow("Seed", self.seed)
+        self.export_button = QPushButton("Export")
+        self.export_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        close = QPushButton("Close")
+        close.clicked.connect(self.reject)
+        self.export_button.clicked.connect(self.start_export)
+        self.cancel_button.clicked.connect(self.cancel_export)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for b in (self.export_button, self.cancel_button, close):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+        self.format.currentIndexChanged.connect(self._format_changed)
+        base = Path(window.doc.path).with_suffix("") if window.doc.path else Path.cwd() / "moee-export"
+        self.path.setText(str(base) + SUFFIX["mp4"])
+        self.resize(520, 300)
+
+    def fmt(self) -> str:
+        return str(self.format.currentData())
+
+    def _format_changed(self) -> None:
+        text = self.path.text()
+        stem = text
+        for suffix in (".mp4", ".gif"):
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+        self.path.setText(stem + SUFFIX[self.fmt()])
+
+    def _browse(self) -> None:
+        if self.fmt() in ("png", "png-alpha"):
+            path = QFileDialog.getExistingDirectory(self, "Folder for the PNG frames")
+        else:
+            path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), f"*{SUFFIX[self.fmt()]}")
+        if path:
+            self.path.setText(path)
+
+    def start_export(self) -> ExportJob | None:
+        """Start the export job (returns it; ``None`` if nothing can be exported)."""
+        w = self.window_
+        prepared = w.service.prepared_inputs
+        if w.service.animator is None or prepared is None:
+            self.status.setText("Load a portrait (and a model) before exporting.")
+            return None
+        if self.stop.value() <= self.start.value():
+            self.status.setText("The frame range is empty: 'to' must be larger than 'from'.")
+            return None
+        self.job = ExportJob(
+            w.service.animator, prepared, w.doc.schedule(), self.path.text().strip(), self.fmt(),
+            self.start.value(), self.stop.value(), self.steps.value(), self.seed.value(), self.fps.value(),
+            w.service.engine_lock, (w.doc.state.portrait_path or prepared.portrait, w.doc.state.audio_path),
+        )
+        self.job.progress.connect(lambda _i, p: self.bar.setValue(int(p * 1000)))
+        self.job.done.connect(self._done)
+        self.export_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.bar.setValue(0)
+        self.status.setText("Rendering…")
+        self.job.start()
+        return self.job
+
+    def cancel_export(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.status.setText("Cancelling…")
+
+    def _done(self, ok: bool, message: str) -> None:
+        self.export_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if ok:
+            self.bar.setValue(1000)
+            self.status.setText(f"Exported to {message}")
+            self.exported.emit(message)
+        else:
+            self.status.setText(message)
+
+    def reject(self) -> None:
+        if self.job is not None and self.job.isRunning():
+            self.job.cancel()
+            self.job.wait(10_000)
+        super().reject()

@@ -1,0 +1,103 @@
+"""Emotion keyframes and their per-frame interpolation (pure numpy, no Qt).
+
+A keyframe stores the slider values (global gate weights) at one frame and, optionally, the
+painted mask set (masks ``(E, H, W)`` + alpha per emotion). Between two keyframes values are
+blended linearly or with smoothstep; before the first / after the last keyframe they hold.
+Masks form their own track: only keyframes that carry masks take part in mask interpolation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+INTERPOLATIONS = ("linear", "smoothstep")
+
+
+@dataclass
+class Keyframe:
+    """The emotion state keyed at one frame."""
+
+    frame: int
+    weights: list[float]
+    masks: np.ndarray | None = None  # (E, H, W) float32 in 0..1, or None (not keyed)
+    alpha: list[float] | None = None  # per-emotion alpha of the masks
+    uid: int = field(default=0, compare=False)
+
+    def copy(self) -> Keyframe:
+        """A deep copy (masks included)."""
+        return Keyframe(
+            self.frame,
+            list(self.weights),
+            None if self.masks is None else self.masks.copy(),
+            None if self.alpha is None else list(self.alpha),
+            self.uid,
+        )
+
+
+def ease(t: float, mode: str) -> float:
+    """Map the linear fraction ``t`` in 0..1 through the interpolation ``mode``."""
+    t = min(1.0, max(0.0, float(t)))
+    if mode == "smoothstep":
+        return t * t * (3.0 - 2.0 * t)
+    if mode == "linear":
+        return t
+    raise ValueError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
+
+
+def _bracket(keys: Sequence[Keyframe], frame: float) -> tuple[Keyframe, Keyframe, float]:
+    """The keyframes around ``frame`` and the linear fraction between them (keys sorted, non-empty)."""
+    if frame <= keys[0].frame:
+        return keys[0], keys[0], 0.0
+    if frame >= keys[-1].frame:
+        return keys[-1], keys[-1], 0.0
+    for left, right in zip(keys, keys[1:], strict=False):
+        if left.frame <= frame <= right.frame:
+            span = right.frame - left.frame
+            return left, right, 0.0 if span == 0 else (frame - left.frame) / span
+    return keys[-1], keys[-1], 0.0  # unreachable for sorted keys
+
+
+def weights_at(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep") -> list[float] | None:
+    """Interpolated slider values at ``frame`` (``None`` when there is no keyframe)."""
+    ordered = sorted(keys, key=lambda k: k.frame)
+    if not ordered:
+        return None
+    left, right, t = _bracket(ordered, frame)
+    u = ease(t, mode)
+    n = max(len(left.weights), len(right.weights))
+    a = list(left.weights) + [0.0] * (n - len(left.weights))
+    b = list(right.weights) + [0.0] * (n - len(right.weights))
+    return [float((1.0 - u) * x + u * y) for x, y in zip(a, b, strict=True)]
+
+
+def masks_at(
+    keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep"
+) -> tuple[np.ndarray, list[float]] | None:
+    """Interpolated (masks, alpha) at ``frame`` from the keyframes that carry masks, or ``None``."""
+    ordered = sorted((k for k in keys if k.masks is not None), key=lambda k: k.frame)
+    if not ordered:
+        return None
+    left, right, t = _bracket(ordered, frame)
+    u = ease(t, mode)
+    assert left.masks is not None and right.masks is not None
+    alpha_l = np.asarray(left.alpha if left.alpha is not None else [1.0] * len(left.masks), np.float32)
+    alpha_r = np.asarray(right.alpha if right.alpha is not None else [1.0] * len(right.masks), np.float32)
+    if left is right or left.masks.shape != right.masks.shape:
+        return left.masks.copy(), [float(a) for a in alpha_l]
+    masks = ((1.0 - u) * left.masks + u * right.masks).astype(np.float32)
+    alpha = (1.0 - u) * alpha_l + u * alpha_r
+    return masks, [float(a) for a in alpha]
+
+
+def sample_curves(keys: Sequence[Keyframe], num_frames: int, num_emotions: int, mode: str) -> np.ndarray:
+    """Per-frame weights ``(num_frames, num_emotions)`` for drawing the timeline curves."""
+    out = np.zeros((max(0, num_frames), num_emotions), np.float32)
+    if not keys:
+        return out
+    for f in range(num_frames):
+        w = weights_at(keys, f, mode) or []
+        out[f, : min(num_emotions, len(w))] = w[:num_emotions]
+    return out

@@ -1,0 +1,714 @@
+"""The studio's main window: wires document, palette, canvas, preview, timeline, audio, export, trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import MoEEError
+from studio import engine_api, project_io, settings
+from studio.audio_panel import AudioPanel, Transport
+from studio.brush import BrushSettings, fill_region
+from studio.brush_panel import BrushPanel
+from studio.canvas import IMAGE_SUFFIXES, PortraitCanvas
+from studio.commands import AddKeyframeCommand, MaskEditCommand, SetMasksCommand
+from studio.document import Document, DocumentState
+from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
+from studio.palette import PaletteWidget
+from studio.preview import PreviewPanel
+from studio.render_service import RenderResult, RenderService
+from studio.timeline import TimelineWidget
+from studio.trainer_panel import TrainerPanel
+
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
+PROJECT_FILTER = "MoEE projects (*.moee);;All files (*)"
+
+
+def _titled(title: str, widget: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(6, 6, 6, 6)
+    label = QLabel(title)
+    label.setObjectName("title")
+    layout.addWidget(label)
+    layout.addWidget(widget, 1)
+    return box
+
+
+class MainWindow(QMainWindow):
+    """One open project. ``show_dialogs=False`` (tests, scripts) reports errors only by signal."""
+
+    errorReported = Signal(str)
+    previewShown = Signal(object)  # RenderResult
+    preparedReady = Signal(object)  # PreparedInputs
+    projectOpened = Signal(str)
+
+    def __init__(
+        self,
+        animator: Any = None,
+        model_dir: str | None = None,
+        show_dialogs: bool = True,
+        autosave: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("MoEE Studio")
+        self.show_dialogs = show_dialogs
+        self.doc = Document(self)
+        self.brush = BrushSettings(radius=6.0)
+        self.service = RenderService(animator, self)
+        self.transport = Transport(self)
+        self.playhead = 0
+        self.last_result: RenderResult | None = None
+        self.last_error = ""
+        self._dialogs: list[QWidget] = []
+        self._suspend_render = False
+        self._model_ready = False
+
+        # ---------------------------------------------------------------- widgets
+        self.canvas = PortraitCanvas(self.doc, self.brush)
+        self.preview = PreviewPanel()
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(_titled("PORTRAIT · paint local gates", self.canvas))
+        split.addWidget(self.preview)
+        split.setSizes([500, 500])
+        self.setCentralWidget(split)
+
+        self.palette = PaletteWidget(self.doc)
+        self.brush_panel = BrushPanel(self.doc, self.brush, engine_api.face_regions())
+        self.trainer = TrainerPanel()
+        self.timeline = TimelineWidget(self.doc)
+        self.audio_panel = AudioPanel(self.transport)
+
+        self.key_button = QPushButton("◆ Add key (K)")
+        self.del_key_button = QPushButton("Delete key")
+        self.interp = QComboBox()
+        self.interp.addItems(list(INTERPOLATIONS))
+        self.interp.setCurrentText(self.doc.render.interpolation)
+        self.key_masks = QCheckBox("Key masks")
+        self.key_masks.setToolTip("New keyframes also store the painted masks")
+        self.key_masks.setChecked(True)
+        bottom = QWidget()
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(4, 4, 4, 4)
+        row = QHBoxLayout()
+        row.addWidget(self.audio_panel, 1)
+        row.addWidget(self.key_button)
+        row.addWidget(self.del_key_button)
+        row.addWidget(QLabel("Interpolation"))
+        row.addWidget(self.interp)
+        row.addWidget(self.key_masks)
+        bl.addLayout(row)
+        bl.addWidget(self.timeline, 1)
+
+        self.palette_dock = self._dock("Emotion palette", self.palette, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.brush_dock = self._dock("Brush", self.brush_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.trainer_dock = self._dock("Custom experts", self.trainer, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.brush_dock, self.trainer_dock)
+        self.brush_dock.raise_()
+        self.timeline_dock = self._dock("Timeline", bottom, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.model_label = QLabel("no model")
+        self.statusBar().addPermanentWidget(self.model_label)
+
+        self._build_actions()
+        self._connect()
+        self.refine_timer = QTimer(self)
+        self.refine_timer.setSingleShot(True)
+        self.refine_timer.timeout.connect(self.request_refine)
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        interval = settings.autosave_interval_s()
+        if autosave and interval > 0:
+            self.autosave_timer.start(interval * 1000)
+        self.resize(1480, 920)
+        self._restore_window_state()
+
+        if animator is not None:
+            self._model_loaded(animator)
+        else:
+            self.load_model(model_dir)
+
+    # ---------------------------------------------------------------- building
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_").lower())
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        a = self._action
+        self.act_open_portrait = a("Open portrait…", self._ask_portrait, "Ctrl+Shift+O")
+        self.act_open = a("Open project…", self._ask_open, QKeySequence.StandardKey.Open)
+        self.act_save = a("Save project", lambda: self.save_project(), QKeySequence.StandardKey.Save)
+        self.act_save_as = a("Save project as…", lambda: self.save_project(ask=True), "Ctrl+Shift+S")
+        self.act_new = a("New project", self.new_project, QKeySequence.StandardKey.New)
+        self.act_export = a("Export…", self.show_export, "Ctrl+E")
+        self.act_expert = a("Load expert pack…", self._ask_expert)
+        self.act_quit = a("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_undo = self.doc.undo_stack.createUndoAction(self, "Undo")
+        self.act_undo.setShortcut(QKeySequence("Ctrl+Z"))
+        self.act_redo = self.doc.undo_stack.createRedoAction(self, "Redo")
+        self.act_redo.setShortcut(QKeySequence("Ctrl+Shift+Z"))
+        self.addAction(self.act_undo)
+        self.addAction(self.act_redo)
+        self.act_play = a("Play / pause", self.toggle_play, "Space")
+        self.act_key = a("Add keyframe", self.add_keyframe, "K")
+        self.act_del_key = a("Delete keyframe", self.timeline.delete_selected, "Delete")
+        tools = QActionGroup(self)
+        self.act_brush = a("Brush", lambda: self.set_tool("brush"), "B", checkable=True)
+        self.act_eraser = a("Eraser", lambda: self.set_tool("eraser"), "E", checkable=True)
+        for act in (self.act_brush, self.act_eraser):
+            tools.addAction(act)
+        self.act_brush.setChecked(True)
+        self.act_smaller = a("Smaller brush", lambda: self.change_radius(1 / 1.25), "[")
+        self.act_bigger = a("Bigger brush", lambda: self.change_radius(1.25), "]")
+        self.act_landmarks = a("Show landmarks", self._overlays_from_menu, None, checkable=True)
+        self.act_landmarks.setChecked(True)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for act in (self.act_new, self.act_open, self.act_open_portrait):
+            file_menu.addAction(act)
+        file_menu.addAction("Open audio…", self.audio_panel._open)
+        self.recent_menu = file_menu.addMenu("Recent projects")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        for act in (self.act_save, self.act_save_as, self.act_export, self.act_expert):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+        edit = menu.addMenu("&Edit")
+        edit.addAction(self.act_undo)
+        edit.addAction(self.act_redo)
+        presets = edit.addMenu("Compound presets")
+        from engine.emotions import COMPOUND_PRESETS
+
+        for name in COMPOUND_PRESETS:
+            presets.addAction(name, lambda n=name: self.palette.apply_preset(n))
+        edit.addAction("Reset mix", self.palette.reset)
+        tool_menu = menu.addMenu("&Tools")
+        for act in (self.act_brush, self.act_eraser, self.act_smaller, self.act_bigger, self.act_landmarks):
+            tool_menu.addAction(act)
+        anim = menu.addMenu("&Animate")
+        for act in (self.act_play, self.act_key, self.act_del_key):
+            anim.addAction(act)
+        view = menu.addMenu("&View")
+        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.timeline_dock):
+            view.addAction(dock.toggleViewAction())
+
+        bar = self.addToolBar("Main")
+        bar.setObjectName("main_toolbar")
+        bar.setMovable(False)
+        for act in (self.act_open_portrait, self.act_open, self.act_save):
+            bar.addAction(act)
+        bar.addSeparator()
+        bar.addAction(self.act_undo)
+        bar.addAction(self.act_redo)
+        bar.addSeparator()
+        bar.addAction(self.act_brush)
+        bar.addAction(self.act_eraser)
+        bar.addSeparator()
+        bar.addAction(self.act_play)
+        bar.addAction(self.act_key)
+        bar.addSeparator()
+        bar.addAction(self.act_export)
+        self.redo_shortcut = QShortcut(QKeySequence("Ctrl+Y"), self, self.doc.undo_stack.redo)
+
+    def _connect(self) -> None:
+        d, s = self.doc, self.service
+        d.weightsChanged.connect(self.schedule_render)
+        d.masksChanged.connect(lambda _i: self.schedule_render())
+        d.inputsChanged.connect(self.prepare_inputs)
+        d.modifiedChanged.connect(lambda _m: self._update_title())
+        d.settingsChanged.connect(lambda: self.interp.setCurrentText(d.render.interpolation))
+        s.modelLoaded.connect(self._model_loaded)
+        s.modelFailed.connect(lambda m: self.report_error(f"Cannot load the model: {m}"))
+        s.prepared.connect(self._prepared)
+        s.prepareFailed.connect(lambda m: self.report_error(f"Cannot use these inputs: {m}"))
+        s.frameReady.connect(self._frame_ready)
+        s.renderFailed.connect(self._render_failed)
+        s.busyChanged.connect(lambda b: self.preview.set_busy(b, "rendering…" if b else ""))
+        s.textMixReady.connect(self._text_mix)
+        s.textMixFailed.connect(self._text_failed)
+        s.expertLoaded.connect(self._expert_loaded)
+        s.expertFailed.connect(lambda m: self.report_error(f"Cannot load the expert pack: {m}"))
+        self.palette.describeRequested.connect(self.describe_emotion)
+        self.canvas.imageDropped.connect(self.open_portrait)
+        self.brush_panel.regionFillRequested.connect(self.fill_region)
+        self.brush_panel.clearRequested.connect(self.clear_masks)
+        self.brush_panel.overlaysChanged.connect(self._apply_overlays)
+        self.brush_panel.brushChanged.connect(self._brush_changed)
+        self.timeline.playheadMoved.connect(self.set_playhead)
+        self.transport.frameChanged.connect(self.set_playhead)
+        self.audio_panel.openRequested.connect(self.open_audio)
+        self.audio_panel.message.connect(self.status)
+        self.trainer.expertReady.connect(self.load_expert_pack)
+        self.trainer.message.connect(self.status)
+        self.key_button.clicked.connect(self.add_keyframe)
+        self.del_key_button.clicked.connect(self.timeline.delete_selected)
+        self.interp.currentTextChanged.connect(self._interp_changed)
+
+    # ----------------------------------------------------------------- messages
+    def status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    def report_error(self, text: str) -> None:
+        """Show an error: status bar, ``errorReported`` signal, and (interactive) a non-modal box."""
+        self.last_error = text
+        self.status(text)
+        self.errorReported.emit(text)
+        if self.show_dialogs:
+            box = QMessageBox(QMessageBox.Icon.Warning, "MoEE Studio", text, QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
+
+    def _update_title(self) -> None:
+        name = Path(self.doc.path).name if self.doc.path else "untitled"
+        self.setWindowTitle(f"{name}{' •' if self.doc.is_modified() else ''} — MoEE Studio")
+
+    # -------------------------------------------------------------------- model
+    def load_model(self, model_dir: str | None) -> None:
+        """Load a model folder on the worker (``None`` = bundled demo, else the tiny random model)."""
+        if model_dir is None:
+            model_dir = engine_api.default_model_dir() or engine_api.TINY
+        self.doc.state.model_dir = model_dir
+        self.model_label.setText("loading model…")
+        self.service.load_model(model_dir)
+
+    def _model_loaded(self, animator: Any) -> None:
+        self._model_ready = True
+        name = getattr(getattr(animator, "cfg", None), "name", "model")
+        trained = getattr(animator, "trained", True)
+        self.model_label.setText(f"model: {name}{'' if trained else ' (untrained)'} · {len(animator.emotions)} experts")
+        for emotion in animator.emotions:
+            if emotion not in self.doc.emotions:
+                self.doc.add_emotion(emotion)
+        for pack in self.doc.state.expert_packs:
+            self.service.load_expert_pack(pack)
+        if self.doc.state.portrait_path:
+            self.prepare_inputs()
+
+    def load_expert_pack(self, path: str) -> None:
+        """Load an expert pack (from the trainer or a file) as one more slider."""
+        self.service.load_expert_pack(path)
+
+    def _expert_loaded(self, name: str, path: str) -> None:
+        if path not in self.doc.state.expert_packs:
+            self.doc.state.expert_packs.append(path)
+            self.doc.mark_dirty()
+        self.doc.add_emotion(name)
+        self.status(f"Custom expert '{name}' loaded")
+        self.model_label.setText(f"{self.model_label.text().split(' · ')[0]} · {len(self.doc.emotions)} experts")
+
+    # ------------------------------------------------------------------- inputs
+    def open_portrait(self, path: str) -> bool:
+        """Use an image file as the portrait (validated by the engine, prepared on the worker)."""
+        try:
+            engine_api.load_image(path)
+        except MoEEError as exc:
+            self.report_error(str(exc))
+            return False
+        self.doc.set_input(portrait=str(Path(path).resolve()))
+        return True
+
+    def open_audio(self, path: str) -> bool:
+        """Use an audio file as the speech track."""
+        try:
+            clip = engine_api.load_audio(path)
+        except MoEEError as exc:
+            self.report_error(str(exc))
+            return False
+        self.audio_panel.set_track(Path(path).name, clip.duration)
+        self.doc.set_input(audio=str(Path(path).resolve()))
+        return True
+
+    def prepare_inputs(self) -> None:
+        """(Re)prepare portrait + audio on the worker."""
+        st = self.doc.state
+        if not st.portrait_path or not self._model_ready:
+            return  # the model's arrival prepares the inputs
+        self.preview.set_busy(True, "preparing…")
+        self.service.prepare(st.portrait_path, st.audio_path)
+
+    def _prepared(self, prepared: Any) -> None:
+        self.canvas.set_portrait(prepared.portrait, prepared.landmarks)
+        self.timeline.set_num_frames(prepared.num_frames, prepared.fps)
+        self.timeline.set_audio(prepared.audio)
+        self.transport.configure(prepared.num_frames, prepared.fps, prepared.audio)
+        if prepared.audio is not None:
+            self.audio_panel.set_track(Path(str(prepared.audio.source)).name, prepared.audio.duration)
+        for warning in getattr(prepared, "warnings", []) or []:
+            self.status(warning)
+        self.playhead = min(self.playhead, prepared.num_frames - 1)
+        self.timeline.set_playhead(self.playhead)
+        self.preparedReady.emit(prepared)
+        self.schedule_render()
+
+    # ------------------------------------------------------------------ render
+    def schedule_render(self) -> int:
+        """Ask for a fast preview of the playhead frame (the newest request wins). Returns its id."""
+        if self._suspend_render:
+            return 0
+        self.refine_timer.stop()
+        if self.service.prepared_inputs is None or self.canvas.portrait is None:
+            return 0
+        r = self.doc.render
+        return self.service.request_render(self.playhead, self.doc.gates_for_frame(None), r.preview_steps, r.seed, "preview")
+
+    def request_refine(self) -> int:
+        """Full-quality render of the same state (after the user paused)."""
+        if self.service.prepared_inputs is None:
+            return 0
+        r = self.doc.render
+        return self.service.request_render(self.playhead, self.doc.gates_for_frame(None), r.refine_steps, r.seed, "refine")
+
+    def _frame_ready(self, result: RenderResult) -> None:
+        if result.request_id != self.service.latest_request_id:
+            return  # a newer request exists: never show stale frames
+        self.last_result = result
+        self.preview.show_result(result.image, result.request_id, result.quality, result.frame, result.steps, result.seconds)
+        self.canvas.set_gate_maps(result.gate_maps)
+        self.previewShown.emit(result)
+        if result.quality == "preview" and not self.transport.playing:
+            self.refine_timer.start(self.doc.render.refine_delay_ms)
+
+    def _render_failed(self, _rid: int, message: str) -> None:
+        self.preview.set_busy(False, "render failed")
+        self.report_error(f"Render failed: {message}")
+
+    # ---------------------------------------------------------------- playhead
+    def set_playhead(self, frame: int) -> None:
+        """Move the playhead; with keyframes, the sliders (and keyed masks) follow the timeline."""
+        self.playhead = int(frame)
+        self.timeline.set_playhead(self.playhead)
+        self.audio_panel.show_frame(self.playhead, self.timeline.fps)
+        keys = self.doc.state.keyframes
+        if keys:
+            weights = weights_at(keys, self.playhead, self.doc.render.interpolation)
+            keyed = masks_at(keys, self.playhead, self.doc.render.interpolation)
+            self._suspend_render = True  # one render below, not one per change
+            try:
+                if weights is not None:
+                    self.doc.set_weights(weights)
+                if keyed is not None and keyed[0].shape == self.doc.masks.shape:
+                    self.doc.set_masks(*keyed)
+            finally:
+                self._suspend_render = False
+        self.schedule_render()
+
+    def toggle_play(self) -> None:
+        self.transport.toggle(self.playhead)
+
+    def add_keyframe(self) -> Keyframe:
+        """Key the current sliders (and masks, if enabled) at the playhead (undoable)."""
+        masks = alpha = None
+        if self.key_masks.isChecked() and float(self.doc.masks.max(initial=0.0)) > 0:
+            masks, alpha = self.doc.masks.copy(), self.doc.alpha
+        key = Keyframe(self.playhead, self.doc.weights, masks, alpha)
+        self.doc.undo_stack.push(AddKeyframeCommand(self.doc, key))
+        self.status(f"Keyframe at frame {self.playhead}")
+        return key
+
+    def _interp_changed(self, mode: str) -> None:
+        if mode in INTERPOLATIONS and mode != self.doc.render.interpolation:
+            self.doc.render.interpolation = mode
+            self.doc.mark_dirty()
+            self.timeline.refresh_keyframes()
+
+    # -------------------------------------------------------------------- brush
+    def set_tool(self, tool: str) -> None:
+        self.brush_panel.set_eraser(tool == "eraser")
+        (self.act_eraser if tool == "eraser" else self.act_brush).setChecked(True)
+        self.canvas.paint_enabled = True
+
+    def change_radius(self, factor: float) -> None:
+        self.brush_panel.set_radius(max(1.0, self.brush.radius * factor + (0.5 if factor > 1 else -0.5)))
+
+    def _brush_changed(self) -> None:
+        (self.act_eraser if self.brush.eraser else self.act_brush).setChecked(True)
+        self.canvas.update()
+
+    def _apply_overlays(self) -> None:
+        self.canvas.show_masks = self.brush_panel.show_masks.isChecked()
+        on = self.brush_panel.show_landmarks.isChecked()
+        self.canvas.show_landmarks = self.canvas.show_face_box = on
+        self.act_landmarks.setChecked(on)
+        self.canvas.set_heat_emotion(self.brush_panel.heat_emotion())
+
+    def _overlays_from_menu(self) -> None:
+        self.brush_panel.show_landmarks.setChecked(self.act_landmarks.isChecked())
+
+    def fill_region(self, region: str) -> bool:
+        """Fill a landmark region of the brush emotion's mask (undoable)."""
+        landmarks = self.canvas.landmarks
+        if landmarks is None or self.canvas.portrait is None:
+            self.report_error("No face landmarks were found in this portrait, so region presets are unavailable.")
+            return False
+        h, w = self.doc.masks.shape[1:]
+        try:
+            region_mask = engine_api.region_mask(landmarks, region, h, w)
+        except MoEEError as exc:
+            self.report_error(str(exc))
+            return False
+        i = self.brush.emotion
+        before = self.doc.masks[i].copy()
+        after = fill_region(before, region_mask, self.brush.value, self.brush.eraser)
+        self.doc.undo_stack.push(MaskEditCommand(self.doc, i, before, after, f"Fill {region}"))
+        return True
+
+    def clear_masks(self) -> None:
+        masks = self.doc.masks
+        self.doc.undo_stack.push(SetMasksCommand(self.doc, np.zeros_like(masks), self.doc.alpha))
+
+    # --------------------------------------------------------------- text mix
+    def describe_emotion(self, text: str) -> None:
+        """Set the sliders from a description (the engine's text model runs on the worker)."""
+        if self.service.animator is None:
+            self.palette.describe_done()
+            self.report_error("No model is loaded yet.")
+            return
+        self._describe_text = text
+        self.status(f"Reading '{text}'…")
+        self.service.emotion_from_text(text)
+
+    def _text_mix(self, mix: dict[str, float]) -> None:
+        self.palette.describe_done()
+        self.palette.apply_mix(mix, f"Describe: {getattr(self, '_describe_text', '')}")
+
+    def _text_failed(self, message: str) -> None:
+        self.palette.describe_done()
+        self.report_error(f"Cannot read the description: {message}")
+
+    # ------------------------------------------------------------------ export
+    def show_export(self) -> Any:
+        from studio.export_dialog import ExportDialog
+
+        if self.service.prepared_inputs is None:
+            self.report_error("Open a portrait before exporting.")
+            return None
+        dialog = ExportDialog(self, self)
+        dialog.exported.connect(lambda p: self.status(f"Exported {p}"))
+        self._dialogs.append(dialog)
+        if self.show_dialogs:
+            dialog.open()
+        return dialog
+
+    # ---------------------------------------------------------------- projects
+    def new_project(self) -> None:
+        if not self._confirm_discard():
+            return
+        state = DocumentState(emotions=list(self.doc.emotions[:6]))
+        state.weights = [0.0] * len(state.emotions)
+        state.alpha = [1.0] * len(state.emotions)
+        self.doc.load_state(state)
+        self.canvas.set_portrait(None)
+        self.preview.view.set_frame(None)
+        self._update_title()
+
+    def open_project(self, path: str) -> bool:
+        """Open a project; on any problem report it and leave the current document unchanged."""
+        try:
+            state = project_io.load_project(path)
+        except MoEEError as exc:
+            self.report_error(f"Cannot open {Path(path).name}: {exc}")
+            return False
+        self._load_state(state, str(Path(path).resolve()))
+        settings.add_recent_file(path)
+        self.projectOpened.emit(str(path))
+        return True
+
+    def _load_state(self, state: DocumentState, path: str | None) -> None:
+        animator = self.service.animator
+        if animator is not None:
+            for name in animator.emotions:
+                if name not in state.emotions:
+                    state.emotions.append(name)
+                    state.weights.append(0.0)
+                    state.alpha.append(1.0)
+        self.doc.load_state(state, path)
+        self.palette.rebuild()
+        loaded = set(animator.emotions) if animator is not None else set()
+        for pack in state.expert_packs:
+            if animator is not None and Path(pack).name.split(".")[0] not in loaded:
+                self.service.load_expert_pack(pack)
+        if state.model_dir and state.model_dir != self.doc.state.model_dir and animator is None:
+            self.load_model(state.model_dir)
+        self._update_title()
+
+    def save_project(self, path: str | None = None, ask: bool = False) -> bool:
+        """Save to ``path`` (or the current file; asks for one when needed and dialogs are on)."""
+        if path is None:
+            path = self.doc.path
+        if path is None or ask:
+            if not self.show_dialogs:
+                return False
+            path, _ = QFileDialog.getSaveFileName(self, "Save project", path or "untitled.moee", PROJECT_FILTER)
+            if not path:
+                return False
+            if not path.endswith(project_io.SUFFIX):
+                path += project_io.SUFFIX
+        try:
+            project_io.save_project(self.doc.state, path)
+        except MoEEError as exc:
+            self.report_error(str(exc))
+            return False
+        self.doc.mark_saved(str(Path(path).resolve()))
+        settings.add_recent_file(path)
+        self._update_title()
+        self.status(f"Saved {Path(path).name}")
+        return True
+
+    def autosave(self) -> Path | None:
+        """Write the recovery file when there are unsaved changes (returns its path)."""
+        if not self.doc.is_modified():
+            return None
+        target = settings.recovery_file()
+        try:
+            data = project_io.state_to_json(self.doc.state, target)
+            data["recovered_from"] = self.doc.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            from engine.atomic import atomic_write_text
+
+            atomic_write_text(target, json.dumps(data))
+        except (MoEEError, OSError) as exc:
+            self.status(f"Autosave failed: {exc}")
+            return None
+        return target
+
+    @staticmethod
+    def pending_recovery() -> Path | None:
+        """The recovery file left by a crash, if any."""
+        path = settings.recovery_file()
+        return path if path.exists() else None
+
+    def recover(self, path: str | os.PathLike[str] | None = None) -> bool:
+        """Load the recovery file as an unsaved document (the original file is untouched)."""
+        path = Path(path) if path is not None else self.pending_recovery()
+        if path is None:
+            return False
+        try:
+            state = project_io.load_project(path)
+            original = json.loads(Path(path).read_text(encoding="utf-8")).get("recovered_from")
+        except (MoEEError, OSError, ValueError) as exc:
+            self.report_error(f"The recovery file cannot be read: {exc}")
+            return False
+        self._load_state(state, original)
+        self.doc.mark_dirty()
+        self._update_title()
+        self.status("Recovered unsaved work")
+        return True
+
+    def offer_recovery(self) -> None:
+        """Interactive start-up question after a crash."""
+        path = self.pending_recovery()
+        if path is None:
+            return
+        answer = QMessageBox.question(self, "Recover unsaved work?",
+                                      "MoEE Studio did not exit cleanly. Recover the unsaved project?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.recover(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def _confirm_discard(self) -> bool:
+        if not self.doc.is_modified() or not self.show_dialogs:
+            return True
+        answer = QMessageBox.question(self, "Unsaved changes", "Discard unsaved changes?")
+        return answer == QMessageBox.StandardButton.Yes
+
+    # ------------------------------------------------------------- file dialogs
+    def _ask_portrait(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open portrait", "", IMAGE_FILTER)
+        if path:
+            self.open_portrait(path)
+
+    def _ask_open(self) -> None:
+        if not self._confirm_discard():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", PROJECT_FILTER)
+        if path:
+            self.open_project(path)
+
+    def _ask_expert(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load expert pack", "", "Expert packs (*.safetensors)")
+        if path:
+            self.load_expert_pack(path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        files = settings.recent_files()
+        if not files:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for f in files:
+            self.recent_menu.addAction(f, lambda f=f: self._confirm_discard() and self.open_project(f))
+
+    # -------------------------------------------------------------- lifecycle
+    def _restore_window_state(self) -> None:
+        s = settings.make_settings()
+        geometry = s.value("window/geometry")
+        state = s.value("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def save_window_state(self) -> None:
+        s = settings.make_settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.sync()
+
+    def shutdown(self) -> None:
+        """Stop timers and the worker; a clean exit removes the recovery file."""
+        self.autosave_timer.stop()
+        self.refine_timer.stop()
+        self.transport.stop()
+        for dialog in self._dialogs:
+            job = getattr(dialog, "job", None)
+            if job is not None and job.isRunning():
+                job.cancel()
+                job.wait(10_000)
+        self.service.shutdown()
+        if self.trainer.process is not None:
+            self.trainer.stop()
+        settings.recovery_file().unlink(missing_ok=True)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._confirm_discard():
+            event.ignore()
+            return
+        self.save_window_state()
+        self.shutdown()
+        event.accept()

@@ -1,0 +1,295 @@
+"""Rendering off the UI thread: one worker QThread, newest request wins, stale work cancelled.
+
+The UI posts requests; the worker runs them one at a time against the engine's ``Animator``:
+
+* *tasks* (load model, prepare portrait+audio, text -> mix, load expert pack) run in order;
+* *renders* keep only the newest request: posting one cancels the render in progress (through
+  its engine ``CancelToken``) and replaces any that has not started, so dragging a slider never
+  queues up work. Results come back as Qt signals (queued to the UI thread).
+
+Every engine call holds :attr:`RenderService.engine_lock`, which the export job shares.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+
+from engine.errors import CancelledError, MoEEError
+from studio import engine_api
+
+
+@dataclass
+class RenderRequest:
+    """One preview frame to render."""
+
+    frame: int
+    gates: Any  # engine GateControl
+    steps: int
+    seed: int
+    quality: str = "preview"  # "preview" (fast) or "refine" (full quality)
+    request_id: int = 0
+
+
+@dataclass
+class RenderResult:
+    """A finished preview frame."""
+
+    request_id: int
+    frame: int
+    image: np.ndarray  # H x W x 3 uint8
+    gate_maps: np.ndarray | None  # (E, H, W) the model's local gates s, for heat maps
+    quality: str
+    steps: int
+    seconds: float
+    gates: Any = field(default=None, repr=False)
+
+
+class _Worker(QThread):
+    """Runs queued tasks and the newest render request."""
+
+    def __init__(self, service: RenderService) -> None:
+        super().__init__()
+        self.service = service
+        self.setObjectName("moee-render-worker")
+
+    def run(self) -> None:
+        self.service._loop()
+
+
+class RenderService(QObject):
+    """Owns the animator and the prepared inputs; renders on a worker thread."""
+
+    modelLoaded = Signal(object)  # animator
+    modelFailed = Signal(str)
+    prepared = Signal(object)  # PreparedInputs
+    prepareFailed = Signal(str)
+    renderStarted = Signal(int, str)  # request id, quality
+    frameReady = Signal(object)  # RenderResult
+    renderCancelled = Signal(int)  # request id (superseded before or while running)
+    renderFailed = Signal(int, str)
+    busyChanged = Signal(bool)
+    textMixReady = Signal(object)  # dict[str, float]
+    textMixFailed = Signal(str)
+    expertLoaded = Signal(str, str)  # emotion name, pack path
+    expertFailed = Signal(str)
+
+    def __init__(self, animator: Any = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.animator = animator
+        self.prepared_inputs: Any = None
+        self.engine_lock = threading.RLock()
+        self._cond = threading.Condition()
+        self._tasks: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
+        self._pending: RenderRequest | None = None
+        self._running: RenderRequest | None = None
+        self._running_token: Any = None
+        self._next_id = 0
+        self._stop = False
+        self._busy = False
+        self._worker = _Worker(self)
+        self._worker.start()
+
+    # ------------------------------------------------------------ requests
+    def load_model(self, model_dir: str | None, device: str = "cpu") -> None:
+        """Load a model folder (``"tiny"`` = random tiny model) on the worker."""
+
+        def task() -> None:
+            try:
+                animator = engine_api.load_animator(model_dir, device=device)
+            except Exception as exc:  # noqa: BLE001 - reported to the user
+                self.modelFailed.emit(_message(exc))
+                return
+            with self.engine_lock:
+                self.animator = animator
+                self.prepared_inputs = None
+            self.modelLoaded.emit(animator)
+
+        self._post("load_model", task)
+
+    def prepare(self, portrait: Any, audio: Any = None) -> None:
+        """Prepare (cache) a portrait and audio track; emits ``prepared`` or ``prepareFailed``."""
+
+        def task() -> None:
+            if self.animator is None:
+                self.prepareFailed.emit("no model is loaded")
+                return
+            try:
+                with self.engine_lock:
+                    prepared = self.animator.prepare(portrait, audio)
+                    self.prepared_inputs = prepared
+            except Exception as exc:  # noqa: BLE001
+                self.prepareFailed.emit(_message(exc))
+                return
+            self.prepared.emit(prepared)
+
+        self._post("prepare", task)
+
+    def emotion_from_text(self, text: str) -> None:
+        """Turn a description into slider values on the worker (it may load a sentence model)."""
+
+        def task() -> None:
+            try:
+                with self.engine_lock:
+                    mix = self.animator.emotion_from_text(text)
+            except Exception as exc:  # noqa: BLE001
+                self.textMixFailed.emit(_message(exc))
+                return
+            self.textMixReady.emit(dict(mix))
+
+        self._post("text", task)
+
+    def load_expert_pack(self, path: str) -> None:
+        """Load a custom expert pack into the animator; emits ``expertLoaded(name, path)``."""
+
+        def task() -> None:
+            try:
+                with self.engine_lock:
+                    name = self.animator.load_expert_pack(path)
+            except Exception as exc:  # noqa: BLE001
+                self.expertFailed.emit(_message(exc))
+                return
+            self.expertLoaded.emit(str(name), str(path))
+
+        self._post("expert", task)
+
+    def request_render(self, frame: int, gates: Any, steps: int, seed: int = 0, quality: str = "preview") -> int:
+        """Ask for a frame; cancels/replaces older requests. Returns the request id."""
+        with self._cond:
+            self._next_id += 1
+            req = RenderRequest(int(frame), gates, int(steps), int(seed), quality, self._next_id)
+            superseded = self._pending
+            self._pending = req
+            if self._running is not None and self._running_token is not None:
+                self._running_token.cancel()
+            self._cond.notify_all()
+        if superseded is not None:
+            self.renderCancelled.emit(superseded.request_id)
+        return req.request_id
+
+    def cancel_render(self) -> None:
+        """Drop the pending request and cancel the one in progress."""
+        with self._cond:
+            dropped = self._pending
+            self._pending = None
+            if self._running_token is not None:
+                self._running_token.cancel()
+        if dropped is not None:
+            self.renderCancelled.emit(dropped.request_id)
+
+    @property
+    def latest_request_id(self) -> int:
+        return self._next_id
+
+    def is_idle(self) -> bool:
+        """True when nothing is queued or running."""
+        with self._cond:
+            return not self._tasks and self._pending is None and self._running is None and not self._busy
+
+    def shutdown(self, timeout_ms: int = 5000) -> None:
+        """Stop the worker (cancelling any render) and wait for it."""
+        with self._cond:
+            self._stop = True
+            self._pending = None
+            if self._running_token is not None:
+                self._running_token.cancel()
+            self._cond.notify_all()
+        self._worker.wait(timeout_ms)
+
+    # -------------------------------------------------------------- worker
+    def _post(self, name: str, task: Callable[[], None]) -> None:
+        with self._cond:
+            self._tasks.append((name, task))
+            self._cond.notify_all()
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busyChanged.emit(busy)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not self._tasks and self._pending is None:
+                    self._set_busy(False)
+                    self._cond.wait()
+                if self._stop:
+                    self._set_busy(False)
+                    return
+                self._set_busy(True)
+                if self._tasks:
+                    _name, task = self._tasks.popleft()
+                    req = None
+                else:
+                    task = None
+                    req, self._pending = self._pending, None
+                    self._running = req
+                    self._running_token = engine_api.cancel_token() if self.animator is not None else None
+            if task is not None:
+                try:
+                    task()
+                except Exception:  # noqa: BLE001 - never let the worker die
+                    traceback.print_exc()
+                continue
+            assert req is not None
+            try:
+                self._render(req)
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._running_token = None
+
+    def _render(self, req: RenderRequest) -> None:
+        token = self._running_token
+        if self.animator is None or self.prepared_inputs is None:
+            self.renderFailed.emit(req.request_id, "load a portrait first" if self.animator else "no model is loaded")
+            return
+        self.renderStarted.emit(req.request_id, req.quality)
+        start = time.perf_counter()
+        try:
+            with self.engine_lock:
+                prepared = self.prepared_inputs
+                frame = min(max(0, req.frame), max(0, int(getattr(prepared, "num_frames", 1)) - 1))
+                image = self.animator.render_frame(
+                    prepared, frame, req.gates, steps=req.steps, seed=req.seed, cancel=token
+                )
+                maps = self.animator.last_gate_maps()
+        except CancelledError:
+            self.renderCancelled.emit(req.request_id)
+            return
+        except Exception as exc:  # noqa: BLE001
+            if token is not None and token.cancelled:
+                self.renderCancelled.emit(req.request_id)
+            else:
+                traceback.print_exc()
+                self.renderFailed.emit(req.request_id, _message(exc))
+            return
+        if (token is not None and token.cancelled) or image is None:
+            self.renderCancelled.emit(req.request_id)
+            return
+        result = RenderResult(
+            req.request_id,
+            frame,
+            np.ascontiguousarray(np.asarray(image, dtype=np.uint8)),
+            None if maps is None else np.asarray(maps, np.float32),
+            req.quality,
+            req.steps,
+            time.perf_counter() - start,
+            req.gates,
+        )
+        self.frameReady.emit(result)
+
+
+def _message(exc: BaseException) -> str:
+    """A user-facing message for an exception (MoEEError messages verbatim)."""
+    if isinstance(exc, MoEEError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,100 @@
+"""Studio test fixtures: offscreen Qt, private settings, the real tiny Animator, a test portrait."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test uses a throw-away INI file: the user's QSettings are never touched."""
+    from studio import settings
+
+    path = tmp_path_factory.mktemp("settings") / "studio.ini"
+    settings.use_settings_file(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def animator():  # noqa: ANN201 - engine type
+    """The real untrained tiny model (32x32 frames)."""
+    import torch
+
+    from engine.config import tiny_config
+    from engine.pipeline import Animator
+
+    torch.set_num_threads(1)
+    return Animator.from_config(tiny_config(), device="cpu", seed=0)
+
+
+@pytest.fixture(scope="session")
+def portrait_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A smooth square test image (no face: the engine then uses the whole square image)."""
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32) / 63.0
+    image = np.stack([0.3 + 0.6 * xx, 0.25 + 0.5 * yy, 0.6 - 0.3 * xx * yy], axis=-1)
+    path = tmp_path_factory.mktemp("inputs") / "portrait.png"
+    Image.fromarray((image * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def speech_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 0.6 s voiced test tone (16 kHz WAV)."""
+    import soundfile
+
+    t = np.arange(int(0.6 * 16000)) / 16000.0
+    samples = (0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    path = tmp_path_factory.mktemp("inputs") / "speech.wav"
+    soundfile.write(str(path), samples, 16000)
+    return str(path)
+
+
+@pytest.fixture
+def window(qtbot, animator):  # noqa: ANN001, ANN201
+    """A main window on the tiny model; dialogs off (errors arrive as signals)."""
+    from studio.main_window import MainWindow
+
+    win = MainWindow(animator=animator, show_dialogs=False, autosave=False)
+    win.doc.render.preview_steps = 2
+    win.doc.render.refine_steps = 3
+    win.doc.render.refine_delay_ms = 60_000  # tests ask for refines explicitly
+    qtbot.addWidget(win)
+    yield win
+    win.shutdown()
+
+
+@pytest.fixture
+def ready_window(qtbot, window, portrait_path):  # noqa: ANN001, ANN201
+    """A window with the test portrait prepared and its first preview shown."""
+    with qtbot.waitSignal(window.previewShown, timeout=30_000):
+        assert window.open_portrait(portrait_path)
+    return window
+
+
+class RenderRecorder:
+    """Wraps the real ``animator.render_frame`` and records the arguments the studio passes."""
+
+    def __init__(self, animator) -> None:  # noqa: ANN001
+        self.calls: list[dict] = []
+        self._inner = animator.render_frame
+
+    def __call__(self, prepared, frame_index=0, gates=None, **kwargs):  # noqa: ANN001, ANN003, ANN204
+        self.calls.append({"frame": frame_index, "gates": gates, **kwargs})
+        return self._inner(prepared, frame_index, gates, **kwargs)
+
+
+@pytest.fixture
+def recorder(animator, monkeypatch):  # noqa: ANN001, ANN201
+    """Record every render_frame call on the real tiny animator (the model still renders)."""
+    rec = RenderRecorder(animator)
+    monkeypatch.setattr(animator, "render_frame", rec)
+    return rec

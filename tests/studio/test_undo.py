@@ -1,0 +1,82 @@
+"""Undo/redo of slider moves (merged per drag), presets, strokes and keyframes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.brush import BrushSettings
+from studio.canvas import PortraitCanvas
+from studio.commands import new_slider_session
+from studio.document import Document
+from studio.palette import PaletteWidget
+
+
+@pytest.fixture
+def doc(qtbot) -> Document:  # noqa: ANN001
+    return Document()
+
+
+def test_slider_moves_merge_and_undo(qtbot, doc: Document) -> None:  # noqa: ANN001
+    palette = PaletteWidget(doc)
+    qtbot.addWidget(palette)
+    new_slider_session()
+    for value in (100, 300, 550):  # one drag of the anger slider
+        palette.rows[2].slider.setValue(value)
+    assert doc.weights[2] == pytest.approx(0.55)
+    assert doc.undo_stack.count() == 1  # merged with mergeWith
+    new_slider_session()  # user released the slider
+    palette.rows[2].spin.setValue(0.8)
+    assert doc.undo_stack.count() == 2
+    doc.undo_stack.undo()
+    assert doc.weights[2] == pytest.approx(0.55)
+    assert palette.rows[2].slider.value() == 550
+    doc.undo_stack.undo()
+    assert doc.weights[2] == 0.0
+    doc.undo_stack.redo()
+    assert doc.weights[2] == pytest.approx(0.55)
+
+
+def test_preset_and_reset_are_single_steps(qtbot, doc: Document) -> None:  # noqa: ANN001
+    palette = PaletteWidget(doc)
+    qtbot.addWidget(palette)
+    palette.apply_preset("happily surprised")
+    assert doc.weights == pytest.approx([0.5, 0, 0, 0, 0, 0.5])
+    palette.reset()
+    assert doc.weights == [0.0] * 6
+    doc.undo_stack.undo()
+    assert doc.weights == pytest.approx([0.5, 0, 0, 0, 0, 0.5])
+    doc.undo_stack.undo()
+    assert doc.weights == [0.0] * 6
+
+
+def test_stroke_undo_restores_mask(qtbot, doc: Document) -> None:  # noqa: ANN001
+    brush = BrushSettings(emotion=1, radius=3, hardness=1.0)
+    canvas = PortraitCanvas(doc, brush)
+    qtbot.addWidget(canvas)
+    canvas.set_portrait(np.zeros((40, 40, 3), np.uint8))
+    canvas.stroke([(10, 10), (20, 10)])
+    assert doc.masks[1].max() > 0.9
+    assert doc.undo_stack.count() == 1
+    doc.undo_stack.undo()
+    assert doc.masks[1].max() == 0.0
+    doc.undo_stack.redo()
+    assert doc.masks[1][10, 15] > 0.9
+
+
+def test_keyframe_add_move_delete_undo(qtbot, doc: Document) -> None:  # noqa: ANN001
+    from studio.commands import AddKeyframeCommand, DeleteKeyframeCommand, MoveKeyframeCommand
+    from studio.keyframes import Keyframe
+
+    doc.undo_stack.push(AddKeyframeCommand(doc, Keyframe(3, [0.5] * 6)))
+    uid = doc.keyframes[0].uid
+    doc.undo_stack.push(MoveKeyframeCommand(doc, uid, 3, 9))
+    assert doc.keyframes[0].frame == 9
+    doc.undo_stack.push(DeleteKeyframeCommand(doc, uid))
+    assert doc.keyframes == []
+    doc.undo_stack.undo()
+    assert [k.frame for k in doc.keyframes] == [9]
+    doc.undo_stack.undo()
+    assert [k.frame for k in doc.keyframes] == [3]
+    doc.undo_stack.undo()
+    assert doc.keyframes == []
