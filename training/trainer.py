@@ -549,9 +549,8 @@ def run_train(args: argparse.Namespace) -> int:
                 log.write(json.dumps(record) + "\n")
                 window_start = time.perf_counter()
             bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}")
-            if step % args.save_every == 0 or step == end:
-                if accelerator.is_main_process:
-                    save_checkpoint(out, model, raw_optimizer, step, generator, meta)
+            if (step % args.save_every == 0 or step == end) and accelerator.is_main_process:
+                save_checkpoint(out, model, raw_optimizer, step, generator, meta)
     finally:
         bar.close()
         if log:
