@@ -148,10 +148,15 @@ class StepSampler:
         return out
 
     def _custom(self, item: dict[str, Any]) -> bool:
-        for clip in self.sampler.clips:
-            if clip.source == item["source"]:
-                return bool(clip.extra.get("custom", 0.0))
-        return False
+        """Expert stage: is this clip an example of the custom emotion?
+
+        A ``labels.csv`` naming the custom emotion marks its rows (see :func:`_open_dataset`);
+        a folder without such marks is taken to hold only clips of the custom emotion.
+        """
+        marked = [c for c in self.sampler.clips if "custom" in c.extra]
+        if not marked:
+            return True
+        return any(c.source == item["source"] and c.extra.get("custom", 0.0) > 0 for c in marked)
 
 
 # ============================================================================ parameters per stage
@@ -352,7 +357,9 @@ def _label_matrix(batch: dict[str, torch.Tensor], num_emotions: int, stage: str)
     label = torch.zeros(basic.shape[0], num_emotions, device=basic.device)
     label[:, : basic.shape[1]] = basic
     if stage == "expert":
-        label[:, -1] = batch["custom"].to(basic.device)
+        custom = batch["custom"].to(basic.device)
+        label[custom > 0, : basic.shape[1]] = 0.0  # an example of the custom emotion is only that
+        label[:, -1] = custom
     return label
 
 
@@ -536,9 +543,10 @@ def run_train(args: argparse.Namespace) -> int:
             with accelerator.autocast():
                 parts = objective(batch, generator)
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(parts["loss"])
-            accelerator.clip_grad_norm_(params, GRAD_CLIP_NORM)
-            optimizer.step()
+            if parts["loss"].requires_grad:  # all-neutral batch in stage 2: no expert ran, nothing to learn
+                accelerator.backward(parts["loss"])
+                accelerator.clip_grad_norm_(params, GRAD_CLIP_NORM)
+                optimizer.step()
             step += 1
             bar.update(1)
             if log and (step % args.log_every == 0 or step == end):

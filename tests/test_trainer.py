@@ -1,0 +1,184 @@
+"""Trainer: stage-2 parameter selection, expert packs, exact resume, JSON logs, safetensors checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from engine.audio import window_length
+from engine.checkpoint import load_expert_pack, load_model, save_model
+from engine.config import tiny_config
+from engine.model import MoEEModel
+from training import trainer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("tinydata")
+    generate_dataset(root, identities=2, emotions=("neutral", "happiness", "anger"), intensities=(1.0,),
+                     clip_seconds=0.4, size=32, seed=1, use_espeak=False, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("base")
+    save_model(MoEEModel(tiny_config()), folder, notes={"trained": False})
+    return folder
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    trainer.add_train_arguments(parser)
+    return parser.parse_args([*argv, "--no-progress", "--config", "tiny", "--threads", "1"])
+
+
+def _batch(cfg, batch: int = 1, frames: int = 2) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    size = cfg.image_size
+    win = window_length(cfg.fps, cfg.audio)
+    return {
+        "frames": torch.rand(batch, frames, 3, size, size, generator=gen) * 2 - 1,
+        "reference": torch.rand(batch, 3, size, size, generator=gen) * 2 - 1,
+        "audio": torch.randn(batch, frames, win, cfg.audio.n_mels, generator=gen),
+        "emotion": torch.full((batch, 6), 0.5),
+        "mouth_mask": torch.zeros(batch, frames, 1, size, size),
+        "custom": torch.zeros(batch),
+    }
+
+
+def test_stage2_trains_exactly_moe_and_emotion_to_latents() -> None:
+    torch.manual_seed(0)
+    model = MoEEModel(tiny_config())
+    params = trainer.set_trainable(model, "stage2")
+    names = set(trainer.trainable_names(model, params))
+    expected = {n for n, _ in model.named_parameters()
+                if n.startswith("denoiser.emotion_latents.") or (".moe." in n and n.startswith("denoiser.extras."))}
+    assert names == expected
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == expected
+    # the experts' output projections start at zero; give them a nudge so gradients flow everywhere
+    with torch.no_grad():
+        for layer in model.denoiser.moe_layers:
+            for expert in layer.experts:
+                expert.to_out.weight.normal_(0, 0.02)
+    spec = trainer.StageSpec("stage2", "none", 1, 1.0, "loss", model.cfg.scheduler.num_train_timesteps)
+    objective = trainer.Objective(model, spec).train()
+    parts = objective(_batch(model.cfg), torch.Generator().manual_seed(1))
+    parts["loss"].backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad <= expected
+    # every MoE parameter and the label path of Emotion-to-Latents learn (text/audio projections
+    # only learn when text/audio conditions are given)
+    must = {n for n in expected if ".moe." in n or ".emotion_latents.label." in n or n.endswith("queries")}
+    assert must <= with_grad, sorted(must - with_grad)[:5]
+
+
+def test_stage1_freezes_moe() -> None:
+    model = MoEEModel(tiny_config())
+    names = set(trainer.trainable_names(model, trainer.set_trainable(model, "stage1")))
+    assert not any(".moe." in n or "emotion_latents" in n or n.startswith("vae.") for n in names)
+    assert any("audio_attn" in n for n in names) and any("temporal" in n for n in names)
+    assert any(n.startswith("denoiser.reference_net.") for n in names)
+
+
+def test_resume_equals_unbroken_run(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "4", "--batch", "1",
+              "--frames", "2", "--seed", "5", "--save-every", "100"]
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "a"),
+                                   "--log", str(tmp_path / "a.jsonl"))) == 0
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--stop-after", "2",
+                                   "--log", str(tmp_path / "b.jsonl"))) == 0
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--resume",
+                                   "--log", str(tmp_path / "b.jsonl"))) == 0
+    a = load_model(tmp_path / "a").state_dict()
+    b = load_model(tmp_path / "b").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the run changed the MoE (it is not trivially equal to the base)
+    base = load_model(base_model).state_dict()
+    assert any(not torch.equal(a[k], base[k]) for k in a if ".moe." in k)
+    # JSON-lines log: one parseable record per step, the resumed log continues
+    for name in ("a.jsonl", "b.jsonl"):
+        records = [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+        assert [r["step"] for r in records] == [1, 2, 3, 4]
+        for r in records:
+            assert {"step", "loss", "loss_latent", "loss_spatial", "lr", "samples_per_s"} <= set(r)
+            assert np.isfinite(r["loss"])
+    la = [json.loads(x)["loss"] for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert la == lb
+    # checkpoints are safetensors + JSON, never pickle
+    ckpt = tmp_path / "b" / trainer.CHECKPOINT_DIR
+    for f in (ckpt / trainer.OPTIMIZER_FILE, ckpt / trainer.RNG_FILE, ckpt / "model" / "model.safetensors"):
+        with safe_open(str(f), framework="pt") as handle:
+            assert list(handle.keys())
+    json.loads((ckpt / trainer.STATE_FILE).read_text())
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".bin")]
+
+
+def test_expert_stage_pack_loads_as_seventh_emotion(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
+    from training.evaluate import generate
+
+    out = tmp_path / "expert"
+    args = _args("expert", "--data", str(tiny_data), "--model", str(base_model), "--name", "smug", "--out",
+                 str(out), "--steps", "3", "--batch", "1", "--frames", "2", "--lr", "1e-2",
+                 "--log", str(tmp_path / "e.jsonl"))
+    assert trainer.run_train(args) == 0
+    pack = out / "smug.moeexpert.safetensors"
+    assert pack.is_file()
+    model = load_model(base_model)
+    assert load_expert_pack(model, pack) == "smug"
+    assert model.emotions[-1] == "smug" and model.num_emotions == 7
+    size = model.cfg.image_size
+    reference = np.full((size, size, 3), 128, np.uint8)
+    windows = np.zeros((2, window_length(model.cfg.fps, model.cfg.audio), model.cfg.audio.n_mels), np.float32)
+    labels = np.zeros((2, 7), np.float32)
+    labels[1, 6] = 1.0
+    frames = generate(model, reference, windows, labels, steps=2, seed=0)
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() > 0
+
+
+def test_expert_parameters_leave_other_rows_untouched(base_model: Path) -> None:
+    model = load_model(base_model).train()
+    model.add_emotion("smug")
+    params = trainer.set_trainable(model, "expert")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    spec = trainer.StageSpec("expert", "none", 0, 0.0, "loss", model.cfg.scheduler.num_train_timesteps)
+    objective = trainer.Objective(model, spec).train()
+    batch = _batch(model.cfg)
+    batch["custom"] = torch.ones(1)
+    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
+    for _ in range(2):
+        optimizer.zero_grad()
+        objective(batch, torch.Generator().manual_seed(0))["loss"].backward()
+        optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".experts.6." in n or "gate_" in n or "label.inp" in n for n in changed)
+    for layer in model.denoiser.moe_layers:
+        for gate in (layer.gate_local, layer.gate_global):
+            name = next(n for n, p in model.named_parameters() if p is gate.weight)
+            assert torch.equal(gate.weight[:6], before[name][:6])
+    column = model.denoiser.emotion_latents.label.inp.weight
+    assert torch.equal(column[:, :6], before["denoiser.emotion_latents.label.inp.weight"][:, :6])
+
+
+def test_lr_schedule_and_gates() -> None:
+    assert trainer.lr_at(0, 100, 1.0) == pytest.approx(0.2)
+    assert trainer.lr_at(99, 100, 1.0) == pytest.approx(trainer.FINAL_LR_FRACTION, abs=1e-3)
+    label = torch.tensor([[0.0, 0.5, 0.0, 0.0, 0.5, 0.0]])
+    assert torch.equal(trainer.gates_for_label(label), label)
+    assert trainer.gates_for_label(label, "no-moe")[0].tolist() == [0.5, 0, 0, 0, 0, 0]
+    assert trainer.gates_for_label(label, "no-global-gate").sum().item() == pytest.approx(1.0)
+    assert trainer.training_gates(label, "stage1", "none", 3).global_weights.abs().sum() == 0
