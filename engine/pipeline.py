@@ -43,6 +43,8 @@ DEFAULT_OVERLAP = 2
 EMOTION_CACHE_SIZE = 256
 #: An image whose sides differ by less than this ratio counts as an already-cropped square portrait.
 SQUARE_TOLERANCE = 0.1
+#: A face at least this wide (fraction of a square image) means the image is already a framed portrait.
+FRAMED_FACE_WIDTH = 0.35
 SEED_STRIDE = 1_000_003
 
 SCHEDULERS = {
@@ -145,7 +147,9 @@ class Animator:
         self.dtype = dtype or default_dtype(self.device)
         self.model = model.to(self.device, self.dtype).eval()
         self.cfg = model.cfg
-        self.use_cache = True  # False = the naive baseline: recompute everything, run every expert
+        # False = the naive baseline: nothing cached (portrait, ReferenceNet, audio and emotion tokens
+        # recomputed at every denoising step, as in a training forward pass) and every expert run.
+        self.use_cache = True
         self._emotion_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._gate_maps: np.ndarray | None = None
         self._lock = threading.Lock()
@@ -193,6 +197,7 @@ class Animator:
         crop: str = "auto",
         emotion_text: str | None = None,
         emotion_audio: str | Path | audio_io.AudioClip | None = None,
+        fps: int | None = None,
     ) -> PreparedInputs:
         """Load, crop and encode the portrait; load the audio; cache every condition.
 
@@ -204,7 +209,9 @@ class Animator:
         crop_img, landmarks, warnings = self._crop(image, crop)
         size = self.cfg.image_size
         clip = audio_io.load_audio(audio, self.cfg.audio.sample_rate) if audio is not None else None
-        fps = self.cfg.fps
+        fps = int(fps or self.cfg.fps)
+        if fps < 1:
+            raise EmotionSpecError(f"fps must be a positive number, got {fps}")
         if num_frames is None:
             num_frames = audio_io.num_video_frames(clip.duration, fps) if clip else SILENT_CLIP_FRAMES
         with torch.no_grad():
@@ -225,13 +232,11 @@ class Animator:
             emotion_clip = audio_io.load_audio(emotion_audio, self.cfg.audio.sample_rate)
             features = audio_io.prosody_features(emotion_clip, self.cfg.moee.audio_emotion_features)
             audio_emotion = torch.from_numpy(features)[None].to(self.device, self.dtype)
-        if landmarks is not None:
-            landmarks = landmarks * (size / crop_img.shape[0])
-        portrait_img = resize(crop_img, size) if crop_img.shape[0] != size else crop_img
-        return PreparedInputs(portrait_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,
+        return PreparedInputs(crop_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,
                               tokens, text_embedding, audio_emotion, warnings)
 
     def _crop(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+        """The square portrait the model sees, its landmarks (crop pixels) and notes for the user."""
         size = self.cfg.image_size
         if mode not in ("auto", "face", "none"):
             raise InputImageError(f"unknown crop mode {mode!r}; use auto, face or none")
@@ -239,16 +244,23 @@ class Animator:
             return resize(center_crop_square(image), size), None, []
         from engine import face
 
+        height, width = image.shape[:2]
+        square = abs(height - width) <= SQUARE_TOLERANCE * max(height, width)
         try:
             found = face.detect_landmarks(image)
         except NoFaceError:
-            height, width = image.shape[:2]
-            if mode == "auto" and abs(height - width) <= SQUARE_TOLERANCE * max(height, width):
+            if mode == "auto" and square:
                 note = "no face found by MediaPipe; the whole (square) image is used as the portrait"
                 return resize(center_crop_square(image), size), None, [note]
             raise
-        crop_img, points = face.crop_face(image, found, size)
-        return crop_img, points, []
+        face_width = (found.box[2] - found.box[0]) / width
+        if mode == "auto" and square and face_width >= FRAMED_FACE_WIDTH:
+            # Already a framed portrait (as the model's training frames are): keep the framing.
+            side = min(height, width)
+            offset = np.array([(width - side) / 2, (height - side) / 2], np.float32)
+            return resize(center_crop_square(image), size), (found.points - offset) * (size / side), []
+        crop_img, transform = face.crop_face(image, found, size)
+        return crop_img, transform.landmarks, []
 
     # ------------------------------------------------------------------ conditions
     def _reference(self, prepared: PreparedInputs) -> ReferenceFeatures:
@@ -335,6 +347,10 @@ class Animator:
                 cancel.check()
             model_input = scheduler.scale_model_input(latents, t)
             last = step == len(timesteps) - 1
+            if not self.use_cache and step > 0:  # the naive baseline recomputes every condition every step
+                emotion = self._emotion_tokens(prepared, labels)
+                reference = self._reference(prepared)
+                audio = self._audio_tokens(prepared, frames)
             eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
             if neutral is not None:
                 eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]

@@ -134,6 +134,10 @@ class MoEEUNet(nn.Module):
 
         return hook
 
+    def block_names_attn1(self) -> list[str]:
+        """Names of the self-attentions that exchange reference states (one per transformer block)."""
+        return [f"{name}.attn1" for name in self.block_names]
+
     @property
     def moe_layers(self) -> list[EmotionMoE]:
         return [extras.moe for extras in self.extras]

@@ -272,6 +272,9 @@ class Mp4Writer(_Writer):
                 self._mux(self._audio.encode(None))
             self._container.close()
             self._container = None
+        except OSError as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise (output_error_from(exc, self.path) or exc) from exc
         except BaseException as exc:
             self.abort(type(exc), exc, exc.__traceback__)
             raise
@@ -331,6 +334,9 @@ class PngSequenceWriter(_Writer):
                 assert self._tmp is not None
                 soundfile.write(str(self._tmp / PNG_AUDIO_NAME), np.asarray(self.audio.samples, np.float32),
                                 int(self.audio.sample_rate), subtype="PCM_16")
+        except OSError as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise (output_error_from(exc, self.path) or exc) from exc
         except BaseException as exc:
             self.abort(type(exc), exc, exc.__traceback__)
             raise
@@ -408,6 +414,9 @@ class GifWriter(_Writer):
             self._mux(self._stream.encode(None))
             self._container.close()
             self._container = None
+        except OSError as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise (output_error_from(exc, self.path) or exc) from exc
         except BaseException as exc:
             self.abort(type(exc), exc, exc.__traceback__)
             raise

@@ -1,0 +1,169 @@
+"""``moee bench``: speed and memory of the engine, each beside a naive baseline run in the same process.
+
+Figures (JSON):
+* ``preview_latency_ms``: one frame rendered after a slider (global weight) change, ``prepare`` cached;
+* ``naive_preview_latency_ms``: the same without the prepare/render split (portrait, ReferenceNet,
+  audio features and emotion tokens recomputed for every frame) and with every expert computed;
+* ``speedup``: naive median / cached median (target >= 3 on the demo config);
+* ``clip_fps`` and ``ms_per_frame`` for clips of 1x, 2x and 4x length (should stay flat);
+* ``peak_rss_mb`` during each clip (flat memory: frames are streamed, not kept);
+* ``latency_by_active_experts_ms``: preview cost with 0..E experts switched on (zero-weight ones are skipped).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from engine.config import get_config
+from engine.pipeline import DEFAULT_MODEL_DIR, Animator
+
+DEMO_PORTRAIT = Path(__file__).resolve().parent.parent / "assets" / "demo" / "portrait.png"
+DEMO_AUDIO = Path(__file__).resolve().parent.parent / "assets" / "demo" / "speech.wav"
+RSS_SAMPLE_SECONDS = 0.01
+SYNTHETIC_AUDIO_SECONDS = 6.0
+
+
+@contextmanager
+def peak_rss() -> dict:
+    """Sample the process's resident memory in a thread; ``result["peak_mb"]`` after the block."""
+    process = psutil.Process(os.getpid())
+    result = {"peak_mb": process.memory_info().rss / 2**20}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            result["peak_mb"] = max(result["peak_mb"], process.memory_info().rss / 2**20)
+            time.sleep(RSS_SAMPLE_SECONDS)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _inputs(tmp: Path, size: int) -> tuple[object, object]:
+    """The bundled demo portrait and speech, or a generated stand-in when they are absent."""
+    if DEMO_PORTRAIT.is_file() and DEMO_AUDIO.is_file():
+        return str(DEMO_PORTRAIT), str(DEMO_AUDIO)
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+    rate = 16_000
+    t = np.arange(int(SYNTHETIC_AUDIO_SECONDS * rate)) / rate
+    speech = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    path = tmp / "speech.wav"
+    soundfile.write(path, speech.astype(np.float32), rate)
+    return image, str(path)
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    return {"median": round(statistics.median(ms), 2), "min": round(ms[0], 2), "max": round(ms[-1], 2)}
+
+
+def _slider_sequence(n: int, emotions: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Slider moves a user would make: two or three emotions on, new values every time."""
+    mixes = []
+    for _ in range(n):
+        weights = np.zeros(emotions, np.float32)
+        on = rng.choice(emotions, size=int(rng.integers(1, 3)) + 1, replace=False)
+        weights[on] = rng.uniform(0.2, 1.0, size=len(on))
+        mixes.append(weights)
+    return mixes
+
+
+def run_benchmarks(model_dir: str | None = None, config: str | None = None, device: str = "auto",
+                   steps: int = 8, repeats: int = 7, frames: int = 8) -> dict:
+    from engine.moee import GateControl
+
+    torch.manual_seed(0)
+    if config is not None:
+        animator = Animator.from_config(get_config(config), device=device)
+        source = f"untrained {config} config"
+    else:
+        animator = Animator.from_pretrained(model_dir, device=device)
+        source = str(model_dir or DEFAULT_MODEL_DIR)
+    cfg = animator.cfg
+    rng = np.random.default_rng(0)
+    num = len(animator.emotions)
+    with tempfile.TemporaryDirectory() as tmp:
+        portrait, audio = _inputs(Path(tmp), cfg.image_size)
+        crop = "auto"
+        prepared = animator.prepare(portrait, audio, crop=crop)
+        animator.render_frame(prepared, 0, GateControl(np.full(num, 0.5, np.float32)), steps=steps)  # warm-up
+
+        cached = []
+        for weights in _slider_sequence(repeats, num, rng):
+            start = time.perf_counter()
+            animator.render_frame(prepared, 0, GateControl(weights), steps=steps)
+            cached.append(time.perf_counter() - start)
+
+        naive = []
+        animator.use_cache = False
+        try:
+            for weights in _slider_sequence(repeats, num, rng):
+                start = time.perf_counter()
+                fresh = animator.prepare(portrait, audio, crop=crop)
+                animator.render_frame(fresh, 0, GateControl(weights), steps=steps)
+                naive.append(time.perf_counter() - start)
+        finally:
+            animator.use_cache = True
+
+        by_experts = {}
+        for active in range(num + 1):
+            weights = np.zeros(num, np.float32)
+            weights[:active] = 1.0 / max(active, 1)
+            times = []
+            for _ in range(max(3, repeats // 2)):
+                start = time.perf_counter()
+                animator.render_frame(prepared, 0, GateControl(weights), steps=steps)
+                times.append(time.perf_counter() - start)
+            by_experts[str(active)] = round(statistics.median(times) * 1000, 2)
+
+        clips = {}
+        mix = GateControl(_slider_sequence(1, num, rng)[0])
+        for factor in (1, 2, 4):
+            length = min(frames * factor, prepared.num_frames)
+            with peak_rss() as memory:
+                start = time.perf_counter()
+                count = sum(1 for _ in animator.render_clip(prepared, mix, steps=steps, stop=length))
+                elapsed = time.perf_counter() - start
+            clips[f"{factor}x"] = {"frames": count, "seconds": round(elapsed, 3),
+                                   "clip_fps": round(count / elapsed, 3),
+                                   "ms_per_frame": round(elapsed / count * 1000, 2),
+                                   "peak_rss_mb": round(memory["peak_mb"], 1)}
+
+    cached_s, naive_s = _summary(cached), _summary(naive)
+    return {
+        "model": source,
+        "config": cfg.name,
+        "image_size": cfg.image_size,
+        "device": str(animator.device),
+        "dtype": str(animator.dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "steps": steps,
+        "preview_latency_ms": cached_s,
+        "naive_preview_latency_ms": naive_s,
+        "speedup": round(naive_s["median"] / cached_s["median"], 2),
+        "latency_by_active_experts_ms": by_experts,
+        "clips": clips,
+        "clip_fps": clips["1x"]["clip_fps"],
+        "peak_rss_mb": max(c["peak_rss_mb"] for c in clips.values()),
+        "targets": {"preview_latency_median_ms_max": 300, "speedup_min": 3.0},
+    }

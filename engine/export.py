@@ -1,0 +1,59 @@
+"""Render a clip straight into a video writer: frames stream from the sampler to the encoder."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.pipeline import Animator, CancelToken, GateSpec, PreparedInputs
+from engine.video import open_writer
+
+
+def export_clip(
+    animator: Animator,
+    prepared: PreparedInputs,
+    output: str | Path,
+    gates: GateSpec = None,
+    steps: int = 8,
+    seed: int = 0,
+    start: int = 0,
+    stop: int | None = None,
+    sampler: str = "dpm",
+    guidance_scale: float = 1.0,
+    format: str | None = None,  # noqa: A002 - the writer's own word
+    cancel: CancelToken | None = None,
+    on_frame: Callable[[int, float], None] | None = None,
+    frames_dir: str | Path | None = None,
+) -> Path:
+    """Render frames ``start..stop-1`` into ``output`` (``.mp4`` with the audio, ``.gif``, or a PNG folder).
+
+    The file is complete or absent: the writer renames a temporary file only when every frame is in.
+    ``on_frame(index, progress)`` is called after each frame (progress bars). ``frames_dir`` also
+    writes every frame as a PNG sequence there, from the same render.
+    """
+    audio = prepared.audio
+    if audio is not None and (start != 0 or (stop is not None and stop != prepared.num_frames)):
+        audio = _audio_slice(prepared, start, stop)
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(open_writer(output, prepared.fps, audio, format=format))]
+        if frames_dir is not None:
+            writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png")))
+        for result in animator.render_clip(prepared, gates, steps=steps, seed=seed, start=start, stop=stop,
+                                           sampler=sampler, guidance_scale=guidance_scale, cancel=cancel):
+            for writer in writers:
+                writer.write(result.image)
+            if on_frame is not None:
+                on_frame(result.index, result.progress)
+    return Path(output)
+
+
+def _audio_slice(prepared: PreparedInputs, start: int, stop: int | None):
+    """The part of the track under frames ``start..stop-1`` (so a partial export stays in sync)."""
+    from engine.audio import AudioClip
+
+    clip = prepared.audio
+    rate = clip.sample_rate
+    first = int(round(start / prepared.fps * rate))
+    last = len(clip.samples) if stop is None else int(round(stop / prepared.fps * rate))
+    return AudioClip(clip.samples[first:last], rate, clip.source)

@@ -1,0 +1,145 @@
+"""`moee render` and `moee bench` as a user runs them."""
+
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from engine.checkpoint import save_model
+from engine.cli import main
+from engine.video import probe_video, read_frames
+from tests.engine_helpers import tiny_model
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_model(tiny_model(), tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def speech(tmp_path) -> Path:
+    """1.3 s of the demo speech, resampled by the loader from 44.1 kHz stereo (an odd input on purpose)."""
+    samples, rate = soundfile.read(ASSETS / "speech.wav", dtype="float32")
+    part = samples[: int(1.3 * rate)]
+    stereo = np.stack([part, 0.5 * part], axis=1)
+    index = np.linspace(0, len(part) - 1, int(len(part) * 44_100 / rate))
+    resampled = np.stack([np.interp(index, np.arange(len(part)), stereo[:, c]) for c in range(2)], axis=1)
+    path = tmp_path / "speech_44k_stereo.wav"
+    soundfile.write(path, resampled, 44_100)
+    return path
+
+
+def test_render_writes_an_mp4_with_h264_aac_and_the_audio_duration(model_dir, speech, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    frames_dir = tmp_path / "frames"
+    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir),
+                 "--emotion", "happiness=0.6,surprise=0.4", "--steps", "2", "--frames-dir", str(frames_dir)])
+    assert code == 0
+    info = probe_video(out)
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+    assert abs(info.duration - 1.3) <= 1 / FPS
+    assert abs(info.audio_duration - info.duration) <= 1 / FPS
+    assert info.frames == round(1.3 * FPS)
+    pngs = sorted(frames_dir.glob("*.png"))
+    assert len(pngs) == info.frames
+    first = next(iter(read_frames(out)))
+    assert first.shape[:2] == (32, 32)
+    assert "untrained" in capsys.readouterr().err
+
+
+def test_render_with_a_painted_mask_and_a_text(model_dir, speech, tmp_path):
+    from PIL import Image
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:10] = 255
+    Image.fromarray(mask).save(tmp_path / "brows.png")
+    out = tmp_path / "out.gif"
+    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir),
+                 "--text", "furious", "--mask", str(tmp_path / "brows.png"), "--mask-emotion", "anger",
+                 "--steps", "1"])
+    assert code == 0 and probe_video(out).frames == round(1.3 * FPS)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--emotion", "smugness=0.5"], "unknown emotion 'smugness'"),
+        (["--emotion", "anger=1.5"], "must lie in 0..1"),
+        (["--emotion", "anger=nan"], "finite number"),
+        (["--mask", "x.png"], "one --mask-emotion for every --mask"),
+    ],
+)
+def test_bad_emotion_arguments_are_reported(model_dir, speech, tmp_path, capsys, extra, message):
+    out = tmp_path / "out.mp4"
+    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir),
+                 "--steps", "1", *extra])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unreadable_inputs_and_wrong_model_are_reported(model_dir, speech, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    assert main(["render", str(tmp_path / "none.png"), str(speech), "-o", str(out), "--model", str(model_dir)]) == 2
+    assert "none.png" in capsys.readouterr().err
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(16000, np.float32), 16000)
+    assert main(["render", str(ASSETS / "portrait.png"), str(silent), "-o", str(out), "--model", str(model_dir)]) == 2
+    assert "silent" in capsys.readouterr().err
+    assert main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(tmp_path)]) == 2
+    assert "config.json is missing" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@contextlib.contextmanager
+def special_folder(tmp_path: Path, options: str):
+    """A real read-only or tiny (soon full) file system: a tmpfs mount as root, else chmod / skip."""
+    folder = tmp_path / options.replace(",", "_").replace("=", "")
+    folder.mkdir()
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                 capture_output=True).returncode == 0
+        if not mounted:
+            pytest.skip("cannot mount a tmpfs here")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["umount", str(folder)], check=False)
+    elif options.startswith("ro"):
+        folder.chmod(0o500)
+        yield folder
+    else:
+        pytest.skip("a full disk needs a tmpfs mount (root)")
+
+
+def test_read_only_output_folder_is_reported(model_dir, speech, tmp_path, capsys):
+    with special_folder(tmp_path, "ro,size=1m") as locked:
+        code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(locked / "o.mp4"),
+                     "--model", str(model_dir), "--steps", "1"])
+        assert code == 2 and "read-only" in capsys.readouterr().err
+        assert list(locked.iterdir()) == []
+
+
+def test_full_disk_is_reported_and_leaves_nothing(model_dir, speech, tmp_path, capsys):
+    with special_folder(tmp_path, "size=24k") as small:
+        code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(small / "o.mp4"),
+                     "--model", str(model_dir), "--steps", "1"])
+        assert code == 2 and "no space left" in capsys.readouterr().err
+        assert list(small.iterdir()) == []
+
+
+def test_bench_prints_json_with_both_paths(model_dir, capsys):
+    assert main(["bench", "--json", "--model", str(model_dir), "--repeats", "2", "--steps", "2", "--frames", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("preview_latency_ms", "naive_preview_latency_ms", "speedup", "clip_fps", "peak_rss_mb",
+                "latency_by_active_experts_ms"):
+        assert key in result
+    assert set(result["clips"]) == {"1x", "2x", "4x"}
+    assert result["clips"]["4x"]["frames"] == 4 * result["clips"]["1x"]["frames"]

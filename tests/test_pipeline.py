@@ -1,0 +1,127 @@
+"""The Animator API the studio and the CLI use: prepare once, render frames and clips."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
+from engine.moee import GateControl
+from engine.pipeline import Animator, CancelToken
+from tests.engine_helpers import tiny_model
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+PORTRAIT, SPEECH, PHOTO = ASSETS / "portrait.png", ASSETS / "speech.wav", ASSETS / "photo.png"
+
+
+@pytest.fixture(scope="module")
+def animator() -> Animator:
+    return Animator(tiny_model(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def prepared(animator):
+    return animator.prepare(PORTRAIT, SPEECH)
+
+
+def test_prepare_caches_what_sliders_do_not_change(animator, prepared):
+    assert prepared.portrait.shape == (32, 32, 3)
+    assert prepared.num_frames == round(prepared.audio.duration * 25)
+    assert prepared.reference is not None and prepared.audio_tokens.shape[0] == prepared.num_frames
+    assert prepared.landmarks is not None and prepared.landmarks.shape[1] == 2
+
+
+def test_render_is_deterministic_per_seed(animator, prepared):
+    gates = GateControl([0.6, 0, 0, 0, 0, 0.4])
+    a = animator.render_frame(prepared, 5, gates, steps=3, seed=1)
+    b = animator.render_frame(prepared, 5, gates, steps=3, seed=1)
+    c = animator.render_frame(prepared, 5, gates, steps=3, seed=2)
+    assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_a_slider_change_changes_the_rendered_frame(animator, prepared):
+    neutral = animator.render_frame(prepared, 0, GateControl([0.0] * 6), steps=3)
+    angry = animator.render_frame(prepared, 0, GateControl([0, 0, 1.0, 0, 0, 0]), steps=3)
+    assert np.abs(neutral.astype(int) - angry.astype(int)).mean() > 0.05
+
+
+def test_painted_mask_reaches_the_right_tokens(animator, prepared):
+    masks = np.zeros((6, 32, 32), np.float32)
+    masks[3, :16] = 1.0  # disgust on the top half
+    alpha = np.zeros(6, np.float32)
+    alpha[3] = 1.0
+    animator.render_frame(prepared, 0, GateControl([0, 0, 0, 1.0, 0, 0], masks, alpha), steps=2)
+    maps = animator.last_gate_maps()
+    assert maps.shape == (6, 32, 32)
+    assert maps[3, :12].min() > 0.95 and maps[3, 20:].max() < 0.05
+
+
+def test_clip_frames_come_in_order_across_windows(animator, prepared):
+    results = list(animator.render_clip(prepared, GateControl([0.5, 0, 0, 0, 0, 0.5]), steps=2, start=3, stop=14,
+                                        window=4, overlap=1))
+    assert [r.index for r in results] == list(range(3, 14))
+    assert results[-1].progress == pytest.approx(1.0)
+
+
+def test_timeline_callable_gives_each_frame_its_own_gates(animator, prepared):
+    seen = []
+
+    def gates_at(frame: int) -> GateControl:
+        seen.append(frame)
+        return GateControl([frame / 10, 0, 0, 0, 0, 0])
+
+    list(animator.render_clip(prepared, gates_at, steps=1, stop=6, window=3, overlap=1))
+    assert set(seen) == set(range(6))
+
+
+def test_cancel_stops_a_render(animator, prepared):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        animator.render_frame(prepared, 0, GateControl([1.0, 0, 0, 0, 0, 0]), steps=5, cancel=token)
+
+
+def test_bad_requests_get_clear_errors(animator, prepared):
+    with pytest.raises(EmotionSpecError, match="outside the clip"):
+        animator.render_frame(prepared, prepared.num_frames, None, steps=1)
+    with pytest.raises(EmotionSpecError, match="unknown sampler"):
+        animator.render_frame(prepared, 0, None, steps=1, sampler="nope")
+    with pytest.raises(EmotionSpecError, match="outside 0..1"):
+        animator.render_frame(prepared, 0, GateControl([2.0, 0, 0, 0, 0, 0]), steps=1)
+
+
+def test_every_sampler_runs(animator, prepared):
+    for sampler in ("ddim", "dpm", "euler"):
+        assert animator.render_frame(prepared, 0, None, steps=2, sampler=sampler).shape == (32, 32, 3)
+
+
+def test_no_face_in_a_landscape_image_is_a_clear_error(animator, tmp_path):
+    flat = np.full((64, 160, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="no face"):
+        animator.prepare(flat, SPEECH)
+    prepared = animator.prepare(flat, SPEECH, crop="none")  # the user can opt out of face cropping
+    assert prepared.landmarks is None
+
+
+def test_a_real_photo_is_cropped_around_the_face(animator):
+    prepared = animator.prepare(PHOTO, None, num_frames=4)
+    assert prepared.num_frames == 4 and prepared.audio_windows is None
+    points = prepared.landmarks
+    assert points.min() > -2 and points.max() < 34  # the face fills the crop
+
+
+def test_bad_inputs_lose_nothing(animator, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(InputImageError):
+        animator.prepare(broken, SPEECH)
+    with pytest.raises(InputAudioError):
+        animator.prepare(PORTRAIT, (np.zeros(16000, np.float32), 16000))
+
+
+def test_emotion_from_text(animator):
+    assert max(animator.emotion_from_text("furious").items(), key=lambda kv: kv[1])[0] == "anger"
+    top_two = sorted(animator.emotion_from_text("sadly surprised").items(), key=lambda kv: -kv[1])[:2]
+    assert {name for name, _ in top_two} == {"sadness", "surprise"}
+    assert animator.emotion_from_text("calm") == {}
