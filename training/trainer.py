@@ -76,6 +76,8 @@ STATE_FILE = "trainer_state.json"
 TRAINER_STATE_VERSION = 1
 #: Frames of a clip the VAE stage reconstructs per sample.
 VAE_FRAMES = 2
+#: Data items whose frames calibrate the latent scale after the VAE stage.
+LATENT_SCALE_ITEMS = 16
 
 
 class TrainingError(MoEEError):
@@ -474,6 +476,20 @@ def _build_model(args: argparse.Namespace) -> MoEEModel:
     return MoEEModel(get_config(args.config))
 
 
+def calibrate_latent_scale(model: MoEEModel, data: StepSampler, items: int = LATENT_SCALE_ITEMS) -> float:
+    """Set ``vae_scaling_factor = 1 / std(latents)`` for a freshly trained VAE (as Stable Diffusion did).
+
+    The diffusion schedule assumes unit-variance latents; a VAE trained here has its own scale.
+    Deterministic (the first ``items`` items of the data order), so a resumed run computes the same.
+    """
+    with torch.no_grad():
+        frames = torch.cat([data.item(k)["frames"] for k in range(min(items, data.n))])
+        latents = model.vae.encode(frames).latent_dist.mean
+    model.cfg.vae_scaling_factor = float(1.0 / latents.std().clamp_min(1e-6))
+    print(f"latent scale calibrated: vae_scaling_factor = {model.cfg.vae_scaling_factor:.5f}")
+    return model.cfg.vae_scaling_factor
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run one training stage; returns the exit code (0 on success)."""
     from accelerate import Accelerator
@@ -500,6 +516,8 @@ def run_train(args: argparse.Namespace) -> int:
     clip_sampler = ClipSampler(dataset, num_frames=args.frames, p_noisy=p_noisy, seed=args.seed, split=split,
                                size=model.cfg.image_size, audio_config=model.cfg.audio)
     data = StepSampler(clip_sampler, args.seed)
+    if args.stage == "stage1" and getattr(model, "notes", {}).get("stage") == "vae":
+        calibrate_latent_scale(model, data)
     base_lr = args.lr or DEFAULT_LR[args.stage]
     optimizer = raw_optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
     spec = StageSpec(args.stage, args.ablation, args.spatial_frames, args.spatial_weight, args.mouth_mask,
