@@ -207,7 +207,6 @@ class Animator:
         """
         image = load_image(portrait)
         crop_img, landmarks, warnings = self._crop(image, crop)
-        size = self.cfg.image_size
         clip = audio_io.load_audio(audio, self.cfg.audio.sample_rate) if audio is not None else None
         fps = int(fps or self.cfg.fps)
         if fps < 1:
