@@ -1,0 +1,89 @@
+"""Evaluation metrics on known inputs, the recogniser's shapes, and generation on a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training import evaluate
+from training.recognizer import INPUT_SIZE, Recognizer, predict
+
+torch.set_num_threads(1)
+
+
+def test_ssim_psnr_identical_and_different() -> None:
+    rng = np.random.default_rng(0)
+    img = np.repeat(np.linspace(0, 255, 32)[None, :, None], 32, axis=0).repeat(3, axis=2).astype(np.uint8)
+    assert evaluate.ssim(img, img) == pytest.approx(1.0)
+    assert evaluate.psnr(img, img) == float("inf")
+    noisy = np.clip(img.astype(int) + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
+    assert evaluate.ssim(img, noisy) < 0.95
+    assert 10 < evaluate.psnr(img, noisy) < 30
+
+
+def test_akd_and_jitter() -> None:
+    pts = np.random.default_rng(1).random((5, 68, 2)) * 100
+    assert evaluate.akd(pts, pts) == 0.0
+    assert evaluate.akd(pts + np.array([3.0, 4.0]), pts) == pytest.approx(5.0)
+    linear = np.stack([np.full((68, 2), float(i)) for i in range(6)])
+    assert evaluate.jitter(linear) == pytest.approx(0.0)
+    shaky = linear.copy()
+    shaky[::2] += 1.0
+    assert evaluate.jitter(shaky) > 1.0
+
+
+def test_monotonicity_detector_and_spearman() -> None:
+    assert evaluate.is_monotonic([0.0, 0.1, 0.1, 0.5, 0.9])
+    assert evaluate.is_monotonic([0.0, 0.2, 0.19, 0.5])  # within tolerance
+    assert not evaluate.is_monotonic([0.0, 0.5, 0.2, 0.9])
+    assert evaluate.spearman([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.8]) == pytest.approx(1.0)
+    assert evaluate.spearman([0, 1, 2, 3], [0.8, 0.4, 0.2, 0.1]) == pytest.approx(-1.0)
+
+
+def test_top2_and_mouth_opening() -> None:
+    scores = np.array([0.9, 0.1, 0.0, 0.0, 0.0, 0.8])  # happiness, surprise
+    assert evaluate.top2_match(scores, {"happiness": 0.5, "surprise": 0.5})
+    assert not evaluate.top2_match(scores, {"happiness": 0.5, "anger": 0.5})
+    lm = np.zeros((68, 2))
+    lm[[61, 62, 63], 1] = 10.0
+    lm[[65, 66, 67], 1] = 14.0
+    assert evaluate.mouth_opening(lm) == pytest.approx(4.0)
+    assert evaluate.pearson(np.arange(5), 2 * np.arange(5) + 1) == pytest.approx(1.0)
+
+
+def test_recognizer_shapes() -> None:
+    model = Recognizer()
+    frames = np.zeros((3, 128, 128, 3), np.uint8)
+    out = predict(model, frames)
+    assert out["emotion"].shape == (3, 6) and out["aus"].shape == (3, 13)
+    assert out["landmarks"].shape == (3, 68, 2)
+    assert np.all((out["emotion"] >= 0) & (out["emotion"] <= 1))
+    assert model(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE))["landmarks"].shape == (1, 68, 2)
+
+
+def test_generate_tiny_and_local_masks() -> None:
+    from engine.audio import window_length
+    from engine.config import tiny_config
+    from engine.model import MoEEModel
+
+    torch.manual_seed(0)
+    model = MoEEModel(tiny_config()).eval()
+    with torch.no_grad():
+        for layer in model.denoiser.moe_layers:
+            for expert in layer.experts:
+                expert.to_out.weight.normal_(0, 0.5)
+    size = model.cfg.image_size
+    ref = np.full((size, size, 3), 100, np.uint8)
+    windows = np.zeros((2, window_length(model.cfg.fps, model.cfg.audio), model.cfg.audio.n_mels), np.float32)
+    labels = np.zeros((2, 6), np.float32)
+    labels[1, 2] = 1.0
+    frames = evaluate.generate(model, ref, windows, labels, steps=2, seed=0)
+    assert frames.shape == (2, 2, size, size, 3) and frames.dtype == np.uint8
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).max() > 0
+    again = evaluate.generate(model, ref, windows, labels, steps=2, seed=0)
+    assert np.array_equal(frames, again)
+    masks = np.zeros((2, 6, size, size), np.float32)
+    masks[1, 2, : size // 4] = 1.0
+    local = evaluate.generate(model, ref, windows, labels, steps=2, seed=0, local_masks=masks)
+    assert local.shape == frames.shape
