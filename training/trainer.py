@@ -62,6 +62,7 @@ from training.perceptual import FixedPerceptualNet
 
 STAGES = ("vae", "stage1", "stage2", "expert")
 ABLATIONS = ("none", "no-moe", "no-global-gate")
+DEFAULT_STEPS = {"vae": 1000, "stage1": 5000, "stage2": 3000, "expert": 300}
 DEFAULT_LR = {"vae": 2e-4, "stage1": 2e-4, "stage2": 3e-4, "expert": 5e-4}
 WARMUP_FRACTION = 0.05
 MAX_WARMUP_STEPS = 100
@@ -436,7 +437,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="base model folder for the expert stage (default: bundled)")
     parser.add_argument("--name", default=None, help="expert stage: the new emotion's name")
     parser.add_argument("--colour", default=None, help="expert stage: the new emotion's colour (#rrggbb)")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps (default per stage: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--frames", type=int, default=4, help="frames per training clip (temporal window)")
     parser.add_argument("--lr", type=float, default=None)
@@ -501,6 +503,10 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS[args.stage]
+    if args.steps < 1 or args.batch < 1 or args.frames < 1:
+        raise TrainingError("--steps, --batch and --frames must be at least 1")
     if args.no_noisy_sampling:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
     model = _build_model(args).float().train()
