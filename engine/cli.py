@@ -120,6 +120,36 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a new (untrained) model folder, optionally from local SD weights")
+    p.add_argument("output", help="model folder to create")
+    p.add_argument("--config", default="demo", choices=["tiny", "demo", "sd15"])
+    p.add_argument("--base-model", default=None,
+                   help="a local diffusers Stable Diffusion folder (unet/, vae/) to initialise the U-Net, "
+                        "ReferenceNet and VAE from; the MoEE modules start as identity")
+    p.add_argument("--fp16", action="store_true", help="store the weights in half precision")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.checkpoint import save_model
+    from engine.config import get_config
+    from engine.model import MoEEModel
+
+    torch.manual_seed(args.seed)
+    cfg = get_config(args.config)
+    model = MoEEModel.from_base_model(cfg, args.base_model) if args.base_model else MoEEModel(cfg)
+    notes = {"trained": False, "base_model": str(args.base_model or ""), "seed": args.seed}
+    save_model(model, args.output, dtype=torch.float16 if args.fp16 else torch.float32, notes=notes)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.output}: {args.config} config, {params / 1e6:.1f} M parameters"
+          + (f", initialised from {args.base_model}" if args.base_model else ", random weights"))
+    return 0
+
+
 def _add_delegated(sub: argparse._SubParsersAction) -> None:
     """synth / train / eval live in training/ and are imported only when used."""
     for name, module, adder, runner, text in (
@@ -147,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_render(sub)
     _add_bench(sub)
+    _add_init(sub)
     _add_delegated(sub)
     return parser
 

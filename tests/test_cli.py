@@ -143,3 +143,22 @@ def test_bench_prints_json_with_both_paths(model_dir, capsys):
         assert key in result
     assert set(result["clips"]) == {"1x", "2x", "4x"}
     assert result["clips"]["4x"]["frames"] == 4 * result["clips"]["1x"]["frames"]
+
+
+def test_init_from_a_local_diffusers_folder(tmp_path, capsys):
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from engine.checkpoint import load_model
+    from engine.config import tiny_config
+
+    cfg = tiny_config()
+    torch.manual_seed(4)
+    UNet2DConditionModel(**cfg.unet).save_pretrained(tmp_path / "sd" / "unet")
+    AutoencoderKL(**cfg.vae).save_pretrained(tmp_path / "sd" / "vae")
+    assert main(["init", str(tmp_path / "m"), "--config", "tiny", "--base-model", str(tmp_path / "sd")]) == 0
+    model = load_model(tmp_path / "m")
+    source = UNet2DConditionModel.from_pretrained(tmp_path / "sd" / "unet")
+    assert torch.equal(model.denoiser.unet.conv_in.weight, source.conv_in.weight)
+    assert main(["init", str(tmp_path / "m2"), "--config", "tiny", "--base-model", str(tmp_path)]) == 2
+    assert "not a diffusers model folder" in capsys.readouterr().err

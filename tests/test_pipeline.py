@@ -125,3 +125,17 @@ def test_emotion_from_text(animator):
     top_two = sorted(animator.emotion_from_text("sadly surprised").items(), key=lambda kv: -kv[1])[:2]
     assert {name for name, _ in top_two} == {"sadness", "surprise"}
     assert animator.emotion_from_text("calm") == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_half_precision_matches_cpu():
+    model = tiny_model()
+    cpu = Animator(model, device="cpu")
+    prepared_cpu = cpu.prepare(PORTRAIT, SPEECH)
+    reference = cpu.render_frame(prepared_cpu, 0, GateControl([0.5, 0, 0, 0, 0, 0.5]), steps=3)
+    gpu = Animator(tiny_model(), device="cuda")
+    assert gpu.dtype.is_floating_point and gpu.dtype.itemsize == 2
+    prepared_gpu = gpu.prepare(PORTRAIT, SPEECH)
+    image = gpu.render_frame(prepared_gpu, 0, GateControl([0.5, 0, 0, 0, 0, 0.5]), steps=3)
+    assert np.abs(image.astype(int) - reference.astype(int)).mean() < 3
