@@ -20,14 +20,20 @@ from engine.moee import multi_head_attention
 
 
 class ReferenceBank:
-    """Reference self-attention states, one tensor ``(1, n, C)`` per transformer block name."""
+    """Reference self-attention states, one tensor ``(1, n, C)`` per transformer block name.
+
+    ``projected`` caches each layer's key/value projections of the reference states during
+    inference: they do not change across denoising steps or slider moves.
+    """
 
     def __init__(self) -> None:
         self.states: dict[str, torch.Tensor] = {}
+        self.projected: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.writing = False
 
     def clear(self) -> None:
         self.states = {}
+        self.projected = None
 
 
 class ReferenceAttnProcessor:
@@ -43,22 +49,40 @@ class ReferenceAttnProcessor:
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None,
                  attention_mask=None, temb=None, **kwargs) -> torch.Tensor:
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        if self.write:
-            if self.bank.writing:
-                self.bank.states[self.name] = hidden_states
-        else:
-            reference = self.bank.states.get(self.name)
-            if reference is not None:
-                reference = reference.to(hidden_states.dtype)
-                if reference.shape[0] != hidden_states.shape[0]:
-                    reference = reference.expand(hidden_states.shape[0], -1, -1)
-                context = torch.cat([hidden_states, reference], dim=1)
-        query = attn.to_q(hidden_states)
-        out = multi_head_attention(query, attn.to_k(context), attn.to_v(context), attn.heads)
+        if self.write and self.bank.writing:
+            self.bank.states[self.name] = hidden_states
+        query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+        reference = None if self.write else self.bank.states.get(self.name)
+        if reference is not None:
+            ref_key, ref_value = self._reference_projection(attn, reference.to(hidden_states.dtype))
+            rows = hidden_states.shape[0]
+            key = torch.cat([key, _rows(ref_key, rows)], dim=1)
+            value = torch.cat([value, _rows(ref_value, rows)], dim=1)
+        out = multi_head_attention(query, key, value, attn.heads)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.rescale_output_factor != 1.0:
             out = out / attn.rescale_output_factor
         return out
+
+
+    def _reference_projection(self, attn, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``to_k`` / ``to_v`` of the reference states, cached when the bank allows it (inference)."""
+        cache = self.bank.projected
+        if cache is not None and self.name in cache:
+            return cache[self.name]
+        projected = attn.to_k(reference), attn.to_v(reference)
+        if cache is not None:
+            cache[self.name] = projected
+        return projected
+
+
+def _rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """Per-clip rows ``(1 or B, n, C)`` repeated to ``rows`` (one per frame)."""
+    if tensor.shape[0] == rows:
+        return tensor
+    if tensor.shape[0] == 1:
+        return tensor.expand(rows, -1, -1)
+    return tensor.repeat_interleave(rows // tensor.shape[0], dim=0)
 
 
 class AudioAttention(nn.Module):

@@ -14,7 +14,7 @@ Frames are folded into the batch: a tensor ``(B, F, C, h, w)`` runs as ``(B*F, C
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,7 @@ class ReferenceFeatures:
 
     states: dict[str, torch.Tensor]  # attn1 inputs per block name, (B_ref, n, C)
     context: torch.Tensor  # cross-attention context (B_ref, grid*grid, cross_dim)
+    projected: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # inference K/V cache
 
 
 @dataclass
@@ -193,7 +194,9 @@ class MoEEUNet(nn.Module):
         if audio_tokens is not None:
             audio_tokens = audio_tokens.reshape(batch * frames, *audio_tokens.shape[-2:]).to(flat.dtype)
         context = _per_frame(reference.context, batch, frames).to(flat.dtype)
-        self._bank.states = {k: _per_frame(v, batch, frames) for k, v in reference.states.items()}
+        self._bank.states = reference.states
+        # Reference keys/values are reused across steps and slider moves, unless gradients flow.
+        self._bank.projected = None if torch.is_grad_enabled() else reference.projected
         self._context = _CallContext(frames, tuple(flat.shape[-2:]), audio_tokens, emotion_tokens, gates, record_gates)
         try:
             out = self.unet(flat, timestep, encoder_hidden_states=context).sample

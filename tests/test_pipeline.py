@@ -139,3 +139,14 @@ def test_cuda_half_precision_matches_cpu():
     prepared_gpu = gpu.prepare(PORTRAIT, SPEECH)
     image = gpu.render_frame(prepared_gpu, 0, GateControl([0.5, 0, 0, 0, 0, 0.5]), steps=3)
     assert np.abs(image.astype(int) - reference.astype(int)).mean() < 3
+
+
+def test_cached_and_naive_paths_render_the_same_frame():
+    animator = Animator(tiny_model(), device="cpu")
+    gates = GateControl([0.6, 0, 0, 0, 0, 0.4])
+    cached = animator.render_frame(animator.prepare(PORTRAIT, SPEECH), 2, gates, steps=3)
+    cached_again = animator.render_frame(animator.prepare(PORTRAIT, SPEECH), 2, gates, steps=3)
+    animator.use_cache = False
+    naive = animator.render_frame(animator.prepare(PORTRAIT, SPEECH), 2, gates, steps=3)
+    assert np.array_equal(cached, cached_again)
+    assert np.abs(cached.astype(int) - naive.astype(int)).max() <= 1
