@@ -333,6 +333,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     parser.add_argument("--ablation-model", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--ablation-identities", type=int, default=None,
+                        help="identities for the ablation models (default: --identities)")
     parser.add_argument("--package-to", default=None, help="save the model here as fp16 with the metrics in notes")
     parser.add_argument("--samples", default=None, help="write a PNG sheet of sample frames")
     parser.add_argument("--threads", type=int, default=None)
@@ -367,7 +369,8 @@ def run_eval(args: argparse.Namespace) -> int:
         name, _, folder = spec.partition("=")
         ab_model = load_model(folder)
         ab_clips = load_eval_clips(data, ab_model, args.frames, split)
-        ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed, args.identities)
+        ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed,
+                                            args.ablation_identities or args.identities)
     if ablations:
         result["ablations"] = ablations
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
