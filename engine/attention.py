@@ -14,9 +14,20 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from engine.moee import multi_head_attention
+
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Scaled dot-product attention over ``heads`` heads; ``(B, n, C)`` in and out (fused kernel)."""
+    batch, n_q, width = q.shape
+    head_dim = width // heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape[0], t.shape[1], heads, head_dim).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+    return out.transpose(1, 2).reshape(batch, n_q, width)
 
 
 class ReferenceBank:
@@ -85,24 +96,36 @@ def _rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
     return tensor.repeat_interleave(rows // tensor.shape[0], dim=0)
 
 
-class AudioAttention(nn.Module):
-    """``X' = X + Attn(LN(X), A)``: each frame's tokens attend to that frame's audio tokens ``A``."""
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention ``Attn(X W_q, C W_k, C W_v) W_o`` whose output projection starts at zero."""
 
-    def __init__(self, dim: int, audio_dim: int, heads: int) -> None:
+    def __init__(self, dim: int, context_dim: int, heads: int) -> None:
         super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
         self.heads = heads
-        self.norm = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(audio_dim, dim, bias=False)
-        self.to_v = nn.Linear(audio_dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim, dim, bias=False)
         self.to_out = nn.Linear(dim, dim)
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
+    def attend(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``x``: ``(B, n, C)`` queries; ``context``: ``(B, m, D)`` keys/values. Returns ``(B, n, C)``."""
+        return self.to_out(multi_head_attention(self.to_q(x), self.to_k(context), self.to_v(context), self.heads))
+
+
+class AudioAttention(CrossAttention):
+    """``X' = X + Attn(LN(X), A)``: each frame's tokens attend to that frame's audio tokens ``A``."""
+
+    def __init__(self, dim: int, audio_dim: int, heads: int) -> None:
+        super().__init__(dim, audio_dim, heads)
+        self.norm = nn.LayerNorm(dim)
+
     def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B*F, n, C)``; ``audio_tokens``: ``(B*F, m, A)``."""
-        q = self.to_q(self.norm(x))
-        return x + self.to_out(multi_head_attention(q, self.to_k(audio_tokens), self.to_v(audio_tokens), self.heads))
+        return x + self.attend(self.norm(x), audio_tokens)
 
 
 def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:

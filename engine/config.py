@@ -111,20 +111,25 @@ def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, head_dim: int, l
     }
 
 
-def tiny_config() -> ModelConfig:
-    """A half-million-parameter model for tests: 32x32 images, 16x16 latents (2x VAE)."""
-    unet = _cross_attn_unet((16, 32), cross_dim=16, head_dim=8, layers=1)
-    vae = {
+def _vae(channels: tuple[int, ...], groups: int, layers: int, image_size: int) -> dict[str, Any]:
+    """AutoencoderKL kwargs: RGB <-> 4 latent channels, downsampling 2^(len(channels)-1) times."""
+    return {
         "in_channels": 3,
         "out_channels": 3,
         "latent_channels": 4,
-        "block_out_channels": [8, 8],
-        "down_block_types": ["DownEncoderBlock2D"] * 2,
-        "up_block_types": ["UpDecoderBlock2D"] * 2,
-        "layers_per_block": 1,
-        "norm_num_groups": 4,
-        "sample_size": 32,
+        "block_out_channels": list(channels),
+        "down_block_types": ["DownEncoderBlock2D"] * len(channels),
+        "up_block_types": ["UpDecoderBlock2D"] * len(channels),
+        "layers_per_block": layers,
+        "norm_num_groups": groups,
+        "sample_size": image_size,
     }
+
+
+def tiny_config() -> ModelConfig:
+    """A half-million-parameter model for tests: 32x32 images, 16x16 latents (2x VAE)."""
+    unet = _cross_attn_unet((16, 32), cross_dim=16, head_dim=8, layers=1)
+    vae = _vae((8, 8), groups=4, layers=1, image_size=32)
     moee = MoEEConfig(emotion_tokens=4, emotion_dim=16, expert_heads=1, audio_dim=16, audio_tokens=3,
                       reference_context_grid=2, temporal_heads=1, max_frames=32)
     audio = AudioConfig(n_mels=16, context_frames=1)
@@ -134,17 +139,7 @@ def tiny_config() -> ModelConfig:
 def demo_config() -> ModelConfig:
     """The shipped model: 128x128 px through an 8x VAE (16x16 latents); previews on 2 CPU cores."""
     unet = _cross_attn_unet((64, 128, 128), cross_dim=128, head_dim=32, layers=1)
-    vae = {
-        "in_channels": 3,
-        "out_channels": 3,
-        "latent_channels": 4,
-        "block_out_channels": [32, 64, 64, 64],
-        "down_block_types": ["DownEncoderBlock2D"] * 4,
-        "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "layers_per_block": 1,
-        "norm_num_groups": 16,
-        "sample_size": 128,
-    }
+    vae = _vae((32, 64, 64, 64), groups=16, layers=1, image_size=128)
     return ModelConfig(name="demo", image_size=128, fps=25, unet=unet, vae=vae)
 
 
@@ -162,17 +157,7 @@ def sd15_config() -> ModelConfig:
         "attention_head_dim": 8,
         "norm_num_groups": 32,
     }
-    vae = {
-        "in_channels": 3,
-        "out_channels": 3,
-        "latent_channels": 4,
-        "block_out_channels": [128, 256, 512, 512],
-        "down_block_types": ["DownEncoderBlock2D"] * 4,
-        "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "layers_per_block": 2,
-        "norm_num_groups": 32,
-        "sample_size": 512,
-    }
+    vae = _vae((128, 256, 512, 512), groups=32, layers=2, image_size=512)
     moee = MoEEConfig(emotion_tokens=16, emotion_dim=768, expert_heads=8, audio_dim=768, audio_tokens=5,
                       reference_context_grid=8, temporal_heads=8, max_frames=64)
     audio = AudioConfig(n_mels=80)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.attention import CrossAttention
 from engine.errors import EmotionSpecError
 
 
@@ -175,40 +176,15 @@ class BatchGates:
 
 
 # ----------------------------------------------------------------------------- modules
-class EmotionExpert(nn.Module):
+class EmotionExpert(CrossAttention):
     """One expert ``E_i``: cross-attention from U-Net tokens to the emotion latent tokens.
 
     The output projection starts at zero, so a new expert is the identity of the residual stream.
     """
 
-    def __init__(self, dim: int, emotion_dim: int, heads: int) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"expert width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(emotion_dim, dim, bias=False)
-        self.to_v = nn.Linear(emotion_dim, dim, bias=False)
-        self.to_out = nn.Linear(dim, dim)
-        nn.init.zeros_(self.to_out.weight)
-        nn.init.zeros_(self.to_out.bias)
-
     def forward(self, x: torch.Tensor, emotion_tokens: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, n, C)`` gated tokens; ``emotion_tokens``: ``(B, K, D)``. Returns ``(B, n, C)``."""
-        return self.to_out(multi_head_attention(self.to_q(x), self.to_k(emotion_tokens),
-                                                self.to_v(emotion_tokens), self.heads))
-
-
-def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Scaled dot-product attention over ``heads`` heads; ``(B, n, C)`` in and out (fused kernel)."""
-    batch, n_q, width = q.shape
-    head_dim = width // heads
-
-    def split(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(t.shape[0], t.shape[1], heads, head_dim).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
-    return out.transpose(1, 2).reshape(batch, n_q, width)
+        return self.attend(x, emotion_tokens)
 
 
 @dataclass
