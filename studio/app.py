@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     from studio import settings
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         out = Path(args.screenshot)
         state = {"code": 1}
+        loop = QEventLoop()  # a local loop: app.quit() would also stop a host application's loops
 
         def shoot(result: object) -> None:
             if getattr(result, "quality", "") != "refine" and window.doc.render.refine_steps > 0:
@@ -90,18 +91,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"screenshot saved to {out}" if ok else f"could not save {out}")
             state["code"] = 0 if ok else 1
             window.close()
-            app.quit()
+            loop.quit()
 
         def give_up() -> None:
             print(f"no preview frame after {args.timeout:.0f} s; last error: {window.last_error or 'none'}")
             window.grab().save(str(out), "PNG")
             window.close()
-            app.quit()
+            loop.quit()
 
         window.previewShown.connect(shoot)
         window.errorReported.connect(lambda m: print(f"error: {m}", file=sys.stderr))
-        QTimer.singleShot(int(args.timeout * 1000), give_up)
-        app.exec()
+        watchdog = QTimer()
+        watchdog.setSingleShot(True)
+        watchdog.timeout.connect(give_up)
+        watchdog.start(int(args.timeout * 1000))
+        loop.exec()
+        watchdog.stop()
+        window.deleteLater()
         return state["code"]
     return app.exec()
 

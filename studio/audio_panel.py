@@ -18,17 +18,23 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QWi
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.mp3 *.m4a *.aac);;All files (*)"
 
 
-def sound_module() -> tuple[Any, str]:
-    """``(sounddevice, "")`` if usable, else ``(None, reason)`` — never raises."""
+def sound_module(kind: str = "output") -> tuple[Any, str]:
+    """``(sounddevice, "")`` if a default ``kind`` (output/input) device exists, else ``(None, reason)``.
+
+    Never raises: a missing PortAudio library (OSError at import), no sound card, or any backend
+    error all become a reason the UI can show.
+    """
     try:
         import sounddevice  # noqa: PLC0415 - lazy on purpose
-
-        sounddevice.query_devices()
-        return sounddevice, ""
     except OSError as exc:
-        return None, f"no sound device available ({exc}); install PortAudio (libportaudio2) or connect one"
-    except Exception as exc:  # noqa: BLE001 - any backend failure means no sound
-        return None, f"no sound device available ({type(exc).__name__}: {exc})"
+        return None, f"no sound support ({exc}); install PortAudio (libportaudio2)"
+    except Exception as exc:  # noqa: BLE001
+        return None, f"no sound support ({type(exc).__name__}: {exc})"
+    try:
+        sounddevice.query_devices(kind=kind)
+        return sounddevice, ""
+    except Exception as exc:  # noqa: BLE001 - any backend failure means no device
+        return None, f"no sound {kind} device available ({exc})"
 
 
 class Transport(QObject):
@@ -131,7 +137,7 @@ class Recorder(QObject):
 
     def start(self) -> bool:
         """Start recording; returns False (with a message) when there is no input device."""
-        sd, reason = sound_module()
+        sd, reason = sound_module("input")
         if sd is None:
             self.message.emit(f"Cannot record: {reason}")
             return False

@@ -331,6 +331,6 @@ def resize_stack(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     for i, mask in enumerate(masks):
         if mask.max(initial=0.0) <= 0.0:
             continue
-        image = Image.fromarray(mask.astype(np.float32), mode="F")
+        image = Image.fromarray(np.ascontiguousarray(mask, dtype=np.float32))
         out[i] = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32)
     return np.clip(out, 0.0, 1.0)

@@ -1,6 +1,6 @@
 """Export dialog: MP4 (H.264 + AAC), PNG sequence (optionally with alpha), GIF; progress and cancel.
 
-The render runs on a worker thread (:class:`ExportJob`) that streams frames from
+The render runs on the engine thread (:class:`ExportJob`) that streams frames from
 ``animator.render_clip`` into an engine writer. Engine writers are atomic, so a cancelled or failed
 export leaves nothing behind: the file is complete or absent.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import CancelledError, MoEEError
 from studio import engine_api
+from studio.engine_thread import run_on_engine_thread
 
 FORMATS = {
     "mp4": "MP4 video (H.264 + AAC)",
@@ -59,8 +60,8 @@ def audio_slice(clip: Any, fps: float, start: int, stop: int) -> Any:
     return AudioClip(samples, clip.sample_rate, clip.source) if len(samples) else None
 
 
-class ExportJob(QThread):
-    """Renders frames ``start..stop-1`` into ``path`` on a worker thread."""
+class ExportJob(QObject):
+    """Renders frames ``start..stop-1`` into ``path`` on the engine thread (see studio.engine_thread)."""
 
     progress = Signal(int, float)  # frame index, 0..1
     done = Signal(bool, str)  # ok, message (path or error)
@@ -90,6 +91,20 @@ class ExportJob(QThread):
         self.prepare_args = prepare_args
         self.token = engine_api.cancel_token()
         self.result: tuple[bool, str] | None = None
+        self._finished = threading.Event()
+        self._started = False
+
+    def start(self) -> None:
+        """Queue the export on the engine thread (returns at once)."""
+        self._started = True
+        run_on_engine_thread(self.run)
+
+    def isRunning(self) -> bool:  # noqa: N802 - mirrors QThread
+        return self._started and not self._finished.is_set()
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Block until the export finished (True) or the timeout passed (False)."""
+        return not self._started or self._finished.wait(timeout_ms / 1000.0)
 
     def cancel(self) -> None:
         """Stop at the next denoising step; the partial output is discarded."""
@@ -106,6 +121,8 @@ class ExportJob(QThread):
             self.result = (False, f"{type(exc).__name__}: {exc}")
         else:
             self.result = (True, self.path)
+        finally:
+            self._finished.set()
         self.done.emit(*self.result)
 
     def _export(self) -> None:

@@ -52,7 +52,7 @@ def encode_mask(mask: np.ndarray) -> str | None:
         return None
     data = np.round(np.clip(mask, 0.0, 1.0) * 65535.0).astype(np.uint16)
     buf = io.BytesIO()
-    Image.fromarray(data, mode="I;16").save(buf, format="PNG")
+    Image.fromarray(data).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

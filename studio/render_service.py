@@ -1,6 +1,7 @@
-"""Rendering off the UI thread: one worker QThread, newest request wins, stale work cancelled.
+"""Rendering off the UI thread: the engine thread, newest request wins, stale work cancelled.
 
-The UI posts requests; the worker runs them one at a time against the engine's ``Animator``:
+The UI posts requests; the engine thread (:mod:`studio.engine_thread`, a one-thread QThreadPool)
+runs them one at a time against the engine's ``Animator``:
 
 * *tasks* (load model, prepare portrait+audio, text -> mix, load expert pack) run in order;
 * *renders* keep only the newest request: posting one cancels the render in progress (through
@@ -21,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
 from engine.errors import CancelledError, MoEEError
 from studio import engine_api
+from studio.engine_thread import run_on_engine_thread
 
 
 @dataclass
@@ -51,18 +53,6 @@ class RenderResult:
     steps: int
     seconds: float
     gates: Any = field(default=None, repr=False)
-
-
-class _Worker(QThread):
-    """Runs queued tasks and the newest render request."""
-
-    def __init__(self, service: RenderService) -> None:
-        super().__init__()
-        self.service = service
-        self.setObjectName("moee-render-worker")
-
-    def run(self) -> None:
-        self.service._loop()
 
 
 class RenderService(QObject):
@@ -95,8 +85,7 @@ class RenderService(QObject):
         self._next_id = 0
         self._stop = False
         self._busy = False
-        self._worker = _Worker(self)
-        self._worker.start()
+        self._scheduled = False  # a drain job is queued or running on the engine thread
 
     # ------------------------------------------------------------ requests
     def load_model(self, model_dir: str | None, device: str = "cpu") -> None:
@@ -170,7 +159,7 @@ class RenderService(QObject):
             self._pending = req
             if self._running is not None and self._running_token is not None:
                 self._running_token.cancel()
-            self._cond.notify_all()
+            self._kick()
         if superseded is not None:
             self.renderCancelled.emit(superseded.request_id)
         return req.request_id
@@ -194,35 +183,43 @@ class RenderService(QObject):
         with self._cond:
             return not self._tasks and self._pending is None and self._running is None and not self._busy
 
-    def shutdown(self, timeout_ms: int = 5000) -> None:
-        """Stop the worker (cancelling any render) and wait for it."""
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Stop (cancelling any render) and wait until the engine thread has left this service."""
         with self._cond:
             self._stop = True
             self._pending = None
+            self._tasks.clear()
             if self._running_token is not None:
                 self._running_token.cancel()
-            self._cond.notify_all()
-        self._worker.wait(timeout_ms)
+            self._cond.wait_for(lambda: not self._scheduled, timeout_ms / 1000.0)
 
     # -------------------------------------------------------------- worker
     def _post(self, name: str, task: Callable[[], None]) -> None:
         with self._cond:
+            if self._stop:
+                return
             self._tasks.append((name, task))
-            self._cond.notify_all()
+            self._kick()
+
+    def _kick(self) -> None:
+        """Make sure a drain job is queued on the engine thread (call with ``_cond`` held)."""
+        if not self._scheduled and not self._stop:
+            self._scheduled = True
+            run_on_engine_thread(self._drain)
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:
             self._busy = busy
             self.busyChanged.emit(busy)
 
-    def _loop(self) -> None:
+    def _drain(self) -> None:
+        """Engine thread: run queued tasks, then the newest render, until nothing is left."""
         while True:
             with self._cond:
-                while not self._stop and not self._tasks and self._pending is None:
+                if self._stop or (not self._tasks and self._pending is None):
+                    self._scheduled = False
                     self._set_busy(False)
-                    self._cond.wait()
-                if self._stop:
-                    self._set_busy(False)
+                    self._cond.notify_all()
                     return
                 self._set_busy(True)
                 if self._tasks:

@@ -68,6 +68,9 @@ def window(qtbot, animator):  # noqa: ANN001, ANN201
     win.doc.render.refine_steps = 3
     win.doc.render.refine_delay_ms = 60_000  # tests ask for refines explicitly
     qtbot.addWidget(win)
+    win.show()
+    win.activateWindow()
+    qtbot.waitExposed(win)
     yield win
     win.shutdown()
 
