@@ -87,3 +87,8 @@ def test_generate_tiny_and_local_masks() -> None:
     masks[1, 2, : size // 4] = 1.0
     local = evaluate.generate(model, ref, windows, labels, steps=2, seed=0, local_masks=masks)
     assert local.shape == frames.shape
+
+
+def test_is_neutral() -> None:
+    assert evaluate.is_neutral(np.array([0.1, 0.05, 0.05, 0.0, 0.0, 0.0]))
+    assert not evaluate.is_neutral(np.array([0.6, 0.05, 0.05, 0.0, 0.0, 0.0]))

@@ -212,7 +212,9 @@ def evaluate_recognizer(model: Recognizer, truth: dict[str, np.ndarray]) -> dict
     pred = predict(model, truth["frames"])
     emotional = truth["emotion"].max(axis=1) > 0
     acc = float(np.mean(pred["emotion"][emotional].argmax(1) == truth["emotion"][emotional].argmax(1)))
-    neutral_ok = float(np.mean(pred["emotion"][~emotional].max(1) < 0.5)) if (~emotional).any() else float("nan")
+    neutral_prob = 1.0 - pred["emotion"].sum(1)
+    is_neutral = neutral_prob > pred["emotion"].max(1)
+    neutral_ok = float(np.mean(is_neutral[~emotional])) if (~emotional).any() else float("nan")
     akd = float(np.linalg.norm(pred["landmarks"] - truth["landmarks"], axis=-1).mean())
     au_mae = float(np.abs(pred["aus"] - truth["aus"]).mean())
     return {"emotion_accuracy": round(acc, 4), "neutral_accuracy": round(neutral_ok, 4),
