@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--screenshot", metavar="OUT.png", default=None,
                         help="save a screenshot after the first preview frame, then exit")
     parser.add_argument("--mix", default=None, help="initial mix for screenshots, e.g. 'happiness=0.6,surprise=0.4'")
+    parser.add_argument("--demo", action="store_true",
+                        help="showcase state for screenshots: three keyframes and a painted mouth mask")
     parser.add_argument("--timeout", type=float, default=180.0, help="screenshot mode: give up after this many seconds")
     return parser.parse_args(argv)
 
@@ -33,6 +35,28 @@ def _demo_inputs() -> tuple[str | None, str | None]:
     portrait = REPO / "assets" / "demo" / "portrait.png"
     audio = REPO / "assets" / "demo" / "speech.wav"
     return (str(portrait) if portrait.exists() else None, str(audio) if audio.exists() else None)
+
+
+def _setup_demo(window: object) -> None:
+    """Keyframes calm -> happily surprised -> angry, and a happiness mask on the mouth (after prepare)."""
+    from studio.keyframes import Keyframe
+
+    def build(prepared: object) -> None:
+        window.preparedReady.disconnect(build)
+        n = int(getattr(prepared, "num_frames", 50))
+        doc = window.doc
+        e = len(doc.emotions)
+        for frame, mix in ((0, {"sadness": 0.3}), (n * 2 // 5, {"happiness": 0.6, "surprise": 0.4}),
+                           (n * 4 // 5, {"anger": 0.8, "disgust": 0.3})):
+            weights = [mix.get(name, 0.0) for name in doc.emotions][:e]
+            doc.add_keyframe(Keyframe(frame, weights))
+        window.set_playhead(n * 2 // 5)
+        window.brush_panel.emotion.setCurrentIndex(0)
+        if window.canvas.landmarks is not None:
+            window.fill_region("mouth")
+        window.brush_panel.heat.setCurrentIndex(6)  # model gate s of "surprise"
+
+    window.preparedReady.connect(build)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         from engine.emotions import parse_mix
 
         window.palette.apply_mix(parse_mix(args.mix, window.doc.emotions), "Initial mix")
+
+    if args.demo:
+        _setup_demo(window)
 
     if args.screenshot:
         out = Path(args.screenshot)

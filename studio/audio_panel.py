@@ -34,7 +34,8 @@ def sound_module(kind: str = "output") -> tuple[Any, str]:
         sounddevice.query_devices(kind=kind)
         return sounddevice, ""
     except Exception as exc:  # noqa: BLE001 - any backend failure means no device
-        return None, f"no sound {kind} device available ({exc})"
+        use = "recording" if kind == "input" else "playback"
+        return None, f"no sound device available for {use} ({exc})"
 
 
 class Transport(QObject):

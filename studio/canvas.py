@@ -127,8 +127,8 @@ class PortraitCanvas(QWidget):
             p.drawRect(QRectF(r.x() + box.x() * sx, r.y() + box.y() * sy, box.width() * sx, box.height() * sy))
         if self.show_landmarks and self.landmarks is not None:
             p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(QColor(120, 230, 255, 200))
-            rad = max(1.2, min(3.0, sx * 0.6))
+            p.setBrush(QColor(120, 230, 255, 150 if len(self.landmarks) > 100 else 210))
+            rad = max(1.0, min(2.5, sx * (0.12 if len(self.landmarks) > 100 else 0.5)))
             for x, y in self.landmarks:
                 p.drawEllipse(self.to_widget(float(x), float(y)), rad, rad)
         if self._hover is not None and self.paint_enabled:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.moee import GateControl  # noqa: F401  (re-exported: the studio builds these)
+from engine.moee import GateControl  # re-exported: the studio builds these
 
 TINY = "tiny"  # pseudo model folder: an untrained tiny model (tests, screenshots without assets)
 
@@ -95,3 +95,20 @@ def probe_video(path: str) -> Any:
     from engine.video import probe_video as _probe
 
     return _probe(path)
+
+
+def fit_gates(gates: Any, count: int) -> Any:
+    """Trim or pad a GateControl to ``count`` emotions (a project may name experts not loaded yet)."""
+    if gates is None or not hasattr(gates, "global_weights"):
+        return gates
+    weights = None if gates.global_weights is None else list(gates.global_weights)
+    if weights is None or len(weights) == count:
+        return gates
+    masks, alpha = gates.local_masks, gates.local_alpha
+    weights = (weights + [0.0] * count)[:count]
+    if masks is not None:
+        m = np.asarray(masks, np.float32)
+        pad = np.zeros((max(0, count - len(m)),) + m.shape[1:], np.float32)
+        masks = np.concatenate([m, pad])[:count]
+        alpha = (list(alpha if alpha is not None else [1.0] * len(m)) + [0.0] * count)[:count]
+    return GateControl(global_weights=weights, local_masks=masks, local_alpha=alpha)

@@ -135,9 +135,15 @@ class ExportJob(QObject):
             start = min(self.start_frame, stop - 1)
             audio = audio_slice(prepared.audio, prepared.fps, start, stop) if self.fmt == "mp4" else None
             writer = engine_api.open_writer(self.path, self.fmt, prepared.fps, audio)
+            count = len(self.animator.emotions)
+            schedule = self.schedule
+
+            def gates(frame: int) -> Any:
+                return engine_api.fit_gates(schedule(frame), count)
+
             with writer:
                 for result in self.animator.render_clip(
-                    prepared, self.schedule, steps=self.steps, seed=self.seed, start=start, stop=stop,
+                    prepared, gates, steps=self.steps, seed=self.seed, start=start, stop=stop,
                     cancel=self.token,
                 ):
                     self.token.check()

@@ -140,7 +140,12 @@ class MainWindow(QMainWindow):
         interval = settings.autosave_interval_s()
         if autosave and interval > 0:
             self.autosave_timer.start(interval * 1000)
+        self.palette.setMinimumWidth(270)
+        self.brush_panel.setMaximumWidth(330)
+        self.trainer.setMaximumWidth(330)
         self.resize(1480, 920)
+        self.resizeDocks([self.timeline_dock], [250], Qt.Orientation.Vertical)
+        self.resizeDocks([self.palette_dock, self.brush_dock], [290, 300], Qt.Orientation.Horizontal)
         self._restore_window_state()
 
         if animator is not None:
@@ -316,7 +321,8 @@ class MainWindow(QMainWindow):
             if emotion not in self.doc.emotions:
                 self.doc.add_emotion(emotion)
         for pack in self.doc.state.expert_packs:
-            self.service.load_expert_pack(pack)
+            if Path(pack).name.split(".")[0] not in animator.emotions:
+                self.service.load_expert_pack(pack)
         if self.doc.state.portrait_path:
             self.prepare_inputs()
 

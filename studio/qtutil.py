@@ -57,13 +57,13 @@ def overlay_rgba(masks: np.ndarray, colours: Sequence[str], opacity: float = 0.5
     return out
 
 
-def heat_rgba(values: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+def heat_rgba(values: np.ndarray, opacity: float = 0.5) -> np.ndarray:
     """A heat map (black-red-yellow-white, alpha by value) of a float map in 0..1."""
     v = np.clip(values.astype(np.float32), 0.0, 1.0)
     r = np.clip(v * 3.0, 0, 1)
     g = np.clip(v * 3.0 - 1.0, 0, 1)
     b = np.clip(v * 3.0 - 2.0, 0, 1)
-    out = np.stack([r, g, b, np.full_like(v, opacity) * (0.25 + 0.75 * v)], axis=-1)
+    out = np.stack([r, g, b, np.full_like(v, opacity) * v], axis=-1)
     return (out * 255).astype(np.uint8)
 
 

@@ -255,8 +255,9 @@ class RenderService(QObject):
             with self.engine_lock:
                 prepared = self.prepared_inputs
                 frame = min(max(0, req.frame), max(0, int(getattr(prepared, "num_frames", 1)) - 1))
+                gates = engine_api.fit_gates(req.gates, len(self.animator.emotions))
                 image = self.animator.render_frame(
-                    prepared, frame, req.gates, steps=req.steps, seed=req.seed, cancel=token
+                    prepared, frame, gates, steps=req.steps, seed=req.seed, cancel=token
                 )
                 maps = self.animator.last_gate_maps()
         except CancelledError:

@@ -80,8 +80,8 @@ class TimelineWidget(QWidget):
         self.num_frames = max(1, int(num_frames))
         self.fps = float(fps)
         self.playhead_line.setBounds((0, self.num_frames - 1))
+        self.plot.setLimits(xMin=-2, xMax=self.num_frames + 2)  # limits first: they clamp the range
         self.plot.setXRange(0, max(1, self.num_frames - 1), padding=0.01)
-        self.plot.setLimits(xMin=-2, xMax=self.num_frames + 2)
         self.refresh_keyframes()
 
     def set_waveform(self, lo: np.ndarray | None, hi: np.ndarray | None) -> None:

@@ -71,7 +71,9 @@ def test_timeline_keyframes_drive_sliders_and_can_be_dragged_and_deleted(qtbot, 
     assert win.doc.weights[1] == pytest.approx(0.25) and win.doc.weights[2] == pytest.approx(0.25)
     assert len(win.timeline._curves) == 6 and len(win.timeline._key_lines) == 2
     second = win.doc.keyframes[1].uid
-    win.timeline.move_keyframe(second, 30)  # what a drag does on release
+    line = win.timeline._key_lines[second]  # drag the keyframe handle to frame 30 and release
+    line.setValue(29.6)
+    line.sigPositionChangeFinished.emit(line)
     assert [k.frame for k in win.doc.keyframes] == [0, 30]
     win.timeline.select_keyframe(second)
     assert win.timeline.delete_selected()
@@ -144,3 +146,17 @@ def test_screenshot_entry_point(qtbot, portrait_path, tmp_path: Path) -> None:  
     assert code == 0
     image = Image.open(out)
     assert image.size[0] >= 800 and image.size[1] >= 600
+
+
+def test_dropping_an_image_opens_it_as_portrait(qtbot, window, portrait_path) -> None:  # noqa: ANN001
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(portrait_path)])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.preparedReady, timeout=30_000):
+        window.canvas.dropEvent(event)
+    assert window.doc.state.portrait_path == str(Path(portrait_path).resolve())
+    assert window.canvas.portrait is not None and window.doc.masks.shape == (6, 32, 32)

@@ -94,6 +94,7 @@ def test_ui_stays_responsive_during_a_slow_render(qtbot, ready_window) -> None: 
     render_s = time.perf_counter() - started
     assert render_s > 0.3, "the render was too fast to measure responsiveness"
     assert len(gaps) > 10
+    print(f"max event-loop gap {max(gaps):.0f} ms over {len(gaps)} ticks during a {render_s:.2f} s render")
     assert max(gaps) < 100, f"event loop blocked for {max(gaps)} ms during a {render_s:.1f} s render"
 
 
