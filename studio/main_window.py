@@ -309,6 +309,7 @@ class MainWindow(QMainWindow):
         if model_dir is None:
             model_dir = engine_api.default_model_dir() or engine_api.TINY
         self.doc.state.model_dir = model_dir
+        self.trainer.base_model = model_dir
         self.model_label.setText("loading model…")
         self.service.load_model(model_dir)
 

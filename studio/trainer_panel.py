@@ -1,5 +1,10 @@
-"""Custom-expert trainer: runs ``python -m training.trainer expert`` in a separate process (QProcess),
-tails its JSON-lines log to plot the loss live, and loads the finished expert pack as a new slider."""
+"""Custom-expert trainer panel.
+
+Runs ``python -m training.trainer expert --data DIR --name NAME --out DIR --log LOG.jsonl --steps N``
+(plus ``--model`` = the studio's model folder, so the pack fits the loaded base model) in a separate
+process (QProcess), tails the JSON-lines log to plot the loss live, and loads the finished expert
+pack ``OUT/NAME.moeexpert.safetensors`` as a new slider.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -74,6 +80,7 @@ class TrainerPanel(QWidget):
         self.python = sys.executable
         self.module_args: list[str] = ["-m", "training.trainer", "expert"]
         self.workdir = str(Path(__file__).resolve().parent.parent)
+        self.base_model: str | None = None  # the studio's model folder: the pack must match it
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -90,9 +97,13 @@ class TrainerPanel(QWidget):
         self.name = QLineEdit()
         self.name.setPlaceholderText("e.g. smug")
         self.out = QLineEdit(str(Path.home() / "moee-experts"))
+        self.steps_box = QSpinBox()
+        self.steps_box.setRange(1, 1_000_000)
+        self.steps_box.setValue(300)
         form.addRow("Data", row)
         form.addRow("Emotion", self.name)
         form.addRow("Output", self.out)
+        form.addRow("Steps", self.steps_box)
         layout.addWidget(box)
 
         buttons = QHBoxLayout()
@@ -133,7 +144,9 @@ class TrainerPanel(QWidget):
         out = Path(self.out.text().strip()).expanduser()
         log = out / f"{name}.log.jsonl"
         args = [*self.module_args, "--data", self.data.text().strip(), "--name", name, "--out", str(out),
-                "--log", str(log)]
+                "--log", str(log), "--steps", str(self.steps_box.value()), "--no-progress"]
+        if self.base_model and Path(self.base_model).is_dir():
+            args += ["--model", self.base_model]
         return self.python, args, log, out / f"{name}{PACK_SUFFIX}"
 
     def validate(self) -> str | None:

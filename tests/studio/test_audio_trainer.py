@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from studio.audio_panel import Recorder, Transport, sound_module
@@ -59,7 +60,7 @@ def test_real_missing_portaudio_is_handled(qtbot) -> None:  # noqa: ANN001
 
 FAKE_TRAINER = r"""
 import json, sys, time, pathlib
-args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+args = dict(zip(sys.argv[1::2], sys.argv[2::2] + [""]))
 out = pathlib.Path(args["--out"]); out.mkdir(parents=True, exist_ok=True)
 with open(args["--log"], "a") as log:
     for step in range(5):
@@ -116,3 +117,39 @@ def test_log_tail_handles_partial_lines(tmp_path: Path) -> None:
     with open(log, "a") as fh:
         fh.write('ss": 0.4}\nnot json\n')
     assert [r["step"] for r in tail.read()] == [2]
+
+
+@pytest.mark.slow
+def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    """End to end: training.trainer (1 step on a tiny synthetic set) -> expert pack -> new slider."""
+    import subprocess
+
+    from engine.checkpoint import save_model
+    from engine.config import tiny_config
+    from engine.pipeline import Animator
+    from studio.main_window import MainWindow
+
+    repo = Path(__file__).resolve().parents[2]
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "training.synthetic", str(data), "--identities", "1", "--size", "32",
+                    "--seconds", "0.4", "--procedural-voice", "--intensities", "1.0"],
+                   cwd=repo, check=True, capture_output=True, timeout=120)
+    base = tmp_path / "base"
+    save_model(Animator.from_config(tiny_config(), seed=0).model, base)
+
+    win = MainWindow(animator=Animator.from_pretrained(base, device="cpu"), show_dialogs=False, autosave=False)
+    qtbot.addWidget(win)
+    try:
+        panel = win.trainer
+        panel.base_model = str(base)
+        panel.data.setText(str(data))
+        panel.name.setText("smug")
+        panel.out.setText(str(tmp_path / "experts"))
+        panel.steps_box.setValue(1)
+        with qtbot.waitSignal(win.doc.emotionsChanged, timeout=240_000):
+            assert panel.start()
+        assert win.doc.emotions[-1] == "smug" and len(win.palette.rows) == 7
+        assert panel.losses and all(np.isfinite(panel.losses))
+        assert (tmp_path / "experts" / "smug.moeexpert.safetensors").exists()
+    finally:
+        win.shutdown()
