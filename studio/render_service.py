@@ -105,7 +105,11 @@ class RenderService(QObject):
         self._post("load_model", task)
 
     def prepare(self, portrait: Any, audio: Any = None) -> None:
-        """Prepare (cache) a portrait and audio track; emits ``prepared`` or ``prepareFailed``."""
+        """Prepare (cache) a portrait and audio track; emits ``prepared`` or ``prepareFailed``.
+
+        A render of the previous inputs that is still pending or running is cancelled.
+        """
+        self.cancel_render()
 
         def task() -> None:
             if self.animator is None:
