@@ -171,7 +171,7 @@ class PaletteWidget(QWidget):
         parts = [(w, n) for w, n in zip(weights, self.doc.emotions, strict=False) if w > 0.005]
         if not parts:
             return "neutral"
-        parts.sort(reverse=True)
+        parts.sort(key=lambda p: -p[0])  # stable: ties keep the expert order
         return " · ".join(f"{n} {w:.2f}" for w, n in parts[:4])
 
     # -------------------------------------------------------------- edits

@@ -77,3 +77,14 @@ def test_export_png_with_alpha(qtbot, ready_window, tmp_path: Path) -> None:  # 
         dialog.start_export()
     frame = Image.open(folder / "frame_00000.png")
     assert frame.mode == "RGBA"
+
+
+def test_export_at_another_fps_reprepares_the_clip(qtbot, ready_window, tmp_path: Path) -> None:  # noqa: ANN001
+    win = ready_window
+    gif = tmp_path / "slow.gif"
+    dialog = _export(qtbot, win, gif, "gif", stop=2)
+    dialog.fps.setValue(10)
+    with qtbot.waitSignal(dialog.exported, timeout=120_000):
+        dialog.start_export()
+    info = probe_video(gif)
+    assert info.frames == 2 and abs(info.fps - 10) < 0.5

@@ -80,3 +80,32 @@ def test_keyframe_add_move_delete_undo(qtbot, doc: Document) -> None:  # noqa: A
     assert [k.frame for k in doc.keyframes] == [3]
     doc.undo_stack.undo()
     assert doc.keyframes == []
+
+
+def test_mouse_stroke_on_the_canvas_paints_under_the_cursor(qtbot, doc: Document) -> None:  # noqa: ANN001
+    from PySide6.QtCore import QPoint, Qt
+
+    brush = BrushSettings(emotion=0, radius=2, hardness=1.0)
+    canvas = PortraitCanvas(doc, brush)
+    qtbot.addWidget(canvas)
+    canvas.resize(400, 400)
+    canvas.show()
+    canvas.set_portrait(np.zeros((40, 40, 3), np.uint8))  # drawn 400x400: 10 widget px per mask px
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=QPoint(105, 105))
+    qtbot.mouseMove(canvas, QPoint(205, 105))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=QPoint(205, 105))
+    mask = doc.masks[0]
+    assert mask[10, 10] == 1.0 and mask[10, 20] == 1.0 and mask[10, 15] == 1.0
+    assert mask[30, 30] == 0.0 and mask[20, 15] == 0.0
+    assert doc.undo_stack.count() == 1
+
+
+def test_normalise_toggle_and_swatch(qtbot, doc: Document) -> None:  # noqa: ANN001
+    palette = PaletteWidget(doc)
+    qtbot.addWidget(palette)
+    assert palette.swatch.colour.name() == "#808080"  # neutral grey when all zero
+    doc.set_weights([0.2, 0, 0, 0, 0, 0.2])
+    palette.normalise_box.setChecked(True)
+    assert doc.effective_weights() == pytest.approx([0.5, 0, 0, 0, 0, 0.5])
+    assert doc.weights == pytest.approx([0.2, 0, 0, 0, 0, 0.2])  # the sliders keep their values
+    assert palette.mix_label.text().startswith("happiness 0.50")
