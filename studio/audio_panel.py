@@ -130,7 +130,7 @@ class Recorder(QObject):
         self._stream: Any = None
         self._chunks: list[np.ndarray] = []
         self.sample_rate = 16_000
-        self.out_dir = Path.cwd()
+        self.out_dir = Path.cwd()  # where recordings are saved (the window keeps it beside the project)
 
     @property
     def recording(self) -> bool:
@@ -169,7 +169,7 @@ class Recorder(QObject):
             self.message.emit("Nothing was recorded")
             return None
         samples = np.concatenate(self._chunks)[:, 0]
-        path = self.out_dir / f"recording-{time.strftime('%Y%m%d-%H%M%S')}.wav"
+        path = Path(self.out_dir) / f"recording-{time.strftime('%Y%m%d-%H%M%S')}.wav"
         import soundfile  # noqa: PLC0415
 
         from engine.atomic import atomic_path

@@ -279,6 +279,7 @@ class MainWindow(QMainWindow):
         self.transport.frameChanged.connect(self.set_playhead)
         self.audio_panel.openRequested.connect(self.open_audio)
         self.audio_panel.message.connect(self.status)
+        self.transport.playingChanged.connect(lambda on: None if on else self.schedule_render())
         self.trainer.expertReady.connect(self.load_expert_pack)
         self.trainer.message.connect(self.status)
         self.key_button.clicked.connect(self.add_keyframe)
@@ -300,6 +301,7 @@ class MainWindow(QMainWindow):
             box.open()
 
     def _update_title(self) -> None:
+        self.audio_panel.recorder.out_dir = self._recording_dir()
         name = Path(self.doc.path).name if self.doc.path else "untitled"
         self.setWindowTitle(f"{name}{' •' if self.doc.is_modified() else ''} — MoEE Studio")
 
@@ -435,6 +437,14 @@ class MainWindow(QMainWindow):
                 self._suspend_render = False
         self.schedule_render()
 
+    def _recording_dir(self) -> Path:
+        """Recordings go beside the project file (or to the temp folder for an unsaved project)."""
+        if self.doc.path:
+            return Path(self.doc.path).parent
+        import tempfile
+
+        return Path(tempfile.gettempdir())
+
     def toggle_play(self) -> None:
         self.transport.toggle(self.playhead)
 
@@ -536,10 +546,8 @@ class MainWindow(QMainWindow):
     def new_project(self) -> None:
         if not self._confirm_discard():
             return
-        state = DocumentState(emotions=list(self.doc.emotions[:6]))
-        state.weights = [0.0] * len(state.emotions)
-        state.alpha = [1.0] * len(state.emotions)
-        self.doc.load_state(state)
+        state = DocumentState(model_dir=self.doc.state.model_dir)
+        self._load_state(state, None)  # keeps the loaded model's custom experts as sliders
         self.canvas.set_portrait(None)
         self.preview.view.set_frame(None)
         self._update_title()

@@ -58,6 +58,16 @@ def speech_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+def dispose(win) -> None:  # noqa: ANN001
+    """Shut a window down and delete its C++ side now (not at some later garbage collection)."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    win.shutdown()
+    win.close()
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
 @pytest.fixture
 def window(qtbot, animator):  # noqa: ANN001, ANN201
     """A main window on the tiny model; dialogs off (errors arrive as signals)."""
@@ -72,7 +82,7 @@ def window(qtbot, animator):  # noqa: ANN001, ANN201
     win.activateWindow()
     qtbot.waitExposed(win)
     yield win
-    win.shutdown()
+    dispose(win)
 
 
 @pytest.fixture

@@ -137,6 +137,8 @@ def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Pat
     base = tmp_path / "base"
     save_model(Animator.from_config(tiny_config(), seed=0).model, base)
 
+    from tests.studio.conftest import dispose
+
     win = MainWindow(animator=Animator.from_pretrained(base, device="cpu"), show_dialogs=False, autosave=False)
     qtbot.addWidget(win)
     try:
@@ -152,4 +154,4 @@ def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Pat
         assert panel.losses and all(np.isfinite(panel.losses))
         assert (tmp_path / "experts" / "smug.moeexpert.safetensors").exists()
     finally:
-        win.shutdown()
+        dispose(win)

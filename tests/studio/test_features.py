@@ -38,6 +38,8 @@ def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Pat
     pack = save_expert_pack(donor.model, "smug", tmp_path / "smug.moeexpert.safetensors")
 
     animator = Animator.from_config(tiny_config(), seed=0)  # same base model, own instance
+    from tests.studio.conftest import dispose
+
     win = MainWindow(animator=animator, show_dialogs=False, autosave=False)
     qtbot.addWidget(win)
     try:
@@ -54,7 +56,7 @@ def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Pat
         assert list(blocker.args[0].gates.global_weights) == pytest.approx([0, 0, 0, 0, 0, 0, 0.8])
         assert blocker.args[0].gate_maps.shape[0] == 7
     finally:
-        win.shutdown()
+        dispose(win)
 
 
 def test_timeline_keyframes_drive_sliders_and_can_be_dragged_and_deleted(qtbot, ready_window) -> None:  # noqa: ANN001
