@@ -89,7 +89,7 @@ class TrainerPanel(QWidget):
         self.data = QLineEdit()
         self.data.setPlaceholderText("folder of labelled clips of the new emotion")
         browse = QPushButton("…")
-        browse.setFixedWidth(28)
+        browse.setFixedWidth(34)
         browse.clicked.connect(self._browse_data)
         row = QHBoxLayout()
         row.addWidget(self.data, 1)
