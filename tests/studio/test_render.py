@@ -57,12 +57,12 @@ def test_newest_request_wins_and_stale_renders_are_cancelled(qtbot, ready_window
     cancelled: list[int] = []
     win.previewShown.connect(lambda r: shown.append(r.request_id))
     win.service.renderCancelled.connect(cancelled.append)
-    win.doc.render.preview_steps = 40  # slow enough that later requests overtake earlier ones
+    win.doc.render.preview_steps = 80  # slow enough that later requests overtake earlier ones
     ids = []
     for i in range(5):
         win.doc.set_weight(0, 0.1 * (i + 1))  # each change asks for a render
         ids.append(win.service.latest_request_id)
-        qtbot.wait(20)
+        qtbot.wait(10)
     qtbot.waitUntil(lambda: ids[-1] in shown, timeout=60_000)
     qtbot.waitUntil(win.service.is_idle, timeout=30_000)
     assert shown == [ids[-1]]  # only the newest result reached the preview
