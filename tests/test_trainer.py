@@ -100,6 +100,8 @@ def test_resume_equals_unbroken_run(tiny_data: Path, base_model: Path, tmp_path:
     assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--stop-after", "2",
                                    "--log", str(tmp_path / "b.jsonl"))) == 0
     assert not (tmp_path / "b" / "model.safetensors").exists()
+    with open(tmp_path / "b.jsonl", "a") as fh:  # a record written after the checkpoint, before a crash
+        fh.write(json.dumps({"step": 3, "loss": 9.0}) + "\n")
     assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--resume",
                                    "--log", str(tmp_path / "b.jsonl"))) == 0
     a = load_model(tmp_path / "a").state_dict()

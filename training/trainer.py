@@ -551,6 +551,8 @@ def run_train(args: argparse.Namespace) -> int:
     log = None
     if args.log:
         Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        if args.resume:
+            _truncate_log(Path(args.log), start)
         log = open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
     meta = {"stage": args.stage, "seed": args.seed, "steps": args.steps, "batch": args.batch,
             "ablation": args.ablation, "command": " ".join(sys.argv)}
@@ -593,6 +595,20 @@ def run_train(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         _write_outputs(args, model, out, meta)
     return 0
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log records written after the checkpoint (they will be written again)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                kept.append(line)
+        except (ValueError, AttributeError):
+            continue
+    path.write_text("".join(f"{line}\n" for line in kept))
 
 
 def _write_outputs(args: argparse.Namespace, model: MoEEModel, out: Path, meta: dict[str, Any]) -> None:
