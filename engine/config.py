@@ -94,8 +94,12 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, head_dim: int, layers: int) -> dict[str, Any]:
-    """U-Net kwargs: cross-attention in every block but the deepest down / first up (as in SD 1.5)."""
+def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, heads: int, layers: int) -> dict[str, Any]:
+    """U-Net kwargs: cross-attention in every block but the deepest down / first up (as in SD 1.5).
+
+    diffusers' ``attention_head_dim`` of ``UNet2DConditionModel`` is, for historical reasons, the
+    *number of heads* (SD 1.5's 8 = 8 heads); ``heads`` is passed there.
+    """
     depth = len(channels)
     return {
         "sample_size": None,
@@ -106,7 +110,7 @@ def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, head_dim: int, l
         "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (depth - 1),
         "layers_per_block": layers,
         "cross_attention_dim": cross_dim,
-        "attention_head_dim": head_dim,
+        "attention_head_dim": heads,
         "norm_num_groups": min(32, channels[0]),
     }
 
@@ -128,7 +132,7 @@ def _vae(channels: tuple[int, ...], groups: int, layers: int, image_size: int) -
 
 def tiny_config() -> ModelConfig:
     """A half-million-parameter model for tests: 32x32 images, 16x16 latents (2x VAE)."""
-    unet = _cross_attn_unet((16, 32), cross_dim=16, head_dim=8, layers=1)
+    unet = _cross_attn_unet((16, 32), cross_dim=16, heads=2, layers=1)
     vae = _vae((8, 8), groups=4, layers=1, image_size=32)
     moee = MoEEConfig(emotion_tokens=4, emotion_dim=16, expert_heads=1, audio_dim=16, audio_tokens=3,
                       reference_context_grid=2, temporal_heads=1, max_frames=32)
@@ -138,7 +142,7 @@ def tiny_config() -> ModelConfig:
 
 def demo_config() -> ModelConfig:
     """The shipped model: 128x128 px through an 8x VAE (16x16 latents); previews on 2 CPU cores."""
-    unet = _cross_attn_unet((64, 128, 128), cross_dim=128, head_dim=32, layers=1)
+    unet = _cross_attn_unet((64, 128, 128), cross_dim=128, heads=2, layers=1)
     vae = _vae((32, 64, 64, 64), groups=16, layers=1, image_size=128)
     return ModelConfig(name="demo", image_size=128, fps=25, unet=unet, vae=vae)
 
