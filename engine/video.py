@@ -138,8 +138,24 @@ class _Writer:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Finish the file and move it into place."""
-        raise NotImplementedError
+        """Finish the file and move it into place; on failure nothing appears at the destination."""
+        if self._stack is None:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
+        try:
+            self._complete()
+        except OSError as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise (output_error_from(exc, self.path) or exc) from exc
+        except BaseException as exc:
+            self.abort(type(exc), exc, exc.__traceback__)
+            raise
+        self._finish()
+
+    def _complete(self) -> None:
+        """Write what remains (flush encoders, side files) before the rename (subclasses)."""
 
     def abort(self, exc_type: type[BaseException] | None = None, exc: BaseException | None = None,
               tb: TracebackType | None = None) -> None:
@@ -174,7 +190,35 @@ class _Writer:
             stack.close()
 
 
-class Mp4Writer(_Writer):
+class _ContainerWriter(_Writer):
+    """A writer that muxes encoded packets into one PyAV output container (MP4, GIF)."""
+
+    _container: av.container.OutputContainer | None = None
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        assert self._container is not None
+        try:
+            self._container.mux(packets)
+        except OSError as exc:
+            raise (output_error_from(exc, self.path) or exc) from exc
+
+    def _flush(self) -> None:
+        """Drain the encoders (subclasses)."""
+
+    def _complete(self) -> None:
+        assert self._container is not None
+        self._flush()
+        self._container.close()
+        self._container = None
+
+    def _release(self) -> None:
+        if self._container is not None:
+            container, self._container = self._container, None
+            with contextlib.suppress(Exception):
+                container.close()
+
+
+class Mp4Writer(_ContainerWriter):
     """Stream frames into an MP4 file: H.264 (yuv420p) video, optional AAC audio.
 
     Odd frame sizes are padded by one edge pixel to even ones. The audio track is trimmed or padded
@@ -251,40 +295,11 @@ class Mp4Writer(_Writer):
         self._mux(self._audio.encode(audio_frame))
         self._audio_cursor = end
 
-    def _mux(self, packets: list[av.Packet]) -> None:
-        assert self._container is not None
-        try:
-            self._container.mux(packets)
-        except OSError as exc:
-            raise (output_error_from(exc, self.path) or exc) from exc
-
-    def close(self) -> None:
-        """Flush the encoders, finish the MP4 and move it onto the destination."""
-        if self._stack is None:
-            return
-        if self.frames_written == 0:
-            self.abort()
-            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
-        try:
-            assert self._video is not None and self._container is not None
-            self._mux(self._video.encode(None))
-            if self._audio is not None:
-                self._mux(self._audio.encode(None))
-            self._container.close()
-            self._container = None
-        except OSError as exc:
-            self.abort(type(exc), exc, exc.__traceback__)
-            raise (output_error_from(exc, self.path) or exc) from exc
-        except BaseException as exc:
-            self.abort(type(exc), exc, exc.__traceback__)
-            raise
-        self._finish()
-
-    def _release(self) -> None:
-        if self._container is not None:
-            container, self._container = self._container, None
-            with contextlib.suppress(Exception):
-                container.close()
+    def _flush(self) -> None:
+        assert self._video is not None
+        self._mux(self._video.encode(None))
+        if self._audio is not None:
+            self._mux(self._audio.encode(None))
 
 
 class PngSequenceWriter(_Writer):
@@ -320,27 +335,14 @@ class PngSequenceWriter(_Writer):
             raise (output_error_from(exc, self.path) or exc) from exc
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Write the audio (if any) and move the folder into place."""
-        if self._stack is None:
-            return
-        if self.frames_written == 0:
-            self.abort()
-            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
-        try:
-            if self.audio is not None:
-                import soundfile
+    def _complete(self) -> None:
+        """Save the audio track beside the frames."""
+        if self.audio is not None:
+            import soundfile
 
-                assert self._tmp is not None
-                soundfile.write(str(self._tmp / PNG_AUDIO_NAME), np.asarray(self.audio.samples, np.float32),
-                                int(self.audio.sample_rate), subtype="PCM_16")
-        except OSError as exc:
-            self.abort(type(exc), exc, exc.__traceback__)
-            raise (output_error_from(exc, self.path) or exc) from exc
-        except BaseException as exc:
-            self.abort(type(exc), exc, exc.__traceback__)
-            raise
-        self._finish()
+            assert self._tmp is not None
+            soundfile.write(str(self._tmp / PNG_AUDIO_NAME), np.asarray(self.audio.samples, np.float32),
+                            int(self.audio.sample_rate), subtype="PCM_16")
 
 
 def _quantise(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +356,7 @@ def _quantise(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(quantised, dtype=np.uint8), palette
 
 
-class GifWriter(_Writer):
+class GifWriter(_ContainerWriter):
     """Stream frames into a looping GIF (PyAV's GIF encoder).
 
     Each frame gets its own 256-colour median-cut palette (written as a local GIF palette), so colour
@@ -395,38 +397,9 @@ class GifWriter(_Writer):
         self._mux(self._stream.encode(gif_frame))
         self.frames_written += 1
 
-    def _mux(self, packets: list[av.Packet]) -> None:
-        assert self._container is not None
-        try:
-            self._container.mux(packets)
-        except OSError as exc:
-            raise (output_error_from(exc, self.path) or exc) from exc
-
-    def close(self) -> None:
-        """Flush the encoder and move the GIF into place."""
-        if self._stack is None:
-            return
-        if self.frames_written == 0:
-            self.abort()
-            raise OutputError(f"no frames were written to {self.path}; nothing was saved")
-        try:
-            assert self._stream is not None and self._container is not None
-            self._mux(self._stream.encode(None))
-            self._container.close()
-            self._container = None
-        except OSError as exc:
-            self.abort(type(exc), exc, exc.__traceback__)
-            raise (output_error_from(exc, self.path) or exc) from exc
-        except BaseException as exc:
-            self.abort(type(exc), exc, exc.__traceback__)
-            raise
-        self._finish()
-
-    def _release(self) -> None:
-        if self._container is not None:
-            container, self._container = self._container, None
-            with contextlib.suppress(Exception):
-                container.close()
+    def _flush(self) -> None:
+        assert self._stream is not None
+        self._mux(self._stream.encode(None))
 
 
 VideoWriter = Mp4Writer | PngSequenceWriter | GifWriter
