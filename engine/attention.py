@@ -151,9 +151,7 @@ class TemporalAttention(nn.Module):
         nn.init.zeros_(self.to_out.bias)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """``x``: ``(B*F, n, C)`` with frames contiguous per clip. A single frame passes unchanged."""
-        if num_frames == 1:
-            return x
+        """``x``: ``(B*F, n, C)`` with frames contiguous per clip (a single frame attends to itself)."""
         batch_frames, n, width = x.shape
         clips = batch_frames // num_frames
         seq = x.reshape(clips, num_frames, n, width).permute(0, 2, 1, 3).reshape(clips * n, num_frames, width)

@@ -119,3 +119,16 @@ def test_from_base_model_loads_a_local_diffusers_folder(tmp_path):
     for key, value in saved.items():
         assert torch.equal(model.denoiser.unet.state_dict()[key], value)
         assert torch.equal(model.denoiser.reference_net.state_dict()[key], value)
+
+
+def test_a_single_frame_runs_the_temporal_module_as_in_training():
+    """A one-frame preview must see the same temporal term as a frame of a trained clip (softmax over one key)."""
+    from engine.attention import TemporalAttention, sinusoidal_positions
+
+    torch.manual_seed(0)
+    temporal = TemporalAttention(16, heads=2)
+    torch.nn.init.normal_(temporal.to_out.weight, std=0.3)
+    x = torch.randn(1, 9, 16)
+    with torch.no_grad():
+        _, _, v = temporal.to_qkv(temporal.norm(x) + sinusoidal_positions(1, 16)[None]).chunk(3, dim=-1)
+        torch.testing.assert_close(temporal(x, num_frames=1), x + temporal.to_out(v))
