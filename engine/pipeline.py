@@ -131,7 +131,7 @@ def make_scheduler(name: str, cfg: ModelConfig):
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x 3`` -> float ``(1, 3, H, W)`` in -1..1."""
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    return torch.tensor(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # a copy: inputs may be read-only
 
 
 def tensor_to_images(images: torch.Tensor) -> np.ndarray:
