@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 SEED=${SEED:-0}
 WORK=${WORK:-runs/default}
-IDENTITIES=${IDENTITIES:-12}
+IDENTITIES=${IDENTITIES:-160}  # 12 proved far too few: the VAE and ReferenceNet overfit to them
 VAE_STEPS=${VAE_STEPS:-350}
 STAGE1_STEPS=${STAGE1_STEPS:-800}
 STAGE2_STEPS=${STAGE2_STEPS:-360}
