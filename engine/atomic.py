@@ -102,6 +102,22 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
+    """Delete ``tmp`` when the block fails; disk-full and read-only errors become :class:`OutputError`."""
+    try:
+        yield
+    except OSError as exc:
+        _remove(tmp)
+        translated = output_error_from(exc, target)
+        if translated is None:
+            raise
+        raise translated from exc
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; rename it onto ``path`` if the block succeeds.
 
@@ -118,22 +134,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise (output_error_from(exc, path) or exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
+    with _removed_on_failure(tmp, path):
         yield tmp
         if not tmp.is_file():
             raise OutputError(f"nothing was written for {path}")
         _fsync_file(tmp)
         os.replace(tmp, path)
         _fsync_folder(folder)
-    except OSError as exc:
-        _remove(tmp)
-        translated = output_error_from(exc, path)
-        if translated is None:
-            raise
-        raise translated from exc
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -174,30 +181,22 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise (output_error_from(exc, path) or exc) from exc
     old: Path | None = None
     try:
-        yield tmp
-        _fsync_tree(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=OLD_MARKER, dir=folder))
-            old.rmdir()
-            os.replace(path, old)
-            try:
+        with _removed_on_failure(tmp, path):
+            yield tmp
+            _fsync_tree(tmp)
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=OLD_MARKER, dir=folder))
+                old.rmdir()
+                os.replace(path, old)
+                try:
+                    os.replace(tmp, path)
+                except OSError:
+                    os.replace(old, path)
+                    old = None
+                    raise
+            else:
                 os.replace(tmp, path)
-            except OSError:
-                os.replace(old, path)
-                old = None
-                raise
-        else:
-            os.replace(tmp, path)
-        _fsync_folder(folder)
-    except OSError as exc:
-        _remove(tmp)
-        translated = output_error_from(exc, path)
-        if translated is None:
-            raise
-        raise translated from exc
-    except BaseException:
-        _remove(tmp)
-        raise
+            _fsync_folder(folder)
     finally:
         if old is not None:
             _remove(old)
