@@ -90,6 +90,8 @@ class PreparedInputs:
     text_embedding: torch.Tensor | None = None  # (1, 384)
     audio_emotion: torch.Tensor | None = None  # (1, n_prosody)
     warnings: list[str] = field(default_factory=list)
+    # Emotion tokens per slider mix (the conditions above are fixed for this object).
+    emotion_cache: OrderedDict[tuple, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
 
 
 @dataclass
@@ -150,7 +152,6 @@ class Animator:
         # False = the naive baseline: nothing cached (portrait, ReferenceNet, audio and emotion tokens
         # recomputed at every denoising step, as in a training forward pass) and every expert run.
         self.use_cache = True
-        self._emotion_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._gate_maps: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -185,7 +186,6 @@ class Animator:
         with self._lock:
             name = _load_expert_pack(self.model, path)
             self.model.to(self.device, self.dtype)
-            self._emotion_cache.clear()
         return name
 
     # ------------------------------------------------------------------ preparation
@@ -277,18 +277,20 @@ class Animator:
 
     def _emotion_tokens(self, prepared: PreparedInputs, labels: np.ndarray) -> torch.Tensor:
         """Emotion tokens per frame ``(1, F, K, D)`` for soft labels ``(F, E)`` (cached per mix)."""
+        cache = prepared.emotion_cache
         rows = []
         for label in labels:
-            key = (tuple(np.round(label, 4).tolist()), id(prepared.text_embedding), id(prepared.audio_emotion))
-            tokens = self._emotion_cache.get(key) if self.use_cache else None
+            key = tuple(np.round(label, 4).tolist())
+            tokens = cache.get(key) if self.use_cache else None
             if tokens is None:
                 label_t = torch.as_tensor(label, device=self.device, dtype=self.dtype)[None]
                 tokens = self.model.denoiser.emotion_latents(label_t, prepared.text_embedding, prepared.audio_emotion)[0]
-                self._emotion_cache[key] = tokens
-                while len(self._emotion_cache) > EMOTION_CACHE_SIZE:
-                    self._emotion_cache.popitem(last=False)
+                if self.use_cache:
+                    cache[key] = tokens
+                    while len(cache) > EMOTION_CACHE_SIZE:
+                        cache.popitem(last=False)
             else:
-                self._emotion_cache.move_to_end(key)
+                cache.move_to_end(key)
             rows.append(tokens)
         return torch.stack(rows)[None]
 
