@@ -67,8 +67,8 @@ class ReferenceAttnProcessor:
         if reference is not None:
             ref_key, ref_value = self._reference_projection(attn, reference.to(hidden_states.dtype))
             rows = hidden_states.shape[0]
-            key = torch.cat([key, _rows(ref_key, rows)], dim=1)
-            value = torch.cat([value, _rows(ref_value, rows)], dim=1)
+            key = torch.cat([key, repeat_rows(ref_key, rows)], dim=1)
+            value = torch.cat([value, repeat_rows(ref_value, rows)], dim=1)
         out = multi_head_attention(query, key, value, attn.heads)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.rescale_output_factor != 1.0:
@@ -87,12 +87,12 @@ class ReferenceAttnProcessor:
         return projected
 
 
-def _rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
-    """Per-clip rows ``(1 or B, n, C)`` repeated to ``rows`` (one per frame)."""
+def repeat_rows(tensor: torch.Tensor, rows: int) -> torch.Tensor:
+    """Per-clip rows ``(1 or B, ...)`` repeated to ``rows`` (one per frame: ``B*F``, clips contiguous)."""
     if tensor.shape[0] == rows:
         return tensor
     if tensor.shape[0] == 1:
-        return tensor.expand(rows, -1, -1)
+        return tensor.expand(rows, *tensor.shape[1:])
     return tensor.repeat_interleave(rows // tensor.shape[0], dim=0)
 
 

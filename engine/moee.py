@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -107,9 +107,16 @@ class GateControl:
     global_weights: Sequence[float] | np.ndarray | None = None
     local_masks: np.ndarray | torch.Tensor | None = None
     local_alpha: Sequence[float] | np.ndarray | None = None
+    checked_for: int | None = field(default=None, repr=False, compare=False)  # set on validated copies
 
     def validated(self, num_emotions: int) -> GateControl:
-        """Check shapes and ranges against a model with ``num_emotions`` experts; raise EmotionSpecError."""
+        """Check shapes and ranges against a model with ``num_emotions`` experts; raise EmotionSpecError.
+
+        Returns a normalised copy (numpy weights, tensor masks); a copy already checked for the same
+        number of emotions is returned as it is, so re-validating on the render path costs nothing.
+        """
+        if self.checked_for == num_emotions:
+            return self
         weights = None
         if self.global_weights is not None:
             weights = np.asarray(self.global_weights, dtype=np.float32)
@@ -131,7 +138,7 @@ class GateControl:
             if alpha.shape != (num_emotions,):
                 raise EmotionSpecError(f"expected {num_emotions} mask alphas, got shape {alpha.shape}")
             _check_unit_range("mask alpha", alpha)
-        return GateControl(weights, masks, alpha)
+        return GateControl(weights, masks, alpha, checked_for=num_emotions)
 
 
 def _check_unit_range(what: str, values: np.ndarray) -> None:

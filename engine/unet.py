@@ -23,7 +23,13 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from engine.attention import AudioAttention, ReferenceAttnProcessor, ReferenceBank, TemporalAttention
+from engine.attention import (
+    AudioAttention,
+    ReferenceAttnProcessor,
+    ReferenceBank,
+    TemporalAttention,
+    repeat_rows,
+)
 from engine.config import ModelConfig
 from engine.emotion_latents import EmotionToLatents
 from engine.moee import BatchGates, EmotionMoE, GateRecord, token_grid
@@ -193,7 +199,7 @@ class MoEEUNet(nn.Module):
         emotion_tokens = emotion_tokens.reshape(batch * frames, *emotion_tokens.shape[-2:]).to(flat.dtype)
         if audio_tokens is not None:
             audio_tokens = audio_tokens.reshape(batch * frames, *audio_tokens.shape[-2:]).to(flat.dtype)
-        context = _per_frame(reference.context, batch, frames).to(flat.dtype)
+        context = repeat_rows(reference.context, batch * frames).to(flat.dtype)
         self._bank.states = reference.states
         # Reference keys/values are reused across steps and slider moves, unless gradients flow.
         self._bank.projected = None if torch.is_grad_enabled() else reference.projected
@@ -205,11 +211,3 @@ class MoEEUNet(nn.Module):
             self._bank.clear()
         return out.reshape(batch, frames, *out.shape[1:])
 
-
-def _per_frame(tensor: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
-    """Repeat per-clip rows ``(B or 1, ...)`` to one row per frame ``(B*F, ...)``."""
-    if tensor.shape[0] == batch * frames:
-        return tensor
-    if tensor.shape[0] == 1:
-        return tensor.expand(batch * frames, *tensor.shape[1:])
-    return tensor.repeat_interleave(frames, dim=0)

@@ -161,3 +161,10 @@ def test_active_experts_and_token_grid():
     assert active_experts(torch.tensor([[0.0, 0.2, 0.0], [0.0, 0.0, 0.1]])) == [1, 2]
     assert token_grid(64, 16, 16) == (8, 8)
     assert token_grid(8, 4, 8) == (2, 4)
+
+
+def test_a_validated_control_is_not_checked_again():
+    checked = GateControl([0.5, 0, 0, 0, 0, 0.5], np.zeros((6, 8, 8)), [1.0] * 6).validated(6)
+    assert checked.validated(6) is checked
+    with pytest.raises(EmotionSpecError, match="expected 7 global weights"):
+        checked.validated(7)  # a different model is checked afresh
