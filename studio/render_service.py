@@ -111,48 +111,39 @@ class RenderService(QObject):
         """
         self.cancel_render()
 
-        def task() -> None:
-            if self.animator is None:
-                self.prepareFailed.emit("no model is loaded")
-                return
-            try:
-                with self.engine_lock:
-                    prepared = self.animator.prepare(portrait, audio)
-                    self.prepared_inputs = prepared
-            except Exception as exc:  # noqa: BLE001
-                self.prepareFailed.emit(_message(exc))
-                return
-            self.prepared.emit(prepared)
+        def call(animator: Any) -> Any:
+            self.prepared_inputs = animator.prepare(portrait, audio)
+            return self.prepared_inputs
 
-        self._post("prepare", task)
+        self._post_engine_call("prepare", call, self.prepared.emit, self.prepareFailed)
 
     def emotion_from_text(self, text: str) -> None:
         """Turn a description into slider values on the worker (it may load a sentence model)."""
-
-        def task() -> None:
-            try:
-                with self.engine_lock:
-                    mix = self.animator.emotion_from_text(text)
-            except Exception as exc:  # noqa: BLE001
-                self.textMixFailed.emit(_message(exc))
-                return
-            self.textMixReady.emit(dict(mix))
-
-        self._post("text", task)
+        self._post_engine_call("text", lambda animator: animator.emotion_from_text(text),
+                               lambda mix: self.textMixReady.emit(dict(mix)), self.textMixFailed)
 
     def load_expert_pack(self, path: str) -> None:
         """Load a custom expert pack into the animator; emits ``expertLoaded(name, path)``."""
+        self._post_engine_call("expert", lambda animator: animator.load_expert_pack(path),
+                               lambda name: self.expertLoaded.emit(str(name), str(path)), self.expertFailed)
+
+    def _post_engine_call(self, name: str, call: Callable[[Any], Any], done: Callable[[Any], None],
+                          failed: Any) -> None:
+        """Run ``call(animator)`` on the worker under the engine lock; ``done(result)`` or ``failed.emit(msg)``."""
 
         def task() -> None:
+            if self.animator is None:
+                failed.emit("no model is loaded")
+                return
             try:
                 with self.engine_lock:
-                    name = self.animator.load_expert_pack(path)
-            except Exception as exc:  # noqa: BLE001
-                self.expertFailed.emit(_message(exc))
+                    result = call(self.animator)
+            except Exception as exc:  # noqa: BLE001 - reported to the user
+                failed.emit(_message(exc))
                 return
-            self.expertLoaded.emit(str(name), str(path))
+            done(result)
 
-        self._post("expert", task)
+        self._post(name, task)
 
     def request_render(self, frame: int, gates: Any, steps: int, seed: int = 0, quality: str = "preview") -> int:
         """Ask for a frame; cancels/replaces older requests. Returns the request id."""
