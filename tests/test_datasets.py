@@ -38,12 +38,7 @@ def _write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None, fmt: 
         for p in v.encode():
             out.mux(p)
         if a is not None:
-            af = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
-            af.sample_rate = 16000
-            for p in a.encode(af):
-                out.mux(p)
-            for p in a.encode():
-                out.mux(p)
+            _encode_audio(out, a, audio)
 
 
 def _write_audio(path: Path, audio: np.ndarray, fmt: str | None = None) -> None:
@@ -54,12 +49,15 @@ def _write_audio(path: Path, audio: np.ndarray, fmt: str | None = None) -> None:
     with av.open(str(path), "w", format="mp4") as out:
         a = out.add_stream("aac", rate=16000)
         a.layout = "mono"
-        af = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
-        af.sample_rate = 16000
-        for p in a.encode(af):
-            out.mux(p)
-        for p in a.encode():
-            out.mux(p)
+        _encode_audio(out, a, audio)
+
+
+def _encode_audio(out: av.container.OutputContainer, stream: av.AudioStream, audio: np.ndarray) -> None:
+    """Encode a mono 16 kHz track into ``stream`` and flush it."""
+    frame = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = 16000
+    for packet in [*stream.encode(frame), *stream.encode()]:
+        out.mux(packet)
 
 
 def _by_name(dataset: ds.ClipDataset) -> dict[str, ds.Clip]:
