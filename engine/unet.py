@@ -9,6 +9,9 @@ lives beside them (``extras.<i>``) and is attached without changing any diffuser
 * after every transformer block ``i`` a forward hook applies ``extras[i]``: audio attention, then
   the Emotion MoE (*after the audio attention*, as in the paper), then temporal attention.
 
+With ``cfg.moee.reference_concat`` the portrait latent is also concatenated to the noisy latent as
+extra input channels of the denoising U-Net (its ``conv_in`` then reads ``2C`` channels).
+
 Frames are folded into the batch: a tensor ``(B, F, C, h, w)`` runs as ``(B*F, C, h, w)``.
 """
 
@@ -33,6 +36,13 @@ from engine.attention import (
 from engine.config import ModelConfig
 from engine.emotion_latents import EmotionToLatents
 from engine.moee import BatchGates, EmotionMoE, GateRecord, token_grid
+
+
+def denoiser_unet_kwargs(cfg: ModelConfig) -> dict:
+    """The denoising U-Net's diffusers kwargs: ``cfg.unet``, with ``2C`` input channels under ``reference_concat``."""
+    if not cfg.moee.reference_concat:
+        return dict(cfg.unet)
+    return {**cfg.unet, "in_channels": 2 * cfg.latent_channels}
 
 
 class ReferenceContext(nn.Module):
@@ -85,6 +95,7 @@ class ReferenceFeatures:
 
     states: dict[str, torch.Tensor]  # attn1 inputs per block name, (B_ref, n, C)
     context: torch.Tensor  # cross-attention context (B_ref, grid*grid, cross_dim)
+    latent: torch.Tensor  # the portrait latent itself (B_ref, C, h, w), for ``reference_concat``
     projected: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # inference K/V cache
 
 
@@ -104,7 +115,7 @@ class MoEEUNet(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.unet = UNet2DConditionModel(**cfg.unet)
+        self.unet = UNet2DConditionModel(**denoiser_unet_kwargs(cfg))
         self.reference_net = UNet2DConditionModel(**cfg.unet)
         cross_dim = cfg.unet["cross_attention_dim"]
         self.reference_context = ReferenceContext(cfg.latent_channels, cross_dim, cfg.moee.reference_context_grid)
@@ -165,7 +176,7 @@ class MoEEUNet(nn.Module):
             self._bank.writing = False
         states = dict(self._bank.states)
         self._bank.clear()
-        return ReferenceFeatures(states, context)
+        return ReferenceFeatures(states, context, reference_latent)
 
     def encode_audio(self, windows: torch.Tensor) -> torch.Tensor:
         """Audio windows ``(..., window, n_mels)`` -> audio tokens ``(..., m, audio_dim)``."""
@@ -191,6 +202,8 @@ class MoEEUNet(nn.Module):
         """
         batch, frames = noisy_latents.shape[:2]
         flat = noisy_latents.reshape(batch * frames, *noisy_latents.shape[2:])
+        if self.cfg.moee.reference_concat:
+            flat = torch.cat([flat, repeat_rows(reference.latent, batch * frames).to(flat.dtype)], dim=1)
         timestep = torch.as_tensor(timestep, device=flat.device)
         timestep = (timestep.reshape(-1, 1).expand(-1, frames) if timestep.numel() == batch
                     else timestep.reshape(-1)[:1].expand(batch, frames)).reshape(-1)

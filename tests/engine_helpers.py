@@ -18,6 +18,8 @@ def randomise_new_modules(model: MoEEModel, seed: int = 0, scale: float = 0.2) -
     return model
 
 
-def tiny_model(seed: int = 0) -> MoEEModel:
+def tiny_model(seed: int = 0, reference_concat: bool = False) -> MoEEModel:
+    cfg = tiny_config()
+    cfg.moee.reference_concat = reference_concat
     torch.manual_seed(seed)
-    return randomise_new_modules(MoEEModel(tiny_config()), seed).eval()
+    return randomise_new_modules(MoEEModel(cfg), seed).eval()

@@ -157,6 +157,20 @@ def test_synthetic_layout(synth_root: Path) -> None:
     assert c.load_landmarks().shape == (10, 68, 2) and c.fps == 25
 
 
+def test_the_reference_is_a_neutral_portrait_of_the_same_identity(synth_root: Path) -> None:
+    """An emotional reference would let the network copy the expression instead of learning it."""
+    data = ds.open_dataset(synth_root)
+    sampler = ds.ClipSampler(data, num_frames=2, seed=3, samples_per_epoch=40)
+    neutral_frames = {c.identity: c.load_frames() for c in data.split("train") if not any(c.emotion.values())}
+    emotional = 0
+    for i in range(12):
+        item = sampler[i]
+        emotional += bool(item["true_emotion"].max() > 0)
+        ref = ((item["reference"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+        assert any(np.array_equal(ref, f) for f in neutral_frames[item["identity"]])
+    assert emotional > 0  # the targets do show emotions
+
+
 def test_noisy_sampling_rate_and_items(synth_root: Path) -> None:
     data = ds.open_dataset(synth_root)
     sampler = ds.ClipSampler(data, num_frames=4, p_noisy=0.3, seed=1, samples_per_epoch=2000)

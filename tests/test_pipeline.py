@@ -141,8 +141,9 @@ def test_cuda_half_precision_matches_cpu():
     assert np.abs(image.astype(int) - reference.astype(int)).mean() < 3
 
 
-def test_cached_and_naive_paths_render_the_same_frame():
-    animator = Animator(tiny_model(), device="cpu")
+@pytest.mark.parametrize("reference_concat", [False, True])
+def test_cached_and_naive_paths_render_the_same_frame(reference_concat):
+    animator = Animator(tiny_model(reference_concat=reference_concat), device="cpu")
     gates = GateControl([0.6, 0, 0, 0, 0, 0.4])
     cached = animator.render_frame(animator.prepare(PORTRAIT, SPEECH), 2, gates, steps=3)
     cached_again = animator.render_frame(animator.prepare(PORTRAIT, SPEECH), 2, gates, steps=3)

@@ -132,3 +132,26 @@ def test_a_single_frame_runs_the_temporal_module_as_in_training():
     with torch.no_grad():
         _, _, v = temporal.to_qkv(temporal.norm(x) + sinusoidal_positions(1, 16)[None]).chunk(3, dim=-1)
         torch.testing.assert_close(temporal(x, num_frames=1), x + temporal.to_out(v))
+
+
+def test_reference_concat_feeds_the_portrait_latent_to_the_unet_input():
+    """With ``reference_concat`` the portrait latent reaches the U-Net even with the ReferenceNet's input cut."""
+    cfg = tiny_config()
+    cfg.moee.reference_concat = True
+    torch.manual_seed(0)
+    model = MoEEModel(cfg).eval()
+    assert model.denoiser.unet.conv_in.in_channels == 2 * cfg.latent_channels
+    assert model.denoiser.reference_net.conv_in.in_channels == cfg.latent_channels  # still SD-shaped
+    size = cfg.latent_size
+    noisy = torch.randn(1, FRAMES, cfg.latent_channels, size, size, generator=torch.Generator().manual_seed(1))
+    tokens = model.denoiser.emotion_latents(torch.zeros(1, 6))
+    outs = []
+    with torch.no_grad():
+        for seed in (2, 3):
+            ref_latent = torch.randn(1, cfg.latent_channels, size, size, generator=torch.Generator().manual_seed(seed))
+            reference = model.denoiser.compute_reference(ref_latent)
+            reference.states = {k: torch.zeros_like(v) for k, v in reference.states.items()}
+            reference.context = torch.zeros_like(reference.context)
+            outs.append(model.denoiser(noisy, 500, reference, None, tokens))
+    assert outs[0].shape == noisy.shape
+    assert not torch.allclose(outs[0], outs[1])

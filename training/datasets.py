@@ -468,12 +468,17 @@ def _torch_dataset_base() -> type:
 class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
     """Training windows with masked noisy emotion conditioning (MoEE).
 
-    Each item: a reference frame of the same identity (another frame of the clip, or a frame of
-    another clip of the same person), ``num_frames`` consecutive target frames, one audio mel window
+    Each item: a reference frame of the same identity, ``num_frames`` consecutive target frames, one audio mel window
     per frame (``engine.audio.frame_windows``), the emotion condition and the mouth mask per frame.
     With probability ``p_noisy`` the emotion condition is replaced by the label of a clip of another
     emotion (or neutral) and ``noisy`` is True: the model must then rely on the video, not the label.
     Deterministic given ``seed``, ``epoch`` and the index.
+
+    The reference is a frame of one of the identity's *neutral* clips when it has any: that is what an
+    animator brings (a portrait at rest) and what the evaluation uses, and a reference that already
+    shows the target's expression would let the network copy it instead of learning it from the
+    emotion condition. Identities without a neutral clip fall back to another clip of the same person
+    (or another frame of the same clip).
     """
 
     def __init__(self, dataset: ClipDataset | Sequence[Clip], num_frames: int = 8, p_noisy: float = DEFAULT_P_NOISY,
@@ -498,8 +503,11 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
         self.mouth_dilate = mouth_dilate
         self.epoch = 0
         self._by_identity: dict[str, list[int]] = {}
+        self._neutral_by_identity: dict[str, list[int]] = {}
         for i, c in enumerate(clips):
             self._by_identity.setdefault(c.identity, []).append(i)
+            if not np.any(c.emotion_vector > 0):
+                self._neutral_by_identity.setdefault(c.identity, []).append(i)
         self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -561,9 +569,13 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
         n = len(frames)
         f = min(self.num_frames, n)
         start = int(rng.integers(0, n - f + 1))
-        # reference: another clip of the same identity when there is one, else a frame of this clip
+        # reference: a neutral clip of the identity; else another of its clips; else a frame of this clip
+        neutral = self._neutral_by_identity.get(clip.identity, [])
         same = [j for j in self._by_identity[clip.identity] if j != ci]
-        if same and rng.random() < 0.5:
+        if neutral:
+            ref_frames = self._load(neutral[int(rng.integers(len(neutral)))])["frames"]
+            reference = ref_frames[int(rng.integers(len(ref_frames)))]
+        elif same and rng.random() < 0.5:
             ref_frames = self._load(same[int(rng.integers(len(same)))])["frames"]
             reference = ref_frames[int(rng.integers(len(ref_frames)))]
         else:

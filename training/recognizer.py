@@ -172,11 +172,14 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch: int = 48, lr: float = 2e-3,
-                     seed: int = 0) -> dict[str, Any]:
-    """Train on the ``train`` split, report held-out (``test`` split) accuracy, save to ``out``."""
+                     seed: int = 0, frame_size: int = 128) -> dict[str, Any]:
+    """Train on the ``train`` split, report held-out (``test`` split) accuracy, save to ``out``.
+
+    ``frame_size``: frames are first resized to this (the image size of the model it will measure).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train = load_frames_with_truth(data, "train")
+    train = load_frames_with_truth(data, "train", size=frame_size)
     x_all = to_input(train["frames"])
     targets = {k: torch.from_numpy(train[k]) for k in ("emotion", "aus")}
     start, length = crop_box(train["frames"].shape[1])
@@ -200,10 +203,10 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
         optimizer.step()
         if step % 100 == 0:
             print(f"recogniser step {step} loss {float(loss):.4f}", flush=True)
-    metrics = evaluate_recognizer(model, load_frames_with_truth(data, "test"))
+    metrics = evaluate_recognizer(model, load_frames_with_truth(data, "test", size=frame_size))
     metrics["train_seconds"] = round(time.perf_counter() - start, 1)
     metrics["steps"] = steps
-    save_recognizer(model, out, {"metrics_heldout_ground_truth": metrics, "seed": seed})
+    save_recognizer(model, out, {"metrics_heldout_ground_truth": metrics, "seed": seed, "frame_size": frame_size})
     return metrics
 
 
@@ -229,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--frame-size", type=int, default=128,
+                        help="resize frames to this first: the image size of the model it will measure")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    metrics = train_recognizer(args.data, args.out, args.steps, args.batch, seed=args.seed)
+    metrics = train_recognizer(args.data, args.out, args.steps, args.batch, seed=args.seed,
+                               frame_size=args.frame_size)
     json.dump(metrics, sys.stdout, indent=1)
     print()
     return 0
