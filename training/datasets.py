@@ -58,7 +58,7 @@ CREMAD_LEVELS = {"LO": 0.4, "MD": 0.7, "HI": 1.0, "XX": 0.7, "X": 0.7}
 MIN_FACE_FRACTION = 0.5  # a clip needs a face in at least this fraction of its frames
 DEFAULT_P_NOISY = 0.1
 TEST_FRACTION = 0.2
-FRAME_CACHE_CLIPS = 8
+FRAME_CACHE_BYTES = 1 << 30  # decoded clips kept in memory by a ClipSampler (least recently used out)
 
 
 class DatasetError(MoEEError):
@@ -456,6 +456,10 @@ def preprocess(dataset: ClipDataset, out_dir: str | os.PathLike[str], size: int 
 # ----------------------------------------------------------------------------------------------
 
 
+def _clip_bytes(data: dict[str, Any]) -> int:
+    return sum(v.nbytes for v in data.values() if isinstance(v, np.ndarray))
+
+
 def _torch_dataset_base() -> type:
     try:
         from torch.utils.data import Dataset
@@ -509,6 +513,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
             if not np.any(c.emotion_vector > 0):
                 self._neutral_by_identity.setdefault(c.identity, []).append(i)
         self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._cache_bytes = 0
 
     def __len__(self) -> int:
         return self.samples_per_epoch or len(self.clips)
@@ -551,8 +556,9 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
             landmarks = landmarks * (self.size / clip.load_frames().shape[1])
         data = {"frames": frames, "audio": windows, "landmarks": landmarks}
         self._cache[ci] = data
-        if len(self._cache) > FRAME_CACHE_CLIPS:
-            self._cache.popitem(last=False)
+        self._cache_bytes += _clip_bytes(data)
+        while self._cache_bytes > FRAME_CACHE_BYTES and len(self._cache) > 1:
+            self._cache_bytes -= _clip_bytes(self._cache.popitem(last=False)[1])
         return data
 
     def __getitem__(self, index: int) -> dict[str, Any]:
