@@ -24,6 +24,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="dpm", choices=["dpm", "ddim", "euler"])
     p.add_argument("--guidance", type=float, default=1.0, help="emotion guidance scale (1 = off)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="start from the portrait noised to this level, 0..1 (1 = pure noise; default: the model's)")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")
     p.add_argument("--expert", action="append", default=[], help="expert pack to load (adds an emotion)")
     p.add_argument("--fps", type=int, default=None, help="frames per second (default: the model's, 25)")
@@ -87,7 +89,8 @@ def run_render(args: argparse.Namespace) -> int:
     def on_frame(_index: int, _progress: float) -> None:
         bar.update(1)
 
-    common = dict(gates=gates, steps=args.steps, seed=args.seed, sampler=args.sampler, guidance_scale=args.guidance)
+    common = dict(gates=gates, steps=args.steps, seed=args.seed, sampler=args.sampler, guidance_scale=args.guidance,
+                  strength=args.strength)
     try:
         export_clip(animator, prepared, args.output, on_frame=on_frame, frames_dir=args.frames_dir, **common)
     finally:

@@ -59,6 +59,17 @@ class SchedulerConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """How a model is sampled unless a render asks otherwise."""
+
+    # 1.0: start from pure noise. Below 1: start from the portrait's latent noised to that fraction of
+    # the schedule (SDEdit, as diffusers' img2img ``strength``) and run only that fraction of the
+    # steps. A talking portrait stays close to its reference, and a small model's poorest predictions
+    # are those from pure noise (they set the colours), so the demo model samples at 0.75.
+    strength: float = 1.0
+
+
+@dataclass
 class ModelConfig:
     """Everything that defines a MoEE network's shapes."""
 
@@ -70,6 +81,7 @@ class ModelConfig:
     moee: MoEEConfig = field(default_factory=MoEEConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     vae_scaling_factor: float = 0.18215
 
     @property
@@ -94,6 +106,7 @@ class ModelConfig:
         data["moee"] = MoEEConfig(**data.get("moee", {}))
         data["audio"] = AudioConfig(**data.get("audio", {}))
         data["scheduler"] = SchedulerConfig(**data.get("scheduler", {}))
+        data["sampling"] = SamplingConfig(**data.get("sampling", {}))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -154,7 +167,7 @@ def demo_config() -> ModelConfig:
     unet = _cross_attn_unet((64, 128, 128), cross_dim=128, heads=2, layers=1)
     vae = _vae((32, 64, 64), groups=16, layers=1, image_size=64)
     return ModelConfig(name="demo", image_size=64, fps=25, unet=unet, vae=vae,
-                       moee=MoEEConfig(reference_concat=True))
+                       moee=MoEEConfig(reference_concat=True), sampling=SamplingConfig(strength=0.75))
 
 
 def sd15_config() -> ModelConfig:

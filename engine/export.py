@@ -21,6 +21,7 @@ def export_clip(
     stop: int | None = None,
     sampler: str = "dpm",
     guidance_scale: float = 1.0,
+    strength: float | None = None,
     format: str | None = None,  # noqa: A002 - the writer's own word
     cancel: CancelToken | None = None,
     on_frame: Callable[[int, float], None] | None = None,
@@ -40,7 +41,8 @@ def export_clip(
         if frames_dir is not None:
             writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png")))
         for result in animator.render_clip(prepared, gates, steps=steps, seed=seed, start=start, stop=stop,
-                                           sampler=sampler, guidance_scale=guidance_scale, cancel=cancel):
+                                           sampler=sampler, guidance_scale=guidance_scale, cancel=cancel,
+                                           strength=strength):
             for writer in writers:
                 writer.write(result.image)
             if on_frame is not None:

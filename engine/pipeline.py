@@ -131,6 +131,31 @@ def make_scheduler(name: str, cfg: ModelConfig):
     return cls(**kwargs)
 
 
+def sampling_timesteps(scheduler, steps: int, strength: float, device: torch.device | str | None = None) -> torch.Tensor:
+    """The timesteps a render runs: the last ``max(1, floor(strength * steps))`` of ``steps``.
+
+    As diffusers' img2img: ``strength = 1`` runs every step from pure noise; ``strength < 1`` skips
+    the noisiest ones (the sampler is told where it begins, so multistep samplers stay consistent).
+    """
+    if not 0.0 < strength <= 1.0:
+        raise EmotionSpecError(f"strength must lie in (0, 1], got {strength}")
+    scheduler.set_timesteps(steps, device=device)
+    skip = (steps - max(1, min(steps, int(strength * steps)))) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(skip)
+    return scheduler.timesteps[skip:]
+
+
+def initial_latents(scheduler, noise: torch.Tensor, portrait_latent: torch.Tensor, first_timestep: torch.Tensor,
+                    strength: float) -> torch.Tensor:
+    """``x_start``: ``sigma_init * eps`` for ``strength = 1``, else the portrait latent noised to the first
+    timestep, ``sqrt(abar_t) z_ref + sqrt(1 - abar_t) eps`` (SDEdit), one row per frame of ``noise``."""
+    if strength >= 1.0:
+        return noise * scheduler.init_noise_sigma
+    portrait = portrait_latent.to(noise.dtype).expand(len(noise), *noise.shape[1:])
+    return scheduler.add_noise(portrait, noise, first_timestep.reshape(1).expand(len(noise)))
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x 3`` -> float ``(1, 3, H, W)`` in -1..1."""
     return torch.tensor(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # a copy: inputs may be read-only
@@ -321,15 +346,17 @@ class Animator:
         cancel: CancelToken | None,
         known: dict[int, torch.Tensor] | None = None,
         record_gates: bool = False,
+        strength: float | None = None,
     ) -> torch.Tensor:
         """Run the sampler for ``frames`` jointly; returns clean latents ``(F, C, h, w)``."""
         if steps < 1:
             raise EmotionSpecError(f"steps must be at least 1, got {steps}")
+        strength = self.cfg.sampling.strength if strength is None else float(strength)
         denoiser = self.model.denoiser
         scheduler = make_scheduler(sampler, self.cfg)
-        scheduler.set_timesteps(steps, device=self.device)
+        timesteps = list(sampling_timesteps(scheduler, steps, strength, self.device))
         noise = torch.stack([self._frame_noise(seed, i) for i in frames])
-        latents = noise * scheduler.init_noise_sigma
+        latents = initial_latents(scheduler, noise, prepared.reference_latent, timesteps[0], strength)
         num = self.model.num_emotions
         batch_gates = BatchGates.stack(controls, num)
         batch_gates.compute_all_experts = not self.use_cache
@@ -342,7 +369,6 @@ class Animator:
         if guidance_scale != 1.0:
             neutral = BatchGates.stack([GateControl(np.zeros(num, np.float32)) for _ in frames], num)
         known_rows = [j for j, i in enumerate(frames) if known and i in known]
-        timesteps = list(scheduler.timesteps)
         for step, t in enumerate(timesteps):
             if cancel is not None:
                 cancel.check()
@@ -393,14 +419,18 @@ class Animator:
         sampler: str = "dpm",
         guidance_scale: float = 1.0,
         cancel: CancelToken | None = None,
+        strength: float | None = None,
     ) -> np.ndarray:
-        """Render one frame (a preview) as uint8 ``H x W x 3``; records the gate maps it used."""
+        """Render one frame (a preview) as uint8 ``H x W x 3``; records the gate maps it used.
+
+        ``strength``: see :class:`engine.config.SamplingConfig` (None: the model's default).
+        """
         if not 0 <= frame_index < prepared.num_frames:
             raise EmotionSpecError(f"frame {frame_index} is outside the clip (0..{prepared.num_frames - 1})")
         with self._lock, torch.no_grad():
             controls = self._gates_for(gates, [frame_index])
             latents = self._denoise(prepared, [frame_index], controls, steps, seed, sampler, guidance_scale,
-                                    cancel, record_gates=True)
+                                    cancel, record_gates=True, strength=strength)
             self._gate_maps = self._collect_gate_maps()
             if cancel is not None:
                 cancel.check()
@@ -419,6 +449,7 @@ class Animator:
         window: int = DEFAULT_WINDOW,
         overlap: int = DEFAULT_OVERLAP,
         cancel: CancelToken | None = None,
+        strength: float | None = None,
     ) -> Iterator[FrameResult]:
         """Yield the frames ``start..stop-1`` in order, rendered in overlapping windows."""
         stop = prepared.num_frames if stop is None else stop
@@ -436,7 +467,7 @@ class Animator:
             with self._lock, torch.no_grad():
                 controls = self._gates_for(gates, frames)
                 latents = self._denoise(prepared, frames, controls, steps, seed, sampler, guidance_scale,
-                                        cancel, known=previous)
+                                        cancel, known=previous, strength=strength)
                 images = self._decode(latents[len(held):])
             previous = {i: latents[j] for j, i in enumerate(frames)}
             for offset, index in enumerate(new):

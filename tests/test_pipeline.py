@@ -4,10 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
 from engine.moee import GateControl
-from engine.pipeline import Animator, CancelToken
+from engine.pipeline import Animator, CancelToken, initial_latents, make_scheduler, sampling_timesteps
 from tests.engine_helpers import tiny_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
@@ -94,6 +95,31 @@ def test_bad_requests_get_clear_errors(animator, prepared):
 def test_every_sampler_runs(animator, prepared):
     for sampler in ("ddim", "dpm", "euler"):
         assert animator.render_frame(prepared, 0, None, steps=2, sampler=sampler).shape == (32, 32, 3)
+
+
+def test_strength_starts_from_the_noised_portrait_and_runs_that_fraction_of_the_steps(animator, prepared):
+    calls = []
+    hook = animator.model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for sampler in ("ddim", "dpm", "euler"):
+            for strength, expected in ((1.0, 8), (0.5, 4), (0.01, 1)):
+                calls.clear()
+                image = animator.render_frame(prepared, 0, None, steps=8, sampler=sampler, strength=strength)
+                assert len(calls) == expected and image.shape == (32, 32, 3)
+    finally:
+        hook.remove()
+    # below 1 the start is the portrait noised to the first timestep (SDEdit); at 1 it is pure noise
+    scheduler = make_scheduler("ddim", animator.cfg)
+    noise = torch.randn(2, *prepared.reference_latent.shape[1:], generator=torch.Generator().manual_seed(0))
+    portrait = torch.randn(prepared.reference_latent.shape, generator=torch.Generator().manual_seed(1))
+    first = sampling_timesteps(scheduler, 8, 0.5)[0]
+    abar = scheduler.alphas_cumprod[int(first)]
+    start = initial_latents(scheduler, noise, portrait, first, 0.5)
+    torch.testing.assert_close(start, abar.sqrt() * portrait + (1 - abar).sqrt() * noise)
+    torch.testing.assert_close(initial_latents(scheduler, noise, portrait, first, 1.0), noise)
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(EmotionSpecError, match="strength"):
+            animator.render_frame(prepared, 0, None, steps=2, strength=bad)
 
 
 def test_no_face_in_a_landscape_image_is_a_clear_error(animator, tmp_path):

@@ -177,9 +177,13 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
 
 @torch.no_grad()
 def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, labels: np.ndarray, steps: int,
-             seed: int, ablation: str = "none", local_masks: np.ndarray | None = None) -> np.ndarray:
-    """Frames ``(B, F, H, W, 3)`` for ``B`` label rows, one portrait + one audio track, same noise per row."""
-    from engine.pipeline import image_to_tensor, make_scheduler, tensor_to_images
+             seed: int, ablation: str = "none", local_masks: np.ndarray | None = None,
+             strength: float | None = None) -> np.ndarray:
+    """Frames ``(B, F, H, W, 3)`` for ``B`` label rows, one portrait + one audio track, same noise per row.
+
+    Sampled as the studio samples: DDIM from the model's default ``strength`` (see ``SamplingConfig``).
+    """
+    from engine.pipeline import image_to_tensor, initial_latents, make_scheduler, sampling_timesteps, tensor_to_images
     from training.trainer import gates_for_label
 
     d = model.denoiser
@@ -195,12 +199,14 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         masks = torch.from_numpy(local_masks).float().repeat_interleave(f, dim=0)
         alpha = (masks.flatten(2).amax(-1) > 0).float()
     gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
+    strength = model.cfg.sampling.strength if strength is None else strength
     scheduler = make_scheduler("ddim", model.cfg)
-    scheduler.set_timesteps(steps)
-    shape = (1, f, model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size)
+    timesteps = sampling_timesteps(scheduler, steps, strength)
+    shape = (f, model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    latents = noise.expand(b, -1, -1, -1, -1).contiguous() * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
+    start = initial_latents(scheduler, noise, ref_latent, timesteps[0], strength)
+    latents = start[None].expand(b, -1, -1, -1, -1).contiguous()
+    for t in timesteps:
         eps = d(scheduler.scale_model_input(latents, t), t, ref, audio, tokens, gates)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
     images = model.decode_latents(latents.flatten(0, 1))
