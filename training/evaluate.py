@@ -183,7 +183,13 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
 
     Sampled as the studio samples: DDIM from the model's default ``strength`` (see ``SamplingConfig``).
     """
-    from engine.pipeline import image_to_tensor, initial_latents, make_scheduler, sampling_timesteps, tensor_to_images
+    from engine.pipeline import (
+        image_to_tensor,
+        initial_latents,
+        make_scheduler,
+        sampling_timesteps,
+        tensor_to_images,
+    )
     from training.trainer import gates_for_label
 
     d = model.denoiser
