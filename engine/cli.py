@@ -23,7 +23,7 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="dpm", choices=["dpm", "ddim", "euler"])
-    p.add_argument("--guidance", type=float, default=1.0, help="emotion guidance scale (1 = off)")
+    p.add_argument("--guidance", type=float, default=None, help="emotion guidance scale (1 = off; default: the model's)")
     p.add_argument("--strength", type=float, default=None,
                    help="start from the portrait noised to this level, 0..1 (1 = pure noise; default: the model's)")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")

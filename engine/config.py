@@ -67,6 +67,9 @@ class SamplingConfig:
     # steps. A talking portrait stays close to its reference, and a small model's poorest predictions
     # are those from pure noise (they set the colours), so the demo model samples at 0.75.
     strength: float = 1.0
+    # Emotion guidance ``eps_0 + w (eps_g - eps_0)`` (eps_0: every slider at 0), as classifier-free
+    # guidance; 1 = off. Amplifies what the experts add, at twice the U-Net passes per step.
+    guidance_scale: float = 1.0
 
 
 @dataclass

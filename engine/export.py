@@ -20,7 +20,7 @@ def export_clip(
     start: int = 0,
     stop: int | None = None,
     sampler: str = "dpm",
-    guidance_scale: float = 1.0,
+    guidance_scale: float | None = None,
     strength: float | None = None,
     format: str | None = None,  # noqa: A002 - the writer's own word
     cancel: CancelToken | None = None,

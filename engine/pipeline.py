@@ -342,7 +342,7 @@ class Animator:
         steps: int,
         seed: int,
         sampler: str,
-        guidance_scale: float,
+        guidance_scale: float | None,
         cancel: CancelToken | None,
         known: dict[int, torch.Tensor] | None = None,
         record_gates: bool = False,
@@ -352,6 +352,8 @@ class Animator:
         if steps < 1:
             raise EmotionSpecError(f"steps must be at least 1, got {steps}")
         strength = self.cfg.sampling.strength if strength is None else float(strength)
+        if guidance_scale is None:
+            guidance_scale = self.cfg.sampling.guidance_scale
         denoiser = self.model.denoiser
         scheduler = make_scheduler(sampler, self.cfg)
         timesteps = list(sampling_timesteps(scheduler, steps, strength, self.device))
@@ -417,13 +419,13 @@ class Animator:
         steps: int = 8,
         seed: int = 0,
         sampler: str = "dpm",
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         cancel: CancelToken | None = None,
         strength: float | None = None,
     ) -> np.ndarray:
         """Render one frame (a preview) as uint8 ``H x W x 3``; records the gate maps it used.
 
-        ``strength``: see :class:`engine.config.SamplingConfig` (None: the model's default).
+        ``strength``, ``guidance_scale``: see :class:`engine.config.SamplingConfig` (None: the model's default).
         """
         if not 0 <= frame_index < prepared.num_frames:
             raise EmotionSpecError(f"frame {frame_index} is outside the clip (0..{prepared.num_frames - 1})")
@@ -445,7 +447,7 @@ class Animator:
         start: int = 0,
         stop: int | None = None,
         sampler: str = "dpm",
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         window: int = DEFAULT_WINDOW,
         overlap: int = DEFAULT_OVERLAP,
         cancel: CancelToken | None = None,

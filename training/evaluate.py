@@ -178,10 +178,11 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
 @torch.no_grad()
 def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, labels: np.ndarray, steps: int,
              seed: int, ablation: str = "none", local_masks: np.ndarray | None = None,
-             strength: float | None = None) -> np.ndarray:
+             strength: float | None = None, guidance_scale: float | None = None) -> np.ndarray:
     """Frames ``(B, F, H, W, 3)`` for ``B`` label rows, one portrait + one audio track, same noise per row.
 
-    Sampled as the studio samples: DDIM from the model's default ``strength`` (see ``SamplingConfig``).
+    Sampled as the studio samples: DDIM from the model's default ``strength`` with its default emotion
+    guidance (see ``SamplingConfig``).
     """
     from engine.pipeline import (
         image_to_tensor,
@@ -205,7 +206,9 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         masks = torch.from_numpy(local_masks).float().repeat_interleave(f, dim=0)
         alpha = (masks.flatten(2).amax(-1) > 0).float()
     gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
+    neutral = BatchGates(global_weights=torch.zeros_like(g))
     strength = model.cfg.sampling.strength if strength is None else strength
+    guidance = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
     scheduler = make_scheduler("ddim", model.cfg)
     timesteps = sampling_timesteps(scheduler, steps, strength)
     shape = (f, model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size)
@@ -213,7 +216,11 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     start = initial_latents(scheduler, noise, ref_latent, timesteps[0], strength)
     latents = start[None].expand(b, -1, -1, -1, -1).contiguous()
     for t in timesteps:
-        eps = d(scheduler.scale_model_input(latents, t), t, ref, audio, tokens, gates)
+        model_input = scheduler.scale_model_input(latents, t)
+        eps = d(model_input, t, ref, audio, tokens, gates)
+        if guidance != 1.0:
+            eps_neutral = d(model_input, t, ref, audio, tokens, neutral)
+            eps = eps_neutral + guidance * (eps - eps_neutral)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
     images = model.decode_latents(latents.flatten(0, 1))
     return tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
