@@ -122,6 +122,25 @@ def test_strength_starts_from_the_noised_portrait_and_runs_that_fraction_of_the_
             animator.render_frame(prepared, 0, None, steps=2, strength=bad)
 
 
+def test_emotion_guidance_defaults_to_the_models_setting(animator, prepared):
+    calls = []
+    hook = animator.model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    default = animator.cfg.sampling.guidance_scale
+    gates = GateControl([0.8, 0, 0, 0, 0, 0])
+    try:
+        plain = animator.render_frame(prepared, 0, gates, steps=4, strength=1.0, guidance_scale=1.0)
+        animator.cfg.sampling.guidance_scale = 3.0
+        calls.clear()
+        guided = animator.render_frame(prepared, 0, gates, steps=4, strength=1.0)
+        assert len(calls) == 8  # a neutral pass beside every guided one
+        assert np.array_equal(guided, animator.render_frame(prepared, 0, gates, steps=4, strength=1.0,
+                                                             guidance_scale=3.0))
+        assert not np.array_equal(guided, plain)
+    finally:
+        animator.cfg.sampling.guidance_scale = default
+        hook.remove()
+
+
 def test_no_face_in_a_landscape_image_is_a_clear_error(animator, tmp_path):
     flat = np.full((64, 160, 3), 128, np.uint8)
     with pytest.raises(NoFaceError, match="no face"):
