@@ -156,6 +156,11 @@ def initial_latents(scheduler, noise: torch.Tensor, portrait_latent: torch.Tenso
     return scheduler.add_noise(portrait, noise, first_timestep.reshape(1).expand(len(noise)))
 
 
+def emotion_guidance(eps: torch.Tensor, eps_neutral: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on the emotion: ``eps_0 + w (eps_g - eps_0)``, ``eps_0`` with every slider at 0."""
+    return eps_neutral + scale * (eps - eps_neutral)
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x 3`` -> float ``(1, 3, H, W)`` in -1..1."""
     return torch.tensor(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # a copy: inputs may be read-only
@@ -383,7 +388,7 @@ class Animator:
             eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
             if neutral is not None:
                 eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]
-                eps = eps_neutral + guidance_scale * (eps - eps_neutral)
+                eps = emotion_guidance(eps, eps_neutral, guidance_scale)
             latents = scheduler.step(eps, t, latents).prev_sample
             if known_rows:
                 latents = self._hold_known(scheduler, latents, frames, known, known_rows, noise,

@@ -185,6 +185,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     guidance (see ``SamplingConfig``).
     """
     from engine.pipeline import (
+        emotion_guidance,
         image_to_tensor,
         initial_latents,
         make_scheduler,
@@ -220,7 +221,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         eps = d(model_input, t, ref, audio, tokens, gates)
         if guidance != 1.0:
             eps_neutral = d(model_input, t, ref, audio, tokens, neutral)
-            eps = eps_neutral + guidance * (eps - eps_neutral)
+            eps = emotion_guidance(eps, eps_neutral, guidance)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
     images = model.decode_latents(latents.flatten(0, 1))
     return tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
