@@ -70,6 +70,10 @@ class SamplingConfig:
     # Emotion guidance ``eps_0 + w (eps_g - eps_0)`` (eps_0: every slider at 0), as classifier-free
     # guidance; 1 = off. Amplifies what the experts add, at twice the U-Net passes per step.
     guidance_scale: float = 1.0
+    # The guidance scale inside the portrait's mouth (None: ``guidance_scale`` everywhere). Stage 2
+    # masks the mouth out of the experts' loss (the mouth follows the audio), so what they add there
+    # is unconstrained: amplifying it fights the lip sync. Needs face landmarks; without, uniform.
+    mouth_guidance_scale: float | None = None
 
 
 @dataclass

@@ -46,6 +46,8 @@ SQUARE_TOLERANCE = 0.1
 #: A face at least this wide (fraction of a square image) means the image is already a framed portrait.
 FRAMED_FACE_WIDTH = 0.35
 SEED_STRIDE = 1_000_003
+#: Growth of the mouth region that gets ``SamplingConfig.mouth_guidance_scale`` (x the mouth width).
+GUIDANCE_MOUTH_DILATE = 0.6
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,
@@ -156,9 +158,31 @@ def initial_latents(scheduler, noise: torch.Tensor, portrait_latent: torch.Tenso
     return scheduler.add_noise(portrait, noise, first_timestep.reshape(1).expand(len(noise)))
 
 
-def emotion_guidance(eps: torch.Tensor, eps_neutral: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance on the emotion: ``eps_0 + w (eps_g - eps_0)``, ``eps_0`` with every slider at 0."""
+def emotion_guidance(eps: torch.Tensor, eps_neutral: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """Classifier-free guidance on the emotion: ``eps_0 + w (eps_g - eps_0)``, ``eps_0`` with every slider at 0.
+
+    ``scale`` is a number or a per-pixel map ``w(x)`` broadcast over the latents (see
+    :func:`guidance_scale_map`).
+    """
     return eps_neutral + scale * (eps - eps_neutral)
+
+
+def guidance_scale_map(mouth: torch.Tensor, scale: float, mouth_scale: float) -> torch.Tensor:
+    """Per-pixel guidance ``w(x) = w (1 - m(x)) + w_mouth m(x)`` for a latent-grid mouth mask ``m`` in 0..1."""
+    return scale * (1.0 - mouth) + mouth_scale * mouth
+
+
+def latent_mouth_mask(landmarks: np.ndarray, image_size: int, latent_size: int,
+                      dilate: float = GUIDANCE_MOUTH_DILATE) -> torch.Tensor:
+    """The portrait's mouth, grown by ``dilate`` x its width (room for the jaw to drop), on the latent grid.
+
+    Area-resized, so a latent cell half covered by the mouth gets 0.5. Shape ``(latent, latent)``.
+    """
+    from engine import face
+    from engine.moee import resize_mask_area
+
+    mask = face.mouth_mask(landmarks, image_size, image_size, dilate=dilate)
+    return resize_mask_area(torch.from_numpy(mask), latent_size, latent_size)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -373,7 +397,8 @@ class Animator:
         reference = self._reference(prepared)
         audio = self._audio_tokens(prepared, frames)
         neutral = None
-        if guidance_scale != 1.0:
+        guidance = self._guidance(prepared, guidance_scale)
+        if guidance is not None:
             neutral = BatchGates.stack([GateControl(np.zeros(num, np.float32)) for _ in frames], num)
         known_rows = [j for j, i in enumerate(frames) if known and i in known]
         for step, t in enumerate(timesteps):
@@ -388,12 +413,22 @@ class Animator:
             eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
             if neutral is not None:
                 eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]
-                eps = emotion_guidance(eps, eps_neutral, guidance_scale)
+                eps = emotion_guidance(eps, eps_neutral, guidance)
             latents = scheduler.step(eps, t, latents).prev_sample
             if known_rows:
                 latents = self._hold_known(scheduler, latents, frames, known, known_rows, noise,
                                            None if last else timesteps[step + 1])
         return latents
+
+    def _guidance(self, prepared: PreparedInputs, scale: float) -> float | torch.Tensor | None:
+        """The emotion guidance scale, or its per-pixel map when the mouth gets its own; None = no guidance."""
+        mouth_scale = self.cfg.sampling.mouth_guidance_scale
+        if mouth_scale is None or prepared.landmarks is None:
+            return None if scale == 1.0 else scale
+        if scale == 1.0 and mouth_scale == 1.0:
+            return None
+        mouth = latent_mouth_mask(prepared.landmarks, self.cfg.image_size, self.cfg.latent_size)
+        return guidance_scale_map(mouth, scale, mouth_scale).to(self.device, self.dtype)
 
     def _frame_noise(self, seed: int, frame: int) -> torch.Tensor:
         """The initial noise of one frame: a function of (seed, frame index) only."""

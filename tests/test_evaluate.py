@@ -92,3 +92,31 @@ def test_generate_tiny_and_local_masks() -> None:
 def test_is_neutral() -> None:
     assert evaluate.is_neutral(np.array([0.1, 0.05, 0.05, 0.0, 0.0, 0.0]))
     assert not evaluate.is_neutral(np.array([0.6, 0.05, 0.05, 0.0, 0.0, 0.0]))
+
+
+def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
+    """``moee eval`` on a tiny model: fresh held-out people, every metric, ceilings, packaging."""
+    import json
+
+    from engine.checkpoint import load_model, save_model
+    from engine.config import tiny_config
+    from engine.model import MoEEModel
+
+    torch.manual_seed(0)
+    save_model(MoEEModel(tiny_config()), tmp_path / "model", notes={"trained": False})
+    parser = __import__("argparse").ArgumentParser()
+    evaluate.add_eval_arguments(parser)
+    args = parser.parse_args(["--model", str(tmp_path / "model"), "--identities", "1", "--frames", "3",
+                              "--steps", "2", "--guidance", "2", "--mouth-guidance", "0", "--json",
+                              "--package-to", str(tmp_path / "packaged"), "--threads", "1"])
+    assert evaluate.run_eval(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["sampling"]["guidance_scale"] == 2.0 and result["sampling"]["mouth_guidance_scale"] == 0.0
+    metrics = result["metrics"]
+    assert metrics["identities"] == 1 and metrics["frames_per_clip"] == 3
+    for key in ("single_emotion_accuracy", "compound_top2", "intensity_monotonic", "ssim", "identity_top1",
+                "ceiling_compound_top2_ground_truth", "ceiling_intensity_monotonic_ground_truth"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    packaged = load_model(tmp_path / "packaged")
+    assert packaged.cfg.sampling.guidance_scale == 2.0 and packaged.cfg.sampling.mouth_guidance_scale == 0.0
+    assert packaged.notes["eval"]["compound_top2"] == metrics["compound_top2"]

@@ -79,3 +79,19 @@ def test_vae_loss_parts() -> None:
     parts = losses.vae_loss(x, x, torch.ones(2), net)
     assert float(parts.l1) == 0.0 and float(parts.perceptual) == 0.0
     assert float(parts.total) == pytest.approx(losses.VAE_KL_WEIGHT)
+
+
+def test_lip_weight_counts_mouth_errors_more() -> None:
+    eps = torch.zeros(1, 2, 4, 8, 8)
+    mouth = torch.zeros(2, 1, 32, 32)
+    mouth[..., 24:, 8:24] = 1.0
+    weight = losses.lip_weight_map(mouth, 4.0, (8, 8))
+    assert weight.shape == (2, 1, 8, 8)
+    assert float(weight[..., 6:, 2:6].min()) == pytest.approx(5.0) and float(weight[..., :6, :].max()) == 1.0
+    weight = weight.reshape(1, 2, 1, 8, 8)
+    in_mouth, elsewhere = torch.zeros_like(eps), torch.zeros_like(eps)
+    in_mouth[..., 6:, 2:6] = 1.0
+    elsewhere[..., :2, 2:6] = 1.0  # the same number of wrong latents, away from the mouth
+    assert float(losses.latent_loss(in_mouth, eps)) == pytest.approx(float(losses.latent_loss(elsewhere, eps)))
+    assert float(losses.latent_loss(in_mouth, eps, weight)) == pytest.approx(
+        5.0 * float(losses.latent_loss(elsewhere, eps, weight)))

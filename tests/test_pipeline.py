@@ -7,8 +7,18 @@ import pytest
 import torch
 
 from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
+from engine.face import mouth_mask
 from engine.moee import GateControl
-from engine.pipeline import Animator, CancelToken, initial_latents, make_scheduler, sampling_timesteps
+from engine.pipeline import (
+    Animator,
+    CancelToken,
+    emotion_guidance,
+    guidance_scale_map,
+    initial_latents,
+    latent_mouth_mask,
+    make_scheduler,
+    sampling_timesteps,
+)
 from tests.engine_helpers import tiny_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
@@ -139,6 +149,45 @@ def test_emotion_guidance_defaults_to_the_models_setting(animator, prepared):
     finally:
         animator.cfg.sampling.guidance_scale = default
         hook.remove()
+
+
+def test_guidance_map_gives_the_mouth_its_own_scale():
+    mouth = torch.tensor([[0.0, 0.5], [1.0, 0.0]])
+    scale = guidance_scale_map(mouth, 4.0, 1.0)
+    assert torch.allclose(scale, torch.tensor([[4.0, 2.5], [1.0, 4.0]]))
+    eps, eps_neutral = torch.full((3, 4, 2, 2), 2.0), torch.zeros(3, 4, 2, 2)
+    guided = emotion_guidance(eps, eps_neutral, guidance_scale_map(mouth, 4.0, 0.0))
+    assert torch.equal(guided[:, :, 1, 0], eps_neutral[:, :, 1, 0])  # inside the mouth: no emotion at all
+    assert torch.allclose(guided[:, :, 0, 0], torch.full((3, 4), 8.0))  # elsewhere: the full guidance
+
+
+def test_latent_mouth_mask_covers_the_mouth_not_the_brows(animator, prepared):
+    size, latent = animator.cfg.image_size, animator.cfg.latent_size
+    mask = latent_mouth_mask(prepared.landmarks, size, latent).numpy()
+    assert mask.shape == (latent, latent) and mask.min() >= 0.0 and mask.max() <= 1.0
+    mouth = mouth_mask(prepared.landmarks, latent, latent, image_size=(size, size)) > 0.5
+    assert mask[mouth].min() > 0.5  # the lips themselves are fully inside
+    assert mask[: latent // 3].max() == 0.0  # the upper third of the face (brows) keeps the guidance
+
+
+def test_mouth_guidance_leaves_the_mouth_to_the_audio(animator, prepared):
+    """With a mouth scale of 0 the emotion is guided everywhere but the mouth, which renders as neutral."""
+    gates = GateControl([0, 0, 1.0, 0, 0, 0])
+    sampling = animator.cfg.sampling
+    default = (sampling.guidance_scale, sampling.mouth_guidance_scale)
+    kwargs = {"steps": 1, "strength": 1.0, "guidance_scale": 3.0}
+    try:
+        uniform = animator.render_frame(prepared, 0, gates, **kwargs).astype(float)
+        sampling.mouth_guidance_scale = 3.0
+        assert np.array_equal(uniform, animator.render_frame(prepared, 0, gates, **kwargs))
+        sampling.mouth_guidance_scale = 0.0
+        mouth_neutral = animator.render_frame(prepared, 0, gates, **kwargs).astype(float)
+    finally:
+        sampling.guidance_scale, sampling.mouth_guidance_scale = default
+    size = animator.cfg.image_size
+    mouth = mouth_mask(prepared.landmarks, size, size) > 0.5
+    change = np.abs(mouth_neutral - uniform).mean(axis=2)
+    assert change[mouth].mean() > 3 * change[~mouth].mean()
 
 
 def test_no_face_in_a_landscape_image_is_a_clear_error(animator, tmp_path):

@@ -24,6 +24,7 @@ def person() -> syn.Identity:
 def test_identity_and_render_are_deterministic(person: syn.Identity) -> None:
     again = syn.Identity.random(np.random.default_rng(SEED))
     assert again == person
+    assert syn.Identity.from_seed(person.to_dict()["seed"]) == person  # identity.json's seed is enough
     a = syn.render_clip(person, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
     b = syn.render_clip(again, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)

@@ -92,6 +92,25 @@ def test_stage1_freezes_moe() -> None:
     assert any(n.startswith("denoiser.reference_net.") for n in names)
 
 
+def test_stage1_lip_weight_changes_the_loss_only_where_there_is_a_mouth() -> None:
+    torch.manual_seed(0)
+    model = MoEEModel(tiny_config())
+    batch = _batch(model.cfg)
+
+    def loss(lip_weight: float, mouth: torch.Tensor) -> float:
+        spec = trainer.StageSpec("stage1", "none", 1, 1.0, "loss", model.cfg.scheduler.num_train_timesteps, lip_weight)
+        objective = trainer.Objective(model, spec)
+        with torch.no_grad():
+            return float(objective({**batch, "mouth_mask": mouth}, torch.Generator().manual_seed(3))["loss"])
+
+    no_mouth = torch.zeros_like(batch["mouth_mask"])
+    mouth = no_mouth.clone()
+    mouth[..., 20:28, 8:24] = 1.0
+    assert loss(4.0, no_mouth) == pytest.approx(loss(0.0, no_mouth))
+    assert loss(4.0, mouth) != pytest.approx(loss(0.0, mouth))
+    assert loss(0.0, mouth) == pytest.approx(loss(0.0, no_mouth))  # stage 1 does not mask the mouth
+
+
 def test_resume_equals_unbroken_run(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
     common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "4", "--batch", "1",
               "--frames", "2", "--seed", "5", "--save-every", "100"]

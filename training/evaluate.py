@@ -1,7 +1,9 @@
 """Evaluation of a trained MoEE model on held-out synthetic identities (``moee eval --model DIR --json``).
 
 Frames are generated with the model (DDIM, fixed seed, the same noise for every condition), the
-portrait being a neutral frame of a held-out identity and the audio the ground-truth clip's own.
+portrait being a neutral frame of a held-out identity and the audio the ground-truth clip's own,
+sampled with the model's ``SamplingConfig`` (strength, emotion guidance, its mouth scale with the
+renderer's landmarks of the portrait standing in for the studio's MediaPipe ones).
 Generated frames are read by the expression / AU / landmark recogniser of
 :mod:`training.recognizer` (trained on rendered ground truth of the *train* identities).
 
@@ -26,6 +28,9 @@ Metrics (targets from the project brief in brackets):
   the brow region / mean change elsewhere (> 1 = the edit stays local);
 * ``ceiling_vae_*``: SSIM and recogniser accuracy of the VAE round trip of the ground truth, the
   ceiling any generation through this VAE can reach;
+* ``ceiling_compound_top2_ground_truth`` / ``ceiling_intensity_monotonic_ground_truth``: the same
+  compound and sweep metrics on the renderer's own faces of each held-out person (silent, mouth
+  closed): what the recogniser, trained on full-intensity single emotions only, can read at all;
 * ablations (``--ablation-model NAME=DIR``, each trained with the same budget): the core metrics.
 """
 
@@ -36,7 +41,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,7 @@ import torch
 
 from engine.audio import envelope_per_frame, frame_windows, log_mel
 from engine.checkpoint import load_model
+from engine.config import SamplingConfig
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
 from engine.model import MoEEModel
 from engine.moee import BatchGates
@@ -150,6 +156,8 @@ class EvalClip:
     landmarks: np.ndarray  # (F, 68, 2) px at model size
     windows: np.ndarray  # (F, win, n_mels)
     envelope: np.ndarray  # (F,)
+    identity_seed: int | None = None  # synthetic data: re-renders this person (identity.json)
+    source_size: int = 0  # frame size in the data set
 
 
 def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str) -> list[EvalClip]:
@@ -161,6 +169,7 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
         if clip.split != split:
             continue
         f = clip.load_frames()[:frames]
+        source_size = f.shape[1]
         scale = size / f.shape[1]
         if f.shape[1] != size:
             f = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in f])
@@ -171,23 +180,29 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
         n_all = int(round(audio.duration * fps))
         win = frame_windows(log_mel(audio, model.cfg.audio), max(n_all, len(f)), fps, model.cfg.audio)[: len(f)]
         env = envelope_per_frame(audio, len(f), fps)
-        out.append(EvalClip(clip.identity, {k: v for k, v in clip.emotion.items() if v > 0}, f, lm, win, env))
+        identity_file = Path(clip.source).parent / "identity.json"
+        seed = json.loads(identity_file.read_text()).get("seed") if identity_file.is_file() else None
+        out.append(EvalClip(clip.identity, {k: v for k, v in clip.emotion.items() if v > 0}, f, lm, win, env,
+                            seed, source_size))
     return out
 
 
 @torch.no_grad()
 def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, labels: np.ndarray, steps: int,
              seed: int, ablation: str = "none", local_masks: np.ndarray | None = None,
-             strength: float | None = None, guidance_scale: float | None = None) -> np.ndarray:
+             strength: float | None = None, guidance_scale: float | None = None,
+             reference_landmarks: np.ndarray | None = None) -> np.ndarray:
     """Frames ``(B, F, H, W, 3)`` for ``B`` label rows, one portrait + one audio track, same noise per row.
 
     Sampled as the studio samples: DDIM from the model's default ``strength`` with its default emotion
-    guidance (see ``SamplingConfig``).
+    guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are given).
     """
     from engine.pipeline import (
         emotion_guidance,
+        guidance_scale_map,
         image_to_tensor,
         initial_latents,
+        latent_mouth_mask,
         make_scheduler,
         sampling_timesteps,
         tensor_to_images,
@@ -210,6 +225,10 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     neutral = BatchGates(global_weights=torch.zeros_like(g))
     strength = model.cfg.sampling.strength if strength is None else strength
     guidance = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
+    mouth_scale = model.cfg.sampling.mouth_guidance_scale
+    if mouth_scale is not None and reference_landmarks is not None:
+        mouth = latent_mouth_mask(reference_landmarks, model.cfg.image_size, model.cfg.latent_size)
+        guidance = guidance_scale_map(mouth, guidance, mouth_scale)
     scheduler = make_scheduler("ddim", model.cfg)
     timesteps = sampling_timesteps(scheduler, steps, strength)
     shape = (f, model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size)
@@ -219,12 +238,32 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     for t in timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         eps = d(model_input, t, ref, audio, tokens, gates)
-        if guidance != 1.0:
+        if not isinstance(guidance, float | int) or guidance != 1.0:
             eps_neutral = d(model_input, t, ref, audio, tokens, neutral)
             eps = emotion_guidance(eps, eps_neutral, guidance)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
     images = model.decode_latents(latents.flatten(0, 1))
     return tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
+
+
+def render_truth(clip: EvalClip, mixes: list[dict[str, float]], frames: int, size: int) -> list[np.ndarray]:
+    """Ground-truth renders of ``clip``'s synthetic person with each emotion mix (silent: mouth closed).
+
+    Gives the ceilings of the compound and intensity metrics: what the recogniser reads from the
+    renderer's own compound and partial-intensity faces, which training never showed it.
+    """
+    from training.synthetic import DEFAULT_FPS, Identity, render_clip
+
+    person = Identity.from_seed(int(clip.identity_seed))
+    seconds = frames / DEFAULT_FPS
+    silence = np.zeros(int(round(seconds * 16_000)), np.float32)
+    out = []
+    for mix in mixes:
+        rendered = render_clip(person, mix, seconds, size=clip.source_size, seed=EVAL_SEED, audio=silence).frames
+        if rendered.shape[1] != size:
+            rendered = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in rendered])
+        out.append(rendered)
+    return out
 
 
 # ============================================================================ evaluation
@@ -246,7 +285,7 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
     ids = [i for i in sorted(by_id) if "neutral" in by_id[i]][:identities]
     acc, top2, top2_5050, ssims, psnrs, akds, akds_truth = [], [], [], [], [], [], []
     mono, rhos, lips, lips_gt, jit, jit_gt, local, idn_gen, idn_ids = [], [], [], [], [], [], [], [], []
-    neutral_ok, vae_ssim, acc_recon = [], [], []
+    neutral_ok, vae_ssim, acc_recon, top2_gt, mono_gt = [], [], [], [], []
     samples: dict[str, Any] = {}
     gt_desc = {i: appearance_descriptor(by_id[i]["neutral"].frames[0]) for i in ids}
     for ident in ids:
@@ -262,7 +301,8 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
             if e != "neutral":
                 label[emotions.index(e)] = 1.0
             clip = group[e]
-            gen = generate(model, reference, clip.windows, label[None], steps, seed, ablation)[0]
+            gen = generate(model, reference, clip.windows, label[None], steps, seed, ablation,
+                           reference_landmarks=neutral.landmarks[0])[0]
             pred = predict(recognizer, gen)
             pred_gt = predict(recognizer, clip.frames)
             recon = reconstruct(model, clip.frames)
@@ -288,38 +328,50 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
         if not full:
             continue
         # ---- compound mixes (no ground truth needed: the recogniser's top-2)
+        h = model.cfg.image_size
         mixes = [m for m in COMPOUND_PRESETS.values() if sum(v > 0 for v in m.values()) == 2]
         labels = np.zeros((len(mixes), n_emo), np.float32)
         for r, m in enumerate(mixes):
             for k, v in m.items():
                 labels[r, emotions.index(k)] = v
-        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation)
+        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation,
+                       reference_landmarks=neutral.landmarks[0])
+        truth = render_truth(neutral, mixes, SHORT_FRAMES, h) if neutral.identity_seed is not None else None
         for r, m in enumerate(mixes):
             hit = top2_match(predict(recognizer, gen[r])["emotion"].mean(0), m)
             top2.append(float(hit))
             if sorted(m.values()) == [0.5, 0.5]:
                 top2_5050.append(float(hit))
+            if truth is not None:
+                top2_gt.append(float(top2_match(predict(recognizer, truth[r])["emotion"].mean(0), m)))
         samples[ident]["compound"] = gen[0][0]
         # ---- intensity sweep per emotion
         sweep_labels = np.zeros((len(emotions) * len(SWEEP), n_emo), np.float32)
         for ei in range(len(emotions)):
             for si, w in enumerate(SWEEP):
                 sweep_labels[ei * len(SWEEP) + si, ei] = w
-        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], sweep_labels, steps, seed, ablation)
+        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], sweep_labels, steps, seed, ablation,
+                       reference_landmarks=neutral.landmarks[0])
+        truth = None
+        if neutral.identity_seed is not None:
+            truth = render_truth(neutral, [{e: w} if w > 0 else {} for e in emotions for w in SWEEP], SHORT_FRAMES, h)
         for ei in range(len(emotions)):
             values = [float(predict(recognizer, gen[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
                       for si in range(len(SWEEP))]
             mono.append(float(is_monotonic(values)))
             rhos.append(spearman(SWEEP, values))
+            if truth is not None:
+                values = [float(predict(recognizer, truth[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
+                          for si in range(len(SWEEP))]
+                mono_gt.append(float(is_monotonic(values)))
         # ---- local control: anger with the brush on the brows only, vs neutral (same noise)
-        h = model.cfg.image_size
         brows = region_mask(neutral.landmarks[0], "brows", h, h)
         masks = np.zeros((2, n_emo, h, h), np.float32)
         masks[1, emotions.index("anger")] = brows
         labels = np.zeros((2, n_emo), np.float32)
         labels[1, emotions.index("anger")] = 1.0
         gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation,
-                       local_masks=masks)
+                       local_masks=masks, reference_landmarks=neutral.landmarks[0])
         diff = np.abs(gen[1].astype(np.float64) - gen[0].astype(np.float64)).mean(axis=(0, 3))
         inside = brows > 0.5
         local.append(float(diff[inside].mean() / max(diff[~inside].mean(), 1e-6)))
@@ -341,6 +393,7 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
         "lipsync_corr": mean(lips), "lipsync_corr_ground_truth": mean(lips_gt),
         "jitter": mean(jit), "jitter_ground_truth": mean(jit_gt), "local_control": mean(local),
         "ceiling_vae_ssim": mean(vae_ssim), "ceiling_vae_recognizer_accuracy": mean(acc_recon),
+        "ceiling_compound_top2_ground_truth": mean(top2_gt), "ceiling_intensity_monotonic_ground_truth": mean(mono_gt),
     }
     return metrics, samples
 
@@ -379,6 +432,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package-to", default=None, help="save the model here as fp16 with the metrics in notes")
     parser.add_argument("--samples", default=None, help="write a PNG sheet of sample frames")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--strength", type=float, default=None, help="sampling strength (default: the model's)")
+    parser.add_argument("--guidance", type=float, default=None, help="emotion guidance (default: the model's)")
+    parser.add_argument("--mouth-guidance", type=float, default=None,
+                        help="emotion guidance inside the mouth (default: the model's)")
+
+
+def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
+    """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance``."""
+    changes = {name: value for name, value in (("strength", args.strength), ("guidance_scale", args.guidance),
+                                               ("mouth_guidance_scale", args.mouth_guidance)) if value is not None}
+    return replace(sampling, **changes)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -391,6 +455,7 @@ def run_eval(args: argparse.Namespace) -> int:
     rec_dir = Path(args.recognizer or Path(__file__).resolve().parent.parent / "assets" / "models" / "recognizer")
     recognizer = load_recognizer(rec_dir)
     model = load_model(args.model)
+    model.cfg.sampling = sampling_with_overrides(model.cfg.sampling, args)
     tmp = None
     split = "test"
     data = args.data
@@ -404,11 +469,13 @@ def run_eval(args: argparse.Namespace) -> int:
         split = "train"  # a fresh seed: every identity of this set is unseen by training
     clips = load_eval_clips(data, model, args.frames, split)
     metrics, samples = evaluate_model(model, clips, recognizer, args.steps, args.seed, args.identities)
-    result: dict[str, Any] = {"model": str(args.model), "metrics": metrics, "targets": TARGETS}
+    result: dict[str, Any] = {"model": str(args.model), "sampling": asdict(model.cfg.sampling), "metrics": metrics,
+                              "targets": TARGETS}
     ablations = {}
     for spec in args.ablation_model:
         name, _, folder = spec.partition("=")
         ab_model = load_model(folder)
+        ab_model.cfg.sampling = model.cfg.sampling
         ab_clips = load_eval_clips(data, ab_model, args.frames, split)
         ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed,
                                             args.ablation_identities or args.identities)
@@ -424,7 +491,7 @@ def run_eval(args: argparse.Namespace) -> int:
                  "recognizer": "assets/models/recognizer"}
         if ablations:
             notes["ablations"] = ablations
-        package_model(args.model, args.package_to, notes)
+        package_model(args.model, args.package_to, notes, sampling=model.cfg.sampling)
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text)

@@ -187,7 +187,11 @@ class Identity:
         """Draw a random identity from ``rng`` (a Generator or an integer seed)."""
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(int(rng))
-        seed = int(rng.integers(2**31 - 1))
+        return cls.from_seed(int(rng.integers(2**31 - 1)))
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Identity:
+        """The identity whose ``seed`` field is ``seed`` (what ``identity.json`` records)."""
         r = np.random.default_rng(seed)
         skin = _jitter_colour(r, _pick(r, SKIN_TONES), 6)
         hair = _jitter_colour(r, _pick(r, HAIR_COLOURS), 8)

@@ -53,7 +53,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.checkpoint import load_model, save_expert_pack, save_model
-from engine.config import get_config
+from engine.config import SamplingConfig, get_config
 from engine.errors import MoEEError
 from engine.model import MoEEModel
 from engine.moee import BatchGates, EmotionMoE
@@ -258,6 +258,7 @@ class StageSpec:
     spatial_weight: float
     mouth_mask: str
     num_train_timesteps: int
+    lip_weight: float = 0.0  # stage 1: loss weight 1 + lip_weight * mouth mask
 
 
 class Objective(nn.Module):
@@ -314,9 +315,15 @@ class Objective(nn.Module):
         gates = training_gates(label, spec.stage, spec.ablation, f)
         eps = d(noisy, t, reference_features, audio_tokens, emotion_tokens, gates)
         masked = spec.stage in ("stage2", "expert") and spec.mouth_mask == losses.MOUTH_MASK_LOSS
+        lips = spec.stage == "stage1" and spec.lip_weight > 0
         mouth = batch["mouth_mask"].flatten(0, 1)  # (B*F, 1, H, W)
-        keep_latent = losses.latent_keep_mask(mouth, latents.shape[-2:]).reshape(b, f, 1, *latents.shape[-2:]) \
-            if masked else None
+        keep_latent = None
+        if masked:
+            keep_latent = losses.latent_keep_mask(mouth, latents.shape[-2:])
+        elif lips:
+            keep_latent = losses.lip_weight_map(mouth, spec.lip_weight, latents.shape[-2:])
+        if keep_latent is not None:
+            keep_latent = keep_latent.reshape(b, f, 1, *latents.shape[-2:])
         loss_latent = losses.latent_loss(eps, noise, keep_latent)
         loss_spatial = torch.zeros((), device=latents.device)
         if spec.spatial_weight > 0 and spec.spatial_frames > 0:
@@ -327,7 +334,11 @@ class Objective(nn.Module):
             x0 = losses.predict_x0(noisy[idx_b, idx_f], eps[idx_b, idx_f], t[idx_b],
                                    self.noise_scheduler.alphas_cumprod)
             pred_images = model.vae.decode(x0 / model.cfg.vae_scaling_factor).sample
-            keep_img = (1.0 - batch["mouth_mask"][idx_b, idx_f]) if masked else None
+            keep_img = None
+            if masked:
+                keep_img = 1.0 - batch["mouth_mask"][idx_b, idx_f]
+            elif lips:
+                keep_img = losses.lip_weight_map(batch["mouth_mask"][idx_b, idx_f], spec.lip_weight)
             loss_spatial = losses.spatial_loss(pred_images, frames[idx_b, idx_f], t[idx_b],
                                                spec.num_train_timesteps, self.perceptual, keep_img)
         loss = loss_latent + spec.spatial_weight * loss_spatial
@@ -450,6 +461,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, default=None, help="save a checkpoint and stop after this step")
     parser.add_argument("--no-noisy-sampling", action="store_true", help="ablation: no noisy labels, no mouth mask")
     parser.add_argument("--mouth-mask", default=losses.MOUTH_MASK_LOSS, choices=losses.MOUTH_MASK_MODES)
+    parser.add_argument("--lip-weight", type=float, default=0.0,
+                        help="stage 1: extra loss weight on the mouth region (1 + W x mouth mask) for lip sync")
     parser.add_argument("--p-noisy", type=float, default=DEFAULT_P_NOISY)
     parser.add_argument("--ablation", default="none", choices=ABLATIONS)
     parser.add_argument("--spatial-frames", type=int, default=1, help="decoded frames per clip for L_spatial")
@@ -526,8 +539,10 @@ def run_train(args: argparse.Namespace) -> int:
         calibrate_latent_scale(model, data)
     base_lr = args.lr or DEFAULT_LR[args.stage]
     optimizer = raw_optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
+    if args.lip_weight < 0:
+        raise TrainingError("--lip-weight must be 0 or more")
     spec = StageSpec(args.stage, args.ablation, args.spatial_frames, args.spatial_weight, args.mouth_mask,
-                     model.cfg.scheduler.num_train_timesteps)
+                     model.cfg.scheduler.num_train_timesteps, args.lip_weight)
     objective = Objective(model, spec)
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
     objective, optimizer = accelerator.prepare(objective, optimizer)
@@ -625,9 +640,15 @@ def _write_outputs(args: argparse.Namespace, model: MoEEModel, out: Path, meta: 
     print(f"wrote {out}")
 
 
-def package_model(src: str | Path, dst: str | Path, notes: dict[str, Any], dtype: torch.dtype = torch.float16) -> Path:
-    """Copy a trained model folder to ``dst`` as fp16 safetensors with ``notes`` merged in."""
+def package_model(src: str | Path, dst: str | Path, notes: dict[str, Any], dtype: torch.dtype = torch.float16,
+                  sampling: SamplingConfig | None = None) -> Path:
+    """Copy a trained model folder to ``dst`` as fp16 safetensors with ``notes`` merged in.
+
+    ``sampling`` replaces the model's default sampling settings (those it was evaluated with).
+    """
     model = load_model(src)
+    if sampling is not None:
+        model.cfg.sampling = sampling
     merged = {**getattr(model, "notes", {}), **notes}
     return save_model(model, dst, dtype=dtype, notes=merged)
 
