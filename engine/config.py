@@ -74,6 +74,10 @@ class SamplingConfig:
     # masks the mouth out of the experts' loss (the mouth follows the audio), so what they add there
     # is unconstrained: amplifying it fights the lip sync. Needs face landmarks; without, uniform.
     mouth_guidance_scale: float | None = None
+    # Guidance only at the noisier steps, ``t >= guidance_min_t * T`` (guidance in a limited interval,
+    # Kynkaanniemi et al. 2024): the expression's layout forms at high noise; at the later steps plain
+    # conditional sampling keeps the lips and details sharper and skips the neutral pass. 0 = every step.
+    guidance_min_t: float = 0.0
 
 
 @dataclass

@@ -167,6 +167,11 @@ def emotion_guidance(eps: torch.Tensor, eps_neutral: torch.Tensor, scale: float 
     return eps_neutral + scale * (eps - eps_neutral)
 
 
+def guidance_active(timestep: torch.Tensor | int, num_train_timesteps: int, min_t: float) -> bool:
+    """Whether emotion guidance runs at ``timestep``: only where ``t >= min_t * T`` (0 = always)."""
+    return float(timestep) >= min_t * num_train_timesteps
+
+
 def guidance_scale_map(mouth: torch.Tensor, scale: float, mouth_scale: float) -> torch.Tensor:
     """Per-pixel guidance ``w(x) = w (1 - m(x)) + w_mouth m(x)`` for a latent-grid mouth mask ``m`` in 0..1."""
     return scale * (1.0 - mouth) + mouth_scale * mouth
@@ -411,7 +416,8 @@ class Animator:
                 reference = self._reference(prepared)
                 audio = self._audio_tokens(prepared, frames)
             eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
-            if neutral is not None:
+            if neutral is not None and guidance_active(t, self.cfg.scheduler.num_train_timesteps,
+                                                       self.cfg.sampling.guidance_min_t):
                 eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]
                 eps = emotion_guidance(eps, eps_neutral, guidance)
             latents = scheduler.step(eps, t, latents).prev_sample

@@ -13,6 +13,7 @@ from engine.pipeline import (
     Animator,
     CancelToken,
     emotion_guidance,
+    guidance_active,
     guidance_scale_map,
     initial_latents,
     latent_mouth_mask,
@@ -148,6 +149,28 @@ def test_emotion_guidance_defaults_to_the_models_setting(animator, prepared):
         assert not np.array_equal(guided, plain)
     finally:
         animator.cfg.sampling.guidance_scale = default
+        hook.remove()
+
+
+def test_guidance_in_a_limited_interval_skips_the_late_steps(animator, prepared):
+    assert guidance_active(800, 1000, 0.5) and guidance_active(500, 1000, 0.5) and not guidance_active(499, 1000, 0.5)
+    assert guidance_active(0, 1000, 0.0)
+    sampling = animator.cfg.sampling
+    calls = []
+    hook = animator.model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    gates = GateControl([0, 1.0, 0, 0, 0, 0])
+    timesteps = sampling_timesteps(make_scheduler("ddim", animator.cfg), 6, 1.0)
+    try:
+        sampling.guidance_min_t = 0.5
+        late = animator.render_frame(prepared, 0, gates, steps=6, strength=1.0, guidance_scale=3.0, sampler="ddim")
+        guided_steps = sum(int(t) >= 500 for t in timesteps)
+        assert 0 < guided_steps < len(timesteps) and len(calls) == len(timesteps) + guided_steps
+        sampling.guidance_min_t = 0.0
+        everywhere = animator.render_frame(prepared, 0, gates, steps=6, strength=1.0, guidance_scale=3.0,
+                                           sampler="ddim")
+        assert not np.array_equal(late, everywhere)
+    finally:
+        sampling.guidance_min_t = 0.0
         hook.remove()
 
 

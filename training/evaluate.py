@@ -199,6 +199,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     """
     from engine.pipeline import (
         emotion_guidance,
+        guidance_active,
         guidance_scale_map,
         image_to_tensor,
         initial_latents,
@@ -238,7 +239,8 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     for t in timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         eps = d(model_input, t, ref, audio, tokens, gates)
-        if not isinstance(guidance, float | int) or guidance != 1.0:
+        guided = not isinstance(guidance, float | int) or guidance != 1.0
+        if guided and guidance_active(t, model.cfg.scheduler.num_train_timesteps, model.cfg.sampling.guidance_min_t):
             eps_neutral = d(model_input, t, ref, audio, tokens, neutral)
             eps = emotion_guidance(eps, eps_neutral, guidance)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
@@ -436,12 +438,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, default=None, help="emotion guidance (default: the model's)")
     parser.add_argument("--mouth-guidance", type=float, default=None,
                         help="emotion guidance inside the mouth (default: the model's)")
+    parser.add_argument("--guidance-min-t", type=float, default=None,
+                        help="guide only at timesteps t >= this fraction of T (default: the model's)")
 
 
 def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
     """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance``."""
     changes = {name: value for name, value in (("strength", args.strength), ("guidance_scale", args.guidance),
-                                               ("mouth_guidance_scale", args.mouth_guidance)) if value is not None}
+                                               ("mouth_guidance_scale", args.mouth_guidance),
+                                               ("guidance_min_t", args.guidance_min_t)) if value is not None}
     return replace(sampling, **changes)
 
 
