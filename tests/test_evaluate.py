@@ -117,6 +117,8 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     for key in ("single_emotion_accuracy", "compound_top2", "intensity_monotonic", "ssim", "identity_top1",
                 "ceiling_compound_top2_ground_truth", "ceiling_intensity_monotonic_ground_truth"):
         assert 0.0 <= metrics[key] <= 1.0, key
+    for key in ("lipsync_corr_ground_truth", "lipsync_corr_ground_truth_recognizer", "ceiling_vae_lipsync_corr"):
+        assert metrics[key] is None or -1.0 <= metrics[key] <= 1.0, key
     packaged = load_model(tmp_path / "packaged")
     assert packaged.cfg.sampling.guidance_scale == 2.0 and packaged.cfg.sampling.mouth_guidance_scale == 0.0
     assert packaged.notes["eval"]["compound_top2"] == metrics["compound_top2"]

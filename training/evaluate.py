@@ -21,13 +21,15 @@ Metrics (targets from the project brief in brackets):
 * ``ssim`` / ``psnr`` to the ground-truth frames [SSIM >= 0.80];
 * ``identity_top1``: a generated frame's nearest ground-truth identity (appearance descriptor:
   colour layout + fixed perceptual features) is its own;
-* ``lipsync_corr``: Pearson correlation of the mouth opening (inner-lip landmark gap) with the
-  audio RMS envelope per frame [>= 0.7], beside the same for the ground truth;
+* ``lipsync_corr``: Pearson correlation of the mouth opening (inner-lip landmark gap, read by the
+  recogniser) with the audio RMS envelope per frame [>= 0.7], beside the same for the ground truth
+  with the renderer's exact landmarks (``lipsync_corr_ground_truth``) and read by the recogniser
+  like the generated frames (``..._recognizer``);
 * ``jitter``: mean |second difference| of landmarks over time (px/frame^2), generated vs truth;
 * ``local_control``: anger at full slider with the brush mask on the brows only: mean change of
   the brow region / mean change elsewhere (> 1 = the edit stays local);
-* ``ceiling_vae_*``: SSIM and recogniser accuracy of the VAE round trip of the ground truth, the
-  ceiling any generation through this VAE can reach;
+* ``ceiling_vae_*``: SSIM, recogniser accuracy and lip-sync correlation of the VAE round trip of
+  the ground truth, the ceiling any generation through this VAE can reach (as this recogniser reads it);
 * ``ceiling_compound_top2_ground_truth`` / ``ceiling_intensity_monotonic_ground_truth``: the same
   compound and sweep metrics on the renderer's own faces of each held-out person (silent, mouth
   closed): what the recogniser, trained on full-intensity single emotions only, can read at all;
@@ -287,7 +289,7 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
     ids = [i for i in sorted(by_id) if "neutral" in by_id[i]][:identities]
     acc, top2, top2_5050, ssims, psnrs, akds, akds_truth = [], [], [], [], [], [], []
     mono, rhos, lips, lips_gt, jit, jit_gt, local, idn_gen, idn_ids = [], [], [], [], [], [], [], [], []
-    neutral_ok, vae_ssim, acc_recon, top2_gt, mono_gt = [], [], [], [], []
+    neutral_ok, vae_ssim, acc_recon, top2_gt, mono_gt, lips_gt_read, lips_recon = [], [], [], [], [], [], []
     samples: dict[str, Any] = {}
     gt_desc = {i: appearance_descriptor(by_id[i]["neutral"].frames[0]) for i in ids}
     for ident in ids:
@@ -323,6 +325,8 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
             jit_gt.append(jitter(clip.landmarks))
             lips.append(pearson(mouth_opening(pred["landmarks"]), clip.envelope))
             lips_gt.append(pearson(mouth_opening(clip.landmarks), clip.envelope))
+            lips_gt_read.append(pearson(mouth_opening(pred_gt["landmarks"]), clip.envelope))
+            lips_recon.append(pearson(mouth_opening(pred_recon["landmarks"]), clip.envelope))
             idn_gen.append(appearance_descriptor(gen[0]))
             idn_ids.append(ident)
             rows.append((e, gen[0]))
@@ -393,8 +397,10 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
         "akd": mean(akds), "akd_vs_truth": mean(akds_truth), "ssim": mean(ssims),
         "psnr": mean([p for p in psnrs if np.isfinite(p)]), "identity_top1": mean(hits),
         "lipsync_corr": mean(lips), "lipsync_corr_ground_truth": mean(lips_gt),
+        "lipsync_corr_ground_truth_recognizer": mean(lips_gt_read),
         "jitter": mean(jit), "jitter_ground_truth": mean(jit_gt), "local_control": mean(local),
         "ceiling_vae_ssim": mean(vae_ssim), "ceiling_vae_recognizer_accuracy": mean(acc_recon),
+        "ceiling_vae_lipsync_corr": mean(lips_recon),
         "ceiling_compound_top2_ground_truth": mean(top2_gt), "ceiling_intensity_monotonic_ground_truth": mean(mono_gt),
     }
     return metrics, samples
