@@ -23,6 +23,10 @@ RECOGNISER_STEPS=${RECOGNISER_STEPS:-4000}
 STAGE1_STEPS=${STAGE1_STEPS:-5500}
 STAGE2_STEPS=${STAGE2_STEPS:-3300}
 STAGE2_MORE_STEPS=${STAGE2_MORE_STEPS:-1500}
+STAGE2_THIRD_STEPS=${STAGE2_THIRD_STEPS:-6500}
+EVAL_FRAMES=${EVAL_FRAMES:-16}     # lip sync is a correlation over the frames: 8 were too few to read it
+GUIDANCE=${GUIDANCE:-__G__}
+GUIDANCE_MIN_T=${GUIDANCE_MIN_T:-__T__}
 ABLATION_STEPS=${ABLATION_STEPS:-750}   # 0 = skip the ablation table
 EVAL_IDENTITIES=${EVAL_IDENTITIES:-6}
 ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
@@ -88,6 +92,11 @@ done_already "$WORK/stage2b" || python -m training.trainer stage2 --data "$DATA"
   --init "$WORK/stage2" --steps "$STAGE2_MORE_STEPS" --batch 4 --frames 4 --lr 3e-4 --seed 6 --threads 2 \
   --log "$WORK/stage2b.jsonl" "${COMMON[@]}"
 
+# a third cycle (accuracy __ACC_B__ -> __ACC_C__)
+done_already "$WORK/stage2c" || python -m training.trainer stage2 --data "$DATA" --out "$WORK/stage2c" \
+  --init "$WORK/stage2b" --steps "$STAGE2_THIRD_STEPS" --batch 4 --frames 4 --lr 4e-4 --seed 7 --threads 2 \
+  --log "$WORK/stage2c.jsonl" "${COMMON[@]}"
+
 if [ -n "$ABLATION_PID" ]; then
   stamp "waiting for the ablation runs"
   wait "$ABLATION_PID"
@@ -96,8 +105,10 @@ fi
 stamp "evaluate + package"
 mkdir -p assets/models/recognizer
 cp "$WORK/recognizer/"* assets/models/recognizer/
-python -m training.evaluate --model "$WORK/stage2b" --data "$DATA" --recognizer assets/models/recognizer \
-  --identities "$EVAL_IDENTITIES" --ablation-identities "$ABLATION_EVAL_IDENTITIES" \
+# sampling: emotion guidance only at the noisier steps (SamplingConfig.guidance_min_t), packaged with the model
+python -m training.evaluate --model "$WORK/stage2c" --data "$DATA" --recognizer assets/models/recognizer \
+  --identities "$EVAL_IDENTITIES" --ablation-identities "$ABLATION_EVAL_IDENTITIES" --frames "$EVAL_FRAMES" \
+  --guidance "$GUIDANCE" --guidance-min-t "$GUIDANCE_MIN_T" \
   --json --out "$WORK/eval.json" --threads 2 --package-to assets/models/demo \
   --samples docs/images/samples.png "${ABLATIONS[@]}"
 stamp "done"

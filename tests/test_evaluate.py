@@ -122,3 +122,29 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     packaged = load_model(tmp_path / "packaged")
     assert packaged.cfg.sampling.guidance_scale == 2.0 and packaged.cfg.sampling.mouth_guidance_scale == 0.0
     assert packaged.notes["eval"]["compound_top2"] == metrics["compound_top2"]
+
+
+def test_recognizer_trains_on_autoencoder_round_trips(tmp_path) -> None:
+    """``--autoencoder``: part of every batch comes back from the model's VAE; held-out round trips reported."""
+    import json
+
+    from engine.checkpoint import save_model
+    from engine.config import tiny_config
+    from engine.model import MoEEModel
+    from training.recognizer import load_recognizer, train_recognizer
+    from training.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "data", identities=4, emotions=("neutral", "anger"), intensities=(1.0,),
+                     clip_seconds=0.2, size=32, seed=3, use_espeak=False, progress=False)
+    torch.manual_seed(0)
+    save_model(MoEEModel(tiny_config()), tmp_path / "model", notes={})
+    metrics = train_recognizer(tmp_path / "data", tmp_path / "rec", steps=3, batch=4, seed=1, frame_size=32,
+                               autoencoder=tmp_path / "model", autoencoder_frames=6)
+    assert set(metrics["autoencoder_round_trip"]) >= {"emotion_accuracy", "landmark_error_px"}
+    info = json.loads((tmp_path / "rec" / "recognizer.json").read_text())
+    assert info["autoencoder"]["fraction"] == 0.5
+    assert "metrics_heldout_autoencoder_round_trip" in info
+    load_recognizer(tmp_path / "rec")
+    with pytest.raises(ValueError, match="--frame-size 32"):
+        train_recognizer(tmp_path / "data", tmp_path / "rec2", steps=1, batch=2, frame_size=64,
+                         autoencoder=tmp_path / "model")
