@@ -72,7 +72,8 @@ class SamplingConfig:
     guidance_scale: float = 1.0
     # The guidance scale inside the portrait's mouth (None: ``guidance_scale`` everywhere). Stage 2
     # masks the mouth out of the experts' loss (the mouth follows the audio), so what they add there
-    # is unconstrained: amplifying it fights the lip sync. Needs face landmarks; without, uniform.
+    # is unconstrained (measured to matter little for the demo model, docs/TRAINING.md). Needs face
+    # landmarks; without them, uniform.
     mouth_guidance_scale: float | None = None
     # Guidance only at the noisier steps, ``t >= guidance_min_t * T`` (guidance in a limited interval,
     # Kynkaanniemi et al. 2024): the expression's layout forms at high noise; at the later steps plain

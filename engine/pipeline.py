@@ -190,6 +190,17 @@ def latent_mouth_mask(landmarks: np.ndarray, image_size: int, latent_size: int,
     return resize_mask_area(torch.from_numpy(mask), latent_size, latent_size)
 
 
+def emotion_guidance_for(cfg: ModelConfig, scale: float, landmarks: np.ndarray | None) -> float | torch.Tensor | None:
+    """The guidance to apply for a portrait: None (off), ``scale``, or a per-pixel map when
+    ``cfg.sampling.mouth_guidance_scale`` gives the mouth its own scale (needs the portrait's landmarks)."""
+    mouth_scale = cfg.sampling.mouth_guidance_scale
+    if mouth_scale is None or landmarks is None:
+        return None if scale == 1.0 else scale
+    if scale == 1.0 and mouth_scale == 1.0:
+        return None
+    return guidance_scale_map(latent_mouth_mask(landmarks, cfg.image_size, cfg.latent_size), scale, mouth_scale)
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``H x W x 3`` -> float ``(1, 3, H, W)`` in -1..1."""
     return torch.tensor(image).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # a copy: inputs may be read-only
@@ -427,14 +438,8 @@ class Animator:
         return latents
 
     def _guidance(self, prepared: PreparedInputs, scale: float) -> float | torch.Tensor | None:
-        """The emotion guidance scale, or its per-pixel map when the mouth gets its own; None = no guidance."""
-        mouth_scale = self.cfg.sampling.mouth_guidance_scale
-        if mouth_scale is None or prepared.landmarks is None:
-            return None if scale == 1.0 else scale
-        if scale == 1.0 and mouth_scale == 1.0:
-            return None
-        mouth = latent_mouth_mask(prepared.landmarks, self.cfg.image_size, self.cfg.latent_size)
-        return guidance_scale_map(mouth, scale, mouth_scale).to(self.device, self.dtype)
+        guidance = emotion_guidance_for(self.cfg, scale, prepared.landmarks)
+        return guidance.to(self.device, self.dtype) if isinstance(guidance, torch.Tensor) else guidance
 
     def _frame_noise(self, seed: int, frame: int) -> torch.Tensor:
         """The initial noise of one frame: a function of (seed, frame index) only."""

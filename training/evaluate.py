@@ -201,11 +201,10 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     """
     from engine.pipeline import (
         emotion_guidance,
+        emotion_guidance_for,
         guidance_active,
-        guidance_scale_map,
         image_to_tensor,
         initial_latents,
-        latent_mouth_mask,
         make_scheduler,
         sampling_timesteps,
         tensor_to_images,
@@ -227,11 +226,9 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
     neutral = BatchGates(global_weights=torch.zeros_like(g))
     strength = model.cfg.sampling.strength if strength is None else strength
-    guidance = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
-    mouth_scale = model.cfg.sampling.mouth_guidance_scale
-    if mouth_scale is not None and reference_landmarks is not None:
-        mouth = latent_mouth_mask(reference_landmarks, model.cfg.image_size, model.cfg.latent_size)
-        guidance = guidance_scale_map(mouth, guidance, mouth_scale)
+    scale = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
+    guidance = emotion_guidance_for(model.cfg, scale, reference_landmarks)
+    total_t, min_t = model.cfg.scheduler.num_train_timesteps, model.cfg.sampling.guidance_min_t
     scheduler = make_scheduler("ddim", model.cfg)
     timesteps = sampling_timesteps(scheduler, steps, strength)
     shape = (f, model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size)
@@ -241,8 +238,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     for t in timesteps:
         model_input = scheduler.scale_model_input(latents, t)
         eps = d(model_input, t, ref, audio, tokens, gates)
-        guided = not isinstance(guidance, float | int) or guidance != 1.0
-        if guided and guidance_active(t, model.cfg.scheduler.num_train_timesteps, model.cfg.sampling.guidance_min_t):
+        if guidance is not None and guidance_active(t, total_t, min_t):
             eps_neutral = d(model_input, t, ref, audio, tokens, neutral)
             eps = emotion_guidance(eps, eps_neutral, guidance)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
