@@ -47,10 +47,10 @@ done_already "$WORK/vae" || python -m training.trainer vae --data "$DATA" --out 
 done_already "$WORK/vae2" || python -m training.trainer vae --data "$DATA" --out "$WORK/vae2" --init "$WORK/vae" \
   --steps "$VAE_MORE_STEPS" --batch 4 --lr 3e-4 --seed 6 --threads 2 --log "$WORK/vae2.jsonl" "${COMMON[@]}"
 
-stamp "recogniser (frames at the demo model's 64 px)"
+stamp "recogniser (frames at the demo model's 64 px, half of each batch round-tripped through the VAE)"
 [ -f "$WORK/recognizer/recognizer.safetensors" ] && stamp "skip: recogniser exists" || \
   python -m training.recognizer --data "$DATA" --out "$WORK/recognizer" --steps "$RECOGNISER_STEPS" \
-    --seed 5 --threads 1 --frame-size 64
+    --seed 5 --threads 1 --frame-size 64 --autoencoder "$WORK/vae2" --autoencoder-frames 6000
 
 stamp "stage1"
 done_already "$WORK/stage1" || python -m training.trainer stage1 --data "$DATA" --out "$WORK/stage1" \
