@@ -1,12 +1,14 @@
 """The bundled default model: what `make demo` and the studio load out of the box."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors import safe_open
 
+from engine.config import get_config
 from engine.moee import GateControl
 from engine.pipeline import DEFAULT_MODEL_DIR, Animator
 
@@ -25,6 +27,8 @@ def test_the_default_model_is_small_fp16_safetensors_with_its_evaluation():
     meta = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     assert meta["notes"]["trained"] is True
     assert {"single_emotion_accuracy", "ssim", "lipsync_corr"} <= set(meta["notes"]["eval"])
+    # shipped with the sampling it was evaluated with, which a fresh `demo` model also gets
+    assert meta["config"]["sampling"] == asdict(get_config("demo").sampling)
 
 
 @pytest.fixture(scope="module")
