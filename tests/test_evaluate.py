@@ -148,3 +148,15 @@ def test_recognizer_trains_on_autoencoder_round_trips(tmp_path) -> None:
     with pytest.raises(ValueError, match="--frame-size 32"):
         train_recognizer(tmp_path / "data", tmp_path / "rec2", steps=1, batch=2, frame_size=64,
                          autoencoder=tmp_path / "model")
+
+
+def test_emotion_distribution_reads_intensity() -> None:
+    from training.recognizer import emotion_distribution
+
+    weights = np.array([[0, 0, 1.0, 0, 0, 0], [0.5, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [0.8, 0.8, 0, 0, 0, 0]])
+    dist = emotion_distribution(weights)
+    assert dist.shape == (4, 7) and np.allclose(dist.sum(axis=1), 1.0)
+    assert np.allclose(dist[0], [0, 0, 0, 1, 0, 0, 0])  # full intensity: the one-hot class target
+    assert np.allclose(dist[1], [0.5, 0.5, 0, 0, 0, 0, 0])  # half intensity: half neutral
+    assert np.allclose(dist[2], [1, 0, 0, 0, 0, 0, 0])
+    assert np.allclose(dist[3], [0, 0.5, 0.5, 0, 0, 0, 0])  # over-full mixes are renormalised

@@ -8,8 +8,9 @@ softer frames a diffusion model decodes.
 
 Input: the central ``CROP`` of the frame (where the synthetic renderer puts the face), resized to
 64 x 64, so brows and mouth corners span several pixels. Heads: ``emotion`` (softmax over neutral +
-the six emotions, trained with cross-entropy; the six emotion probabilities are reported, so a
-50/50 mix shows as a top-2 and a stronger expression as a higher probability), ``aus`` (13,
+the six emotions, trained with cross-entropy against :func:`emotion_distribution`, so with
+half-intensity clips in ``--extra-data`` a weaker expression reads as a lower probability and a
+50/50 mix as a top-2; the six emotion probabilities are reported), ``aus`` (13,
 sigmoid), ``landmarks`` (68 x 2, in 0..1 of the crop). Colour jitter, blur and noise augmentation
 make it read the softer, colour-shifted frames a small VAE decodes; ``--autoencoder MODEL`` also
 trains it on frames round-tripped through that model's VAE. About 0.3 M parameters,
@@ -24,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,18 @@ def autoencoder_round_trip(model_dir: str | Path, frames: np.ndarray, chunk: int
         return np.concatenate([reconstruct(model, frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
 
 
+def emotion_distribution(weights: np.ndarray) -> np.ndarray:
+    """Soft target of the 7-way emotion head: ``(neutral = 1 - sum(w), w_1..w_6)``, normalised.
+
+    A full-intensity emotion is one-hot (the previous class target); a half-intensity one is half
+    neutral, so the reported emotion probability reads the intensity. ``weights``: ``(N, 6)`` in 0..1.
+    """
+    weights = np.clip(np.asarray(weights, np.float32), 0.0, 1.0)
+    neutral = np.clip(1.0 - weights.sum(axis=1, keepdims=True), 0.0, None)
+    distribution = np.concatenate([neutral, weights], axis=1)
+    return distribution / distribution.sum(axis=1, keepdims=True)
+
+
 def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted indices of ``min(count, total)`` distinct items out of ``total``."""
     return np.sort(rng.choice(total, size=min(count, total), replace=False))
@@ -194,9 +208,12 @@ def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
 
 def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch: int = 48, lr: float = 2e-3,
                      seed: int = 0, frame_size: int = 128, autoencoder: str | Path | None = None,
-                     autoencoder_fraction: float = 0.5, autoencoder_frames: int = 6000) -> dict[str, Any]:
+                     autoencoder_fraction: float = 0.5, autoencoder_frames: int = 6000,
+                     extra_data: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Train on the ``train`` split, report held-out (``test`` split) accuracy, save to ``out``.
 
+    ``extra_data``: more synthetic sets whose ``train`` splits are added (e.g. the same identities at
+    half intensity, so the emotion output reads intensities: see :func:`emotion_distribution`).
     ``frame_size``: frames are first resized to this (the image size of the model it will measure).
     ``autoencoder``: a model folder; ``autoencoder_frames`` training frames (a random subset: the VAE
     is slow on a CPU) are round-tripped through its VAE, as the generator's frames always are, and
@@ -206,7 +223,8 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train = load_frames_with_truth(data, "train", size=frame_size)
+    parts = [load_frames_with_truth(d, "train", size=frame_size) for d in (data, *extra_data)]
+    train = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     x_all = to_input(train["frames"])
     x_decoded = decoded_index = None
     if autoencoder:
@@ -216,9 +234,7 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     targets = {k: torch.from_numpy(train[k]) for k in ("emotion", "aus")}
     start, length = crop_box(train["frames"].shape[1])
     targets["landmarks"] = torch.from_numpy((train["landmarks"] - start) / length)
-    # class target: neutral (0) or the strongest emotion (1..6)
-    strongest = train["emotion"].argmax(1) + 1
-    targets["class"] = torch.from_numpy(np.where(train["emotion"].max(1) > 0, strongest, 0)).long()
+    targets["distribution"] = torch.from_numpy(emotion_distribution(train["emotion"]))
     model = Recognizer()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = time.perf_counter()
@@ -234,7 +250,7 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
             idx = torch.where(decoded, decoded_index[pick], idx)
             x = torch.where(decoded[:, None, None, None], x_decoded[pick], x_all[idx])
         pred = model(_augment(x, rng))
-        loss = (F.cross_entropy(pred["logits"], targets["class"][idx])
+        loss = (F.cross_entropy(pred["logits"], targets["distribution"][idx])
                 + F.binary_cross_entropy(pred["aus"], targets["aus"][idx].clamp(0, 1))
                 + LANDMARK_LOSS_WEIGHT * F.mse_loss(pred["landmarks"], targets["landmarks"][idx].float()))
         optimizer.zero_grad()
@@ -287,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model folder: also train on frames round-tripped through its VAE (as generated frames are)")
     parser.add_argument("--autoencoder-fraction", type=float, default=0.5,
                         help="share of training frames shown as VAE round trips (with --autoencoder)")
+    parser.add_argument("--extra-data", action="append", default=[],
+                        help="another synthetic set whose train split is added (e.g. half-intensity clips)")
     parser.add_argument("--autoencoder-frames", type=int, default=6000,
                         help="how many training frames are round-tripped (with --autoencoder)")
     args = parser.parse_args(argv)
@@ -295,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = train_recognizer(args.data, args.out, args.steps, args.batch, seed=args.seed,
                                frame_size=args.frame_size, autoencoder=args.autoencoder,
                                autoencoder_fraction=args.autoencoder_fraction,
-                               autoencoder_frames=args.autoencoder_frames)
+                               autoencoder_frames=args.autoencoder_frames, extra_data=args.extra_data)
     json.dump(metrics, sys.stdout, indent=1)
     print()
     return 0
