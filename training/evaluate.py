@@ -291,7 +291,7 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
     for ident in ids:
         group = by_id[ident]
         neutral = group["neutral"]
-        reference = neutral.frames[0]
+        reference, portrait_landmarks = neutral.frames[0], neutral.landmarks[0]
         # ---- single emotions (+ neutral), each with its own ground-truth clip's audio
         rows = []
         for e in ["neutral", *emotions]:
@@ -302,7 +302,7 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
                 label[emotions.index(e)] = 1.0
             clip = group[e]
             gen = generate(model, reference, clip.windows, label[None], steps, seed, ablation,
-                           reference_landmarks=neutral.landmarks[0])[0]
+                           reference_landmarks=portrait_landmarks)[0]
             pred = predict(recognizer, gen)
             pred_gt = predict(recognizer, clip.frames)
             recon = reconstruct(model, clip.frames)
@@ -337,8 +337,9 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
             for k, v in m.items():
                 labels[r, emotions.index(k)] = v
         gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation,
-                       reference_landmarks=neutral.landmarks[0])
-        truth = render_truth(neutral, mixes, SHORT_FRAMES, h) if neutral.identity_seed is not None else None
+                       reference_landmarks=portrait_landmarks)
+        renderable = neutral.identity_seed is not None  # synthetic data: the ceilings can be rendered
+        truth = render_truth(neutral, mixes, SHORT_FRAMES, h) if renderable else None
         for r, m in enumerate(mixes):
             hit = top2_match(predict(recognizer, gen[r])["emotion"].mean(0), m)
             top2.append(float(hit))
@@ -353,10 +354,9 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
             for si, w in enumerate(SWEEP):
                 sweep_labels[ei * len(SWEEP) + si, ei] = w
         gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], sweep_labels, steps, seed, ablation,
-                       reference_landmarks=neutral.landmarks[0])
-        truth = None
-        if neutral.identity_seed is not None:
-            truth = render_truth(neutral, [{e: w} if w > 0 else {} for e in emotions for w in SWEEP], SHORT_FRAMES, h)
+                       reference_landmarks=portrait_landmarks)
+        sweep_mixes = [{e: w} if w > 0 else {} for e in emotions for w in SWEEP]
+        truth = render_truth(neutral, sweep_mixes, SHORT_FRAMES, h) if renderable else None
         for ei in range(len(emotions)):
             values = [float(predict(recognizer, gen[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
                       for si in range(len(SWEEP))]
@@ -373,7 +373,7 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
         labels = np.zeros((2, n_emo), np.float32)
         labels[1, emotions.index("anger")] = 1.0
         gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation,
-                       local_masks=masks, reference_landmarks=neutral.landmarks[0])
+                       local_masks=masks, reference_landmarks=portrait_landmarks)
         diff = np.abs(gen[1].astype(np.float64) - gen[0].astype(np.float64)).mean(axis=(0, 3))
         inside = brows > 0.5
         local.append(float(diff[inside].mean() / max(diff[~inside].mean(), 1e-6)))
@@ -445,7 +445,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
-    """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance``."""
+    """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance/
+    --guidance-min-t``."""
     changes = {name: value for name, value in (("strength", args.strength), ("guidance_scale", args.guidance),
                                                ("mouth_guidance_scale", args.mouth_guidance),
                                                ("guidance_min_t", args.guidance_min_t)) if value is not None}

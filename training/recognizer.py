@@ -38,6 +38,7 @@ from torch import nn
 
 from engine.atomic import atomic_path
 from engine.emotions import BASIC_EMOTIONS
+from engine.model import MoEEModel
 
 INPUT_SIZE = 64
 N_LANDMARKS = 68
@@ -176,15 +177,10 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x * gain + offset + noise
 
 
-def autoencoder_round_trip(model_dir: str | Path, frames: np.ndarray, chunk: int = AUTOENCODER_CHUNK) -> np.ndarray:
-    """uint8 frames through the VAE of the model in ``model_dir`` and back (in chunks, to bound memory)."""
-    from engine.checkpoint import load_model
+def autoencoder_round_trip(model: MoEEModel, frames: np.ndarray, chunk: int = AUTOENCODER_CHUNK) -> np.ndarray:
+    """uint8 frames through ``model``'s VAE and back (in chunks, to bound memory)."""
     from training.evaluate import reconstruct
 
-    model = load_model(model_dir)
-    if frames.shape[1] != model.cfg.image_size:
-        raise ValueError(f"frames are {frames.shape[1]} px but {model_dir} works at {model.cfg.image_size} px; "
-                         f"pass --frame-size {model.cfg.image_size}")
     with torch.no_grad():
         return np.concatenate([reconstruct(model, frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
 
@@ -226,10 +222,16 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     parts = [load_frames_with_truth(d, "train", size=frame_size) for d in (data, *extra_data)]
     train = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     x_all = to_input(train["frames"])
-    x_decoded = decoded_index = None
+    x_decoded = decoded_index = vae_model = None
     if autoencoder:
+        from engine.checkpoint import load_model
+
+        vae_model = load_model(autoencoder)
+        if frame_size != vae_model.cfg.image_size:
+            raise ValueError(f"frames are {frame_size} px but {autoencoder} works at {vae_model.cfg.image_size} px; "
+                             f"pass --frame-size {vae_model.cfg.image_size}")
         decoded_index = _subset(len(x_all), autoencoder_frames, rng)
-        x_decoded = to_input(autoencoder_round_trip(autoencoder, train["frames"][decoded_index]))
+        x_decoded = to_input(autoencoder_round_trip(vae_model, train["frames"][decoded_index]))
         decoded_index = torch.from_numpy(decoded_index)
     targets = {k: torch.from_numpy(train[k]) for k in ("emotion", "aus")}
     start, length = crop_box(train["frames"].shape[1])
@@ -242,8 +244,9 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
         for group in optimizer.param_groups:
             group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
         idx = torch.from_numpy(rng.integers(0, len(x_all), batch))
-        x = x_all[idx]
-        if x_decoded is not None:
+        if x_decoded is None:
+            x = x_all[idx]
+        else:
             # a share of the batch is drawn from the round-tripped frames instead (labels follow)
             decoded = torch.from_numpy(rng.random(batch) < autoencoder_fraction)
             pick = torch.from_numpy(rng.integers(0, len(x_decoded), batch))
@@ -264,7 +267,7 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     if autoencoder:
         keep = _subset(len(heldout["frames"]), autoencoder_frames, np.random.default_rng(seed))
         decoded_truth = {k: v[keep] for k, v in heldout.items()}
-        decoded_truth["frames"] = autoencoder_round_trip(autoencoder, decoded_truth["frames"])
+        decoded_truth["frames"] = autoencoder_round_trip(vae_model, decoded_truth["frames"])
         info["metrics_heldout_autoencoder_round_trip"] = evaluate_recognizer(model, decoded_truth)
         info["autoencoder"] = {"model": str(autoencoder), "fraction": autoencoder_fraction}
     metrics["train_seconds"] = round(time.perf_counter() - start, 1)

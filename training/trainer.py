@@ -314,14 +314,8 @@ class Objective(nn.Module):
         emotion_tokens = d.emotion_latents(label=label)
         gates = training_gates(label, spec.stage, spec.ablation, f)
         eps = d(noisy, t, reference_features, audio_tokens, emotion_tokens, gates)
-        masked = spec.stage in ("stage2", "expert") and spec.mouth_mask == losses.MOUTH_MASK_LOSS
-        lips = spec.stage == "stage1" and spec.lip_weight > 0
         mouth = batch["mouth_mask"].flatten(0, 1)  # (B*F, 1, H, W)
-        keep_latent = None
-        if masked:
-            keep_latent = losses.latent_keep_mask(mouth, latents.shape[-2:])
-        elif lips:
-            keep_latent = losses.lip_weight_map(mouth, spec.lip_weight, latents.shape[-2:])
+        keep_latent = self._pixel_weights(mouth, latents.shape[-2:])
         if keep_latent is not None:
             keep_latent = keep_latent.reshape(b, f, 1, *latents.shape[-2:])
         loss_latent = losses.latent_loss(eps, noise, keep_latent)
@@ -334,11 +328,7 @@ class Objective(nn.Module):
             x0 = losses.predict_x0(noisy[idx_b, idx_f], eps[idx_b, idx_f], t[idx_b],
                                    self.noise_scheduler.alphas_cumprod)
             pred_images = model.vae.decode(x0 / model.cfg.vae_scaling_factor).sample
-            keep_img = None
-            if masked:
-                keep_img = 1.0 - batch["mouth_mask"][idx_b, idx_f]
-            elif lips:
-                keep_img = losses.lip_weight_map(batch["mouth_mask"][idx_b, idx_f], spec.lip_weight)
+            keep_img = self._pixel_weights(batch["mouth_mask"][idx_b, idx_f])
             loss_spatial = losses.spatial_loss(pred_images, frames[idx_b, idx_f], t[idx_b],
                                                spec.num_train_timesteps, self.perceptual, keep_img)
         loss = loss_latent + spec.spatial_weight * loss_spatial
@@ -346,6 +336,19 @@ class Objective(nn.Module):
             loss = loss + GATE_AUX_WEIGHT * self._gate_aux(label, f)
         self._moe_inputs = []
         return {"loss": loss, "loss_latent": loss_latent.detach(), "loss_spatial": loss_spatial.detach()}
+
+    def _pixel_weights(self, mouth: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor | None:
+        """Per-pixel loss weights from mouth masks ``(N, 1, H, W)``, area-resized to ``size`` if given.
+
+        ``1 - mouth`` in stage 2 / expert (the mouth is masked out), ``1 + lip_weight * mouth`` in
+        stage 1 with a lip weight, else None (every pixel counts once).
+        """
+        spec = self.spec
+        if spec.stage in ("stage2", "expert") and spec.mouth_mask == losses.MOUTH_MASK_LOSS:
+            return losses.latent_keep_mask(mouth, size) if size is not None else 1.0 - mouth
+        if spec.stage == "stage1" and spec.lip_weight > 0:
+            return losses.lip_weight_map(mouth, spec.lip_weight, size)
+        return None
 
     def _gate_aux(self, label: torch.Tensor, frames: int) -> torch.Tensor:
         """``CE(label, softmax(G_global(Pool(X))))`` over the MoE layers, for samples with an emotion."""
