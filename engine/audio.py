@@ -429,6 +429,11 @@ def frame_windows(mel: np.ndarray, num_frames: int, fps: float, cfg: AudioConfig
     return out
 
 
+def silent_windows(num_frames: int, fps: float, cfg: AudioConfig) -> np.ndarray:
+    """The :func:`frame_windows` of silence: the null audio condition of lip guidance."""
+    return frame_windows(np.zeros((0, cfg.n_mels), np.float32), num_frames, fps, cfg)
+
+
 # ==================================================================================================
 # Loudness envelope and waveform preview
 # ==================================================================================================

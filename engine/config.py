@@ -79,6 +79,12 @@ class SamplingConfig:
     # Kynkaanniemi et al. 2024): the expression's layout forms at high noise; at the later steps plain
     # conditional sampling keeps the lips and details sharper and skips the neutral pass. 0 = every step.
     guidance_min_t: float = 0.0
+    # Lip guidance ``eps_s + w_a (eps - eps_s)``: ``eps_s`` is the prediction with the audio replaced
+    # by silence (the null audio condition), so what the audio adds, the mouth's motion, is amplified.
+    # Only at the less noisy steps, ``t < audio_guidance_max_t * T``, where the mouth's detail forms
+    # (guided at the noisy steps it distorts the face). 1 = off; one more U-Net pass at those steps.
+    audio_guidance_scale: float = 1.0
+    audio_guidance_max_t: float = 1.0
 
 
 @dataclass

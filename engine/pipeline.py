@@ -25,7 +25,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 from engine import audio as audio_io
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
-from engine.config import ModelConfig
+from engine.config import ModelConfig, SamplingConfig
 from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
@@ -94,6 +94,8 @@ class PreparedInputs:
     warnings: list[str] = field(default_factory=list)
     # Emotion tokens per slider mix (the conditions above are fixed for this object).
     emotion_cache: OrderedDict[tuple, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
+    # Audio tokens of silence, one frame's ``(m, A)`` (lip guidance's null condition); None without audio.
+    silent_audio_tokens: torch.Tensor | None = None
 
 
 @dataclass
@@ -158,18 +160,33 @@ def initial_latents(scheduler, noise: torch.Tensor, portrait_latent: torch.Tenso
     return scheduler.add_noise(portrait, noise, first_timestep.reshape(1).expand(len(noise)))
 
 
+def guidance_term(eps: torch.Tensor, eps_null: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """What classifier-free guidance adds to the conditional prediction: ``(w - 1) (eps - eps_null)``.
+
+    Guidance on several conditions adds one term each (emotion: ``eps_null`` with every slider at 0;
+    audio: with silence), so ``eps + sum_c (w_c - 1)(eps - eps_c)``; one term alone is
+    ``eps_null + w (eps - eps_null)``.
+    """
+    return (scale - 1.0) * (eps - eps_null)
+
+
 def emotion_guidance(eps: torch.Tensor, eps_neutral: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance on the emotion: ``eps_0 + w (eps_g - eps_0)``, ``eps_0`` with every slider at 0.
 
     ``scale`` is a number or a per-pixel map ``w(x)`` broadcast over the latents (see
     :func:`guidance_scale_map`).
     """
-    return eps_neutral + scale * (eps - eps_neutral)
+    return eps + guidance_term(eps, eps_neutral, scale)
 
 
 def guidance_active(timestep: torch.Tensor | int, num_train_timesteps: int, min_t: float) -> bool:
     """Whether emotion guidance runs at ``timestep``: only where ``t >= min_t * T`` (0 = always)."""
     return float(timestep) >= min_t * num_train_timesteps
+
+
+def audio_guidance_active(timestep: torch.Tensor | int, num_train_timesteps: int, sampling: SamplingConfig) -> bool:
+    """Whether lip (audio) guidance runs at ``timestep``: scale != 1 and ``t < audio_guidance_max_t * T``."""
+    return sampling.audio_guidance_scale != 1.0 and float(timestep) < sampling.audio_guidance_max_t * num_train_timesteps
 
 
 def guidance_scale_map(mouth: torch.Tensor, scale: float, mouth_scale: float) -> torch.Tensor:
@@ -301,8 +318,11 @@ class Animator:
             emotion_clip = audio_io.load_audio(emotion_audio, self.cfg.audio.sample_rate)
             features = audio_io.prosody_features(emotion_clip, self.cfg.moee.audio_emotion_features)
             audio_emotion = torch.from_numpy(features)[None].to(self.device, self.dtype)
-        return PreparedInputs(crop_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,
-                              tokens, text_embedding, audio_emotion, warnings)
+        prepared = PreparedInputs(crop_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,
+                                  tokens, text_embedding, audio_emotion, warnings)
+        if clip is not None and self.use_cache:
+            prepared.silent_audio_tokens = self._encode_silence(fps)
+        return prepared
 
     def _crop(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
         """The square portrait the model sees, its landmarks (crop pixels) and notes for the user."""
@@ -344,6 +364,20 @@ class Animator:
         if prepared.audio_tokens is not None:
             return prepared.audio_tokens[index][None]
         return self.model.denoiser.encode_audio(prepared.audio_windows[index])[None]
+
+    @torch.no_grad()
+    def _encode_silence(self, fps: int) -> torch.Tensor:
+        windows = torch.from_numpy(audio_io.silent_windows(1, fps, self.cfg.audio)).to(self.device, self.dtype)
+        return self.model.denoiser.encode_audio(windows)[0]
+
+    def _silent_audio_tokens(self, prepared: PreparedInputs, frames: Sequence[int]) -> torch.Tensor | None:
+        """Audio tokens of silence for ``frames`` ``(1, F, m, A)``, or None (no audio track: no lip guidance)."""
+        if prepared.audio_windows is None:
+            return None
+        silent = prepared.silent_audio_tokens
+        if silent is None:  # the naive path encodes it at every use
+            silent = self._encode_silence(prepared.fps)
+        return silent.expand(len(frames), *silent.shape)[None]
 
     def _emotion_tokens(self, prepared: PreparedInputs, labels: np.ndarray) -> torch.Tensor:
         """Emotion tokens per frame ``(1, F, K, D)`` for soft labels ``(F, E)`` (cached per mix)."""
@@ -417,6 +451,7 @@ class Animator:
         if guidance is not None:
             neutral = BatchGates.stack([GateControl(np.zeros(num, np.float32)) for _ in frames], num)
         known_rows = [j for j, i in enumerate(frames) if known and i in known]
+        total_t = self.cfg.scheduler.num_train_timesteps
         for step, t in enumerate(timesteps):
             if cancel is not None:
                 cancel.check()
@@ -427,10 +462,15 @@ class Animator:
                 reference = self._reference(prepared)
                 audio = self._audio_tokens(prepared, frames)
             eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
-            if neutral is not None and guidance_active(t, self.cfg.scheduler.num_train_timesteps,
-                                                       self.cfg.sampling.guidance_min_t):
+            guided = eps
+            if neutral is not None and guidance_active(t, total_t, self.cfg.sampling.guidance_min_t):
                 eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]
-                eps = emotion_guidance(eps, eps_neutral, guidance)
+                guided = guided + guidance_term(eps, eps_neutral, guidance)
+            if audio is not None and audio_guidance_active(t, total_t, self.cfg.sampling):
+                silent = self._silent_audio_tokens(prepared, frames)
+                eps_silent = denoiser(model_input[None], t, reference, silent, emotion, batch_gates)[0]
+                guided = guided + guidance_term(eps, eps_silent, self.cfg.sampling.audio_guidance_scale)
+            eps = guided
             latents = scheduler.step(eps, t, latents).prev_sample
             if known_rows:
                 latents = self._hold_known(scheduler, latents, frames, known, known_rows, noise,

@@ -107,20 +107,24 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     parser = __import__("argparse").ArgumentParser()
     evaluate.add_eval_arguments(parser)
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--identities", "1", "--frames", "3",
-                              "--steps", "2", "--guidance", "2", "--mouth-guidance", "0", "--json",
+                              "--steps", "2", "--guidance", "2", "--mouth-guidance", "0", "--audio-guidance", "2",
+                              "--audio-guidance-max-t", "0.5", "--json",
                               "--package-to", str(tmp_path / "packaged"), "--threads", "1"])
     assert evaluate.run_eval(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["sampling"]["guidance_scale"] == 2.0 and result["sampling"]["mouth_guidance_scale"] == 0.0
+    assert result["sampling"]["audio_guidance_scale"] == 2.0 and result["sampling"]["audio_guidance_max_t"] == 0.5
     metrics = result["metrics"]
     assert metrics["identities"] == 1 and metrics["frames_per_clip"] == 3
     for key in ("single_emotion_accuracy", "compound_top2", "intensity_monotonic", "ssim", "identity_top1",
-                "ceiling_compound_top2_ground_truth", "ceiling_intensity_monotonic_ground_truth"):
+                "ceiling_compound_top2_ground_truth", "ceiling_intensity_monotonic_ground_truth",
+                "compound_top2_classifier", "compound_top2_aus", "ceiling_compound_top2_ground_truth_aus"):
         assert 0.0 <= metrics[key] <= 1.0, key
     for key in ("lipsync_corr_ground_truth", "lipsync_corr_ground_truth_recognizer", "ceiling_vae_lipsync_corr"):
         assert metrics[key] is None or -1.0 <= metrics[key] <= 1.0, key
     packaged = load_model(tmp_path / "packaged")
     assert packaged.cfg.sampling.guidance_scale == 2.0 and packaged.cfg.sampling.mouth_guidance_scale == 0.0
+    assert packaged.cfg.sampling.audio_guidance_scale == 2.0
     assert packaged.notes["eval"]["compound_top2"] == metrics["compound_top2"]
 
 
@@ -160,3 +164,37 @@ def test_emotion_distribution_reads_intensity() -> None:
     assert np.allclose(dist[1], [0.5, 0.5, 0, 0, 0, 0, 0])  # half intensity: half neutral
     assert np.allclose(dist[2], [1, 0, 0, 0, 0, 0, 0])
     assert np.allclose(dist[3], [0, 0.5, 0.5, 0, 0, 0, 0])  # over-full mixes are renormalised
+
+
+def test_emotions_are_read_from_aus_by_the_prototypes() -> None:
+    """The AU route reads every compound preset, rendered as the AU union, with the two mixed emotions on top."""
+    from engine.emotions import COMPOUND_PRESETS
+    from training.recognizer import emotion_from_aus, nonnegative_least_squares
+    from training.synthetic import aus_to_vector, emotion_to_aus
+
+    for mix in COMPOUND_PRESETS.values():
+        read = emotion_from_aus(aus_to_vector(emotion_to_aus(mix)))
+        assert read.shape == (6,) and read.min() >= 0.0
+        assert evaluate.top2_match(read, mix), mix
+    single = emotion_from_aus(np.stack([aus_to_vector(emotion_to_aus({"anger": w})) for w in (0.25, 1.0)]))
+    assert np.allclose(single[:, 2], [0.25, 1.0], atol=1e-5) and np.allclose(np.delete(single, 2, axis=1), 0)
+    basis = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert np.allclose(nonnegative_least_squares(basis, np.array([2.0, -1.0, 1.0])), [1.5, 0.0])  # w2 held at 0
+
+
+def test_recognizer_learns_aus_from_au_varied_frames(tmp_path) -> None:
+    """``au_frames``: AU-varied frames of the train people join training (no emotion label); reading reported."""
+    import json
+
+    from training.recognizer import train_recognizer
+    from training.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "data", identities=4, emotions=("neutral", "anger"), intensities=(1.0,),
+                     clip_seconds=0.2, size=32, seed=3, use_espeak=False, progress=False)
+    torch.manual_seed(0)
+    metrics = train_recognizer(tmp_path / "data", tmp_path / "rec", steps=3, batch=4, seed=1, frame_size=32,
+                               au_frames=8)
+    reading = metrics["au_varied"]
+    assert 0.0 <= reading["au_mae"] <= 1.0 and 0.0 <= reading["compound_top2_from_aus"] <= 1.0
+    info = json.loads((tmp_path / "rec" / "recognizer.json").read_text())
+    assert info["au_frames"] == 8 and "metrics_heldout_au_varied" in info

@@ -6,15 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from engine.audio import MEL_SILENCE, silent_windows
+from engine.config import SamplingConfig
 from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
 from engine.face import mouth_mask
 from engine.moee import GateControl
 from engine.pipeline import (
     Animator,
     CancelToken,
+    audio_guidance_active,
     emotion_guidance,
     guidance_active,
     guidance_scale_map,
+    guidance_term,
     initial_latents,
     latent_mouth_mask,
     make_scheduler,
@@ -172,6 +176,53 @@ def test_guidance_in_a_limited_interval_skips_the_late_steps(animator, prepared)
     finally:
         sampling.guidance_min_t = 0.0
         hook.remove()
+
+
+def test_lip_guidance_runs_a_silent_pass_at_the_late_steps_only(animator, prepared):
+    """``audio_guidance_scale`` adds one U-Net pass with the audio of silence at ``t < max_t * T``."""
+    sampling = animator.cfg.sampling
+    seen_audio = []
+    hook = animator.model.denoiser.register_forward_hook(lambda _m, args, _o: seen_audio.append(args[3]))
+    gates = GateControl([0, 0, 0, 0, 0, 1.0])
+    timesteps = sampling_timesteps(make_scheduler("ddim", animator.cfg), 6, 1.0)
+    kwargs = {"steps": 6, "strength": 1.0, "guidance_scale": 1.0, "sampler": "ddim"}
+    try:
+        plain = animator.render_frame(prepared, 0, gates, **kwargs)
+        assert len(seen_audio) == len(timesteps)
+        seen_audio.clear()
+        sampling.audio_guidance_scale, sampling.audio_guidance_max_t = 3.0, 0.5
+        lips = animator.render_frame(prepared, 0, gates, **kwargs)
+        late_steps = sum(int(t) < 500 for t in timesteps)
+        assert 0 < late_steps < len(timesteps) and len(seen_audio) == len(timesteps) + late_steps
+        silence = animator.model.denoiser.encode_audio(
+            torch.from_numpy(silent_windows(1, prepared.fps, animator.cfg.audio)))[0]
+        silent_passes = [a for a in seen_audio if torch.equal(a[0, 0], silence)]
+        assert len(silent_passes) == late_steps  # the extra passes hear silence, the others the speech
+        assert not np.array_equal(lips, plain)
+        seen_audio.clear()
+        without_audio = animator.prepare(PORTRAIT)
+        animator.render_frame(without_audio, 0, gates, **kwargs)
+        assert len(seen_audio) == len(timesteps)  # nothing to guide without an audio track
+    finally:
+        sampling.audio_guidance_scale, sampling.audio_guidance_max_t = 1.0, 1.0
+        hook.remove()
+
+
+def test_guidance_terms_add_up_to_classifier_free_guidance():
+    eps, eps_neutral, eps_silent = torch.full((2, 3), 2.0), torch.zeros(2, 3), torch.ones(2, 3)
+    assert torch.allclose(eps + guidance_term(eps, eps_neutral, 4.0), eps_neutral + 4.0 * (eps - eps_neutral))
+    both = eps + guidance_term(eps, eps_neutral, 4.0) + guidance_term(eps, eps_silent, 3.0)
+    assert torch.allclose(both, torch.full((2, 3), 2.0 + 3 * 2.0 + 2 * 1.0))
+    assert torch.equal(eps + guidance_term(eps, eps_silent, 1.0), eps)  # scale 1 = off
+    sampling = SamplingConfig(audio_guidance_scale=2.0, audio_guidance_max_t=0.5)
+    assert audio_guidance_active(499, 1000, sampling) and not audio_guidance_active(500, 1000, sampling)
+    sampling.audio_guidance_scale = 1.0
+    assert not audio_guidance_active(0, 1000, sampling)
+
+
+def test_silent_windows_are_the_windows_of_silence(animator):
+    windows = silent_windows(5, 25, animator.cfg.audio)
+    assert windows.shape[0] == 5 and np.allclose(windows, MEL_SILENCE)
 
 
 def test_guidance_map_gives_the_mouth_its_own_scale():

@@ -114,3 +114,33 @@ def test_cli(tmp_path) -> None:
                               "--procedural-voice", "--intensities", "1.0"])
     assert syn.run_synth(args) == 0
     assert (tmp_path / "d" / "index.json").exists()
+
+
+def test_au_varied_frames_vary_each_au_on_its_own() -> None:
+    people = [syn.Identity.from_seed(11), syn.Identity.from_seed(12)]
+    truth = syn.au_varied_frames(people, 400, size=64, seed=3)
+    assert truth["frames"].shape == (400, 64, 64, 3) and truth["frames"].dtype == np.uint8
+    assert truth["aus"].shape == (400, len(syn.AU_LIST)) and truth["landmarks"].shape == (400, 68, 2)
+    aus = truth["aus"]
+    assert aus.min() >= 0.0 and aus.max() <= 1.0 and (aus.sum(1) == 0).any()  # some neutral frames
+    happiness = [syn.AU_LIST.index(6), syn.AU_LIST.index(12)]  # one prototype's AUs no longer move together
+    assert np.corrcoef(aus[:, happiness].T)[0, 1] < 0.9
+    assert np.array_equal(syn.au_varied_frames(people, 5, size=64, seed=3)["aus"], aus[:5])  # seeded
+    with pytest.raises(ValueError, match="identity"):
+        syn.au_varied_frames([], 3)
+
+
+def test_train_mixes_add_compound_clips_to_train_people_only(tmp_path) -> None:
+    kwargs = dict(identities=3, emotions=("neutral", "anger"), intensities=(1.0,), clip_seconds=0.2, size=32,
+                  seed=1, use_espeak=False, progress=False)
+    plain = syn.generate_dataset(tmp_path / "plain", **kwargs)
+    mixed = syn.generate_dataset(tmp_path / "mixed", train_mixes=2, **kwargs)
+    mixes = [c for c in mixed["clips"] if c["path"].split("/")[1].startswith("mix_")]
+    n_train = sum(split == "train" for split in mixed["identities"].values())
+    assert len(mixes) == 2 * n_train and {c["split"] for c in mixes} == {"train"}
+    for c in mixes:
+        assert len(c["emotion"]) == 2 and abs(sum(c["emotion"].values()) - 1.0) < 1e-6
+        assert syn.TRAIN_MIX_WEIGHT[0] <= max(c["emotion"].values()) <= 1 - syn.TRAIN_MIX_WEIGHT[0] + 0.4
+    for c in plain["clips"]:  # every other clip is rendered exactly as without the mixes
+        a = np.load(tmp_path / "plain" / c["path"] / "frames.npz")["frames"]
+        assert np.array_equal(a, np.load(tmp_path / "mixed" / c["path"] / "frames.npz")["frames"])

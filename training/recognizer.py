@@ -13,7 +13,11 @@ half-intensity clips in ``--extra-data`` a weaker expression reads as a lower pr
 50/50 mix as a top-2; the six emotion probabilities are reported), ``aus`` (13,
 sigmoid), ``landmarks`` (68 x 2, in 0..1 of the crop). Colour jitter, blur and noise augmentation
 make it read the softer, colour-shifted frames a small VAE decodes; ``--autoencoder MODEL`` also
-trains it on frames round-tripped through that model's VAE. About 0.3 M parameters,
+trains it on frames round-tripped through that model's VAE. ``--au-frames N`` adds N frames of the
+train identities whose AUs vary independently (:func:`training.synthetic.au_varied_frames`; AU and
+landmark losses only), so the AU head reads each AU's intensity rather than the prototype it belongs
+to; :func:`emotion_from_aus` then reads a mix of emotions from the AUs (the FACS route to compound
+expressions). About 0.3 M parameters,
 shipped as ``assets/models/recognizer/recognizer.safetensors`` + ``recognizer.json``.
 
 ``python -m training.recognizer --data DIR --out DIR [--steps N] [--seed S]``
@@ -197,6 +201,80 @@ def emotion_distribution(weights: np.ndarray) -> np.ndarray:
     return distribution / distribution.sum(axis=1, keepdims=True)
 
 
+def nonnegative_least_squares(basis: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``argmin_{w >= 0} ||basis @ w - target||^2`` for a few columns (exact: every active set is tried).
+
+    ``basis``: ``(M, K)`` with small ``K`` (here the six emotions); ``target``: ``(M,)``.
+    """
+    basis = np.asarray(basis, np.float64)
+    target = np.asarray(target, np.float64)
+    k = basis.shape[1]
+    best, best_error = np.zeros(k), float(target @ target)
+    for active in range(1, 2**k):
+        columns = [j for j in range(k) if active >> j & 1]
+        solution, *_ = np.linalg.lstsq(basis[:, columns], target, rcond=None)
+        if (solution < 0).any():
+            continue
+        error = float(np.sum((basis[:, columns] @ solution - target) ** 2))
+        if error < best_error - 1e-12:
+            best, best_error = np.zeros(k), error
+            best[columns] = solution
+    return best
+
+
+def prototype_matrix(emotions: Sequence[str] = BASIC_EMOTIONS) -> np.ndarray:
+    """``(13, E)``: column ``e`` = the EMFACS AU prototype of emotion ``e`` at weight 1."""
+    from training.synthetic import EMOTION_PROTOTYPES, aus_to_vector
+
+    return np.stack([aus_to_vector(EMOTION_PROTOTYPES[e]) for e in emotions], axis=1)
+
+
+def emotion_from_aus(aus: np.ndarray, emotions: Sequence[str] = BASIC_EMOTIONS) -> np.ndarray:
+    """Emotion weights read from AU intensities: ``w = argmin_{w >= 0} ||P w - a||``, P = prototypes.
+
+    ``aus``: ``(13,)`` or ``(N, 13)`` -> ``(E,)`` or ``(N, E)``. A 50/50 mix of two emotions, rendered as
+    the AU union, reads as roughly 0.5 / 0.5 of those two, so its top two are the mixed emotions.
+    """
+    aus = np.asarray(aus, np.float64)
+    basis = prototype_matrix(emotions)
+    flat = aus.reshape(-1, aus.shape[-1])
+    weights = np.stack([nonnegative_least_squares(basis, a) for a in flat])
+    return weights.reshape(*aus.shape[:-1], len(emotions)).astype(np.float32)
+
+
+def identities_of_split(data: str | Path, split: str) -> list[Any]:
+    """The synthetic :class:`~training.synthetic.Identity` of every person in ``split`` (identity.json)."""
+    from training.datasets import open_dataset
+    from training.synthetic import Identity
+
+    folders = sorted({Path(c.source).parent for c in open_dataset(data) if c.split == split})
+    seeds = [json.loads((f / "identity.json").read_text())["seed"] for f in folders if (f / "identity.json").is_file()]
+    if not seeds:
+        raise ValueError(f"no identity.json in split {split!r} of {data}: --au-frames needs a synthetic data set")
+    return [Identity.from_seed(int(seed)) for seed in seeds]
+
+
+def synthetic_frame_size(data: str | Path) -> int:
+    """The frame size a synthetic data set was rendered at (its index.json), default 128."""
+    from training.synthetic import DEFAULT_SIZE
+
+    index = Path(data) / "index.json"
+    return int(json.loads(index.read_text()).get("size", DEFAULT_SIZE)) if index.is_file() else DEFAULT_SIZE
+
+
+def au_varied_truth(data: str | Path, split: str, count: int, size: int, seed: int) -> dict[str, np.ndarray]:
+    """:func:`training.synthetic.au_varied_frames` of ``split``'s people at ``size`` px (emotion unknown: NaN)."""
+    from training.synthetic import au_varied_frames
+
+    source_size = synthetic_frame_size(data)
+    truth = au_varied_frames(identities_of_split(data, split), count, source_size, seed)
+    if size != source_size:
+        truth["frames"] = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in truth["frames"]])
+        truth["landmarks"] = truth["landmarks"] * (size / source_size)
+    truth["emotion"] = np.full((count, len(BASIC_EMOTIONS)), np.nan, np.float32)
+    return truth
+
+
 def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted indices of ``min(count, total)`` distinct items out of ``total``."""
     return np.sort(rng.choice(total, size=min(count, total), replace=False))
@@ -205,7 +283,7 @@ def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
 def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch: int = 48, lr: float = 2e-3,
                      seed: int = 0, frame_size: int = 128, autoencoder: str | Path | None = None,
                      autoencoder_fraction: float = 0.5, autoencoder_frames: int = 6000,
-                     extra_data: Sequence[str | Path] = ()) -> dict[str, Any]:
+                     extra_data: Sequence[str | Path] = (), au_frames: int = 0) -> dict[str, Any]:
     """Train on the ``train`` split, report held-out (``test`` split) accuracy, save to ``out``.
 
     ``extra_data``: more synthetic sets whose ``train`` splits are added (e.g. the same identities at
@@ -216,10 +294,16 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     ``autoencoder_fraction`` of every batch is drawn from them with the same exact labels, so the
     recogniser reads fine detail such as the lip gap in decoded frames too. Held-out metrics are
     then also reported on round trips of (up to as many) held-out frames.
+    ``au_frames``: that many AU-varied frames of the train identities join the training set (no
+    emotion label: they train the AU and landmark heads only); held-out AU error and the compound
+    top-2 read by :func:`emotion_from_aus` are then reported on AU-varied / compound frames of the
+    held-out identities.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     parts = [load_frames_with_truth(d, "train", size=frame_size) for d in (data, *extra_data)]
+    if au_frames:
+        parts.append(au_varied_truth(data, "train", au_frames, frame_size, seed))
     train = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     x_all = to_input(train["frames"])
     x_decoded = decoded_index = vae_model = None
@@ -236,7 +320,9 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     targets = {k: torch.from_numpy(train[k]) for k in ("emotion", "aus")}
     start, length = crop_box(train["frames"].shape[1])
     targets["landmarks"] = torch.from_numpy((train["landmarks"] - start) / length)
-    targets["distribution"] = torch.from_numpy(emotion_distribution(train["emotion"]))
+    labelled = ~np.isnan(train["emotion"]).any(axis=1)
+    targets["labelled"] = torch.from_numpy(labelled.astype(np.float32))
+    targets["distribution"] = torch.from_numpy(emotion_distribution(np.nan_to_num(train["emotion"])))
     model = Recognizer()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = time.perf_counter()
@@ -253,7 +339,9 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
             idx = torch.where(decoded, decoded_index[pick], idx)
             x = torch.where(decoded[:, None, None, None], x_decoded[pick], x_all[idx])
         pred = model(_augment(x, rng))
-        loss = (F.cross_entropy(pred["logits"], targets["distribution"][idx])
+        labelled_weight = targets["labelled"][idx]
+        emotion_loss = F.cross_entropy(pred["logits"], targets["distribution"][idx], reduction="none")
+        loss = ((emotion_loss * labelled_weight).sum() / labelled_weight.sum().clamp(min=1.0)
                 + F.binary_cross_entropy(pred["aus"], targets["aus"][idx].clamp(0, 1))
                 + LANDMARK_LOSS_WEIGHT * F.mse_loss(pred["landmarks"], targets["landmarks"][idx].float()))
         optimizer.zero_grad()
@@ -270,18 +358,23 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
         decoded_truth["frames"] = autoencoder_round_trip(vae_model, decoded_truth["frames"])
         info["metrics_heldout_autoencoder_round_trip"] = evaluate_recognizer(model, decoded_truth)
         info["autoencoder"] = {"model": str(autoencoder), "fraction": autoencoder_fraction}
+    if au_frames:
+        info["metrics_heldout_au_varied"] = evaluate_au_reading(model, data, frame_size, seed)
+        info["au_frames"] = au_frames
     metrics["train_seconds"] = round(time.perf_counter() - start, 1)
     metrics["steps"] = steps
     save_recognizer(model, out, info)
     if autoencoder:
         metrics["autoencoder_round_trip"] = info["metrics_heldout_autoencoder_round_trip"]
+    if au_frames:
+        metrics["au_varied"] = info["metrics_heldout_au_varied"]
     return metrics
 
 
 def evaluate_recognizer(model: Recognizer, truth: dict[str, np.ndarray]) -> dict[str, float]:
     """Held-out accuracy of the recogniser itself on rendered ground truth (an upper bound for eval)."""
     pred = predict(model, truth["frames"])
-    emotional = truth["emotion"].max(axis=1) > 0
+    emotional = np.nan_to_num(truth["emotion"]).max(axis=1) > 0
     acc = float(np.mean(pred["emotion"][emotional].argmax(1) == truth["emotion"][emotional].argmax(1)))
     neutral_prob = 1.0 - pred["emotion"].sum(1)
     is_neutral = neutral_prob > pred["emotion"].max(1)
@@ -290,6 +383,36 @@ def evaluate_recognizer(model: Recognizer, truth: dict[str, np.ndarray]) -> dict
     au_mae = float(np.abs(pred["aus"] - truth["aus"]).mean())
     return {"emotion_accuracy": round(acc, 4), "neutral_accuracy": round(neutral_ok, 4),
             "landmark_error_px": round(akd, 3), "au_mae": round(au_mae, 4)}
+
+
+#: Held-out frames for the AU-reading metrics of :func:`evaluate_au_reading`.
+AU_EVAL_FRAMES = 600
+
+
+def evaluate_au_reading(model: Recognizer, data: str | Path, frame_size: int, seed: int) -> dict[str, float]:
+    """Held-out AU reading: AU error on AU-varied frames; compound top-2 read by :func:`emotion_from_aus`.
+
+    The compound frames are the held-out people rendered with each two-emotion
+    :data:`engine.emotions.COMPOUND_PRESETS` mix (one still frame each, mouth closed).
+    """
+    from engine.emotions import COMPOUND_PRESETS
+    from training.evaluate import top2_match
+    from training.synthetic import FaceRenderer, emotion_to_aus
+
+    truth = au_varied_truth(data, "test", AU_EVAL_FRAMES, frame_size, seed + 1)
+    aus = predict(model, truth["frames"])["aus"]
+    hits = []
+    mixes = [m for m in COMPOUND_PRESETS.values() if len(m) == 2]
+    for person in identities_of_split(data, "test"):
+        renderer = FaceRenderer(person, synthetic_frame_size(data))
+        frames = [renderer.render(emotion_to_aus(m))[0] for m in mixes]
+        frames = np.stack([cv2.resize(f, (frame_size, frame_size), interpolation=cv2.INTER_AREA) for f in frames])
+        read = emotion_from_aus(predict(model, frames)["aus"])
+        hits += [top2_match(weights, mix) for weights, mix in zip(read, mixes, strict=True)]
+    return {"au_mae": round(float(np.abs(aus - truth["aus"]).mean()), 4),
+            "au_correlation": round(float(np.mean([np.corrcoef(aus[:, j], truth["aus"][:, j])[0, 1]
+                                                   for j in range(aus.shape[1])])), 4),
+            "compound_top2_from_aus": round(float(np.mean(hits)), 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,13 +433,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="another synthetic set whose train split is added (e.g. half-intensity clips)")
     parser.add_argument("--autoencoder-frames", type=int, default=6000,
                         help="how many training frames are round-tripped (with --autoencoder)")
+    parser.add_argument("--au-frames", type=int, default=0,
+                        help="add this many frames of the train people with independently varied AUs (AU reading)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     metrics = train_recognizer(args.data, args.out, args.steps, args.batch, seed=args.seed,
                                frame_size=args.frame_size, autoencoder=args.autoencoder,
                                autoencoder_fraction=args.autoencoder_fraction,
-                               autoencoder_frames=args.autoencoder_frames, extra_data=args.extra_data)
+                               autoencoder_frames=args.autoencoder_frames, extra_data=args.extra_data,
+                               au_frames=args.au_frames)
     json.dump(metrics, sys.stdout, indent=1)
     print()
     return 0

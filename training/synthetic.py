@@ -937,6 +937,60 @@ def render_clip(identity: Identity, emotion: Mapping[str, float], seconds: float
                          emotion={k: float(v) for k, v in emotion.items()}, speech=info)
 
 
+#: AU-varied frames (:func:`au_varied_frames`): how many emotions a frame mixes, and the spread of
+#: the per-AU factor that decorrelates the AUs of one emotion.
+AU_VARIED_MAX_EMOTIONS = 3
+AU_VARIED_FACTOR = (0.4, 1.3)
+AU_VARIED_NEUTRAL_SHARE = 0.1
+AU_VARIED_EXTRA_AU_SHARE = 0.3
+AU_VARIED_DROPOUT = 0.2
+
+
+def random_au_vector(rng: np.random.Generator) -> np.ndarray:
+    """AU intensities (in :data:`AU_LIST` order) of a random, mostly emotional expression.
+
+    A mix of 1..``AU_VARIED_MAX_EMOTIONS`` emotions at random weights (merged by max or sum, as
+    :func:`emotion_to_aus`), each AU then scaled by its own random factor (or dropped) and, now and then, one
+    stray AU added: the AUs vary independently, so a recogniser trained on these frames reads each
+    AU's intensity instead of recognising which prototype it belongs to. Some frames are neutral.
+    """
+    if rng.random() < AU_VARIED_NEUTRAL_SHARE:
+        return np.zeros(len(AU_LIST), np.float32)
+    names = list(EMOTION_PROTOTYPES)
+    chosen = rng.choice(len(names), size=int(rng.integers(1, AU_VARIED_MAX_EMOTIONS + 1)), replace=False)
+    mix = {names[i]: float(rng.uniform(0.15, 1.0)) for i in chosen}
+    aus = aus_to_vector(emotion_to_aus(mix, mode="max" if rng.random() < 0.5 else "sum"))
+    aus = aus * rng.uniform(*AU_VARIED_FACTOR, size=len(AU_LIST)) * (rng.random(len(AU_LIST)) >= AU_VARIED_DROPOUT)
+    if rng.random() < AU_VARIED_EXTRA_AU_SHARE:
+        aus[rng.integers(len(AU_LIST))] = rng.uniform(0.2, 1.0)
+    return np.clip(aus, 0.0, 1.0).astype(np.float32)
+
+
+def au_varied_frames(identities: Sequence[Identity], count: int, size: int = DEFAULT_SIZE,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """``count`` single frames of ``identities`` with :func:`random_au_vector` expressions.
+
+    Random speech opening, blinks and head pose too. Returns ``frames`` (N, S, S, 3) uint8,
+    ``aus`` (N, 13) and ``landmarks`` (N, 68, 2) px: ground truth for an AU recogniser.
+    """
+    if not identities:
+        raise ValueError("au_varied_frames needs at least one identity")
+    rng = np.random.default_rng(seed)
+    renderers = [FaceRenderer(identity, size) for identity in identities]
+    frames = np.empty((count, size, size, 3), np.uint8)
+    aus = np.empty((count, len(AU_LIST)), np.float32)
+    landmarks = np.empty((count, N_LANDMARKS, 2), np.float32)
+    for i in range(count):
+        aus[i] = random_au_vector(rng)
+        opening = float(rng.uniform(0, 1)) if rng.random() < 0.7 else 0.0
+        blink = float(rng.uniform(0, 1)) if rng.random() < 0.1 else 0.0
+        pose = Pose(float(rng.uniform(-1, 1) * HEAD_ROLL_DEG), float(rng.uniform(-1, 1) * HEAD_SHIFT),
+                    float(rng.uniform(-1, 1) * HEAD_SHIFT), float(1 + rng.uniform(-1, 1) * HEAD_SCALE))
+        renderer = renderers[int(rng.integers(len(renderers)))]
+        frames[i], landmarks[i] = renderer.render(dict(zip(AU_LIST, aus[i].tolist(), strict=True)), opening, blink, pose)
+    return {"frames": frames, "aus": aus, "landmarks": landmarks}
+
+
 def benchmark_fps(size: int = DEFAULT_SIZE, n_frames: int = 300, seed: int = 0) -> float:
     """Frames per second of :meth:`FaceRenderer.render` on this machine (one thread, varied expressions)."""
     rng = np.random.default_rng(seed)
@@ -975,6 +1029,18 @@ def identity_id(seed: int, index: int) -> str:
     return f"s{seed}_id{index:04d}"
 
 
+#: Weight range of the first emotion of a :func:`random_training_mix` (the second gets the rest).
+TRAIN_MIX_WEIGHT = (0.3, 0.7)
+
+
+def random_training_mix(rng: np.random.Generator) -> dict[str, float]:
+    """A random two-emotion mix ``{a: w, b: 1 - w}``, ``w`` uniform in :data:`TRAIN_MIX_WEIGHT`."""
+    first, second = rng.choice(len(EMOTION_PROTOTYPES), size=2, replace=False)
+    names = list(EMOTION_PROTOTYPES)
+    w = float(np.round(rng.uniform(*TRAIN_MIX_WEIGHT), 2))
+    return {names[first]: w, names[second]: round(1.0 - w, 2)}
+
+
 def split_identities(n: int, seed: int, test_fraction: float = TEST_FRACTION) -> list[str]:
     """Split labels (``train``/``test``) of ``n`` identities; at least one test identity when n >= 2."""
     n_test = 0 if n < 2 else max(1, int(round(n * test_fraction)))
@@ -1009,12 +1075,14 @@ def generate_dataset(out_dir: str | os.PathLike[str], identities: int = 10,
                      emotions: Sequence[str] = RENDER_EMOTIONS, intensities: Sequence[float] = (0.5, 1.0),
                      clip_seconds: float = 2.0, fps: int = DEFAULT_FPS, size: int = DEFAULT_SIZE, seed: int = 0,
                      compound: bool = False, clips_per_emotion: int = 1, use_espeak: bool | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, train_mixes: int = 0) -> dict[str, Any]:
     """Render a synthetic dataset into ``out_dir`` (see the module docstring) and return the index.
 
     Per identity: one neutral clip (x ``clips_per_emotion``) and one clip per (emotion, intensity);
     with ``compound=True`` also one clip per :data:`engine.emotions.COMPOUND_PRESETS` entry, in the
-    ``compound_eval`` split only.
+    ``compound_eval`` split only. ``train_mixes``: per *train* identity, that many clips of a random
+    two-emotion mix (:func:`random_training_mix`), so a model sees the gates of compound mixes in
+    training; they are rendered after every other clip, so the rest of the set is unchanged.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1033,6 +1101,11 @@ def generate_dataset(out_dir: str | os.PathLike[str], identities: int = 10,
         if compound:
             for preset, mix in COMPOUND_PRESETS.items():
                 jobs.append((i, "compound_" + preset.replace(" ", "-") + "_1.00_0", dict(mix), SPLIT_COMPOUND))
+    mix_rng = np.random.default_rng([seed, 104_729])
+    for i in range(identities):
+        for k in range(train_mixes if splits[i] == SPLIT_TRAIN else 0):
+            mix = random_training_mix(mix_rng)
+            jobs.append((i, f"mix_{emotion_label(mix)}_{max(mix.values()):.2f}_{k}", mix, SPLIT_TRAIN))
     try:
         from tqdm import tqdm
 
@@ -1076,6 +1149,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=int, default=DEFAULT_FPS, help="frames per second (default 25)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--compound", action="store_true", help="also render compound-emotion eval clips")
+    parser.add_argument("--train-mixes", type=int, default=0,
+                        help="random two-emotion mix clips per train identity (training data for compound gates)")
     parser.add_argument("--intensities", default="0.5,1.0", help="comma-separated intensities (default 0.5,1.0)")
     parser.add_argument("--procedural-voice", action="store_true", help="do not use espeak-ng for speech")
 
@@ -1092,6 +1167,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise MoEEError("need --identities >= 1, --size >= 32 and --seconds > 0")
     index = generate_dataset(args.out, identities=args.identities, intensities=levels, clip_seconds=args.seconds,
                              fps=args.fps, size=args.size, seed=args.seed, compound=args.compound,
+                             train_mixes=getattr(args, "train_mixes", 0),
                              use_espeak=False if getattr(args, "procedural_voice", False) else None)
     print(f"wrote {len(index['clips'])} clips of {args.identities} identities to {args.out}")
     return 0
