@@ -2,7 +2,8 @@
 # Train the bundled default model (assets/models/demo) from scratch on this machine's CPU.
 #
 #   synthetic data -> vae (+ a continuation) -> recogniser -> stage1 -> stage2 (+ two continuations), with the four
-#   same-budget stage-2 ablation runs beside it on the second core -> evaluation + packaging
+#   same-budget stage-2 ablation runs beside it on the second core -> the compound recogniser (on the same
+#   people plus rendered two-emotion mixes) -> evaluation + packaging
 #
 # These defaults are the exact recipe of the shipped model (about 3.5 h on 2 CPU cores; minutes on a
 # GPU, where the step counts and --batch should be raised). Everything is seeded. A stage whose
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 WORK=${WORK:-runs/default}
 DATA=${DATA:-$WORK/synth}
+MIX_DATA=${MIX_DATA:-$WORK/synth_mix}  # DATA's clips (identical) + 4 two-emotion mix clips per train person
 IDENTITIES=${IDENTITIES:-160}  # 12 proved far too few: the VAE and ReferenceNet overfit to them
 VAE_STEPS=${VAE_STEPS:-3000}
 VAE_MORE_STEPS=${VAE_MORE_STEPS:-2000}  # a second cosine cycle: held-out SSIM 0.87 -> 0.90
@@ -25,8 +27,10 @@ STAGE2_STEPS=${STAGE2_STEPS:-3300}
 STAGE2_MORE_STEPS=${STAGE2_MORE_STEPS:-1500}
 STAGE2_THIRD_STEPS=${STAGE2_THIRD_STEPS:-6500}
 EVAL_FRAMES=${EVAL_FRAMES:-16}     # lip sync is a correlation over the frames: 8 were too few to read it
-GUIDANCE=${GUIDANCE:-8}
+GUIDANCE=${GUIDANCE:-10}
 GUIDANCE_MIN_T=${GUIDANCE_MIN_T:-0.5}
+AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-3}        # lip guidance against silence ...
+AUDIO_GUIDANCE_MAX_T=${AUDIO_GUIDANCE_MAX_T:-0.5}  # ... at the less noisy half of the schedule
 ABLATION_STEPS=${ABLATION_STEPS:-750}   # 0 = skip the ablation table
 EVAL_IDENTITIES=${EVAL_IDENTITIES:-6}
 ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
@@ -102,13 +106,23 @@ if [ -n "$ABLATION_PID" ]; then
   wait "$ABLATION_PID"
 fi
 
+stamp "compound recogniser (also AU-varied frames and rendered two-emotion mixes of the train people)"
+[ -f "$MIX_DATA/index.json" ] || python -m training.synthetic "$MIX_DATA" --identities "$IDENTITIES" --seed 7 \
+  --intensities 1.0 --seconds 1.6 --train-mixes 4
+[ -f "$WORK/recognizer_compound/recognizer.safetensors" ] && stamp "skip: compound recogniser exists" || \
+  python -m training.recognizer --data "$MIX_DATA" --out "$WORK/recognizer_compound" --steps 5000 --seed 5 \
+    --threads 1 --frame-size 64 --autoencoder "$WORK/vae2" --autoencoder-frames 6000 --au-frames 30000
+
 stamp "evaluate + package"
-mkdir -p assets/models/recognizer
+mkdir -p assets/models/recognizer assets/models/recognizer_compound
 cp "$WORK/recognizer/"* assets/models/recognizer/
-# sampling: emotion guidance only at the noisier steps (SamplingConfig.guidance_min_t), packaged with the model
+cp "$WORK/recognizer_compound/"* assets/models/recognizer_compound/
+# sampling: emotion guidance at the noisier steps, lip guidance at the others; packaged with the model
 python -m training.evaluate --model "$WORK/stage2c" --data "$DATA" --recognizer assets/models/recognizer \
+  --compound-recognizer assets/models/recognizer_compound \
   --identities "$EVAL_IDENTITIES" --ablation-identities "$ABLATION_EVAL_IDENTITIES" --frames "$EVAL_FRAMES" \
   --guidance "$GUIDANCE" --guidance-min-t "$GUIDANCE_MIN_T" \
+  --audio-guidance "$AUDIO_GUIDANCE" --audio-guidance-max-t "$AUDIO_GUIDANCE_MAX_T" \
   --json --out "$WORK/eval.json" --threads 2 --package-to assets/models/demo \
   --samples docs/images/samples.png "${ABLATIONS[@]}"
 stamp "done"

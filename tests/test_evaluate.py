@@ -114,6 +114,7 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     assert result["sampling"]["guidance_scale"] == 2.0 and result["sampling"]["mouth_guidance_scale"] == 0.0
     assert result["sampling"]["audio_guidance_scale"] == 2.0 and result["sampling"]["audio_guidance_max_t"] == 0.5
+    assert result["compound_recognizer"].endswith("recognizer_compound")  # the bundled one, by default
     metrics = result["metrics"]
     assert metrics["identities"] == 1 and metrics["frames_per_clip"] == 3
     for key in ("single_emotion_accuracy", "compound_top2", "intensity_monotonic", "ssim", "identity_top1",
