@@ -5,7 +5,7 @@
 #   same-budget stage-2 ablation runs beside it on the second core -> the compound recogniser (on the same
 #   people plus rendered two-emotion mixes) -> evaluation + packaging
 #
-# These defaults are the exact recipe of the shipped model (about 3.5 h on 2 CPU cores; minutes on a
+# These defaults are the exact recipe of the shipped model (about 3.75 h on 2 CPU cores; minutes on a
 # GPU, where the step counts and --batch should be raised). Everything is seeded. A stage whose
 # output folder already holds a model is skipped, so the script can be re-run after an
 # interruption (a stage interrupted mid-way: re-run its command with --resume). Work files go to
