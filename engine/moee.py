@@ -181,6 +181,27 @@ class BatchGates:
             masks, alpha = torch.stack(rows), torch.stack(alphas)
         return BatchGates(weights, masks, alpha)
 
+    @staticmethod
+    def concat(parts: Sequence[BatchGates], rows: int) -> BatchGates | None:
+        """The rows of several gate sets of ``rows`` samples each, one after the other (one batched call).
+
+        Parts without painted masks get zero masks. None where the parts cannot share one call: some
+        carry slider weights and some let the model's own gate decide.
+        """
+        weights = [p.global_weights for p in parts]
+        if any(w is None for w in weights) and not all(w is None for w in weights):
+            return None
+        shape = next((p.local_masks.shape[1:] for p in parts if p.local_masks is not None), None)
+        masks = alpha = None
+        if shape is not None:
+            num = shape[0]
+            masks = torch.cat([p.local_masks if p.local_masks is not None else torch.zeros(rows, *shape)
+                               for p in parts])
+            alpha = torch.cat([torch.as_tensor(p.local_alpha) if p.local_alpha is not None
+                               else torch.zeros(rows, num) for p in parts])
+        return BatchGates(None if weights[0] is None else torch.cat(weights), masks, alpha,
+                          any(p.compute_all_experts for p in parts))
+
 
 # ----------------------------------------------------------------------------- modules
 class EmotionExpert(CrossAttention):

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -433,7 +434,6 @@ class Animator:
         strength = self.cfg.sampling.strength if strength is None else float(strength)
         if guidance_scale is None:
             guidance_scale = self.cfg.sampling.guidance_scale
-        denoiser = self.model.denoiser
         scheduler = make_scheduler(sampler, self.cfg)
         timesteps = list(sampling_timesteps(scheduler, steps, strength, self.device))
         noise = torch.stack([self._frame_noise(seed, i) for i in frames])
@@ -461,21 +461,44 @@ class Animator:
                 emotion = self._emotion_tokens(prepared, labels)
                 reference = self._reference(prepared)
                 audio = self._audio_tokens(prepared, frames)
-            eps = denoiser(model_input[None], t, reference, audio, emotion, batch_gates, record_gates and last)[0]
-            guided = eps
+            # the conditional pass, then each active guidance's null condition: (gates, audio, scale)
+            passes: list[tuple[BatchGates, torch.Tensor | None, Any]] = [(batch_gates, audio, None)]
             if neutral is not None and guidance_active(t, total_t, self.cfg.sampling.guidance_min_t):
-                eps_neutral = denoiser(model_input[None], t, reference, audio, emotion, neutral)[0]
-                guided = guided + guidance_term(eps, eps_neutral, guidance)
+                passes.append((neutral, audio, guidance))
             if audio is not None and audio_guidance_active(t, total_t, self.cfg.sampling):
-                silent = self._silent_audio_tokens(prepared, frames)
-                eps_silent = denoiser(model_input[None], t, reference, silent, emotion, batch_gates)[0]
-                guided = guided + guidance_term(eps, eps_silent, self.cfg.sampling.audio_guidance_scale)
-            eps = guided
+                passes.append((batch_gates, self._silent_audio_tokens(prepared, frames),
+                               self.cfg.sampling.audio_guidance_scale))
+            outputs = self._unet_passes(model_input, t, reference, emotion, passes, record_gates and last)
+            eps = outputs[0]
+            eps = eps + sum((guidance_term(eps, eps_null, scale) for eps_null, (_, _, scale)
+                             in zip(outputs[1:], passes[1:], strict=True)), torch.zeros_like(eps))
             latents = scheduler.step(eps, t, latents).prev_sample
             if known_rows:
                 latents = self._hold_known(scheduler, latents, frames, known, known_rows, noise,
                                            None if last else timesteps[step + 1])
         return latents
+
+    def _unet_passes(self, model_input: torch.Tensor, t: torch.Tensor, reference: ReferenceFeatures,
+                     emotion: torch.Tensor, passes: list[tuple[BatchGates, torch.Tensor | None, Any]],
+                     record: bool) -> list[torch.Tensor]:
+        """The U-Net's prediction ``(F, C, h, w)`` for each (gates, audio) of ``passes``, as one batched call.
+
+        A batch of two costs far less than two calls (20 vs 2 x 15 ms for the demo model on 2 cores).
+        Gates are recorded (heat maps) from the first pass, whose rows come first.
+        """
+        denoiser, count = self.model.denoiser, len(passes)
+        gates = BatchGates.concat([g for g, _, _ in passes], len(model_input)) if count > 1 else passes[0][0]
+        audios = [a for _, a, _ in passes]
+        if gates is None or (any(a is None for a in audios) and not all(a is None for a in audios)):
+            return [denoiser(model_input[None], t, reference, a, emotion, g, record and i == 0)[0]
+                    for i, (g, a, _) in enumerate(passes)]
+        if count > 1:
+            gates.compute_all_experts = passes[0][0].compute_all_experts
+        batch_audio = None if audios[0] is None else torch.cat(audios)
+        batch_emotion = emotion.expand(count, *emotion.shape[1:])
+        out = denoiser(model_input[None].expand(count, *model_input.shape), t, reference, batch_audio, batch_emotion,
+                       gates, record)
+        return list(out)
 
     def _guidance(self, prepared: PreparedInputs, scale: float) -> float | torch.Tensor | None:
         guidance = emotion_guidance_for(self.cfg, scale, prepared.landmarks)

@@ -10,7 +10,7 @@ from engine.audio import MEL_SILENCE, silent_windows
 from engine.config import SamplingConfig
 from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
 from engine.face import mouth_mask
-from engine.moee import GateControl
+from engine.moee import BatchGates, GateControl
 from engine.pipeline import (
     Animator,
     CancelToken,
@@ -138,8 +138,8 @@ def test_strength_starts_from_the_noised_portrait_and_runs_that_fraction_of_the_
 
 
 def test_emotion_guidance_defaults_to_the_models_setting(animator, prepared):
-    calls = []
-    hook = animator.model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    calls = []  # U-Net passes: the batch size of each call
+    hook = animator.model.denoiser.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
     default = animator.cfg.sampling.guidance_scale
     gates = GateControl([0.8, 0, 0, 0, 0, 0])
     try:
@@ -147,7 +147,7 @@ def test_emotion_guidance_defaults_to_the_models_setting(animator, prepared):
         animator.cfg.sampling.guidance_scale = 3.0
         calls.clear()
         guided = animator.render_frame(prepared, 0, gates, steps=4, strength=1.0)
-        assert len(calls) == 8  # a neutral pass beside every guided one
+        assert sum(calls) == 8 and len(calls) == 4  # a neutral pass beside every guided one, in one call
         assert np.array_equal(guided, animator.render_frame(prepared, 0, gates, steps=4, strength=1.0,
                                                              guidance_scale=3.0))
         assert not np.array_equal(guided, plain)
@@ -161,14 +161,14 @@ def test_guidance_in_a_limited_interval_skips_the_late_steps(animator, prepared)
     assert guidance_active(0, 1000, 0.0)
     sampling = animator.cfg.sampling
     calls = []
-    hook = animator.model.denoiser.register_forward_hook(lambda *_: calls.append(1))
+    hook = animator.model.denoiser.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
     gates = GateControl([0, 1.0, 0, 0, 0, 0])
     timesteps = sampling_timesteps(make_scheduler("ddim", animator.cfg), 6, 1.0)
     try:
         sampling.guidance_min_t = 0.5
         late = animator.render_frame(prepared, 0, gates, steps=6, strength=1.0, guidance_scale=3.0, sampler="ddim")
         guided_steps = sum(int(t) >= 500 for t in timesteps)
-        assert 0 < guided_steps < len(timesteps) and len(calls) == len(timesteps) + guided_steps
+        assert 0 < guided_steps < len(timesteps) and sum(calls) == len(timesteps) + guided_steps
         sampling.guidance_min_t = 0.0
         everywhere = animator.render_frame(prepared, 0, gates, steps=6, strength=1.0, guidance_scale=3.0,
                                            sampler="ddim")
@@ -193,19 +193,41 @@ def test_lip_guidance_runs_a_silent_pass_at_the_late_steps_only(animator, prepar
         sampling.audio_guidance_scale, sampling.audio_guidance_max_t = 3.0, 0.5
         lips = animator.render_frame(prepared, 0, gates, **kwargs)
         late_steps = sum(int(t) < 500 for t in timesteps)
-        assert 0 < late_steps < len(timesteps) and len(seen_audio) == len(timesteps) + late_steps
+        passes = [row for batch in seen_audio for row in batch]  # a call may batch several passes
+        assert 0 < late_steps < len(timesteps) and len(passes) == len(timesteps) + late_steps
         silence = animator.model.denoiser.encode_audio(
             torch.from_numpy(silent_windows(1, prepared.fps, animator.cfg.audio)))[0]
-        silent_passes = [a for a in seen_audio if torch.equal(a[0, 0], silence)]
+        silent_passes = [a for a in passes if torch.equal(a[0], silence)]
         assert len(silent_passes) == late_steps  # the extra passes hear silence, the others the speech
         assert not np.array_equal(lips, plain)
         seen_audio.clear()
         without_audio = animator.prepare(PORTRAIT)
         animator.render_frame(without_audio, 0, gates, **kwargs)
-        assert len(seen_audio) == len(timesteps)  # nothing to guide without an audio track
+        assert seen_audio == [None] * len(timesteps)  # nothing to guide without an audio track
     finally:
         sampling.audio_guidance_scale, sampling.audio_guidance_max_t = 1.0, 1.0
         hook.remove()
+
+
+def test_guidance_passes_batched_in_one_call_equal_separate_calls(animator, prepared):
+    """The conditional and null passes of a step share one U-Net call; each row is what its own call gives."""
+    denoiser, frames = animator.model.denoiser, [0, 1]
+    latent = animator.cfg.latent_size
+    mask = torch.zeros(len(frames), 6, latent, latent)
+    mask[:, 2, : latent // 2] = 1.0
+    painted = BatchGates(torch.tensor([[0, 0, 1.0, 0, 0, 0]] * 2), mask, (mask.flatten(2).amax(-1) > 0).float())
+    neutral = BatchGates(torch.zeros(2, 6))
+    audio = animator._audio_tokens(prepared, frames)
+    silent = animator._silent_audio_tokens(prepared, frames)
+    emotion = animator._emotion_tokens(prepared, np.array([[0, 0, 1.0, 0, 0, 0]] * 2, np.float32))
+    reference = animator._reference(prepared)
+    x = torch.randn(2, animator.cfg.latent_channels, latent, latent, generator=torch.Generator().manual_seed(0))
+    passes = [(painted, audio, None), (neutral, audio, 3.0), (painted, silent, 2.0)]
+    with torch.no_grad():
+        batched = animator._unet_passes(x, torch.tensor(300), reference, emotion, passes, record=False)
+        separate = [denoiser(x[None], torch.tensor(300), reference, a, emotion, g)[0] for g, a, _ in passes]
+    for one, other in zip(batched, separate, strict=True):
+        assert torch.allclose(one, other, atol=1e-5)
 
 
 def test_guidance_terms_add_up_to_classifier_free_guidance():
