@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from engine.errors import MoEEError
@@ -26,6 +27,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=None, help="emotion guidance scale (1 = off; default: the model's)")
     p.add_argument("--strength", type=float, default=None,
                    help="start from the portrait noised to this level, 0..1 (1 = pure noise; default: the model's)")
+    p.add_argument("--lip-guidance", type=float, default=None,
+                   help="lip guidance against silence at the less noisy steps (1 = off, faster; default: the model's)")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")
     p.add_argument("--expert", action="append", default=[], help="expert pack to load (adds an emotion)")
     p.add_argument("--fps", type=int, default=None, help="frames per second (default: the model's, 25)")
@@ -71,10 +74,15 @@ def _gate_control(args: argparse.Namespace, animator, prepared):
 def run_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from engine.errors import EmotionSpecError
     from engine.export import export_clip
     from engine.pipeline import Animator
 
     animator = Animator.from_pretrained(args.model, device=args.device)
+    if args.lip_guidance is not None:
+        if not (math.isfinite(args.lip_guidance) and args.lip_guidance >= 0):
+            raise EmotionSpecError(f"--lip-guidance must be a finite number >= 0 (1 = off), not {args.lip_guidance}")
+        animator.cfg.sampling.audio_guidance_scale = float(args.lip_guidance)
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:

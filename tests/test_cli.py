@@ -68,9 +68,21 @@ def test_render_with_a_painted_mask_and_a_text(model_dir, speech, tmp_path):
     assert code == 0 and probe_video(out).frames == round(1.3 * FPS)
 
 
+def test_lip_guidance_changes_the_render(model_dir, speech, tmp_path):
+    def frames(*extra):
+        folder = tmp_path / f"frames{len(list(tmp_path.iterdir()))}"
+        code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(folder) + ".mp4",
+                     "--model", str(model_dir), "--steps", "2", "--frames-dir", str(folder), *extra])
+        assert code == 0
+        return [p.read_bytes() for p in sorted(folder.glob("*.png"))[:3]]
+
+    assert frames("--lip-guidance", "1") == frames() != frames("--lip-guidance", "4")
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
+        (["--lip-guidance", "nan"], "--lip-guidance must be a finite number"),
         (["--emotion", "smugness=0.5"], "unknown emotion 'smugness'"),
         (["--emotion", "anger=1.5"], "must lie in 0..1"),
         (["--emotion", "anger=nan"], "finite number"),
