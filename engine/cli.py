@@ -29,6 +29,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    help="start from the portrait noised to this level, 0..1 (1 = pure noise; default: the model's)")
     p.add_argument("--lip-guidance", type=float, default=None,
                    help="lip guidance against silence at the less noisy steps (1 = off, faster; default: the model's)")
+    p.add_argument("--keep-background", choices=("yes", "no"), default=None,
+                   help="show the portrait's own background outside the person (default: the model's)")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")
     p.add_argument("--expert", action="append", default=[], help="expert pack to load (adds an emotion)")
     p.add_argument("--fps", type=int, default=None, help="frames per second (default: the model's, 25)")
@@ -83,6 +85,8 @@ def run_render(args: argparse.Namespace) -> int:
         if not (math.isfinite(args.lip_guidance) and args.lip_guidance >= 0):
             raise EmotionSpecError(f"--lip-guidance must be a finite number >= 0 (1 = off), not {args.lip_guidance}")
         animator.cfg.sampling.audio_guidance_scale = float(args.lip_guidance)
+    if args.keep_background is not None:
+        animator.cfg.sampling.keep_background = args.keep_background == "yes"
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:

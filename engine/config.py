@@ -85,6 +85,10 @@ class SamplingConfig:
     # (guided at the noisy steps it distorts the face). 1 = off; one more U-Net pass at those steps.
     audio_guidance_scale: float = 1.0
     audio_guidance_max_t: float = 1.0
+    # Keep the portrait's background: outside the person (MediaPipe selfie matte of the portrait, grown
+    # for head motion and feathered) the frames show the portrait itself, so the static background
+    # does not flicker with the sampler's noise. No person found: the frames are left as generated.
+    keep_background: bool = False
 
 
 @dataclass
@@ -189,7 +193,8 @@ def demo_config() -> ModelConfig:
     return ModelConfig(name="demo", image_size=64, fps=25, unet=unet, vae=vae,
                        moee=MoEEConfig(reference_concat=True),
                        sampling=SamplingConfig(strength=0.75, guidance_scale=10.0, guidance_min_t=0.5,
-                                               audio_guidance_scale=3.0, audio_guidance_max_t=0.5))
+                                               audio_guidance_scale=3.0, audio_guidance_max_t=0.5,
+                                               keep_background=True))
 
 
 def sd15_config() -> ModelConfig:

@@ -337,3 +337,40 @@ def person_matte(image: np.ndarray) -> np.ndarray:
     if mask is None:
         return np.zeros(image.shape[:2], dtype=np.float32)
     return np.clip(mask, 0.0, 1.0).astype(np.float32)
+
+
+#: The generated region around the person matte: grown by this fraction of the image side (room for
+#: the head's motion) and feathered over this fraction (no seam).
+BACKGROUND_MATTE_GROW = 0.03
+BACKGROUND_MATTE_FEATHER = 0.023
+#: Below this peak matte value no person was found: nothing is kept from the portrait.
+MATTE_PERSON_THRESHOLD = 0.5
+
+
+def portrait_background_weight(portrait: np.ndarray, grow: float = BACKGROUND_MATTE_GROW,
+                               feather: float = BACKGROUND_MATTE_FEATHER) -> np.ndarray | None:
+    """Per-pixel weight ``k`` in 0..1 of the portrait's static background, for ``k * portrait + (1 - k) * frame``.
+
+    ``k = 1 - blur(dilate(matte > 0.5))``: 0 on the person (grown by ``grow`` x the side, so the
+    head may move) and 1 on the background. None when no person is found (nothing to keep).
+    """
+    matte = person_matte(portrait)
+    if float(matte.max()) < MATTE_PERSON_THRESHOLD:
+        return None
+    person = (matte > MATTE_PERSON_THRESHOLD).astype(np.uint8)
+    radius = int(round(grow * min(person.shape)))
+    if radius > 0:
+        person = cv2.dilate(person, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    sigma = feather * min(person.shape)
+    soft = cv2.GaussianBlur(person.astype(np.float32), (0, 0), sigmaX=sigma) if sigma > 0.3 else person.astype(np.float32)
+    return np.clip(1.0 - soft, 0.0, 1.0).astype(np.float32)
+
+
+def keep_background(frames: np.ndarray, portrait: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """uint8 frames ``(..., H, W, 3)`` with the portrait's background where ``weight`` (see
+    :func:`portrait_background_weight`) says so: ``k * portrait + (1 - k) * frame``."""
+    if weight is None:
+        return frames
+    k = weight[..., None]
+    mixed = k * portrait.astype(np.float32) + (1.0 - k) * frames.astype(np.float32)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)

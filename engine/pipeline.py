@@ -28,6 +28,7 @@ from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
 from engine.config import ModelConfig, SamplingConfig
 from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
+from engine.face import keep_background
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl
@@ -97,6 +98,9 @@ class PreparedInputs:
     emotion_cache: OrderedDict[tuple, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
     # Audio tokens of silence, one frame's ``(m, A)`` (lip guidance's null condition); None without audio.
     silent_audio_tokens: torch.Tensor | None = None
+    # SamplingConfig.keep_background: the portrait's background weight (computed on first use; None
+    # inside the tuple = no person found).
+    background_weight: tuple[np.ndarray | None] | None = None
 
 
 @dataclass
@@ -522,8 +526,15 @@ class Animator:
                 latents[j] = scheduler.add_noise(clean[None], noise[j][None], next_t.reshape(1))[0]
         return latents
 
-    def _decode(self, latents: torch.Tensor) -> np.ndarray:
-        return tensor_to_images(self.model.decode_latents(latents))
+    def _decode(self, latents: torch.Tensor, prepared: PreparedInputs) -> np.ndarray:
+        images = tensor_to_images(self.model.decode_latents(latents))
+        if not self.cfg.sampling.keep_background:
+            return images
+        if prepared.background_weight is None:
+            from engine.face import portrait_background_weight
+
+            prepared.background_weight = (portrait_background_weight(prepared.portrait),)
+        return keep_background(images, prepared.portrait, prepared.background_weight[0])
 
     def render_frame(
         self,
@@ -550,7 +561,7 @@ class Animator:
             self._gate_maps = self._collect_gate_maps()
             if cancel is not None:
                 cancel.check()
-            return self._decode(latents)[0]
+            return self._decode(latents, prepared)[0]
 
     def render_clip(
         self,
@@ -584,7 +595,7 @@ class Animator:
                 controls = self._gates_for(gates, frames)
                 latents = self._denoise(prepared, frames, controls, steps, seed, sampler, guidance_scale,
                                         cancel, known=previous, strength=strength)
-                images = self._decode(latents[len(held):])
+                images = self._decode(latents[len(held):], prepared)
             previous = {i: latents[j] for j, i in enumerate(frames)}
             for offset, index in enumerate(new):
                 yield FrameResult(index, images[offset], (index - start + 1) / total)

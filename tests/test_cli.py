@@ -68,7 +68,7 @@ def test_render_with_a_painted_mask_and_a_text(model_dir, speech, tmp_path):
     assert code == 0 and probe_video(out).frames == round(1.3 * FPS)
 
 
-def test_lip_guidance_changes_the_render(model_dir, speech, tmp_path):
+def test_lip_guidance_and_kept_background_change_the_render(model_dir, speech, tmp_path):
     def frames(*extra):
         folder = tmp_path / f"frames{len(list(tmp_path.iterdir()))}"
         code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(folder) + ".mp4",
@@ -77,6 +77,7 @@ def test_lip_guidance_changes_the_render(model_dir, speech, tmp_path):
         return [p.read_bytes() for p in sorted(folder.glob("*.png"))[:3]]
 
     assert frames("--lip-guidance", "1") == frames() != frames("--lip-guidance", "4")
+    assert frames("--keep-background", "no") == frames() != frames("--keep-background", "yes")
 
 
 @pytest.mark.parametrize(

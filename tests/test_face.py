@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -104,3 +105,29 @@ def test_person_matte(astronaut: np.ndarray) -> None:
     matte = face.person_matte(astronaut)
     assert matte.shape == (512, 512) and matte.dtype == np.float32
     assert matte[120, 220] > 0.5  # the face
+
+
+def test_background_weight_keeps_the_background_not_the_person(astronaut: np.ndarray) -> None:
+    weight = face.portrait_background_weight(astronaut)
+    matte = face.person_matte(astronaut)
+    assert weight.shape == (512, 512) and weight.min() >= 0.0 and weight.max() <= 1.0
+    assert weight[120, 220] < 1e-6  # the face is generated
+    assert weight[matte > 0.5].max() < 0.25  # so is the whole person (a soft edge at its outline) ...
+    grown = int(round(face.BACKGROUND_MATTE_GROW * 512))
+    inner = cv2.erode((matte > 0.5).astype(np.uint8), np.ones((2 * grown + 1, 2 * grown + 1), np.uint8)) > 0
+    assert weight[inner].max() < 0.01
+    near = (matte <= 0.5) & np.roll(matte > 0.5, grown // 2, axis=1)  # just outside the outline
+    assert weight[near].mean() < 0.5  # ... with room for the head to move
+    assert np.median(weight[matte < 0.05]) > 0.95  # the background is the portrait's
+    frames = np.zeros((2, 512, 512, 3), np.uint8)
+    kept = face.keep_background(frames, astronaut, weight)
+    assert np.array_equal(kept[:, 120, 220], frames[:, 120, 220])
+    far = np.argwhere(weight > 0.999)[0]
+    assert np.abs(kept[1, far[0], far[1]].astype(int) - astronaut[far[0], far[1]]).max() <= 1
+
+
+def test_no_person_keeps_nothing() -> None:
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    assert face.portrait_background_weight(grey) is None
+    frames = np.zeros((1, 64, 64, 3), np.uint8)
+    assert face.keep_background(frames, grey, None) is frames

@@ -230,6 +230,27 @@ def test_guidance_passes_batched_in_one_call_equal_separate_calls(animator, prep
         assert torch.allclose(one, other, atol=1e-5)
 
 
+def test_keep_background_shows_the_portraits_background(animator, prepared):
+    """With ``keep_background`` the frame outside the (grown) person matte is the portrait itself."""
+    from engine.face import portrait_background_weight
+
+    gates = GateControl([0, 0, 1.0, 0, 0, 0])
+    kwargs = {"steps": 2, "strength": 1.0, "guidance_scale": 1.0}
+    generated = animator.render_frame(prepared, 0, gates, **kwargs)
+    weight = portrait_background_weight(prepared.portrait)
+    assert weight is not None and (weight == 1.0).any() and (weight == 0.0).any()
+    try:
+        animator.cfg.sampling.keep_background = True
+        kept = animator.render_frame(prepared, 0, gates, **kwargs)
+        clip = next(animator.render_clip(prepared, gates, stop=1, **kwargs)).image
+    finally:
+        animator.cfg.sampling.keep_background = False
+    background, person = weight == 1.0, weight == 0.0
+    assert np.array_equal(kept[background], prepared.portrait[background])
+    assert np.array_equal(kept[person], generated[person])
+    assert np.array_equal(clip[background], prepared.portrait[background])
+
+
 def test_guidance_terms_add_up_to_classifier_free_guidance():
     eps, eps_neutral, eps_silent = torch.full((2, 3), 2.0), torch.zeros(2, 3), torch.ones(2, 3)
     assert torch.allclose(eps + guidance_term(eps, eps_neutral, 4.0), eps_neutral + 4.0 * (eps - eps_neutral))

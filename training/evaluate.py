@@ -216,7 +216,8 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     """Frames ``(B, F, H, W, 3)`` for ``B`` label rows, one portrait + one audio track, same noise per row.
 
     Sampled as the studio samples: DDIM from the model's default ``strength`` with its default emotion
-    guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are given).
+    and lip guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are
+    given) and, with ``keep_background``, the portrait's background kept outside the person matte.
     """
     from engine.audio import silent_windows
     from engine.pipeline import (
@@ -270,7 +271,12 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         eps = guided
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
     images = model.decode_latents(latents.flatten(0, 1))
-    return tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
+    frames = tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
+    if model.cfg.sampling.keep_background:
+        from engine.face import keep_background, portrait_background_weight
+
+        frames = keep_background(frames, reference, portrait_background_weight(reference))
+    return frames
 
 
 def render_truth(clip: EvalClip, mixes: list[dict[str, float]], frames: int, size: int) -> list[np.ndarray]:
@@ -487,6 +493,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="emotion guidance inside the mouth (default: the model's)")
     parser.add_argument("--guidance-min-t", type=float, default=None,
                         help="guide only at timesteps t >= this fraction of T (default: the model's)")
+    parser.add_argument("--keep-background", choices=("yes", "no"), default=None,
+                        help="keep the portrait's background outside the person matte (default: the model's)")
     parser.add_argument("--audio-guidance", type=float, default=None,
                         help="lip guidance against silence (default: the model's; 1 = off)")
     parser.add_argument("--audio-guidance-max-t", type=float, default=None,
@@ -495,10 +503,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
     """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance/
-    --guidance-min-t/--audio-guidance/--audio-guidance-max-t``."""
+    --guidance-min-t/--audio-guidance/--audio-guidance-max-t/--keep-background``."""
     overrides = (("strength", args.strength), ("guidance_scale", args.guidance),
                  ("mouth_guidance_scale", args.mouth_guidance), ("guidance_min_t", args.guidance_min_t),
-                 ("audio_guidance_scale", args.audio_guidance), ("audio_guidance_max_t", args.audio_guidance_max_t))
+                 ("audio_guidance_scale", args.audio_guidance), ("audio_guidance_max_t", args.audio_guidance_max_t),
+                 ("keep_background", None if args.keep_background is None else args.keep_background == "yes"))
     changes = {name: value for name, value in overrides if value is not None}
     return replace(sampling, **changes)
 
