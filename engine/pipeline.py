@@ -496,8 +496,6 @@ class Animator:
         if gates is None or (any(a is None for a in audios) and not all(a is None for a in audios)):
             return [denoiser(model_input[None], t, reference, a, emotion, g, record and i == 0)[0]
                     for i, (g, a, _) in enumerate(passes)]
-        if count > 1:
-            gates.compute_all_experts = passes[0][0].compute_all_experts
         batch_audio = None if audios[0] is None else torch.cat(audios)
         batch_emotion = emotion.expand(count, *emotion.shape[1:])
         out = denoiser(model_input[None].expand(count, *model_input.shape), t, reference, batch_audio, batch_emotion,
