@@ -10,6 +10,7 @@ fingerprint of the base model it was trained on). Loading it into a model adds a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -19,8 +20,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from engine.atomic import atomic_path
-from engine.config import ModelConfig
+from engine.atomic import atomic_path, atomic_write_text
+from engine.config import ModelConfig, SamplingConfig
 from engine.errors import CheckpointError
 from engine.model import MoEEModel
 
@@ -74,6 +75,20 @@ def read_model_config(folder: str | Path) -> dict[str, Any]:
             f"{MODEL_FORMAT_VERSION}. Convert it with the MoEE Studio release that wrote it."
         )
     return data
+
+
+def update_sampling_defaults(folder: str | Path, **changes: Any) -> dict[str, Any]:
+    """Change default sampling settings of a model folder in place (``config.json`` only, atomically).
+
+    The weights are not touched; the new settings are checked as a :class:`SamplingConfig` first.
+    Returns the folder's new sampling settings.
+    """
+    data = read_model_config(folder)
+    sampling = {**data["config"].get("sampling", {}), **changes}
+    sampling = dataclasses.asdict(SamplingConfig(**sampling))
+    data["config"]["sampling"] = sampling
+    atomic_write_text(Path(folder) / CONFIG_FILE, json.dumps(data, indent=2))
+    return sampling
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> MoEEModel:

@@ -166,11 +166,13 @@ def run_init(args: argparse.Namespace) -> int:
 
 
 def _add_delegated(sub: argparse._SubParsersAction) -> None:
-    """synth / train / eval live in training/ and are imported only when used."""
+    """synth / train / eval / calibrate live in training/ and are imported only when used."""
     for name, module, adder, runner, text in (
         ("synth", "training.synthetic", "add_synth_arguments", "run_synth", "render a synthetic talking-face data set"),
         ("train", "training.trainer", "add_train_arguments", "run_train", "train a stage or a custom expert"),
         ("eval", "training.evaluate", "add_eval_arguments", "run_eval", "evaluate a model on held-out identities"),
+        ("calibrate", "training.calibrate", "add_calibrate_arguments", "run_calibrate",
+         "fit a model's slider calibration on training people"),
     ):
         p = sub.add_parser(name, help=text)
         try:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.calibration import check_curves
 from engine.emotions import BASIC_EMOTIONS
 
 
@@ -89,6 +90,15 @@ class SamplingConfig:
     # for head motion and feathered) the frames show the portrait itself, so the static background
     # does not flicker with the sampler's noise. No person found: the frames are left as generated.
     keep_background: bool = False
+    # Slider calibration (engine.calibration): per emotion, the gate value at each slider value of
+    # CALIBRATION_KNOTS, fitted by ``moee calibrate`` so that the rendered intensity follows the
+    # renderer's ground truth and a 50/50 mix shows both emotions. None: the slider value is the gate.
+    calibration: list[list[float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None:
+            check_curves(self.calibration)
+            self.calibration = [[float(v) for v in curve] for curve in self.calibration]
 
 
 @dataclass

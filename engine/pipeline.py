@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from engine import audio as audio_io
+from engine.calibration import calibrate_weights
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
 from engine.config import ModelConfig, SamplingConfig
@@ -221,6 +222,19 @@ def emotion_guidance_for(cfg: ModelConfig, scale: float, landmarks: np.ndarray |
     if scale == 1.0 and mouth_scale == 1.0:
         return None
     return guidance_scale_map(latent_mouth_mask(landmarks, cfg.image_size, cfg.latent_size), scale, mouth_scale)
+
+
+def calibrated_control(control: GateControl, curves: list[list[float]] | None, num_emotions: int) -> GateControl:
+    """``control`` with its slider weights ``w`` replaced by the gate values ``c_e(w_e)`` the U-Net is given.
+
+    ``curves``: the model's slider calibration (:mod:`engine.calibration`; None = the slider is the
+    gate). Painted masks and their alphas (the local gates) are left as they are.
+    """
+    if not curves or control.global_weights is None:
+        return control
+    checked = control.validated(num_emotions)
+    return GateControl(calibrate_weights(checked.global_weights, curves), checked.local_masks, checked.local_alpha,
+                       checked_for=num_emotions)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -443,6 +457,7 @@ class Animator:
         noise = torch.stack([self._frame_noise(seed, i) for i in frames])
         latents = initial_latents(scheduler, noise, prepared.reference_latent, timesteps[0], strength)
         num = self.model.num_emotions
+        controls = [calibrated_control(c, self.cfg.sampling.calibration, num) for c in controls]
         batch_gates = BatchGates.stack(controls, num)
         batch_gates.compute_all_experts = not self.use_cache
         labels = np.stack([c.global_weights if c.global_weights is not None else np.zeros(num, np.float32)

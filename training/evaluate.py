@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from engine.audio import envelope_per_frame, frame_windows, log_mel
+from engine.calibration import calibrate_weights, read_curves
 from engine.checkpoint import load_model
 from engine.config import SamplingConfig
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
@@ -215,7 +216,8 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
              reference_landmarks: np.ndarray | None = None) -> np.ndarray:
     """Frames ``(B, F, H, W, 3)`` for ``B`` label rows, one portrait + one audio track, same noise per row.
 
-    Sampled as the studio samples: DDIM from the model's default ``strength`` with its default emotion
+    Sampled as the studio samples: ``labels`` are slider weights, given to the U-Net through the
+    model's slider calibration; DDIM from the model's default ``strength`` with its default emotion
     and lip guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are
     given) and, with ``keep_background``, the portrait's background kept outside the person matte.
     """
@@ -240,7 +242,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     audio = d.encode_audio(torch.from_numpy(windows)[None].expand(b, -1, -1, -1).contiguous())
     silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
     silent = silent.expand(b, f, *silent.shape)
-    label = torch.from_numpy(np.asarray(labels, np.float32))
+    label = torch.from_numpy(calibrate_weights(labels, model.cfg.sampling.calibration))
     tokens = d.emotion_latents(label=label)
     g = gates_for_label(label, ablation).repeat_interleave(f, dim=0)
     masks = alpha = None
@@ -499,16 +501,21 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lip guidance against silence (default: the model's; 1 = off)")
     parser.add_argument("--audio-guidance-max-t", type=float, default=None,
                         help="lip guidance only at timesteps t < this fraction of T (default: the model's)")
+    parser.add_argument("--calibration", default=None, metavar="off|FILE",
+                        help="slider calibration: 'off', or a curves JSON written by moee calibrate "
+                             "(default: the model's)")
 
 
 def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
     """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance/
-    --guidance-min-t/--audio-guidance/--audio-guidance-max-t/--keep-background``."""
+    --guidance-min-t/--audio-guidance/--audio-guidance-max-t/--keep-background/--calibration``."""
     overrides = (("strength", args.strength), ("guidance_scale", args.guidance),
                  ("mouth_guidance_scale", args.mouth_guidance), ("guidance_min_t", args.guidance_min_t),
                  ("audio_guidance_scale", args.audio_guidance), ("audio_guidance_max_t", args.audio_guidance_max_t),
                  ("keep_background", None if args.keep_background is None else args.keep_background == "yes"))
     changes = {name: value for name, value in overrides if value is not None}
+    if args.calibration is not None:
+        changes["calibration"] = None if args.calibration == "off" else read_curves(args.calibration)
     return replace(sampling, **changes)
 
 
