@@ -77,16 +77,18 @@ def read_model_config(folder: str | Path) -> dict[str, Any]:
     return data
 
 
-def update_sampling_defaults(folder: str | Path, **changes: Any) -> dict[str, Any]:
+def update_sampling_defaults(folder: str | Path, notes: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
     """Change default sampling settings of a model folder in place (``config.json`` only, atomically).
 
     The weights are not touched; the new settings are checked as a :class:`SamplingConfig` first.
-    Returns the folder's new sampling settings.
+    ``notes`` are merged into the folder's notes (say how the new settings were found). Returns the
+    folder's new sampling settings.
     """
     data = read_model_config(folder)
     sampling = {**data["config"].get("sampling", {}), **changes}
     sampling = dataclasses.asdict(SamplingConfig(**sampling))
     data["config"]["sampling"] = sampling
+    data["notes"] = {**data.get("notes", {}), **(notes or {})}
     atomic_write_text(Path(folder) / CONFIG_FILE, json.dumps(data, indent=2))
     return sampling
 

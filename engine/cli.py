@@ -31,6 +31,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    help="lip guidance against silence at the less noisy steps (1 = off, faster; default: the model's)")
     p.add_argument("--keep-background", choices=("yes", "no"), default=None,
                    help="show the portrait's own background outside the person (default: the model's)")
+    p.add_argument("--calibration", default=None, metavar="off|FILE",
+                   help="slider calibration: 'off' (each slider is the gate) or a curves JSON from "
+                        "moee calibrate (default: the model's)")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")
     p.add_argument("--expert", action="append", default=[], help="expert pack to load (adds an emotion)")
     p.add_argument("--fps", type=int, default=None, help="frames per second (default: the model's, 25)")
@@ -87,6 +90,10 @@ def run_render(args: argparse.Namespace) -> int:
         animator.cfg.sampling.audio_guidance_scale = float(args.lip_guidance)
     if args.keep_background is not None:
         animator.cfg.sampling.keep_background = args.keep_background == "yes"
+    if args.calibration is not None:
+        from engine.calibration import read_curves
+
+        animator.cfg.sampling.calibration = None if args.calibration == "off" else read_curves(args.calibration)
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:

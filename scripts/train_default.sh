@@ -34,6 +34,7 @@ AUDIO_GUIDANCE_MAX_T=${AUDIO_GUIDANCE_MAX_T:-0.5}  # ... at the less noisy half 
 ABLATION_STEPS=${ABLATION_STEPS:-750}   # 0 = skip the ablation table
 EVAL_IDENTITIES=${EVAL_IDENTITIES:-6}
 ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
+CALIBRATION_IDENTITIES=${CALIBRATION_IDENTITIES:-12}  # training people the slider calibration is measured on
 COMMON=(--no-progress --config demo)
 
 mkdir -p "$WORK"
@@ -112,6 +113,13 @@ stamp "compound recogniser (also AU-varied frames and rendered two-emotion mixes
 [ -f "$WORK/recognizer_compound/recognizer.safetensors" ] && stamp "skip: compound recogniser exists" || \
   python -m training.recognizer --data "$MIX_DATA" --out "$WORK/recognizer_compound" --steps 5000 --seed 5 \
     --threads 1 --frame-size 64 --autoencoder "$WORK/vae2" --autoencoder-frames 6000 --au-frames 30000
+
+stamp "slider calibration (training people, read by the compound recogniser; stored in stage2c's config)"
+python -m training.calibrate --model "$WORK/stage2c" --data "$DATA" \
+  --recognizer "$WORK/recognizer_compound" --identities "$CALIBRATION_IDENTITIES" \
+  --guidance "$GUIDANCE" --guidance-min-t "$GUIDANCE_MIN_T" \
+  --audio-guidance "$AUDIO_GUIDANCE" --audio-guidance-max-t "$AUDIO_GUIDANCE_MAX_T" \
+  --threads 2 --out "$WORK/calibration.json" --write-model
 
 stamp "evaluate + package"
 mkdir -p assets/models/recognizer assets/models/recognizer_compound

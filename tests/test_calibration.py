@@ -129,13 +129,17 @@ def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
     parser = argparse.ArgumentParser()
     calibrate.add_calibrate_arguments(parser)
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--identities", "1",
-                              "--steps", "2", "--out", str(tmp_path / "curves.json"), "--write-model", "--threads", "1"])
+                              "--steps", "2", "--out", str(tmp_path / "curves.json"), "--write-model", "--threads", "1",
+                              "--guidance", "3"])
     assert calibrate.run_calibrate(args) == 0
     result = json.loads((tmp_path / "curves.json").read_text())
     assert np.asarray(result["generated_response"]).shape == (6, len(KNOTS))
     assert result["target_response"][0][-1] > result["target_response"][0][0]  # the truth's happiness rises
     check_curves(result["curves"])
-    assert load_model(tmp_path / "model").cfg.sampling.calibration == result["curves"]
+    calibrated = load_model(tmp_path / "model")
+    assert calibrated.cfg.sampling.calibration == result["curves"]
+    assert calibrated.cfg.sampling.guidance_scale == 3.0  # stored with the sampling it was measured with
+    assert calibrated.notes["calibration"]["identities"] == result["identities"]  # how the curves were found
     assert json.loads(capsys.readouterr().out)["curves"] == result["curves"]
 
     parser = argparse.ArgumentParser()

@@ -78,6 +78,10 @@ def test_lip_guidance_and_kept_background_change_the_render(model_dir, speech, t
 
     assert frames("--lip-guidance", "1") == frames() != frames("--lip-guidance", "4")
     assert frames("--keep-background", "no") == frames() != frames("--keep-background", "yes")
+    curves = tmp_path.parent / f"{tmp_path.name}-curves.json"
+    curves.write_text(json.dumps({"curves": [[0, 0.5, 1, 1, 1]] * 6}))  # every slider at 0.25 -> gate 0.5
+    mix = ("--emotion", "anger=0.25")
+    assert frames(*mix, "--calibration", "off") == frames(*mix) != frames(*mix, "--calibration", str(curves))
 
 
 @pytest.mark.parametrize(
@@ -88,6 +92,7 @@ def test_lip_guidance_and_kept_background_change_the_render(model_dir, speech, t
         (["--emotion", "anger=1.5"], "must lie in 0..1"),
         (["--emotion", "anger=nan"], "finite number"),
         (["--mask", "x.png"], "one --mask-emotion for every --mask"),
+        (["--calibration", "missing.json"], "not a slider calibration file"),
     ],
 )
 def test_bad_emotion_arguments_are_reported(model_dir, speech, tmp_path, capsys, extra, message):

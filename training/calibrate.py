@@ -13,8 +13,10 @@ The curve ``c_e(w) = G_e^{-1}(T_e(w))`` (:func:`engine.calibration.fit_response_
 over people) then gives the gate that makes the model show what the ground truth shows. The default
 recogniser is the bundled compound one (``assets/models/recognizer_compound``): trained on mixes and
 AU-varied faces, its probabilities follow partial intensities, where the single-emotion recogniser's
-saturate. The result, with the measured responses, is written as JSON (``--out``) and, with
-``--write-model``, into the model folder's sampling defaults.
+saturate. The model is sampled with its sampling defaults and the same override flags as ``moee
+eval`` (``--guidance`` ...): a calibration holds for the sampling it was measured with. The result,
+with the measured responses, is written as JSON (``--out``) and, with ``--write-model``, into the
+model folder's sampling defaults (with those sampling settings).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +43,11 @@ from training.evaluate import (
     EVAL_SEED,
     SHORT_FRAMES,
     EvalClip,
+    add_sampling_arguments,
     generate,
     load_eval_clips,
     render_truth,
+    sampling_with_overrides,
 )
 
 #: Training people measured by default (about 3 s each on 2 CPU cores for the demo model).
@@ -119,6 +124,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-model", action="store_true",
                         help="store the curves in the model folder's sampling defaults (config.json)")
     parser.add_argument("--threads", type=int, default=None)
+    add_sampling_arguments(parser)  # measured (and stored with --write-model) with these settings
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -130,6 +136,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         model = load_model(args.model)
+        model.cfg.sampling = sampling_with_overrides(model.cfg.sampling, args)
         recognizer = load_recognizer(Path(args.recognizer or MODELS_DIR / COMPOUND_RECOGNIZER_DIR))
         clips = neutral_clips(load_eval_clips(args.data, model, SHORT_FRAMES, "train"), args.identities)
         if not clips:
@@ -143,7 +150,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))
         if args.write_model:
-            update_sampling_defaults(args.model, calibration=curves)
+            note = {"command": " ".join(["moee calibrate", *sys.argv[1:]]), "data": str(args.data),
+                    "recognizer": str(args.recognizer or f"assets/models/{COMPOUND_RECOGNIZER_DIR}"),
+                    **{k: result[k] for k in ("identities", "generated_response", "target_response")}}
+            sampling = {**asdict(model.cfg.sampling), "calibration": curves}
+            update_sampling_defaults(args.model, notes={"calibration": note}, **sampling)
     except MoEEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

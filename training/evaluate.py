@@ -489,6 +489,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--package-to", default=None, help="save the model here as fp16 with the metrics in notes")
     parser.add_argument("--samples", default=None, help="write a PNG sheet of sample frames")
     parser.add_argument("--threads", type=int, default=None)
+    add_sampling_arguments(parser)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the model's ``SamplingConfig`` (see :func:`sampling_with_overrides`)."""
     parser.add_argument("--strength", type=float, default=None, help="sampling strength (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="emotion guidance (default: the model's)")
     parser.add_argument("--mouth-guidance", type=float, default=None,
