@@ -240,8 +240,10 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     ref_latent = model.encode_images(image_to_tensor(reference))
     ref = d.compute_reference(ref_latent)
     audio = d.encode_audio(torch.from_numpy(windows)[None].expand(b, -1, -1, -1).contiguous())
-    silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
-    silent = silent.expand(b, f, *silent.shape)
+    silent = None  # the audio tokens of silence, only where lip guidance runs
+    if model.cfg.sampling.audio_guidance_scale != 1.0:
+        silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
+        silent = silent.expand(b, f, *silent.shape)
     label = torch.from_numpy(calibrate_weights(labels, model.cfg.sampling.calibration))
     tokens = d.emotion_latents(label=label)
     g = gates_for_label(label, ablation).repeat_interleave(f, dim=0)
