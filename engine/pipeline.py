@@ -224,6 +224,55 @@ def emotion_guidance_for(cfg: ModelConfig, scale: float, landmarks: np.ndarray |
     return guidance_scale_map(latent_mouth_mask(landmarks, cfg.image_size, cfg.latent_size), scale, mouth_scale)
 
 
+#: One U-Net pass of a guided step: (gates, audio tokens, guidance scale; None for the conditional pass).
+GuidancePass = tuple[BatchGates, torch.Tensor | None, Any]
+
+
+def guidance_passes(timestep: torch.Tensor | int, cfg: ModelConfig, gates: BatchGates, audio: torch.Tensor | None,
+                    emotion_guidance: float | torch.Tensor | None, neutral: BatchGates | None,
+                    silent_audio: Callable[[], torch.Tensor | None]) -> list[GuidancePass]:
+    """The passes of one denoising step: the conditional one, then the null condition of each guidance
+    active at ``timestep`` (emotion: every slider at 0, at ``t >= guidance_min_t T``; lip: the audio of
+    silence, at ``t < audio_guidance_max_t T``). ``silent_audio`` is called only when lip guidance runs.
+    """
+    total_t, sampling = cfg.scheduler.num_train_timesteps, cfg.sampling
+    passes: list[GuidancePass] = [(gates, audio, None)]
+    if emotion_guidance is not None and neutral is not None and guidance_active(timestep, total_t,
+                                                                                sampling.guidance_min_t):
+        passes.append((neutral, audio, emotion_guidance))
+    if audio is not None and audio_guidance_active(timestep, total_t, sampling):
+        passes.append((gates, silent_audio(), sampling.audio_guidance_scale))
+    return passes
+
+
+def run_unet_passes(denoiser: torch.nn.Module, model_input: torch.Tensor, timestep: torch.Tensor,
+                    reference: ReferenceFeatures, emotion: torch.Tensor, passes: list[GuidancePass],
+                    record: bool = False) -> list[torch.Tensor]:
+    """The U-Net's prediction ``(B, F, C, h, w)`` for each (gates, audio) of ``passes``, as one batched call.
+
+    ``model_input`` is ``(B, F, C, h, w)``, ``emotion`` the tokens of those ``B`` rows. A batch of two
+    costs far less than two calls (20 vs 2 x 15 ms for the demo model on 2 cores). Gates are recorded
+    (heat maps) from the first pass, whose rows come first.
+    """
+    count, rows = len(passes), model_input.shape[0] * model_input.shape[1]
+    gates = BatchGates.concat([g for g, _, _ in passes], rows) if count > 1 else passes[0][0]
+    audios = [a for _, a, _ in passes]
+    if gates is None or (any(a is None for a in audios) and not all(a is None for a in audios)):
+        return [denoiser(model_input, timestep, reference, a, emotion, g, record and i == 0)
+                for i, (g, a, _) in enumerate(passes)]
+    batch_audio = None if audios[0] is None else torch.cat(audios)
+    out = denoiser(torch.cat([model_input] * count), timestep, reference, batch_audio, torch.cat([emotion] * count),
+                   gates, record)
+    return list(out.chunk(count))
+
+
+def combine_guidance(outputs: list[torch.Tensor], passes: list[GuidancePass]) -> torch.Tensor:
+    """``eps + sum_c (w_c - 1)(eps - eps_c)``: the conditional prediction plus each guidance's term."""
+    eps = outputs[0]
+    return eps + sum((guidance_term(eps, eps_null, scale) for eps_null, (_, _, scale)
+                      in zip(outputs[1:], passes[1:], strict=True)), torch.zeros_like(eps))
+
+
 def calibrated_control(control: GateControl, curves: list[list[float]] | None, num_emotions: int) -> GateControl:
     """``control`` with its slider weights ``w`` replaced by the gate values ``c_e(w_e)`` the U-Net is given.
 
@@ -470,7 +519,6 @@ class Animator:
         if guidance is not None:
             neutral = BatchGates.stack([GateControl(np.zeros(num, np.float32)) for _ in frames], num)
         known_rows = [j for j, i in enumerate(frames) if known and i in known]
-        total_t = self.cfg.scheduler.num_train_timesteps
         for step, t in enumerate(timesteps):
             if cancel is not None:
                 cancel.check()
@@ -480,42 +528,16 @@ class Animator:
                 emotion = self._emotion_tokens(prepared, labels)
                 reference = self._reference(prepared)
                 audio = self._audio_tokens(prepared, frames)
-            # the conditional pass, then each active guidance's null condition: (gates, audio, scale)
-            passes: list[tuple[BatchGates, torch.Tensor | None, Any]] = [(batch_gates, audio, None)]
-            if neutral is not None and guidance_active(t, total_t, self.cfg.sampling.guidance_min_t):
-                passes.append((neutral, audio, guidance))
-            if audio is not None and audio_guidance_active(t, total_t, self.cfg.sampling):
-                passes.append((batch_gates, self._silent_audio_tokens(prepared, frames),
-                               self.cfg.sampling.audio_guidance_scale))
-            outputs = self._unet_passes(model_input, t, reference, emotion, passes, record_gates and last)
-            eps = outputs[0]
-            eps = eps + sum((guidance_term(eps, eps_null, scale) for eps_null, (_, _, scale)
-                             in zip(outputs[1:], passes[1:], strict=True)), torch.zeros_like(eps))
+            passes = guidance_passes(t, self.cfg, batch_gates, audio, guidance, neutral,
+                                     lambda: self._silent_audio_tokens(prepared, frames))
+            outputs = run_unet_passes(self.model.denoiser, model_input[None], t, reference, emotion, passes,
+                                      record_gates and last)
+            eps = combine_guidance([out[0] for out in outputs], passes)
             latents = scheduler.step(eps, t, latents).prev_sample
             if known_rows:
                 latents = self._hold_known(scheduler, latents, frames, known, known_rows, noise,
                                            None if last else timesteps[step + 1])
         return latents
-
-    def _unet_passes(self, model_input: torch.Tensor, t: torch.Tensor, reference: ReferenceFeatures,
-                     emotion: torch.Tensor, passes: list[tuple[BatchGates, torch.Tensor | None, Any]],
-                     record: bool) -> list[torch.Tensor]:
-        """The U-Net's prediction ``(F, C, h, w)`` for each (gates, audio) of ``passes``, as one batched call.
-
-        A batch of two costs far less than two calls (20 vs 2 x 15 ms for the demo model on 2 cores).
-        Gates are recorded (heat maps) from the first pass, whose rows come first.
-        """
-        denoiser, count = self.model.denoiser, len(passes)
-        gates = BatchGates.concat([g for g, _, _ in passes], len(model_input)) if count > 1 else passes[0][0]
-        audios = [a for _, a, _ in passes]
-        if gates is None or (any(a is None for a in audios) and not all(a is None for a in audios)):
-            return [denoiser(model_input[None], t, reference, a, emotion, g, record and i == 0)[0]
-                    for i, (g, a, _) in enumerate(passes)]
-        batch_audio = None if audios[0] is None else torch.cat(audios)
-        batch_emotion = emotion.expand(count, *emotion.shape[1:])
-        out = denoiser(model_input[None].expand(count, *model_input.shape), t, reference, batch_audio, batch_emotion,
-                       gates, record)
-        return list(out)
 
     def _guidance(self, prepared: PreparedInputs, scale: float) -> float | torch.Tensor | None:
         guidance = emotion_guidance_for(self.cfg, scale, prepared.landmarks)

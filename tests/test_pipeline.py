@@ -15,13 +15,16 @@ from engine.pipeline import (
     Animator,
     CancelToken,
     audio_guidance_active,
+    combine_guidance,
     emotion_guidance,
     guidance_active,
+    guidance_passes,
     guidance_scale_map,
     guidance_term,
     initial_latents,
     latent_mouth_mask,
     make_scheduler,
+    run_unet_passes,
     sampling_timesteps,
 )
 from tests.engine_helpers import tiny_model
@@ -224,10 +227,45 @@ def test_guidance_passes_batched_in_one_call_equal_separate_calls(animator, prep
     x = torch.randn(2, animator.cfg.latent_channels, latent, latent, generator=torch.Generator().manual_seed(0))
     passes = [(painted, audio, None), (neutral, audio, 3.0), (painted, silent, 2.0)]
     with torch.no_grad():
-        batched = animator._unet_passes(x, torch.tensor(300), reference, emotion, passes, record=False)
-        separate = [denoiser(x[None], torch.tensor(300), reference, a, emotion, g)[0] for g, a, _ in passes]
+        batched = run_unet_passes(denoiser, x[None], torch.tensor(300), reference, emotion, passes)
+        separate = [denoiser(x[None], torch.tensor(300), reference, a, emotion, g) for g, a, _ in passes]
     for one, other in zip(batched, separate, strict=True):
         assert torch.allclose(one, other, atol=1e-5)
+    # several rows (the evaluator's label rows): each pass keeps its rows, in order
+    rows = torch.cat([x[None], x[None].flip(1)])
+    two = BatchGates(painted.global_weights.repeat(2, 1), painted.local_masks.repeat(2, 1, 1, 1),
+                     painted.local_alpha.repeat(2, 1))
+    passes = [(two, audio.repeat(2, 1, 1, 1), None), (BatchGates(torch.zeros(4, 6)), silent.repeat(2, 1, 1, 1), 2.0)]
+    with torch.no_grad():
+        batched = run_unet_passes(denoiser, rows, torch.tensor(300), reference, emotion.repeat(2, 1, 1, 1), passes)
+        separate = [denoiser(rows, torch.tensor(300), reference, a, emotion.repeat(2, 1, 1, 1), g) for g, a, _ in passes]
+    assert batched[0].shape == rows.shape
+    for one, other in zip(batched, separate, strict=True):
+        assert torch.allclose(one, other, atol=1e-5)
+
+
+def test_a_step_combines_the_passes_of_the_active_guidances(animator):
+    """Which passes a step runs, and how their predictions add up (one code path for studio and eval)."""
+    cfg = animator.cfg
+    saved = cfg.sampling
+    cfg.sampling = SamplingConfig(guidance_scale=3.0, guidance_min_t=0.5, audio_guidance_scale=2.0,
+                                  audio_guidance_max_t=0.5)
+    gates, neutral = BatchGates(torch.ones(1, 6)), BatchGates(torch.zeros(1, 6))
+    audio, silence = torch.ones(1, 1, 2, 3), torch.zeros(1, 1, 2, 3)
+    heard = []
+    try:
+        early = guidance_passes(900, cfg, gates, audio, 3.0, neutral, lambda: heard.append(1) or silence)
+        late = guidance_passes(100, cfg, gates, audio, 3.0, neutral, lambda: heard.append(1) or silence)
+        assert [(g is neutral, a is silence, w) for g, a, w in early] == [(False, False, None), (True, False, 3.0)]
+        assert [(g is neutral, a is silence, w) for g, a, w in late] == [(False, False, None), (False, True, 2.0)]
+        assert heard == [1]  # silence is encoded only where lip guidance runs
+        assert len(guidance_passes(100, cfg, gates, None, 3.0, neutral, lambda: silence)) == 1  # no audio: no lips
+    finally:
+        cfg.sampling = saved
+    eps, eps_neutral, eps_silent = torch.full((2,), 1.0), torch.full((2,), 0.5), torch.full((2,), 0.75)
+    combined = combine_guidance([eps, eps_neutral, eps_silent], [(gates, audio, None), (neutral, audio, 3.0),
+                                                                 (gates, silence, 2.0)])
+    assert torch.allclose(combined, eps + 2.0 * (eps - eps_neutral) + 1.0 * (eps - eps_silent))
 
 
 def test_keep_background_shows_the_portraits_background(animator, prepared):

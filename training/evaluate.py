@@ -223,13 +223,13 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     """
     from engine.audio import silent_windows
     from engine.pipeline import (
-        audio_guidance_active,
+        combine_guidance,
         emotion_guidance_for,
-        guidance_active,
-        guidance_term,
+        guidance_passes,
         image_to_tensor,
         initial_latents,
         make_scheduler,
+        run_unet_passes,
         sampling_timesteps,
         tensor_to_images,
     )
@@ -243,7 +243,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     silent = None  # the audio tokens of silence, only where lip guidance runs
     if model.cfg.sampling.audio_guidance_scale != 1.0:
         silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
-        silent = silent.expand(b, f, *silent.shape)
+        silent = silent.expand(b, f, *silent.shape).contiguous()
     label = torch.from_numpy(calibrate_weights(labels, model.cfg.sampling.calibration))
     tokens = d.emotion_latents(label=label)
     g = gates_for_label(label, ablation).repeat_interleave(f, dim=0)
@@ -256,7 +256,6 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     strength = model.cfg.sampling.strength if strength is None else strength
     scale = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
     guidance = emotion_guidance_for(model.cfg, scale, reference_landmarks)
-    total_t, min_t = model.cfg.scheduler.num_train_timesteps, model.cfg.sampling.guidance_min_t
     scheduler = make_scheduler("ddim", model.cfg)
     timesteps = sampling_timesteps(scheduler, steps, strength)
     shape = (f, model.cfg.latent_channels, model.cfg.latent_size, model.cfg.latent_size)
@@ -265,14 +264,8 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     latents = start[None].expand(b, -1, -1, -1, -1).contiguous()
     for t in timesteps:
         model_input = scheduler.scale_model_input(latents, t)
-        eps = d(model_input, t, ref, audio, tokens, gates)
-        guided = eps
-        if guidance is not None and guidance_active(t, total_t, min_t):
-            guided = guided + guidance_term(eps, d(model_input, t, ref, audio, tokens, neutral), guidance)
-        if audio_guidance_active(t, total_t, model.cfg.sampling):
-            guided = guided + guidance_term(eps, d(model_input, t, ref, silent, tokens, gates),
-                                            model.cfg.sampling.audio_guidance_scale)
-        eps = guided
+        passes = guidance_passes(t, model.cfg, gates, audio, guidance, neutral, lambda: silent)
+        eps = combine_guidance(run_unet_passes(d, model_input, t, ref, tokens, passes), passes)
         latents = scheduler.step(eps.flatten(0, 1), t, latents.flatten(0, 1)).prev_sample.reshape(latents.shape)
     images = model.decode_latents(latents.flatten(0, 1))
     frames = tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
