@@ -99,9 +99,10 @@ class PreparedInputs:
     emotion_cache: OrderedDict[tuple, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
     # Audio tokens of silence, one frame's ``(m, A)`` (lip guidance's null condition); None without audio.
     silent_audio_tokens: torch.Tensor | None = None
-    # SamplingConfig.keep_background: the portrait's background weight (computed on first use; None
-    # inside the tuple = no person found).
-    background_weight: tuple[np.ndarray | None] | None = None
+    # SamplingConfig.keep_background: the portrait's background weight, computed on first use
+    # (``background_checked``); None when no person was found in the portrait.
+    background_weight: np.ndarray | None = None
+    background_checked: bool = False
 
 
 @dataclass
@@ -565,11 +566,12 @@ class Animator:
         images = tensor_to_images(self.model.decode_latents(latents))
         if not self.cfg.sampling.keep_background:
             return images
-        if prepared.background_weight is None:
+        if not prepared.background_checked:
             from engine.face import portrait_background_weight
 
-            prepared.background_weight = (portrait_background_weight(prepared.portrait),)
-        return keep_background(images, prepared.portrait, prepared.background_weight[0])
+            prepared.background_weight = portrait_background_weight(prepared.portrait)
+            prepared.background_checked = True
+        return keep_background(images, prepared.portrait, prepared.background_weight)
 
     def render_frame(
         self,

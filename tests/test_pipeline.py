@@ -289,6 +289,19 @@ def test_keep_background_shows_the_portraits_background(animator, prepared):
     assert np.array_equal(clip[background], prepared.portrait[background])
 
 
+def test_keep_background_leaves_a_portrait_without_a_person_as_generated(animator):
+    grey = animator.prepare(np.full((32, 32, 3), 128, np.uint8), crop="none")
+    kwargs = {"steps": 2, "strength": 1.0, "guidance_scale": 1.0}
+    generated = animator.render_frame(grey, 0, GateControl([0.0] * 6), **kwargs)
+    try:
+        animator.cfg.sampling.keep_background = True
+        for _ in range(2):  # the matte is looked for once per prepared portrait
+            assert np.array_equal(animator.render_frame(grey, 0, GateControl([0.0] * 6), **kwargs), generated)
+            assert grey.background_checked and grey.background_weight is None
+    finally:
+        animator.cfg.sampling.keep_background = False
+
+
 def test_guidance_terms_add_up_to_classifier_free_guidance():
     eps, eps_neutral, eps_silent = torch.full((2, 3), 2.0), torch.zeros(2, 3), torch.ones(2, 3)
     assert torch.allclose(eps + guidance_term(eps, eps_neutral, 4.0), eps_neutral + 4.0 * (eps - eps_neutral))
