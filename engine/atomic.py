@@ -23,6 +23,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,29 @@ def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
         raise
 
 
+def _process_umask() -> int:
+    """The process's file-creation mask (read from /proc on Linux, where it can be read without changing it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(target: Path, default: int) -> int:
+    """Permissions for what replaces ``target``: those of the file it replaces, else ``default`` less the umask.
+
+    The temporary files and folders are created private (0600 / 0700); a finished export, project or
+    checkpoint gets the permissions a plain ``open()`` or ``mkdir()`` would have given it.
+    """
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return default & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; rename it onto ``path`` if the block succeeds.
@@ -139,6 +163,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if not tmp.is_file():
             raise OutputError(f"nothing was written for {path}")
         _fsync_file(tmp)
+        os.chmod(tmp, _final_mode(path, 0o666))
         os.replace(tmp, path)
         _fsync_folder(folder)
 
@@ -184,6 +209,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         with _removed_on_failure(tmp, path):
             yield tmp
             _fsync_tree(tmp)
+            os.chmod(tmp, _final_mode(path, 0o777))
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=OLD_MARKER, dir=folder))
                 old.rmdir()

@@ -118,3 +118,19 @@ def test_atomic_directory_refuses_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "frames").write_text("file")
     with pytest.raises(OutputError, match="file with that name"), atomic_directory(tmp_path / "frames"):
         pass
+
+
+def test_finished_files_and_folders_get_ordinary_permissions(tmp_path: Path) -> None:
+    """Not the private 0600 / 0700 of the temporary names: what open() / mkdir() give under the umask."""
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "project.moee", "{}")
+        with atomic_directory(tmp_path / "frames") as folder:
+            (folder / "0000.png").write_bytes(b"png")
+        assert (tmp_path / "project.moee").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o755
+        (tmp_path / "project.moee").chmod(0o640)  # a replaced file keeps the permissions its owner gave it
+        atomic_write_text(tmp_path / "project.moee", "{\"v\": 2}")
+        assert (tmp_path / "project.moee").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
