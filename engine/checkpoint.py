@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, atomic_write_text
 from engine.config import ModelConfig, SamplingConfig
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, EmotionSpecError
 from engine.model import MoEEModel
 
 MODEL_FORMAT = "moee-model"
@@ -97,7 +97,10 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", dtype: to
     """Rebuild a model from its folder; every key must match exactly."""
     folder = Path(folder)
     data = read_model_config(folder)
-    cfg = ModelConfig.from_dict(data["config"])
+    try:
+        cfg = ModelConfig.from_dict(data["config"])
+    except (EmotionSpecError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{Path(folder) / CONFIG_FILE} holds an invalid model configuration: {exc}") from exc
     model = MoEEModel(cfg)
     model.emotions = list(data.get("emotions", cfg.moee.emotions))
     model.colours.update(data.get("colours", {}))

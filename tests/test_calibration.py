@@ -15,7 +15,7 @@ from engine.calibration import (
 )
 from engine.checkpoint import load_model, save_model, update_sampling_defaults
 from engine.config import SamplingConfig
-from engine.errors import EmotionSpecError
+from engine.errors import CheckpointError, EmotionSpecError
 from engine.moee import GateControl
 from engine.pipeline import Animator
 from tests.engine_helpers import tiny_model
@@ -113,6 +113,11 @@ def test_calibration_is_saved_with_the_model_and_updated_in_place(tmp_path) -> N
     with pytest.raises(EmotionSpecError):
         update_sampling_defaults(tmp_path / "m", calibration=[[0, 1]])
     assert (tmp_path / "m" / "config.json").read_text() == config_before  # a refused update loses nothing
+    broken = json.loads(config_before)
+    broken["config"]["sampling"]["calibration"] = [[0, 0.9, 0.5, 1, 1]] * 6  # edited by hand: decreasing
+    (tmp_path / "m" / "config.json").write_text(json.dumps(broken))
+    with pytest.raises(CheckpointError, match="invalid model configuration.*must not decrease"):
+        load_model(tmp_path / "m")
 
 
 def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
