@@ -196,14 +196,14 @@ def demo_config() -> ModelConfig:
     mouth corners (an 8x one at 128 px blurred them on held-out faces), and the portrait latent is also
     concatenated to the U-Net input (``reference_concat``) so identity is kept after CPU-hours of training.
     Sampled from the noised portrait (strength 0.75) with emotion guidance 10 at the noisier half of the
-    schedule and lip guidance 3 (against silence) at the other half (measured in docs/TRAINING.md).
+    schedule and lip guidance 5 (against silence) at the other half (measured in docs/TRAINING.md).
     """
     unet = _cross_attn_unet((64, 128, 128), cross_dim=128, heads=2, layers=1)
     vae = _vae((32, 64, 64), groups=16, layers=1, image_size=64)
     return ModelConfig(name="demo", image_size=64, fps=25, unet=unet, vae=vae,
                        moee=MoEEConfig(reference_concat=True),
                        sampling=SamplingConfig(strength=0.75, guidance_scale=10.0, guidance_min_t=0.5,
-                                               audio_guidance_scale=3.0, audio_guidance_max_t=0.5,
+                                               audio_guidance_scale=5.0, audio_guidance_max_t=0.5,
                                                keep_background=True))
 
 

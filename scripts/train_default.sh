@@ -31,10 +31,10 @@ STAGE2_MIX_STEPS=${STAGE2_MIX_STEPS:-2500}
 EVAL_FRAMES=${EVAL_FRAMES:-16}     # lip sync is a correlation over the frames: 8 were too few to read it
 GUIDANCE=${GUIDANCE:-10}
 GUIDANCE_MIN_T=${GUIDANCE_MIN_T:-0.5}
-AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-3}        # lip guidance against silence ...
+AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-5}        # lip guidance against silence (3 before the mix steps) ...
 AUDIO_GUIDANCE_MAX_T=${AUDIO_GUIDANCE_MAX_T:-0.5}  # ... at the less noisy half of the schedule
 ABLATION_STEPS=${ABLATION_STEPS:-750}   # 0 = skip the ablation table
-EVAL_IDENTITIES=${EVAL_IDENTITIES:-6}
+EVAL_IDENTITIES=${EVAL_IDENTITIES:-12}  # 6 read a few hundredths off either way
 ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
 CALIBRATION_IDENTITIES=${CALIBRATION_IDENTITIES:-12}  # training people the slider calibration is measured on
 COMMON=(--no-progress --config demo)
