@@ -89,3 +89,8 @@ def read_curves(path: str | Path) -> list[list[float]]:
         raise EmotionSpecError(f"{path} is not a slider calibration file written by moee calibrate: {exc}") from exc
     check_curves(curves)
     return [[float(v) for v in curve] for curve in curves]
+
+
+def curves_from_argument(value: str) -> list[list[float]] | None:
+    """The curves a ``--calibration off|FILE`` command-line value asks for (None: calibration off)."""
+    return None if value == "off" else read_curves(value)

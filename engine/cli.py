@@ -91,9 +91,9 @@ def run_render(args: argparse.Namespace) -> int:
     if args.keep_background is not None:
         animator.cfg.sampling.keep_background = args.keep_background == "yes"
     if args.calibration is not None:
-        from engine.calibration import read_curves
+        from engine.calibration import curves_from_argument
 
-        animator.cfg.sampling.calibration = None if args.calibration == "off" else read_curves(args.calibration)
+        animator.cfg.sampling.calibration = curves_from_argument(args.calibration)
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:

@@ -29,7 +29,7 @@ from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
 from engine.config import ModelConfig, SamplingConfig
 from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
-from engine.face import keep_background
+from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl
@@ -567,8 +567,6 @@ class Animator:
         if not self.cfg.sampling.keep_background:
             return images
         if not prepared.background_checked:
-            from engine.face import portrait_background_weight
-
             prepared.background_weight = portrait_background_weight(prepared.portrait)
             prepared.background_checked = True
         return keep_background(images, prepared.portrait, prepared.background_weight)

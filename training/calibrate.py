@@ -96,11 +96,12 @@ def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, 
                 raise MoEEError(f"{clip.identity} has no identity seed: calibration needs synthetic data "
                                 "(moee synth) whose people the renderer can draw again")
             frames = generate(model, clip.frames[0], clip.windows[:SHORT_FRAMES], labels, steps, seed)
-            truth = render_truth(clip, mixes, SHORT_FRAMES, model.cfg.image_size)
-            for r in range(len(labels)):
-                e, k = divmod(r, len(knots))
-                generated[n, e, k] = predict(recognizer, frames[r])["emotion"].mean(0)[e]
-                target[n, e, k] = predict(recognizer, truth[r])["emotion"].mean(0)[e]
+            truth = np.stack(render_truth(clip, mixes, SHORT_FRAMES, model.cfg.image_size))
+            for out, rendered in ((generated, frames), (target, truth)):
+                # every row's frames read in one batch: probabilities (rows, frames, E), mean over frames
+                read = predict(recognizer, rendered.reshape(-1, *rendered.shape[2:]))["emotion"]
+                read = read.reshape(*rendered.shape[:2], -1).mean(1).reshape(len(emotions), len(knots), -1)
+                out[n] = read[np.arange(len(emotions)), :, np.arange(len(emotions))]
     finally:
         model.cfg.sampling.calibration = saved
     return generated.mean(0), target.mean(0)

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from engine.audio import envelope_per_frame, frame_windows, log_mel
-from engine.calibration import calibrate_weights, read_curves
+from engine.calibration import calibrate_weights, curves_from_argument
 from engine.checkpoint import load_model
 from engine.config import SamplingConfig
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
@@ -515,7 +515,7 @@ def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) 
                  ("keep_background", None if args.keep_background is None else args.keep_background == "yes"))
     changes = {name: value for name, value in overrides if value is not None}
     if args.calibration is not None:
-        changes["calibration"] = None if args.calibration == "off" else read_curves(args.calibration)
+        changes["calibration"] = curves_from_argument(args.calibration)
     return replace(sampling, **changes)
 
 
