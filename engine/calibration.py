@@ -13,6 +13,17 @@ training people, :mod:`training.calibrate`). ``c_e`` is piecewise linear through
 ``c(0) = 0`` (neutral stays neutral) and ``c(1) = 1`` (full intensity is what training taught) and is
 non-decreasing, so a slider sweep stays monotonic. Emotions without a curve (custom experts) pass
 through unchanged.
+
+A mix is not the sum of its parts: two experts at once interact (anger's lowered brows and
+surprise's raised inner brows read as sadness), and the emotion that responds more strongly drowns
+the other. So a calibration may also hold *mix curves* ``m_e`` (fitted on 50/50 mixes of the
+training people, :func:`training.calibrate.fit_mix_knots`), blended in by how mixed the sliders are:
+
+    g_e = (1 - mu) c_e(w_e) + mu m_e(w_e),   mu = w_(2) / w_(1)
+
+``w_(1) >= w_(2)`` are the two largest sliders: ``mu = 0`` with one emotion (single-emotion sliders and
+sweeps are exactly as above), ``mu = 1`` at 50/50, and ``g`` moves continuously as a second slider
+comes in.
 """
 
 from __future__ import annotations
@@ -42,19 +53,36 @@ def check_curves(curves: Sequence[Sequence[float]], knots: Sequence[float] = CAL
             raise EmotionSpecError(f"calibration curve {e} must not decrease, got {values.tolist()}")
 
 
-def calibrate_weights(weights: np.ndarray, curves: Sequence[Sequence[float]] | None,
-                      knots: Sequence[float] = CALIBRATION_KNOTS) -> np.ndarray:
-    """Gate values ``g_e = c_e(w_e)`` for slider weights ``(..., E)``; identity where no curve is given.
+def mixing_degree(weights: np.ndarray) -> np.ndarray:
+    """``mu = w_(2) / w_(1)`` per row of ``(..., E)``: 0 for one (or no) emotion, 1 for an even two-way mix."""
+    weights = np.clip(np.asarray(weights, dtype=np.float32), 0.0, None)
+    if weights.shape[-1] < 2:
+        return np.zeros(weights.shape[:-1], np.float32)
+    top = -np.sort(-weights, axis=-1)
+    return np.where(top[..., 0] > 0, top[..., 1] / np.maximum(top[..., 0], 1e-12), 0.0).astype(np.float32)
 
-    ``curves[e]`` holds ``c_e`` at ``knots``; weights between knots are interpolated linearly.
-    Emotions past ``len(curves)`` (custom expert slots) keep their slider value.
+
+def calibrate_weights(weights: np.ndarray, curves: Sequence[Sequence[float]] | None,
+                      knots: Sequence[float] = CALIBRATION_KNOTS,
+                      mix_curves: Sequence[Sequence[float]] | None = None) -> np.ndarray:
+    """Gate values for slider weights ``(..., E)``: ``g_e = c_e(w_e)``, blended with mix curves if given.
+
+    ``curves[e]`` holds ``c_e`` at ``knots``; weights between knots are interpolated linearly; no
+    curves: the slider is the gate. ``mix_curves[e]`` holds ``m_e``: then
+    ``g_e = (1 - mu) c_e(w_e) + mu m_e(w_e)`` with ``mu`` = :func:`mixing_degree` of the calibrated
+    emotions. Emotions past the curves (custom expert slots) keep their slider value.
     """
     weights = np.asarray(weights, dtype=np.float32)
-    if not curves:
+    if not curves and not mix_curves:
         return weights
     out = weights.copy()
-    for e in range(min(len(curves), weights.shape[-1])):
-        out[..., e] = np.interp(weights[..., e], knots, curves[e])
+    n = min(len(curves or mix_curves or ()), weights.shape[-1])
+    for e in range(n):
+        out[..., e] = np.interp(weights[..., e], knots, curves[e]) if curves else weights[..., e]
+    if mix_curves:
+        mu = mixing_degree(weights[..., :n])[..., None]
+        mixed = np.stack([np.interp(weights[..., e], knots, mix_curves[e]) for e in range(n)], axis=-1)
+        out[..., :n] = (1.0 - mu) * out[..., :n] + mu * mixed
     return out
 
 
@@ -80,17 +108,31 @@ def fit_response_curve(generated: Sequence[float], target: Sequence[float],
     return [float(v) for v in np.maximum.accumulate(np.clip(curve, 0.0, 1.0))]
 
 
-def read_curves(path: str | Path) -> list[list[float]]:
-    """The curves of a calibration file written by ``moee calibrate`` (JSON with a ``curves`` list)."""
+Curves = list[list[float]]
+
+
+def read_calibration(path: str | Path) -> tuple[Curves, Curves | None]:
+    """``(curves, mix_curves)`` of a calibration file written by ``moee calibrate``.
+
+    JSON with a ``curves`` list and, when mixes were calibrated, a ``mix_curves`` list (else None).
+    """
     try:
         data = json.loads(Path(path).read_text())
-        curves = data["curves"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        curves, mix_curves = data["curves"], data.get("mix_curves")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise EmotionSpecError(f"{path} is not a slider calibration file written by moee calibrate: {exc}") from exc
-    check_curves(curves)
-    return [[float(v) for v in curve] for curve in curves]
+    for found in (curves, mix_curves):
+        if found is not None:
+            check_curves(found)
+    return ([[float(v) for v in curve] for curve in curves],
+            None if mix_curves is None else [[float(v) for v in curve] for curve in mix_curves])
 
 
-def curves_from_argument(value: str) -> list[list[float]] | None:
-    """The curves a ``--calibration off|FILE`` command-line value asks for (None: calibration off)."""
-    return None if value == "off" else read_curves(value)
+def read_curves(path: str | Path) -> Curves:
+    """The single-emotion curves of a calibration file (see :func:`read_calibration`)."""
+    return read_calibration(path)[0]
+
+
+def curves_from_argument(value: str) -> tuple[Curves | None, Curves | None]:
+    """``(curves, mix_curves)`` a ``--calibration off|FILE`` command-line value asks for (off: both None)."""
+    return (None, None) if value == "off" else read_calibration(value)

@@ -93,7 +93,8 @@ def run_render(args: argparse.Namespace) -> int:
     if args.calibration is not None:
         from engine.calibration import curves_from_argument
 
-        animator.cfg.sampling.calibration = curves_from_argument(args.calibration)
+        sampling = animator.cfg.sampling
+        sampling.calibration, sampling.mix_calibration = curves_from_argument(args.calibration)
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:

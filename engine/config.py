@@ -94,11 +94,17 @@ class SamplingConfig:
     # CALIBRATION_KNOTS, fitted by ``moee calibrate`` so that the rendered intensity follows the
     # renderer's ground truth and a 50/50 mix shows both emotions. None: the slider value is the gate.
     calibration: list[list[float]] | None = None
+    # Mix curves (engine.calibration.calibrate_weights): the gates of 50/50 mixes, fitted by ``moee
+    # calibrate --mixes`` on the training people's two-emotion mixes, blended in by how mixed the
+    # sliders are (single-emotion sliders are unaffected). None: the curves above serve mixes too.
+    mix_calibration: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
-        if self.calibration is not None:
-            check_curves(self.calibration)
-            self.calibration = [[float(v) for v in curve] for curve in self.calibration]
+        for name in ("calibration", "mix_calibration"):
+            curves = getattr(self, name)
+            if curves is not None:
+                check_curves(curves)
+                setattr(self, name, [[float(v) for v in curve] for curve in curves])
 
 
 @dataclass

@@ -274,17 +274,22 @@ def combine_guidance(outputs: list[torch.Tensor], passes: list[GuidancePass]) ->
                       in zip(outputs[1:], passes[1:], strict=True)), torch.zeros_like(eps))
 
 
-def calibrated_control(control: GateControl, curves: list[list[float]] | None, num_emotions: int) -> GateControl:
-    """``control`` with its slider weights ``w`` replaced by the gate values ``c_e(w_e)`` the U-Net is given.
+def calibrated_control(control: GateControl, sampling: SamplingConfig, num_emotions: int) -> GateControl:
+    """``control`` with its slider weights ``w`` replaced by the gate values the U-Net is given.
 
-    ``curves``: the model's slider calibration (:mod:`engine.calibration`; None = the slider is the
-    gate). Painted masks and their alphas (the local gates) are left as they are.
+    ``sampling``: its slider calibration and mix curves (:func:`engine.calibration.calibrate_weights`;
+    neither = the slider is the gate). Painted masks and their alphas (the local gates) are left as they are.
     """
-    if not curves or control.global_weights is None:
+    if not (sampling.calibration or sampling.mix_calibration) or control.global_weights is None:
         return control
     checked = control.validated(num_emotions)
-    return GateControl(calibrate_weights(checked.global_weights, curves), checked.local_masks, checked.local_alpha,
-                       checked_for=num_emotions)
+    return GateControl(sampling_gates(checked.global_weights, sampling), checked.local_masks,
+                       checked.local_alpha, checked_for=num_emotions)
+
+
+def sampling_gates(weights: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
+    """Slider weights ``(..., E)`` -> the gates ``sampling``'s calibration gives the U-Net."""
+    return calibrate_weights(weights, sampling.calibration, mix_curves=sampling.mix_calibration)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -507,7 +512,7 @@ class Animator:
         noise = torch.stack([self._frame_noise(seed, i) for i in frames])
         latents = initial_latents(scheduler, noise, prepared.reference_latent, timesteps[0], strength)
         num = self.model.num_emotions
-        controls = [calibrated_control(c, self.cfg.sampling.calibration, num) for c in controls]
+        controls = [calibrated_control(c, self.cfg.sampling, num) for c in controls]
         batch_gates = BatchGates.stack(controls, num)
         batch_gates.compute_all_experts = not self.use_cache
         labels = np.stack([c.global_weights if c.global_weights is not None else np.zeros(num, np.float32)

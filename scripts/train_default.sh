@@ -37,6 +37,7 @@ ABLATION_STEPS=${ABLATION_STEPS:-750}   # 0 = skip the ablation table
 EVAL_IDENTITIES=${EVAL_IDENTITIES:-12}  # 6 read a few hundredths off either way
 ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
 CALIBRATION_IDENTITIES=${CALIBRATION_IDENTITIES:-12}  # training people the slider calibration is measured on
+MIX_CALIBRATION_IDENTITIES=${MIX_CALIBRATION_IDENTITIES:-12}  # ... and its mix curves (about 4 min each)
 COMMON=(--no-progress --config demo)
 
 mkdir -p "$WORK"
@@ -109,12 +110,13 @@ if [ -n "$ABLATION_PID" ]; then
   wait "$ABLATION_PID"
 fi
 
-stamp "compound recogniser (also AU-varied frames and rendered two-emotion mixes of the train people)"
+stamp "compound recogniser (also AU-varied frames, rendered two-emotion mix clips and labelled mix stills of the train people)"
 [ -f "$MIX_DATA/index.json" ] || python -m training.synthetic "$MIX_DATA" --identities "$IDENTITIES" --seed 7 \
   --intensities 1.0 --seconds 1.6 --train-mixes 4
 [ -f "$WORK/recognizer_compound/recognizer.safetensors" ] && stamp "skip: compound recogniser exists" || \
   python -m training.recognizer --data "$MIX_DATA" --out "$WORK/recognizer_compound" --steps 5000 --seed 5 \
-    --threads 1 --frame-size 64 --autoencoder "$WORK/vae2" --autoencoder-frames 6000 --au-frames 30000
+    --threads 1 --frame-size 64 --autoencoder "$WORK/vae2" --autoencoder-frames 6000 --au-frames 30000 \
+    --mix-frames 30000
 
 # a fourth cycle on the mix data set: the experts also see two-emotion mixes (compound top-2 0.49 -> 0.55,
 # accuracy 0.97 -> 0.94, lip sync 0.72 -> 0.70, both calibrated; docs/TRAINING.md)
@@ -126,6 +128,7 @@ done_already "$WORK/stage2d" || python -m training.trainer stage2 --data "$MIX_D
 stamp "slider calibration (training people, read by the compound recogniser; stored in stage2d's config)"
 python -m training.calibrate --model "$WORK/stage2d" --data "$DATA" \
   --recognizer "$WORK/recognizer_compound" --identities "$CALIBRATION_IDENTITIES" \
+  --mixes --mix-identities "$MIX_CALIBRATION_IDENTITIES" \
   --guidance "$GUIDANCE" --guidance-min-t "$GUIDANCE_MIN_T" \
   --audio-guidance "$AUDIO_GUIDANCE" --audio-guidance-max-t "$AUDIO_GUIDANCE_MAX_T" --keep-background yes \
   --threads 2 --out "$WORK/calibration.json" --write-model

@@ -11,6 +11,8 @@ from engine.calibration import (
     calibrate_weights,
     check_curves,
     fit_response_curve,
+    mixing_degree,
+    read_calibration,
     read_curves,
 )
 from engine.checkpoint import load_model, save_model, update_sampling_defaults
@@ -135,14 +137,19 @@ def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
     calibrate.add_calibrate_arguments(parser)
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--identities", "1",
                               "--steps", "2", "--out", str(tmp_path / "curves.json"), "--write-model", "--threads", "1",
-                              "--guidance", "3"])
+                              "--guidance", "3", "--mixes", "--mix-identities", "1"])
     assert calibrate.run_calibrate(args) == 0
     result = json.loads((tmp_path / "curves.json").read_text())
+    check_curves(result["mix_curves"])
+    assert all(v in calibrate.MIX_GATE_GRID for v in result["mix_knots"]) and 0 <= result["mix_top2_train"] <= 1
+    assert [curve[2] for curve in result["mix_curves"]] == result["mix_knots"]
+    assert len(result["mix_top2_train_by_pair"]) == 15 and 0 <= result["mix_top2_train_uncalibrated"] <= 1
     assert np.asarray(result["generated_response"]).shape == (6, len(KNOTS))
     assert result["target_response"][0][-1] > result["target_response"][0][0]  # the truth's happiness rises
     check_curves(result["curves"])
     calibrated = load_model(tmp_path / "model")
     assert calibrated.cfg.sampling.calibration == result["curves"]
+    assert calibrated.cfg.sampling.mix_calibration == result["mix_curves"]
     assert calibrated.cfg.sampling.guidance_scale == 3.0  # stored with the sampling it was measured with
     assert calibrated.notes["calibration"]["identities"] == result["identities"]  # how the curves were found
     assert json.loads(capsys.readouterr().out)["curves"] == result["curves"]
@@ -153,7 +160,8 @@ def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
     off = evaluate.sampling_with_overrides(sampling, parser.parse_args(["--model", "m", "--calibration", "off"]))
     from_file = evaluate.sampling_with_overrides(
         SamplingConfig(), parser.parse_args(["--model", "m", "--calibration", str(tmp_path / "curves.json")]))
-    assert off.calibration is None and from_file.calibration == result["curves"]
+    assert off.calibration is None and off.mix_calibration is None
+    assert from_file.calibration == result["curves"] and from_file.mix_calibration == result["mix_curves"]
 
 
 def test_moee_calibrate_needs_training_people(tmp_path, capsys) -> None:
@@ -169,3 +177,73 @@ def test_moee_calibrate_needs_training_people(tmp_path, capsys) -> None:
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--data", str(tmp_path / "empty")])
     assert calibrate.run_calibrate(args) == 2
     assert "no neutral clips" in capsys.readouterr().err
+
+
+MIX_CURVES = [[0, 0.1, 0.2, 0.6, 1], *[list(KNOTS)] * 5]  # happiness drowns the other emotion in a mix
+
+
+def test_mix_curves_set_the_gates_of_even_mixes_and_leave_single_sliders_alone() -> None:
+    single = np.array([[0.5, 0, 0, 0, 0, 0], [0.8, 0, 0, 0, 0, 0]], np.float32)
+    assert np.allclose(calibrate_weights(single, CURVES, mix_curves=MIX_CURVES), calibrate_weights(single, CURVES))
+    even = np.array([[0.5, 0, 0.5, 0, 0, 0]], np.float32)
+    assert calibrate_weights(even, CURVES, mix_curves=MIX_CURVES)[0].tolist() == pytest.approx([0.2, 0, 0.5, 0, 0, 0])
+    # no single curves: the slider is the gate until a second emotion comes in
+    assert np.allclose(calibrate_weights(single, None, mix_curves=MIX_CURVES), single)
+    # a second slider coming in moves the gates continuously
+    nudged = calibrate_weights(np.array([[0.5, 0.01, 0, 0, 0, 0]], np.float32), CURVES, mix_curves=MIX_CURVES)
+    assert abs(nudged[0, 0] - calibrate_weights(single, CURVES)[0, 0]) < 0.02
+    assert mixing_degree(np.array([[0.6, 0.3, 0.1], [0, 0, 0], [0.4, 0.4, 0]])).tolist() == pytest.approx([0.5, 0, 1])
+
+
+def test_mix_curves_are_read_validated_and_saved(tmp_path) -> None:
+    path = tmp_path / "curves.json"
+    path.write_text(json.dumps({"curves": CURVES, "mix_curves": MIX_CURVES}))
+    assert read_calibration(path) == (CURVES, MIX_CURVES)
+    path.write_text(json.dumps({"curves": CURVES}))
+    assert read_calibration(path) == (CURVES, None)
+    path.write_text(json.dumps({"curves": CURVES, "mix_curves": [[0, 0.9, 0.5, 1, 1]]}))
+    with pytest.raises(EmotionSpecError, match="must not decrease"):
+        read_calibration(path)
+    with pytest.raises(EmotionSpecError):
+        SamplingConfig(mix_calibration=[[0, 1]])
+    model = tiny_model()
+    model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration = CURVES, MIX_CURVES
+    save_model(model, tmp_path / "m")
+    assert load_model(tmp_path / "m").cfg.sampling.mix_calibration == MIX_CURVES
+
+
+def test_an_even_mix_reaches_the_unet_through_the_mix_curves() -> None:
+    model = tiny_model()
+    model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration = CURVES, MIX_CURVES
+    animator = Animator(model, device="cpu")
+    prepared = animator.prepare(PORTRAIT, SPEECH)
+    seen = []
+    hook = model.denoiser.register_forward_hook(lambda _m, args, _o: seen.append(args[5].global_weights.clone()))
+    try:
+        animator.render_frame(prepared, 0, GateControl([0.5, 0, 0.5, 0, 0, 0]), steps=1, guidance_scale=1)
+    finally:
+        hook.remove()
+    assert seen[0][0].tolist() == pytest.approx([0.2, 0, 0.5, 0, 0, 0])
+
+
+def test_fit_mix_knots_finds_the_gates_that_show_both_emotions() -> None:
+    """A made-up model: emotion 0 shows 3x as strongly as the others; a mix reads each gate x strength."""
+    from training.calibrate import MIX_GATE_GRID, emotion_pairs, fit_mix_knots, mix_curves_from_knots
+
+    grid = np.asarray(MIX_GATE_GRID)
+    strength = np.array([3.0, 1, 1, 1, 1, 1])
+    pairs = emotion_pairs(6)
+    readings = np.zeros((2, len(pairs), len(grid), len(grid), 6), np.float32)
+    rng = np.random.default_rng(0)
+    for k, (a, b) in enumerate(pairs):
+        readings[:, k, :, :, a] = strength[a] * grid[:, None]
+        readings[:, k, :, :, b] = strength[b] * grid[None, :]
+        readings[:, k, :, :, [e for e in range(6) if e not in (a, b)][0]] = 0.9  # a stray third emotion
+    readings += rng.uniform(0, 0.01, readings.shape).astype(np.float32)
+    knots, hits = fit_mix_knots(readings)
+    assert hits == 1.0
+    assert knots[0] < min(knots[1:])  # the strong emotion is turned down in mixes
+    assert all(3 * knots[0] > 0.9 and k > 0.9 for k in knots[1:])  # each emotion beats the stray one
+    curves = mix_curves_from_knots(CURVES, knots)
+    check_curves(curves)
+    assert [c[2] for c in curves] == knots and curves[0][-1] == 1.0

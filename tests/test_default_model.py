@@ -30,10 +30,12 @@ def test_the_default_model_is_small_fp16_safetensors_with_its_evaluation():
     assert {"single_emotion_accuracy", "ssim", "lipsync_corr", "compound_top2"} <= set(meta["notes"]["eval"])
     assert meta["notes"]["compound_recognizer"].endswith("recognizer_compound")
     # shipped with the sampling it was evaluated with, which a fresh `demo` model also gets, except
-    # for the slider calibration, which was measured on these weights (moee calibrate)
+    # for the slider calibration and its mix curves, which were measured on these weights (moee calibrate)
     shipped = dict(meta["config"]["sampling"])
-    check_curves(shipped.pop("calibration"))
-    assert shipped == {k: v for k, v in asdict(get_config("demo").sampling).items() if k != "calibration"}
+    measured = ("calibration", "mix_calibration")
+    for name in measured:
+        check_curves(shipped.pop(name))
+    assert shipped == {k: v for k, v in asdict(get_config("demo").sampling).items() if k not in measured}
     assert meta["notes"]["calibration"]["identities"] and "calibrate" in meta["notes"]["calibration"]["command"]
 
 

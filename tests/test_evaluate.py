@@ -196,6 +196,27 @@ def test_recognizer_learns_aus_from_au_varied_frames(tmp_path) -> None:
     metrics = train_recognizer(tmp_path / "data", tmp_path / "rec", steps=3, batch=4, seed=1, frame_size=32,
                                au_frames=8)
     reading = metrics["au_varied"]
-    assert 0.0 <= reading["au_mae"] <= 1.0 and 0.0 <= reading["compound_top2_from_aus"] <= 1.0
+    assert 0.0 <= reading["au_mae"] <= 1.0 and 0.0 <= metrics["compound"]["compound_top2_from_aus"] <= 1.0
     info = json.loads((tmp_path / "rec" / "recognizer.json").read_text())
     assert info["au_frames"] == 8 and "metrics_heldout_au_varied" in info
+
+
+def test_recognizer_trains_its_emotion_head_on_labelled_mix_frames(tmp_path) -> None:
+    """``mix_frames``: labelled one/two-emotion stills join training; the held-out compound reading is reported."""
+    import json
+
+    from training.recognizer import mixed_emotion_truth, train_recognizer
+    from training.synthetic import generate_dataset
+
+    generate_dataset(tmp_path / "data", identities=4, emotions=("neutral", "anger"), intensities=(1.0,),
+                     clip_seconds=0.2, size=32, seed=3, use_espeak=False, progress=False)
+    stills = mixed_emotion_truth(tmp_path / "data", "train", 6, size=16, seed=2)
+    assert stills["frames"].shape == (6, 16, 16, 3) and not np.isnan(stills["emotion"]).any()
+    assert stills["landmarks"].max() <= 16  # scaled with the frames
+    torch.manual_seed(0)
+    metrics = train_recognizer(tmp_path / "data", tmp_path / "rec", steps=3, batch=4, seed=1, frame_size=32,
+                               mix_frames=8)
+    assert set(metrics["compound"]) == {"compound_top2_from_classifier", "compound_top2_from_aus"}
+    assert all(0.0 <= v <= 1.0 for v in metrics["compound"].values())
+    info = json.loads((tmp_path / "rec" / "recognizer.json").read_text())
+    assert info["mix_frames"] == 8 and "metrics_heldout_compound" in info

@@ -144,3 +144,27 @@ def test_train_mixes_add_compound_clips_to_train_people_only(tmp_path) -> None:
     for c in plain["clips"]:  # every other clip is rendered exactly as without the mixes
         a = np.load(tmp_path / "plain" / c["path"] / "frames.npz")["frames"]
         assert np.array_equal(a, np.load(tmp_path / "mixed" / c["path"] / "frames.npz")["frames"])
+
+
+def test_mixed_emotion_frames_are_labelled_with_the_mix_they_show() -> None:
+    from engine.emotions import BASIC_EMOTIONS
+
+    people = [syn.Identity.from_seed(s) for s in (1, 2)]
+    truth = syn.mixed_emotion_frames(people, 300, size=64, seed=4)
+    emotion, aus = truth["emotion"], truth["aus"]
+    assert truth["frames"].shape == (300, 64, 64, 3) and emotion.shape == (300, 6)
+    assert emotion.min() >= 0.0 and emotion.sum(1).max() <= 1.0 + 1e-6
+    active = (emotion > 0).sum(1)
+    # neutral, single and two-emotion frames in about the configured shares
+    assert 0.03 < np.mean(active == 0) < 0.2 and 0.15 < np.mean(active == 1) < 0.35 and np.mean(active == 2) > 0.5
+    assert active.max() == 2
+    # the AUs are the labelled mix's EMFACS union, up to the small wobble
+    for row in range(0, 300, 17):
+        mix = {e: float(w) for e, w in zip(BASIC_EMOTIONS, emotion[row], strict=True) if w > 0}
+        expected = syn.aus_to_vector(syn.emotion_to_aus(mix))
+        assert np.allclose(aus[row], expected, atol=syn.MIXED_WOBBLE * expected.max(initial=0) + 1e-6)
+    # seeded
+    again = syn.mixed_emotion_frames(people, 5, size=64, seed=4)
+    assert np.array_equal(again["frames"], truth["frames"][:5]) and np.array_equal(again["emotion"], emotion[:5])
+    with pytest.raises(ValueError, match="identity"):
+        syn.mixed_emotion_frames([], 3)

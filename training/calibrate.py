@@ -17,11 +17,21 @@ saturate. The model is sampled with its sampling defaults and the same override 
 eval`` (``--guidance`` ...): a calibration holds for the sampling it was measured with. The result,
 with the measured responses, is written as JSON (``--out``) and, with ``--write-model``, into the
 model folder's sampling defaults (with those sampling settings).
+
+``--mixes`` also fits the *mix curves* (:func:`engine.calibration.calibrate_weights`): single-emotion
+curves do not make a 50/50 mix show both emotions, because two experts at once interact. On
+``--mix-identities`` training people, the model renders every two-emotion pair ``(a, b)`` with the
+gates ``(g_a, g_b)`` on a grid (:data:`MIX_GATE_GRID`, calibration off) and the recogniser reads each
+render (:func:`measure_mix_responses`); :func:`fit_mix_knots` then picks, per emotion, the gate a
+50/50 mix gives it, so that the two mixed emotions read as the top two as often as possible over
+all pairs and people (ties: by the margin to the third). The mix curve of ``e`` is its single curve
+with that middle knot (kept non-decreasing).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -52,6 +62,13 @@ from training.evaluate import (
 
 #: Training people measured by default (about 3 s each on 2 CPU cores for the demo model).
 DEFAULT_IDENTITIES = 12
+#: Gate values tried for each emotion of a two-emotion mix (``--mixes``).
+MIX_GATE_GRID: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+#: Training people measured for the mix curves by default (about 4 min each for the demo model on
+#: 2 CPU cores: 15 pairs x 36 gate pairs x 2 frames).
+DEFAULT_MIX_IDENTITIES = 8
+#: Largest number of candidate knot settings :func:`fit_mix_knots` tries exhaustively.
+MAX_MIX_CANDIDATES = 2_000_000
 MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 
 
@@ -86,8 +103,8 @@ def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, 
     knots = CALIBRATION_KNOTS
     labels = sweep_labels(len(emotions), knots)
     mixes = [{emotions[int(np.argmax(row))]: float(row.max())} if row.max() > 0 else {} for row in labels]
-    saved = model.cfg.sampling.calibration
-    model.cfg.sampling.calibration = None
+    saved = model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration
+    model.cfg.sampling.calibration = model.cfg.sampling.mix_calibration = None
     generated = np.zeros((len(clips), len(emotions), len(knots)))
     target = np.zeros_like(generated)
     try:
@@ -103,8 +120,108 @@ def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, 
                 read = read.reshape(*rendered.shape[:2], -1).mean(1).reshape(len(emotions), len(knots), -1)
                 out[n] = read[np.arange(len(emotions)), :, np.arange(len(emotions))]
     finally:
-        model.cfg.sampling.calibration = saved
+        model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration = saved
     return generated.mean(0), target.mean(0)
+
+
+def emotion_pairs(num_emotions: int) -> list[tuple[int, int]]:
+    """Every unordered pair of distinct emotions, in order."""
+    return list(itertools.combinations(range(num_emotions), 2))
+
+
+def mix_grid_labels(num_emotions: int, grid: tuple[float, ...] = MIX_GATE_GRID) -> np.ndarray:
+    """Gate rows ``(pairs * G * G, E)``: each pair ``(a, b)`` at every ``(grid[i], grid[j])``, others 0."""
+    rows = []
+    for a, b in emotion_pairs(num_emotions):
+        for ga, gb in itertools.product(grid, grid):
+            row = np.zeros(num_emotions, np.float32)
+            row[a], row[b] = ga, gb
+            rows.append(row)
+    return np.stack(rows)
+
+
+@torch.no_grad()
+def measure_mix_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any,
+                          grid: tuple[float, ...] = MIX_GATE_GRID, steps: int = 8,
+                          seed: int = EVAL_SEED) -> np.ndarray:
+    """What the recogniser reads ``(people, pairs, G, G, E)`` from the model at each pair's grid gates.
+
+    The model is sampled with its calibration off: the gates are given as they are.
+    """
+    from training.recognizer import predict
+
+    emotions = len(BASIC_EMOTIONS)
+    labels = mix_grid_labels(emotions, grid)
+    saved = model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration
+    model.cfg.sampling.calibration = model.cfg.sampling.mix_calibration = None
+    readings = np.zeros((len(clips), len(emotion_pairs(emotions)), len(grid), len(grid), emotions), np.float32)
+    start = time.perf_counter()
+    try:
+        for n, clip in enumerate(clips):
+            frames = generate(model, clip.frames[0], clip.windows[:SHORT_FRAMES], labels, steps, seed)
+            read = predict(recognizer, frames.reshape(-1, *frames.shape[2:]))["emotion"]
+            readings[n] = read.reshape(len(labels), frames.shape[1], -1).mean(1).reshape(readings.shape[1:])
+            print(f"mix calibration: {n + 1}/{len(clips)} people ({clip.identity}), "
+                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration = saved
+    return readings
+
+
+def mix_scores(readings: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair and grid cell, over people: the top-2 hit rate and the mean margin ``(pairs, G, G)``.
+
+    Hit: the pair's two emotions are the two highest readings. Margin: the weaker of the two minus
+    the strongest other emotion.
+    """
+    hits = np.zeros(readings.shape[1:4])
+    margins = np.zeros_like(hits)
+    for k, (a, b) in enumerate(pairs):
+        read = readings[:, k]
+        others = np.delete(read, [a, b], axis=-1).max(-1)
+        margin = np.minimum(read[..., a], read[..., b]) - others
+        hits[k], margins[k] = (margin > 0).mean(0), margin.mean(0)
+    return hits, margins
+
+
+def mix_hits_by_pair(readings: np.ndarray, knots: list[float], grid: tuple[float, ...] = MIX_GATE_GRID) -> list[float]:
+    """Top-2 hit rate of each pair's 50/50 mix when emotion ``e`` gets the gate ``knots[e]`` (on ``grid``)."""
+    hits, _ = mix_scores(readings, emotion_pairs(readings.shape[-1]))
+    index = [grid.index(v) for v in knots]
+    return [float(hits[k, index[a], index[b]]) for k, (a, b) in enumerate(emotion_pairs(readings.shape[-1]))]
+
+
+def fit_mix_knots(readings: np.ndarray, grid: tuple[float, ...] = MIX_GATE_GRID) -> tuple[list[float], float]:
+    """Each emotion's 50/50 gate, from ``grid``, that maximises the mean top-2 hit rate over all pairs.
+
+    ``readings``: :func:`measure_mix_responses`. A 50/50 mix of ``(a, b)`` then gets the gates
+    ``(v_a, v_b)``; every combination of ``v`` is tried (ties: the larger mean margin, then the
+    earlier, i.e. weaker, gates). Returns ``(v, its hit rate)``.
+    """
+    emotions = readings.shape[-1]
+    pairs = emotion_pairs(emotions)
+    if len(grid) ** emotions > MAX_MIX_CANDIDATES:
+        raise MoEEError(f"{len(grid)} gates for {emotions} emotions are too many combinations to try")
+    hits, margins = mix_scores(readings, pairs)
+    candidates = np.array(list(itertools.product(range(len(grid)), repeat=emotions)))
+    total_hits = np.zeros(len(candidates))
+    total_margin = np.zeros(len(candidates))
+    for k, (a, b) in enumerate(pairs):
+        total_hits += hits[k, candidates[:, a], candidates[:, b]]
+        total_margin += margins[k, candidates[:, a], candidates[:, b]]
+    # lexicographic: most hits (rounded against float noise), then the largest margin, then the first
+    best = np.lexsort((-total_margin, -np.round(total_hits, 9)))[0]
+    return [float(grid[i]) for i in candidates[best]], float(total_hits[best] / len(pairs))
+
+
+def mix_curves_from_knots(curves: list[list[float]], knots: list[float]) -> list[list[float]]:
+    """The single-emotion curves with their middle knot (slider 0.5) set to ``knots[e]``, non-decreasing."""
+    middle = CALIBRATION_KNOTS.index(0.5)
+    out = []
+    for curve, value in zip(curves, knots, strict=True):
+        mixed = [min(v, value) for v in curve[:middle]] + [value] + [max(v, value) for v in curve[middle + 1:]]
+        out.append([float(v) for v in mixed])
+    return out
 
 
 def fit_calibration(generated: np.ndarray, target: np.ndarray) -> list[list[float]]:
@@ -124,6 +241,10 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="write the curves and measured responses here (JSON)")
     parser.add_argument("--write-model", action="store_true",
                         help="store the curves in the model folder's sampling defaults (config.json)")
+    parser.add_argument("--mixes", action="store_true",
+                        help="also fit the mix curves on two-emotion mixes (slow: minutes per person)")
+    parser.add_argument("--mix-identities", type=int, default=DEFAULT_MIX_IDENTITIES,
+                        help="training people measured for the mix curves")
     parser.add_argument("--threads", type=int, default=None)
     add_sampling_arguments(parser)  # measured (and stored with --write-model) with these settings
 
@@ -139,22 +260,41 @@ def run_calibrate(args: argparse.Namespace) -> int:
         model = load_model(args.model)
         model.cfg.sampling = sampling_with_overrides(model.cfg.sampling, args)
         recognizer = load_recognizer(Path(args.recognizer or MODELS_DIR / COMPOUND_RECOGNIZER_DIR))
-        clips = neutral_clips(load_eval_clips(args.data, model, SHORT_FRAMES, "train"), args.identities)
+        train_clips = load_eval_clips(args.data, model, SHORT_FRAMES, "train")
+        clips = neutral_clips(train_clips, args.identities)
         if not clips:
             raise MoEEError(f"{args.data} has no neutral clips in its train split to calibrate on")
         generated, target = measure_responses(model, clips, recognizer, args.steps, args.seed)
         curves = fit_calibration(generated, target)
         result = {"knots": list(CALIBRATION_KNOTS), "emotions": list(BASIC_EMOTIONS), "curves": curves,
                   "generated_response": np.round(generated, 4).tolist(),
-                  "target_response": np.round(target, 4).tolist(), "identities": [c.identity for c in clips],
-                  "model": str(args.model), "seconds": round(time.perf_counter() - start, 1)}
+                  "target_response": np.round(target, 4).tolist(), "identities": [c.identity for c in clips]}
+        mix_curves = None
+        if args.mixes:
+            mix_clips = neutral_clips(train_clips, args.mix_identities)
+            readings = measure_mix_responses(model, mix_clips, recognizer, MIX_GATE_GRID, args.steps, args.seed)
+            mix_knots, mix_hits = fit_mix_knots(readings, MIX_GATE_GRID)
+            mix_curves = mix_curves_from_knots(curves, mix_knots)
+            by_pair = mix_hits_by_pair(readings, mix_knots, MIX_GATE_GRID)
+            even = [0.5] * len(BASIC_EMOTIONS) if 0.5 in MIX_GATE_GRID else None
+            result.update(mix_curves=mix_curves, mix_gate_grid=list(MIX_GATE_GRID), mix_knots=mix_knots,
+                          mix_top2_train=round(mix_hits, 4),
+                          mix_top2_train_by_pair={f"{BASIC_EMOTIONS[a]}+{BASIC_EMOTIONS[b]}": round(h, 3) for
+                                                  (a, b), h in zip(emotion_pairs(len(BASIC_EMOTIONS)), by_pair,
+                                                                   strict=True)},
+                          mix_top2_train_uncalibrated=None if even is None else round(
+                              float(np.mean(mix_hits_by_pair(readings, even, MIX_GATE_GRID))), 4),
+                          mix_identities=[c.identity for c in mix_clips])
+        result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1))
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))
         if args.write_model:
+            recorded = ("identities", "generated_response", "target_response", "mix_knots", "mix_top2_train",
+                        "mix_identities")
             note = {"command": " ".join(["moee calibrate", *sys.argv[1:]]), "data": str(args.data),
                     "recognizer": str(args.recognizer or f"assets/models/{COMPOUND_RECOGNIZER_DIR}"),
-                    **{k: result[k] for k in ("identities", "generated_response", "target_response")}}
-            sampling = {**asdict(model.cfg.sampling), "calibration": curves}
+                    **{k: result[k] for k in recorded if k in result}}
+            sampling = {**asdict(model.cfg.sampling), "calibration": curves, "mix_calibration": mix_curves}
             update_sampling_defaults(args.model, notes={"calibration": note}, **sampling)
     except MoEEError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from engine.audio import envelope_per_frame, frame_windows, log_mel
-from engine.calibration import calibrate_weights, curves_from_argument
+from engine.calibration import curves_from_argument
 from engine.checkpoint import load_model
 from engine.config import SamplingConfig
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
@@ -230,6 +230,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         initial_latents,
         make_scheduler,
         run_unet_passes,
+        sampling_gates,
         sampling_timesteps,
         tensor_to_images,
     )
@@ -244,7 +245,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     if model.cfg.sampling.audio_guidance_scale != 1.0:
         silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
         silent = silent.expand(b, f, *silent.shape).contiguous()
-    label = torch.from_numpy(calibrate_weights(labels, model.cfg.sampling.calibration))
+    label = torch.from_numpy(sampling_gates(labels, model.cfg.sampling))
     tokens = d.emotion_latents(label=label)
     g = gates_for_label(label, ablation).repeat_interleave(f, dim=0)
     masks = alpha = None
@@ -515,7 +516,7 @@ def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) 
                  ("keep_background", None if args.keep_background is None else args.keep_background == "yes"))
     changes = {name: value for name, value in overrides if value is not None}
     if args.calibration is not None:
-        changes["calibration"] = curves_from_argument(args.calibration)
+        changes["calibration"], changes["mix_calibration"] = curves_from_argument(args.calibration)
     return replace(sampling, **changes)
 
 

@@ -2,7 +2,7 @@
 
 Trained on the synthetic renderer's exact ground truth (frames -> six emotion intensities, the
 FACS AU intensities of :data:`training.synthetic.AU_LIST`, and the 68 landmarks), on the train
-identities only, so evaluation on held-out identities is fair. Compound clips are never used.
+identities only, so evaluation on held-out identities is fair.
 Frames are blurred and noised at random during training so that the recogniser also reads the
 softer frames a diffusion model decodes.
 
@@ -17,7 +17,10 @@ trains it on frames round-tripped through that model's VAE. ``--au-frames N`` ad
 train identities whose AUs vary independently (:func:`training.synthetic.au_varied_frames`; AU and
 landmark losses only), so the AU head reads each AU's intensity rather than the prototype it belongs
 to; :func:`emotion_from_aus` then reads a mix of emotions from the AUs (the FACS route to compound
-expressions). About 0.3 M parameters,
+expressions). ``--mix-frames N`` adds N exactly labelled stills of the train identities with random
+one- or two-emotion mixes at random weights (:func:`training.synthetic.mixed_emotion_frames`), so the
+emotion head reads what a mix looks like and how strong each part is (the compound recogniser,
+``assets/models/recognizer_compound``, is trained so). About 0.3 M parameters,
 shipped as ``assets/models/recognizer/recognizer.safetensors`` + ``recognizer.json``.
 
 ``python -m training.recognizer --data DIR --out DIR [--steps N] [--seed S]``
@@ -262,17 +265,35 @@ def synthetic_frame_size(data: str | Path) -> int:
     return int(json.loads(index.read_text()).get("size", DEFAULT_SIZE)) if index.is_file() else DEFAULT_SIZE
 
 
+def _stills_at_size(truth: dict[str, np.ndarray], source_size: int, size: int) -> dict[str, np.ndarray]:
+    """Rendered stills resized from ``source_size`` to ``size`` px (frames by area, landmarks scaled)."""
+    if size != source_size:
+        truth["frames"] = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in truth["frames"]])
+        truth["landmarks"] = truth["landmarks"] * (size / source_size)
+    return truth
+
+
 def au_varied_truth(data: str | Path, split: str, count: int, size: int, seed: int) -> dict[str, np.ndarray]:
     """:func:`training.synthetic.au_varied_frames` of ``split``'s people at ``size`` px (emotion unknown: NaN)."""
     from training.synthetic import au_varied_frames
 
     source_size = synthetic_frame_size(data)
-    truth = au_varied_frames(identities_of_split(data, split), count, source_size, seed)
-    if size != source_size:
-        truth["frames"] = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in truth["frames"]])
-        truth["landmarks"] = truth["landmarks"] * (size / source_size)
+    truth = _stills_at_size(au_varied_frames(identities_of_split(data, split), count, source_size, seed),
+                            source_size, size)
     truth["emotion"] = np.full((count, len(BASIC_EMOTIONS)), np.nan, np.float32)
     return truth
+
+
+def mixed_emotion_truth(data: str | Path, split: str, count: int, size: int, seed: int) -> dict[str, np.ndarray]:
+    """:func:`training.synthetic.mixed_emotion_frames` of ``split``'s people at ``size`` px (exact labels).
+
+    Rendered at the data set's size and resized, as the evaluation renders its ground truth.
+    """
+    from training.synthetic import mixed_emotion_frames
+
+    source_size = synthetic_frame_size(data)
+    return _stills_at_size(mixed_emotion_frames(identities_of_split(data, split), count, source_size, seed),
+                           source_size, size)
 
 
 def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -283,7 +304,8 @@ def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
 def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch: int = 48, lr: float = 2e-3,
                      seed: int = 0, frame_size: int = 128, autoencoder: str | Path | None = None,
                      autoencoder_fraction: float = 0.5, autoencoder_frames: int = 6000,
-                     extra_data: Sequence[str | Path] = (), au_frames: int = 0) -> dict[str, Any]:
+                     extra_data: Sequence[str | Path] = (), au_frames: int = 0,
+                     mix_frames: int = 0) -> dict[str, Any]:
     """Train on the ``train`` split, report held-out (``test`` split) accuracy, save to ``out``.
 
     ``extra_data``: more synthetic sets whose ``train`` splits are added (e.g. the same identities at
@@ -298,12 +320,18 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     emotion label: they train the AU and landmark heads only); held-out AU error and the compound
     top-2 read by :func:`emotion_from_aus` are then reported on AU-varied / compound frames of the
     held-out identities.
+    ``mix_frames``: that many stills of the train identities with random one- or two-emotion mixes
+    at random weights (:func:`training.synthetic.mixed_emotion_frames`), exactly labelled, so the
+    emotion head learns what a mix of two emotions looks like; the held-out compound top-2 of the
+    emotion head is then reported (as with ``au_frames``).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     parts = [load_frames_with_truth(d, "train", size=frame_size) for d in (data, *extra_data)]
     if au_frames:
         parts.append(au_varied_truth(data, "train", au_frames, frame_size, seed))
+    if mix_frames:
+        parts.append(mixed_emotion_truth(data, "train", mix_frames, frame_size, seed))
     train = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     x_all = to_input(train["frames"])
     x_decoded = decoded_index = vae_model = None
@@ -361,6 +389,9 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     if au_frames:
         info["metrics_heldout_au_varied"] = evaluate_au_reading(model, data, frame_size, seed)
         info["au_frames"] = au_frames
+    if au_frames or mix_frames:
+        info["metrics_heldout_compound"] = evaluate_compound_reading(model, data, frame_size)
+        info["mix_frames"] = mix_frames
     metrics["train_seconds"] = round(time.perf_counter() - start, 1)
     metrics["steps"] = steps
     save_recognizer(model, out, info)
@@ -368,6 +399,8 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
         metrics["autoencoder_round_trip"] = info["metrics_heldout_autoencoder_round_trip"]
     if au_frames:
         metrics["au_varied"] = info["metrics_heldout_au_varied"]
+    if au_frames or mix_frames:
+        metrics["compound"] = info["metrics_heldout_compound"]
     return metrics
 
 
@@ -390,7 +423,16 @@ AU_EVAL_FRAMES = 600
 
 
 def evaluate_au_reading(model: Recognizer, data: str | Path, frame_size: int, seed: int) -> dict[str, float]:
-    """Held-out AU reading: AU error on AU-varied frames; compound top-2 read by :func:`emotion_from_aus`.
+    """Held-out AU reading: AU error and mean per-AU correlation on AU-varied frames."""
+    truth = au_varied_truth(data, "test", AU_EVAL_FRAMES, frame_size, seed + 1)
+    aus = predict(model, truth["frames"])["aus"]
+    return {"au_mae": round(float(np.abs(aus - truth["aus"]).mean()), 4),
+            "au_correlation": round(float(np.mean([np.corrcoef(aus[:, j], truth["aus"][:, j])[0, 1]
+                                                   for j in range(aus.shape[1])])), 4)}
+
+
+def evaluate_compound_reading(model: Recognizer, data: str | Path, frame_size: int) -> dict[str, float]:
+    """Held-out compound top-2, read by the emotion head and by :func:`emotion_from_aus`.
 
     The compound frames are the held-out people rendered with each two-emotion
     :data:`engine.emotions.COMPOUND_PRESETS` mix (one still frame each, mouth closed).
@@ -399,20 +441,17 @@ def evaluate_au_reading(model: Recognizer, data: str | Path, frame_size: int, se
     from training.evaluate import top2_match
     from training.synthetic import FaceRenderer, emotion_to_aus
 
-    truth = au_varied_truth(data, "test", AU_EVAL_FRAMES, frame_size, seed + 1)
-    aus = predict(model, truth["frames"])["aus"]
-    hits = []
+    hits: dict[str, list[bool]] = {"classifier": [], "aus": []}
     mixes = [m for m in COMPOUND_PRESETS.values() if len(m) == 2]
     for person in identities_of_split(data, "test"):
         renderer = FaceRenderer(person, synthetic_frame_size(data))
         frames = [renderer.render(emotion_to_aus(m))[0] for m in mixes]
         frames = np.stack([cv2.resize(f, (frame_size, frame_size), interpolation=cv2.INTER_AREA) for f in frames])
-        read = emotion_from_aus(predict(model, frames)["aus"])
-        hits += [top2_match(weights, mix) for weights, mix in zip(read, mixes, strict=True)]
-    return {"au_mae": round(float(np.abs(aus - truth["aus"]).mean()), 4),
-            "au_correlation": round(float(np.mean([np.corrcoef(aus[:, j], truth["aus"][:, j])[0, 1]
-                                                   for j in range(aus.shape[1])])), 4),
-            "compound_top2_from_aus": round(float(np.mean(hits)), 4)}
+        pred = predict(model, frames)
+        readings = {"classifier": pred["emotion"], "aus": emotion_from_aus(pred["aus"])}
+        for way, read in readings.items():
+            hits[way] += [top2_match(weights, mix) for weights, mix in zip(read, mixes, strict=True)]
+    return {f"compound_top2_from_{way}": round(float(np.mean(h)), 4) for way, h in hits.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="how many training frames are round-tripped (with --autoencoder)")
     parser.add_argument("--au-frames", type=int, default=0,
                         help="add this many frames of the train people with independently varied AUs (AU reading)")
+    parser.add_argument("--mix-frames", type=int, default=0,
+                        help="add this many exactly labelled stills of the train people with random "
+                             "one- or two-emotion mixes (compound reading)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -442,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                                frame_size=args.frame_size, autoencoder=args.autoencoder,
                                autoencoder_fraction=args.autoencoder_fraction,
                                autoencoder_frames=args.autoencoder_frames, extra_data=args.extra_data,
-                               au_frames=args.au_frames)
+                               au_frames=args.au_frames, mix_frames=args.mix_frames)
     json.dump(metrics, sys.stdout, indent=1)
     print()
     return 0

@@ -43,7 +43,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -966,22 +966,21 @@ def random_au_vector(rng: np.random.Generator) -> np.ndarray:
     return np.clip(aus, 0.0, 1.0).astype(np.float32)
 
 
-def au_varied_frames(identities: Sequence[Identity], count: int, size: int = DEFAULT_SIZE,
-                     seed: int = 0) -> dict[str, np.ndarray]:
-    """``count`` single frames of ``identities`` with :func:`random_au_vector` expressions.
+def _random_stills(identities: Sequence[Identity], count: int, size: int, rng: np.random.Generator,
+                   expression: Callable[[np.random.Generator], np.ndarray]) -> dict[str, np.ndarray]:
+    """``count`` single frames of random ``identities``, AUs drawn by ``expression(rng)``.
 
-    Random speech opening, blinks and head pose too. Returns ``frames`` (N, S, S, 3) uint8,
-    ``aus`` (N, 13) and ``landmarks`` (N, 68, 2) px: ground truth for an AU recogniser.
+    Random speech opening, blinks and head pose as well. Returns ``frames`` (N, S, S, 3) uint8,
+    ``aus`` (N, 13) and ``landmarks`` (N, 68, 2) px.
     """
     if not identities:
-        raise ValueError("au_varied_frames needs at least one identity")
-    rng = np.random.default_rng(seed)
+        raise ValueError("random still frames need at least one identity")
     renderers = [FaceRenderer(identity, size) for identity in identities]
     frames = np.empty((count, size, size, 3), np.uint8)
     aus = np.empty((count, len(AU_LIST)), np.float32)
     landmarks = np.empty((count, N_LANDMARKS, 2), np.float32)
     for i in range(count):
-        aus[i] = random_au_vector(rng)
+        aus[i] = expression(rng)
         opening = float(rng.uniform(0, 1)) if rng.random() < 0.7 else 0.0
         blink = float(rng.uniform(0, 1)) if rng.random() < 0.1 else 0.0
         pose = Pose(float(rng.uniform(-1, 1) * HEAD_ROLL_DEG), float(rng.uniform(-1, 1) * HEAD_SHIFT),
@@ -989,6 +988,68 @@ def au_varied_frames(identities: Sequence[Identity], count: int, size: int = DEF
         renderer = renderers[int(rng.integers(len(renderers)))]
         frames[i], landmarks[i] = renderer.render(dict(zip(AU_LIST, aus[i].tolist(), strict=True)), opening, blink, pose)
     return {"frames": frames, "aus": aus, "landmarks": landmarks}
+
+
+def au_varied_frames(identities: Sequence[Identity], count: int, size: int = DEFAULT_SIZE,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """``count`` single frames of ``identities`` with :func:`random_au_vector` expressions.
+
+    Random speech opening, blinks and head pose too. Returns ``frames`` (N, S, S, 3) uint8,
+    ``aus`` (N, 13) and ``landmarks`` (N, 68, 2) px: ground truth for an AU recogniser.
+    """
+    return _random_stills(identities, count, size, np.random.default_rng(seed), random_au_vector)
+
+
+#: Mixed-emotion stills (:func:`mixed_emotion_frames`): shares of neutral and single-emotion frames
+#: (the rest mix two emotions), the range of a mix's total intensity and of the first emotion's share.
+MIXED_NEUTRAL_SHARE = 0.1
+MIXED_SINGLE_SHARE = 0.25
+MIXED_TOTAL = (0.6, 1.0)
+MIXED_SPLIT = (0.2, 0.8)
+MIXED_SINGLE_WEIGHT = (0.15, 1.0)
+#: Per-frame, per-AU jitter of a still, as the +-5 % wobble of :func:`render_clip`.
+MIXED_WOBBLE = 0.05
+
+
+def random_emotion_mix(rng: np.random.Generator) -> dict[str, float]:
+    """A random expression as emotion weights: neutral, one emotion, or two emotions.
+
+    Two emotions ``{a: s p, b: s (1 - p)}`` with total ``s`` in :data:`MIXED_TOTAL` and share ``p`` in
+    :data:`MIXED_SPLIT` (the compound presets are ``s = 1``, ``p`` = 0.4..0.6); one emotion at a weight in
+    :data:`MIXED_SINGLE_WEIGHT`.
+    """
+    draw = rng.random()
+    names = list(EMOTION_PROTOTYPES)
+    if draw < MIXED_NEUTRAL_SHARE:
+        return {}
+    if draw < MIXED_NEUTRAL_SHARE + MIXED_SINGLE_SHARE:
+        return {names[int(rng.integers(len(names)))]: float(rng.uniform(*MIXED_SINGLE_WEIGHT))}
+    first, second = rng.choice(len(names), size=2, replace=False)
+    total, share = float(rng.uniform(*MIXED_TOTAL)), float(rng.uniform(*MIXED_SPLIT))
+    return {names[first]: total * share, names[second]: total * (1.0 - share)}
+
+
+def mixed_emotion_frames(identities: Sequence[Identity], count: int, size: int = DEFAULT_SIZE,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    """``count`` stills of ``identities`` with :func:`random_emotion_mix` expressions, exactly labelled.
+
+    The AUs are the mix's EMFACS union (:func:`emotion_to_aus`, as :func:`render_clip` renders a
+    compound clip) with a small per-AU wobble; random mouth, blinks and pose. Returns what
+    :func:`au_varied_frames` does plus ``emotion`` (N, 6) weights in ``BASIC_EMOTIONS`` order:
+    ground truth that teaches an emotion recogniser what a mix of two emotions looks like.
+    """
+    mixes: list[dict[str, float]] = []
+
+    def expression(rng: np.random.Generator) -> np.ndarray:
+        mix = random_emotion_mix(rng)
+        mixes.append(mix)
+        aus = aus_to_vector(emotion_to_aus(mix)) * rng.uniform(1 - MIXED_WOBBLE, 1 + MIXED_WOBBLE, len(AU_LIST))
+        return np.clip(aus, 0.0, 1.0).astype(np.float32)
+
+    truth = _random_stills(identities, count, size, np.random.default_rng([seed, 15_485_863]), expression)
+    truth["emotion"] = np.array([[mix.get(e, 0.0) for e in BASIC_EMOTIONS] for mix in mixes],
+                                np.float32).reshape(-1, len(BASIC_EMOTIONS))
+    return truth
 
 
 def benchmark_fps(size: int = DEFAULT_SIZE, n_frames: int = 300, seed: int = 0) -> float:
