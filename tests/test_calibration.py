@@ -17,7 +17,7 @@ from engine.calibration import (
 )
 from engine.checkpoint import load_model, save_model, update_sampling_defaults
 from engine.config import SamplingConfig
-from engine.errors import CheckpointError, EmotionSpecError
+from engine.errors import CheckpointError, EmotionSpecError, MoEEError
 from engine.moee import GateControl
 from engine.pipeline import Animator
 from tests.engine_helpers import tiny_model
@@ -137,11 +137,13 @@ def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
     calibrate.add_calibrate_arguments(parser)
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--identities", "1",
                               "--steps", "2", "--out", str(tmp_path / "curves.json"), "--write-model", "--threads", "1",
-                              "--guidance", "3", "--mixes", "--mix-identities", "1"])
+                              "--guidance", "3", "--mixes", "--mix-identities", "1",
+                              "--mix-grid", "1,0.5"])
     assert calibrate.run_calibrate(args) == 0
     result = json.loads((tmp_path / "curves.json").read_text())
     check_curves(result["mix_curves"])
-    assert all(v in calibrate.MIX_GATE_GRID for v in result["mix_knots"]) and 0 <= result["mix_top2_train"] <= 1
+    assert result["mix_gate_grid"] == [0.5, 1.0] and 0 <= result["mix_top2_train"] <= 1
+    assert all(v in (0.5, 1.0) for v in result["mix_knots"])
     assert [curve[2] for curve in result["mix_curves"]] == result["mix_knots"]
     assert len(result["mix_top2_train_by_pair"]) == 15 and 0 <= result["mix_top2_train_uncalibrated"] <= 1
     assert np.asarray(result["generated_response"]).shape == (6, len(KNOTS))
@@ -177,6 +179,11 @@ def test_moee_calibrate_needs_training_people(tmp_path, capsys) -> None:
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--data", str(tmp_path / "empty")])
     assert calibrate.run_calibrate(args) == 2
     assert "no neutral clips" in capsys.readouterr().err
+    with pytest.raises(MoEEError, match="within 0..1"):
+        calibrate.parse_gate_grid("0.5,1.5")
+    with pytest.raises(MoEEError, match="comma-separated"):
+        calibrate.parse_gate_grid("0.5;1")
+    assert calibrate.parse_gate_grid("1, 0.5,0.5") == (0.5, 1.0)
 
 
 MIX_CURVES = [[0, 0.1, 0.2, 0.6, 1], *[list(KNOTS)] * 5]  # happiness drowns the other emotion in a mix

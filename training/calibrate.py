@@ -124,6 +124,17 @@ def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, 
     return generated.mean(0), target.mean(0)
 
 
+def parse_gate_grid(text: str) -> tuple[float, ...]:
+    """``"0.2,0.5,1"`` -> ``(0.2, 0.5, 1.0)``: distinct gate values in 0..1, sorted."""
+    try:
+        values = sorted({float(v) for v in text.split(",") if v.strip()})
+    except ValueError as exc:
+        raise MoEEError(f"--mix-grid must be comma-separated numbers, not {text!r}") from exc
+    if not values or values[0] < 0.0 or values[-1] > 1.0:
+        raise MoEEError(f"--mix-grid needs gate values within 0..1, got {text!r}")
+    return tuple(values)
+
+
 def emotion_pairs(num_emotions: int) -> list[tuple[int, int]]:
     """Every unordered pair of distinct emotions, in order."""
     return list(itertools.combinations(range(num_emotions), 2))
@@ -245,6 +256,8 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also fit the mix curves on two-emotion mixes (slow: minutes per person)")
     parser.add_argument("--mix-identities", type=int, default=DEFAULT_MIX_IDENTITIES,
                         help="training people measured for the mix curves")
+    parser.add_argument("--mix-grid", default=",".join(f"{v:g}" for v in MIX_GATE_GRID),
+                        help="gate values tried per emotion in a mix, comma-separated (each in 0..1)")
     parser.add_argument("--threads", type=int, default=None)
     add_sampling_arguments(parser)  # measured (and stored with --write-model) with these settings
 
@@ -257,6 +270,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
+        grid = parse_gate_grid(args.mix_grid) if args.mixes else ()  # a bad grid fails before any work
         model = load_model(args.model)
         model.cfg.sampling = sampling_with_overrides(model.cfg.sampling, args)
         recognizer = load_recognizer(Path(args.recognizer or MODELS_DIR / COMPOUND_RECOGNIZER_DIR))
@@ -272,18 +286,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
         mix_curves = None
         if args.mixes:
             mix_clips = neutral_clips(train_clips, args.mix_identities)
-            readings = measure_mix_responses(model, mix_clips, recognizer, MIX_GATE_GRID, args.steps, args.seed)
-            mix_knots, mix_hits = fit_mix_knots(readings, MIX_GATE_GRID)
+            readings = measure_mix_responses(model, mix_clips, recognizer, grid, args.steps, args.seed)
+            mix_knots, mix_hits = fit_mix_knots(readings, grid)
             mix_curves = mix_curves_from_knots(curves, mix_knots)
-            by_pair = mix_hits_by_pair(readings, mix_knots, MIX_GATE_GRID)
-            even = [0.5] * len(BASIC_EMOTIONS) if 0.5 in MIX_GATE_GRID else None
-            result.update(mix_curves=mix_curves, mix_gate_grid=list(MIX_GATE_GRID), mix_knots=mix_knots,
+            by_pair = mix_hits_by_pair(readings, mix_knots, grid)
+            even = [0.5] * len(BASIC_EMOTIONS) if 0.5 in grid else None
+            result.update(mix_curves=mix_curves, mix_gate_grid=list(grid), mix_knots=mix_knots,
                           mix_top2_train=round(mix_hits, 4),
                           mix_top2_train_by_pair={f"{BASIC_EMOTIONS[a]}+{BASIC_EMOTIONS[b]}": round(h, 3) for
                                                   (a, b), h in zip(emotion_pairs(len(BASIC_EMOTIONS)), by_pair,
                                                                    strict=True)},
                           mix_top2_train_uncalibrated=None if even is None else round(
-                              float(np.mean(mix_hits_by_pair(readings, even, MIX_GATE_GRID))), 4),
+                              float(np.mean(mix_hits_by_pair(readings, even, grid))), 4),
                           mix_identities=[c.identity for c in mix_clips])
         result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1))
         if args.out:
