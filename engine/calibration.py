@@ -76,10 +76,10 @@ def calibrate_weights(weights: np.ndarray, curves: Sequence[Sequence[float]] | N
     if not curves and not mix_curves:
         return weights
     out = weights.copy()
-    n = min(len(curves or mix_curves or ()), weights.shape[-1])
-    for e in range(n):
-        out[..., e] = np.interp(weights[..., e], knots, curves[e]) if curves else weights[..., e]
+    for e in range(min(len(curves or ()), weights.shape[-1])):
+        out[..., e] = np.interp(weights[..., e], knots, curves[e])
     if mix_curves:
+        n = min(len(mix_curves), weights.shape[-1])
         mu = mixing_degree(weights[..., :n])[..., None]
         mixed = np.stack([np.interp(weights[..., e], knots, mix_curves[e]) for e in range(n)], axis=-1)
         out[..., :n] = (1.0 - mu) * out[..., :n] + mu * mixed

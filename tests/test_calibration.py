@@ -200,6 +200,10 @@ def test_mix_curves_set_the_gates_of_even_mixes_and_leave_single_sliders_alone()
     nudged = calibrate_weights(np.array([[0.5, 0.01, 0, 0, 0, 0]], np.float32), CURVES, mix_curves=MIX_CURVES)
     assert abs(nudged[0, 0] - calibrate_weights(single, CURVES)[0, 0]) < 0.02
     assert mixing_degree(np.array([[0.6, 0.3, 0.1], [0, 0, 0], [0.4, 0.4, 0]])).tolist() == pytest.approx([0.5, 0, 1])
+    # a custom expert slot (7th) passes through and does not count towards the mix
+    with_custom = np.array([[0.5, 0, 0, 0, 0, 0, 0.5]], np.float32)
+    assert np.allclose(calibrate_weights(with_custom, CURVES, mix_curves=MIX_CURVES),
+                       calibrate_weights(with_custom, CURVES))
 
 
 def test_mix_curves_are_read_validated_and_saved(tmp_path) -> None:
