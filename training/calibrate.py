@@ -235,6 +235,24 @@ def mix_curves_from_knots(curves: list[list[float]], knots: list[float]) -> list
     return out
 
 
+def fit_mixes(readings: np.ndarray, curves: list[list[float]], grid: tuple[float, ...]) -> dict[str, Any]:
+    """The mix curves fitted on ``readings`` (:func:`measure_mix_responses`) and how they read.
+
+    Returns ``mix_curves``, ``mix_gate_grid``, ``mix_knots``, the training people's top-2 hit rate
+    with those knots (``mix_top2_train``, and per pair) and with every 50/50 gate at 0.5
+    (``mix_top2_train_uncalibrated``, when 0.5 is on the grid).
+    """
+    knots, hits = fit_mix_knots(readings, grid)
+    names = [f"{BASIC_EMOTIONS[a]}+{BASIC_EMOTIONS[b]}" for a, b in emotion_pairs(readings.shape[-1])]
+    even = [0.5] * readings.shape[-1]
+    return {"mix_curves": mix_curves_from_knots(curves, knots), "mix_gate_grid": list(grid), "mix_knots": knots,
+            "mix_top2_train": round(hits, 4),
+            "mix_top2_train_by_pair": {name: round(h, 3) for name, h in
+                                       zip(names, mix_hits_by_pair(readings, knots, grid), strict=True)},
+            "mix_top2_train_uncalibrated": round(float(np.mean(mix_hits_by_pair(readings, even, grid))), 4)
+            if 0.5 in grid else None}
+
+
 def fit_calibration(generated: np.ndarray, target: np.ndarray) -> list[list[float]]:
     """One curve per emotion (rows of ``generated`` / ``target``), see :func:`fit_response_curve`."""
     return [fit_response_curve(g, t) for g, t in zip(generated, target, strict=True)]
@@ -287,18 +305,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         if args.mixes:
             mix_clips = neutral_clips(train_clips, args.mix_identities)
             readings = measure_mix_responses(model, mix_clips, recognizer, grid, args.steps, args.seed)
-            mix_knots, mix_hits = fit_mix_knots(readings, grid)
-            mix_curves = mix_curves_from_knots(curves, mix_knots)
-            by_pair = mix_hits_by_pair(readings, mix_knots, grid)
-            even = [0.5] * len(BASIC_EMOTIONS) if 0.5 in grid else None
-            result.update(mix_curves=mix_curves, mix_gate_grid=list(grid), mix_knots=mix_knots,
-                          mix_top2_train=round(mix_hits, 4),
-                          mix_top2_train_by_pair={f"{BASIC_EMOTIONS[a]}+{BASIC_EMOTIONS[b]}": round(h, 3) for
-                                                  (a, b), h in zip(emotion_pairs(len(BASIC_EMOTIONS)), by_pair,
-                                                                   strict=True)},
-                          mix_top2_train_uncalibrated=None if even is None else round(
-                              float(np.mean(mix_hits_by_pair(readings, even, grid))), 4),
-                          mix_identities=[c.identity for c in mix_clips])
+            mix = fit_mixes(readings, curves, grid)
+            mix_curves = mix["mix_curves"]
+            result.update(mix, mix_identities=[c.identity for c in mix_clips])
         result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1))
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))
