@@ -128,11 +128,6 @@ def read_calibration(path: str | Path) -> tuple[Curves, Curves | None]:
             None if mix_curves is None else [[float(v) for v in curve] for curve in mix_curves])
 
 
-def read_curves(path: str | Path) -> Curves:
-    """The single-emotion curves of a calibration file (see :func:`read_calibration`)."""
-    return read_calibration(path)[0]
-
-
 def curves_from_argument(value: str) -> tuple[Curves | None, Curves | None]:
     """``(curves, mix_curves)`` a ``--calibration off|FILE`` command-line value asks for (off: both None)."""
     return (None, None) if value == "off" else read_calibration(value)

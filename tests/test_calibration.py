@@ -13,7 +13,6 @@ from engine.calibration import (
     fit_response_curve,
     mixing_degree,
     read_calibration,
-    read_curves,
 )
 from engine.checkpoint import load_model, save_model, update_sampling_defaults
 from engine.config import SamplingConfig
@@ -72,9 +71,9 @@ def test_unreadable_calibration_file_is_a_clear_error(tmp_path) -> None:
     path = tmp_path / "curves.json"
     path.write_text("{not json")
     with pytest.raises(EmotionSpecError, match="not a slider calibration file"):
-        read_curves(path)
+        read_calibration(path)
     path.write_text(json.dumps({"curves": CURVES}))
-    assert read_curves(path)[2] == [0, 0.5, 1, 1, 1]
+    assert read_calibration(path)[0][2] == [0, 0.5, 1, 1, 1]
 
 
 def test_the_unet_is_given_the_calibrated_gate(tmp_path) -> None:

@@ -31,10 +31,12 @@ with that middle knot (kept non-decreasing).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,29 @@ def sweep_labels(num_emotions: int, knots: tuple[float, ...] = CALIBRATION_KNOTS
     return labels
 
 
+@contextlib.contextmanager
+def calibration_off(model: MoEEModel) -> Iterator[None]:
+    """Sample ``model`` with its slider calibration and mix curves off (the gates as given), then restore them."""
+    sampling = model.cfg.sampling
+    saved = sampling.calibration, sampling.mix_calibration
+    sampling.calibration = sampling.mix_calibration = None
+    try:
+        yield
+    finally:
+        sampling.calibration, sampling.mix_calibration = saved
+
+
+def emotion_per_row(recognizer: Any, frames: np.ndarray) -> np.ndarray:
+    """The recogniser's emotion probabilities ``(B, E)`` of frames ``(B, F, H, W, 3)``, mean over each row's frames.
+
+    All frames are read in one batch.
+    """
+    from training.recognizer import predict
+
+    read = predict(recognizer, frames.reshape(-1, *frames.shape[2:]))["emotion"]
+    return read.reshape(*frames.shape[:2], -1).mean(1)
+
+
 @torch.no_grad()
 def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, steps: int = 8,
                       seed: int = EVAL_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -97,17 +122,13 @@ def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, 
     ``clips``: neutral clips of synthetic people (their identity seeds re-render the ground truth).
     The model is sampled with its calibration off (the raw response to the gate).
     """
-    from training.recognizer import predict
-
     emotions = list(BASIC_EMOTIONS)
     knots = CALIBRATION_KNOTS
     labels = sweep_labels(len(emotions), knots)
     mixes = [{emotions[int(np.argmax(row))]: float(row.max())} if row.max() > 0 else {} for row in labels]
-    saved = model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration
-    model.cfg.sampling.calibration = model.cfg.sampling.mix_calibration = None
     generated = np.zeros((len(clips), len(emotions), len(knots)))
     target = np.zeros_like(generated)
-    try:
+    with calibration_off(model):
         for n, clip in enumerate(clips):
             if clip.identity_seed is None:
                 raise MoEEError(f"{clip.identity} has no identity seed: calibration needs synthetic data "
@@ -115,12 +136,8 @@ def measure_responses(model: MoEEModel, clips: list[EvalClip], recognizer: Any, 
             frames = generate(model, clip.frames[0], clip.windows[:SHORT_FRAMES], labels, steps, seed)
             truth = np.stack(render_truth(clip, mixes, SHORT_FRAMES, model.cfg.image_size))
             for out, rendered in ((generated, frames), (target, truth)):
-                # every row's frames read in one batch: probabilities (rows, frames, E), mean over frames
-                read = predict(recognizer, rendered.reshape(-1, *rendered.shape[2:]))["emotion"]
-                read = read.reshape(*rendered.shape[:2], -1).mean(1).reshape(len(emotions), len(knots), -1)
+                read = emotion_per_row(recognizer, rendered).reshape(len(emotions), len(knots), -1)
                 out[n] = read[np.arange(len(emotions)), :, np.arange(len(emotions))]
-    finally:
-        model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration = saved
     return generated.mean(0), target.mean(0)
 
 
@@ -159,23 +176,16 @@ def measure_mix_responses(model: MoEEModel, clips: list[EvalClip], recognizer: A
 
     The model is sampled with its calibration off: the gates are given as they are.
     """
-    from training.recognizer import predict
-
     emotions = len(BASIC_EMOTIONS)
     labels = mix_grid_labels(emotions, grid)
-    saved = model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration
-    model.cfg.sampling.calibration = model.cfg.sampling.mix_calibration = None
     readings = np.zeros((len(clips), len(emotion_pairs(emotions)), len(grid), len(grid), emotions), np.float32)
     start = time.perf_counter()
-    try:
+    with calibration_off(model):
         for n, clip in enumerate(clips):
             frames = generate(model, clip.frames[0], clip.windows[:SHORT_FRAMES], labels, steps, seed)
-            read = predict(recognizer, frames.reshape(-1, *frames.shape[2:]))["emotion"]
-            readings[n] = read.reshape(len(labels), frames.shape[1], -1).mean(1).reshape(readings.shape[1:])
+            readings[n] = emotion_per_row(recognizer, frames).reshape(readings.shape[1:])
             print(f"mix calibration: {n + 1}/{len(clips)} people ({clip.identity}), "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    finally:
-        model.cfg.sampling.calibration, model.cfg.sampling.mix_calibration = saved
     return readings
 
 
@@ -195,11 +205,13 @@ def mix_scores(readings: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[np.n
     return hits, margins
 
 
-def mix_hits_by_pair(readings: np.ndarray, knots: list[float], grid: tuple[float, ...] = MIX_GATE_GRID) -> list[float]:
-    """Top-2 hit rate of each pair's 50/50 mix when emotion ``e`` gets the gate ``knots[e]`` (on ``grid``)."""
-    hits, _ = mix_scores(readings, emotion_pairs(readings.shape[-1]))
+def mix_hits_by_pair(hits: np.ndarray, knots: list[float], grid: tuple[float, ...] = MIX_GATE_GRID) -> list[float]:
+    """Top-2 hit rate of each pair's 50/50 mix when emotion ``e`` gets the gate ``knots[e]`` (on ``grid``).
+
+    ``hits``: :func:`mix_scores`'s hit rates of the pairs of ``len(knots)`` emotions.
+    """
     index = [grid.index(v) for v in knots]
-    return [float(hits[k, index[a], index[b]]) for k, (a, b) in enumerate(emotion_pairs(readings.shape[-1]))]
+    return [float(hits[k, index[a], index[b]]) for k, (a, b) in enumerate(emotion_pairs(len(knots)))]
 
 
 def fit_mix_knots(readings: np.ndarray, grid: tuple[float, ...] = MIX_GATE_GRID) -> tuple[list[float], float]:
@@ -242,14 +254,16 @@ def fit_mixes(readings: np.ndarray, curves: list[list[float]], grid: tuple[float
     with those knots (``mix_top2_train``, and per pair) and with every 50/50 gate at 0.5
     (``mix_top2_train_uncalibrated``, when 0.5 is on the grid).
     """
-    knots, hits = fit_mix_knots(readings, grid)
-    names = [f"{BASIC_EMOTIONS[a]}+{BASIC_EMOTIONS[b]}" for a, b in emotion_pairs(readings.shape[-1])]
+    knots, rate = fit_mix_knots(readings, grid)
+    pairs = emotion_pairs(readings.shape[-1])
+    hits, _ = mix_scores(readings, pairs)
+    names = [f"{BASIC_EMOTIONS[a]}+{BASIC_EMOTIONS[b]}" for a, b in pairs]
     even = [0.5] * readings.shape[-1]
     return {"mix_curves": mix_curves_from_knots(curves, knots), "mix_gate_grid": list(grid), "mix_knots": knots,
-            "mix_top2_train": round(hits, 4),
+            "mix_top2_train": round(rate, 4),
             "mix_top2_train_by_pair": {name: round(h, 3) for name, h in
-                                       zip(names, mix_hits_by_pair(readings, knots, grid), strict=True)},
-            "mix_top2_train_uncalibrated": round(float(np.mean(mix_hits_by_pair(readings, even, grid))), 4)
+                                       zip(names, mix_hits_by_pair(hits, knots, grid), strict=True)},
+            "mix_top2_train_uncalibrated": round(float(np.mean(mix_hits_by_pair(hits, even, grid))), 4)
             if 0.5 in grid else None}
 
 
