@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from training import datasets as ds
 from training import synthetic as syn
@@ -169,6 +170,25 @@ def test_the_reference_is_a_neutral_portrait_of_the_same_identity(synth_root: Pa
         ref = ((item["reference"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
         assert any(np.array_equal(ref, f) for f in neutral_frames[item["identity"]])
     assert emotional > 0  # the targets do show emotions
+
+
+def test_expression_regions_mask_the_brows_and_eyes_not_the_mouth(synth_root: Path) -> None:
+    """The stage-2 expression weight needs the brow/eye regions of each target frame."""
+    from engine.face import region_mask
+
+    data = ds.open_dataset(synth_root)
+    plain = ds.ClipSampler(data, num_frames=2, seed=3)
+    sampler = ds.ClipSampler(data, num_frames=2, seed=3, expression_regions=("brows", "eyes"))
+    assert "region_mask" not in plain[0]
+    item = sampler[0]
+    regions = item["region_mask"].numpy()
+    assert regions.shape == (2, 1, 64, 64) and 0.02 < regions.mean() < 0.3
+    assert float((regions * item["mouth_mask"].numpy()).max()) < 0.05  # the brows and eyes are not the mouth
+    clip = next(c for c in data.split("train") if c.source == item["source"])
+    landmarks = clip.load_landmarks() * (64 / clip.load_frames().shape[1])
+    expected = region_mask(landmarks[item["start"]], ("brows", "eyes"), 64, 64)
+    np.testing.assert_allclose(regions[0, 0], expected)
+    assert torch.equal(item["frames"], plain[0]["frames"])  # the same sample otherwise
 
 
 def test_noisy_sampling_rate_and_items(synth_root: Path) -> None:

@@ -85,7 +85,7 @@ def test_lip_weight_counts_mouth_errors_more() -> None:
     eps = torch.zeros(1, 2, 4, 8, 8)
     mouth = torch.zeros(2, 1, 32, 32)
     mouth[..., 24:, 8:24] = 1.0
-    weight = losses.lip_weight_map(mouth, 4.0, (8, 8))
+    weight = losses.emphasis_map(mouth, 4.0, (8, 8))
     assert weight.shape == (2, 1, 8, 8)
     assert float(weight[..., 6:, 2:6].min()) == pytest.approx(5.0) and float(weight[..., :6, :].max()) == 1.0
     weight = weight.reshape(1, 2, 1, 8, 8)

@@ -111,6 +111,42 @@ def test_stage1_lip_weight_changes_the_loss_only_where_there_is_a_mouth() -> Non
     assert loss(0.0, mouth) == pytest.approx(loss(0.0, no_mouth))  # stage 1 does not mask the mouth
 
 
+def test_stage2_expression_weight_counts_errors_in_the_regions_more() -> None:
+    torch.manual_seed(0)
+    model = MoEEModel(tiny_config())
+    batch = _batch(model.cfg)
+    size = model.cfg.image_size
+
+    def loss(expression_weight: float, regions: torch.Tensor) -> float:
+        spec = trainer.StageSpec("stage2", "none", 1, 1.0, "loss", model.cfg.scheduler.num_train_timesteps,
+                                 expression_weight=expression_weight)
+        objective = trainer.Objective(model, spec).eval()
+        with torch.no_grad():
+            return float(objective({**batch, "region_mask": regions}, torch.Generator().manual_seed(3))["loss"])
+
+    none = torch.zeros(1, 2, 1, size, size)
+    brows = none.clone()
+    brows[..., 4:10, 6:26] = 1.0
+    assert loss(4.0, none) == pytest.approx(loss(0.0, none))
+    assert loss(4.0, brows) != pytest.approx(loss(0.0, brows))
+    assert loss(0.0, brows) == pytest.approx(loss(0.0, none))  # without a weight the regions do nothing
+
+
+def test_expression_regions_argument(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "1", "--batch", "1", "--frames", "2"]
+    assert trainer.expression_regions(_args("stage2", *common, "--out", "x")) == ()
+    weighted = _args("stage2", *common, "--out", "x", "--expression-weight", "4")
+    assert trainer.expression_regions(weighted) == trainer.DEFAULT_EXPRESSION_REGIONS
+    with pytest.raises(trainer.TrainingError, match="unknown region.*chin"):
+        trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "a"), "--expression-weight", "4",
+                                "--expression-regions", "brows,chin"))
+    with pytest.raises(trainer.TrainingError, match="0 or more"):
+        trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--expression-weight", "-1"))
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "c"), "--expression-weight", "4",
+                                   "--expression-regions", "brows,eyes")) == 0
+    assert (tmp_path / "c" / "model.safetensors").exists()
+
+
 def test_resume_equals_unbroken_run(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
     common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "4", "--batch", "1",
               "--frames", "2", "--seed", "5", "--save-every", "100"]

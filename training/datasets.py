@@ -473,7 +473,8 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
     """Training windows with masked noisy emotion conditioning (MoEE).
 
     Each item: a reference frame of the same identity, ``num_frames`` consecutive target frames, one audio mel window
-    per frame (``engine.audio.frame_windows``), the emotion condition and the mouth mask per frame.
+    per frame (``engine.audio.frame_windows``), the emotion condition and the mouth mask per frame
+    (and, with ``expression_regions``, a mask of those face regions per frame, ``region_mask``).
     With probability ``p_noisy`` the emotion condition is replaced by the label of a clip of another
     emotion (or neutral) and ``noisy`` is True: the model must then rely on the video, not the label.
     Deterministic given ``seed``, ``epoch`` and the index.
@@ -487,7 +488,8 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
 
     def __init__(self, dataset: ClipDataset | Sequence[Clip], num_frames: int = 8, p_noisy: float = DEFAULT_P_NOISY,
                  seed: int = 0, split: str | None = "train", size: int | None = None, audio_config: Any = None,
-                 samples_per_epoch: int | None = None, mouth_dilate: float = 0.2) -> None:
+                 samples_per_epoch: int | None = None, mouth_dilate: float = 0.2,
+                 expression_regions: Sequence[str] = ()) -> None:
         clips = list(dataset)
         if split is not None:
             clips = [c for c in clips if c.split == split]
@@ -505,6 +507,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
         self.audio_config = audio_config or AudioConfig()
         self.samples_per_epoch = samples_per_epoch
         self.mouth_dilate = mouth_dilate
+        self.expression_regions = tuple(expression_regions)
         self.epoch = 0
         self._by_identity: dict[str, list[int]] = {}
         self._neutral_by_identity: dict[str, list[int]] = {}
@@ -564,7 +567,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
     def __getitem__(self, index: int) -> dict[str, Any]:
         import torch
 
-        from engine.face import mouth_mask
+        from engine.face import mouth_mask, region_mask
 
         rng = self._rng(index)
         rng.random()  # the draw used by condition()
@@ -595,6 +598,12 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
             masks = np.zeros((f, h, w), np.float32)
             masks[:, int(h * 0.6):int(h * 0.9), int(w * 0.3):int(w * 0.7)] = 1.0
         emotion, noisy, label_source = self.condition(index)
+        extra: dict[str, Any] = {}
+        if self.expression_regions:
+            regions = np.zeros((f, h, w), np.float32)  # no landmarks: no region is known
+            if lms is not None:
+                regions = np.stack([region_mask(lms[start + k], self.expression_regions, h, w) for k in range(f)])
+            extra["region_mask"] = torch.from_numpy(regions[:, None])
 
         def to_tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).float().div(127.5).sub(1.0)
@@ -611,4 +620,5 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
             "source": clip.source,
             "emotion_source": label_source,
             "start": start,
+            **extra,
         }

@@ -91,16 +91,18 @@ def latent_keep_mask(mouth: torch.Tensor, latent_hw: tuple[int, int]) -> torch.T
     return 1.0 - F.interpolate(mouth.float(), size=latent_hw, mode="area")
 
 
-def lip_weight_map(mouth: torch.Tensor, lip_weight: float, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Stage-1 lip emphasis: per-pixel loss weight ``1 + lambda_lip * mouth`` (as Hallo weights the lips).
+def emphasis_map(mask: torch.Tensor, weight: float, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per-pixel loss weight ``1 + lambda * mask`` that counts a region's errors more.
 
-    ``mouth``: image-space masks ``(N, 1, H, W)`` in 0..1; ``size``: area-resize to this grid first
-    (the latent grid for ``L_latent``). The mouth is a few percent of the frame, so without extra
-    weight the audio-driven lip motion is a small part of the loss and is learnt last.
+    Used for the lips in stage 1 (``--lip-weight``, as Hallo weights the lips) and for the face's
+    expression regions in stage 2 (``--expression-weight``). ``mask``: image-space masks
+    ``(N, 1, H, W)`` in 0..1; ``size``: area-resize to this grid first (the latent grid for
+    ``L_latent``). Such regions are a few percent of the frame, so without extra weight what they
+    show is a small part of the loss and is learnt last.
     """
-    if size is not None and tuple(mouth.shape[-2:]) != tuple(size):
-        mouth = F.interpolate(mouth.float(), size=size, mode="area")
-    return 1.0 + lip_weight * mouth.float()
+    if size is not None and tuple(mask.shape[-2:]) != tuple(size):
+        mask = F.interpolate(mask.float(), size=size, mode="area")
+    return 1.0 + weight * mask.float()
 
 
 @dataclass

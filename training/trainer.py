@@ -70,6 +70,7 @@ FINAL_LR_FRACTION = 0.1
 GRAD_CLIP_NORM = 1.0
 GATE_AUX_WEIGHT = 0.1
 DEFAULT_P_NOISY = 0.1
+DEFAULT_EXPRESSION_REGIONS = ("brows", "eyes", "forehead")  # where surprise and fear show, outside the mouth
 CHECKPOINT_DIR = "checkpoint"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
@@ -145,8 +146,9 @@ class StepSampler:
     def batch(self, step: int, batch_size: int) -> dict[str, Any]:
         items = [self.item(step * batch_size + b) for b in range(batch_size)]
         out: dict[str, Any] = {}
-        for key in ("reference", "frames", "audio", "emotion", "mouth_mask"):
-            out[key] = torch.stack([it[key] for it in items])
+        for key in ("reference", "frames", "audio", "emotion", "mouth_mask", "region_mask"):
+            if key in items[0]:
+                out[key] = torch.stack([it[key] for it in items])
         out["custom"] = torch.tensor([float(self._custom(it)) for it in items])
         return out
 
@@ -259,6 +261,7 @@ class StageSpec:
     mouth_mask: str
     num_train_timesteps: int
     lip_weight: float = 0.0  # stage 1: loss weight 1 + lip_weight * mouth mask
+    expression_weight: float = 0.0  # stage 2 / expert: loss weight 1 + expression_weight * region mask
 
 
 class Objective(nn.Module):
@@ -315,7 +318,9 @@ class Objective(nn.Module):
         gates = training_gates(label, spec.stage, spec.ablation, f)
         eps = d(noisy, t, reference_features, audio_tokens, emotion_tokens, gates)
         mouth = batch["mouth_mask"].flatten(0, 1)  # (B*F, 1, H, W)
-        keep_latent = self._pixel_weights(mouth, latents.shape[-2:])
+        regions = batch.get("region_mask")
+        keep_latent = self._pixel_weights(mouth, None if regions is None else regions.flatten(0, 1),
+                                          latents.shape[-2:])
         if keep_latent is not None:
             keep_latent = keep_latent.reshape(b, f, 1, *latents.shape[-2:])
         loss_latent = losses.latent_loss(eps, noise, keep_latent)
@@ -328,7 +333,8 @@ class Objective(nn.Module):
             x0 = losses.predict_x0(noisy[idx_b, idx_f], eps[idx_b, idx_f], t[idx_b],
                                    self.noise_scheduler.alphas_cumprod)
             pred_images = model.vae.decode(x0 / model.cfg.vae_scaling_factor).sample
-            keep_img = self._pixel_weights(batch["mouth_mask"][idx_b, idx_f])
+            keep_img = self._pixel_weights(batch["mouth_mask"][idx_b, idx_f],
+                                           None if regions is None else regions[idx_b, idx_f])
             loss_spatial = losses.spatial_loss(pred_images, frames[idx_b, idx_f], t[idx_b],
                                                spec.num_train_timesteps, self.perceptual, keep_img)
         loss = loss_latent + spec.spatial_weight * loss_spatial
@@ -337,18 +343,25 @@ class Objective(nn.Module):
         self._moe_inputs = []
         return {"loss": loss, "loss_latent": loss_latent.detach(), "loss_spatial": loss_spatial.detach()}
 
-    def _pixel_weights(self, mouth: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor | None:
+    def _pixel_weights(self, mouth: torch.Tensor, regions: torch.Tensor | None = None,
+                       size: tuple[int, int] | None = None) -> torch.Tensor | None:
         """Per-pixel loss weights from mouth masks ``(N, 1, H, W)``, area-resized to ``size`` if given.
 
         ``1 - mouth`` in stage 2 / expert (the mouth is masked out), ``1 + lip_weight * mouth`` in
-        stage 1 with a lip weight, else None (every pixel counts once).
+        stage 1 with a lip weight, else None (every pixel counts once). In stage 2 / expert with an
+        expression weight, times ``1 + expression_weight * regions`` (brows, eyes, ...: where the
+        experts' expressions show, outside the mouth).
         """
         spec = self.spec
+        weights = None
         if spec.stage in ("stage2", "expert") and spec.mouth_mask == losses.MOUTH_MASK_LOSS:
-            return losses.latent_keep_mask(mouth, size) if size is not None else 1.0 - mouth
+            weights = losses.latent_keep_mask(mouth, size) if size is not None else 1.0 - mouth
         if spec.stage == "stage1" and spec.lip_weight > 0:
-            return losses.lip_weight_map(mouth, spec.lip_weight, size)
-        return None
+            weights = losses.emphasis_map(mouth, spec.lip_weight, size)
+        if spec.stage in ("stage2", "expert") and spec.expression_weight > 0 and regions is not None:
+            emphasis = losses.emphasis_map(regions, spec.expression_weight, size)
+            weights = emphasis if weights is None else weights * emphasis
+        return weights
 
     def _gate_aux(self, label: torch.Tensor, frames: int) -> torch.Tensor:
         """``CE(label, softmax(G_global(Pool(X))))`` over the MoE layers, for samples with an emotion."""
@@ -466,6 +479,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mouth-mask", default=losses.MOUTH_MASK_LOSS, choices=losses.MOUTH_MASK_MODES)
     parser.add_argument("--lip-weight", type=float, default=0.0,
                         help="stage 1: extra loss weight on the mouth region (1 + W x mouth mask) for lip sync")
+    parser.add_argument("--expression-weight", type=float, default=0.0,
+                        help="stage 2 / expert: extra loss weight on the expression regions (1 + W x region mask)")
+    parser.add_argument("--expression-regions", default=",".join(DEFAULT_EXPRESSION_REGIONS),
+                        help="face regions weighed by --expression-weight (comma-separated; from engine.face.REGIONS)")
     parser.add_argument("--p-noisy", type=float, default=DEFAULT_P_NOISY)
     parser.add_argument("--ablation", default="none", choices=ABLATIONS)
     parser.add_argument("--spatial-frames", type=int, default=1, help="decoded frames per clip for L_spatial")
@@ -475,6 +492,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"), help="dtype of the saved model")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def expression_regions(args: argparse.Namespace) -> tuple[str, ...]:
+    """The face regions ``--expression-weight`` weighs (none when the weight is 0 or the stage trains no expert)."""
+    from engine.face import REGIONS
+
+    if args.expression_weight <= 0 or args.stage not in ("stage2", "expert"):
+        return ()
+    names = tuple(n.strip() for n in args.expression_regions.split(",") if n.strip())
+    unknown = [n for n in names if n not in REGIONS]
+    if unknown or not names:
+        raise TrainingError(f"--expression-regions: unknown region(s) {', '.join(unknown) or '(none given)'}; "
+                            f"known: {', '.join(REGIONS)}")
+    return names
 
 
 def _build_model(args: argparse.Namespace) -> MoEEModel:
@@ -525,6 +556,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise TrainingError("--steps, --batch and --frames must be at least 1")
     if args.no_noisy_sampling:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
+    if args.lip_weight < 0 or args.expression_weight < 0:
+        raise TrainingError("--lip-weight and --expression-weight must be 0 or more")
     model = _build_model(args).float().train()
     if args.stage == "vae" and model.cfg.name == "sd15":
         raise TrainingError("the vae stage is for the demo/tiny configs; sd15 uses Stable Diffusion's VAE")
@@ -536,16 +569,15 @@ def run_train(args: argparse.Namespace) -> int:
     p_noisy = args.p_noisy if args.stage in ("stage2", "expert") else 0.0
     split = None if args.stage == "expert" else "train"
     clip_sampler = ClipSampler(dataset, num_frames=args.frames, p_noisy=p_noisy, seed=args.seed, split=split,
-                               size=model.cfg.image_size, audio_config=model.cfg.audio)
+                               size=model.cfg.image_size, audio_config=model.cfg.audio,
+                               expression_regions=expression_regions(args))
     data = StepSampler(clip_sampler, args.seed)
     if args.stage == "stage1" and getattr(model, "notes", {}).get("stage") == "vae":
         calibrate_latent_scale(model, data)
     base_lr = args.lr or DEFAULT_LR[args.stage]
     optimizer = raw_optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
-    if args.lip_weight < 0:
-        raise TrainingError("--lip-weight must be 0 or more")
     spec = StageSpec(args.stage, args.ablation, args.spatial_frames, args.spatial_weight, args.mouth_mask,
-                     model.cfg.scheduler.num_train_timesteps, args.lip_weight)
+                     model.cfg.scheduler.num_train_timesteps, args.lip_weight, args.expression_weight)
     objective = Objective(model, spec)
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
     objective, optimizer = accelerator.prepare(objective, optimizer)
