@@ -145,6 +145,9 @@ def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
     assert all(v in (0.5, 1.0) for v in result["mix_knots"])
     assert [curve[2] for curve in result["mix_curves"]] == result["mix_knots"]
     assert len(result["mix_top2_train_by_pair"]) == 15 and 0 <= result["mix_top2_train_uncalibrated"] <= 1
+    readings = np.asarray(result["mix_readings"])  # kept, so the fit can be redone without re-measuring
+    assert readings.shape == (1, 15, 2, 2, 6)
+    assert calibrate.fit_mix_knots(readings, (0.5, 1.0))[0] == result["mix_knots"]
     assert np.asarray(result["generated_response"]).shape == (6, len(KNOTS))
     assert result["target_response"][0][-1] > result["target_response"][0][0]  # the truth's happiness rises
     check_curves(result["curves"])

@@ -321,7 +321,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
             readings = measure_mix_responses(model, mix_clips, recognizer, grid, args.steps, args.seed)
             mix = fit_mixes(readings, curves, grid)
             mix_curves = mix["mix_curves"]
-            result.update(mix, mix_identities=[c.identity for c in mix_clips])
+            # the raw readings (people, pairs, G, G, E) too, so the fit can be studied without re-measuring
+            result.update(mix, mix_identities=[c.identity for c in mix_clips],
+                          mix_readings=np.round(readings, 4).tolist())
         result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1))
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))
