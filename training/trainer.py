@@ -146,9 +146,9 @@ class StepSampler:
     def batch(self, step: int, batch_size: int) -> dict[str, Any]:
         items = [self.item(step * batch_size + b) for b in range(batch_size)]
         out: dict[str, Any] = {}
-        for key in ("reference", "frames", "audio", "emotion", "mouth_mask", "region_mask"):
-            if key in items[0]:
-                out[key] = torch.stack([it[key] for it in items])
+        optional = ("region_mask",) if "region_mask" in items[0] else ()
+        for key in ("reference", "frames", "audio", "emotion", "mouth_mask", *optional):
+            out[key] = torch.stack([it[key] for it in items])
         out["custom"] = torch.tensor([float(self._custom(it)) for it in items])
         return out
 
@@ -558,6 +558,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
     if args.lip_weight < 0 or args.expression_weight < 0:
         raise TrainingError("--lip-weight and --expression-weight must be 0 or more")
+    regions = expression_regions(args)  # bad region names fail before any work
     model = _build_model(args).float().train()
     if args.stage == "vae" and model.cfg.name == "sd15":
         raise TrainingError("the vae stage is for the demo/tiny configs; sd15 uses Stable Diffusion's VAE")
@@ -570,7 +571,7 @@ def run_train(args: argparse.Namespace) -> int:
     split = None if args.stage == "expert" else "train"
     clip_sampler = ClipSampler(dataset, num_frames=args.frames, p_noisy=p_noisy, seed=args.seed, split=split,
                                size=model.cfg.image_size, audio_config=model.cfg.audio,
-                               expression_regions=expression_regions(args))
+                               expression_regions=regions)
     data = StepSampler(clip_sampler, args.seed)
     if args.stage == "stage1" and getattr(model, "notes", {}).get("stage") == "vae":
         calibrate_latent_scale(model, data)
