@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from engine.errors import MoEEError
@@ -79,22 +78,15 @@ def _gate_control(args: argparse.Namespace, animator, prepared):
 def run_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.errors import EmotionSpecError
+    from engine.config import override_sampling
     from engine.export import export_clip
     from engine.pipeline import Animator
 
     animator = Animator.from_pretrained(args.model, device=args.device)
-    if args.lip_guidance is not None:
-        if not (math.isfinite(args.lip_guidance) and args.lip_guidance >= 0):
-            raise EmotionSpecError(f"--lip-guidance must be a finite number >= 0 (1 = off), not {args.lip_guidance}")
-        animator.cfg.sampling.audio_guidance_scale = float(args.lip_guidance)
-    if args.keep_background is not None:
-        animator.cfg.sampling.keep_background = args.keep_background == "yes"
-    if args.calibration is not None:
-        from engine.calibration import curves_from_argument
-
-        sampling = animator.cfg.sampling
-        sampling.calibration, sampling.mix_calibration = curves_from_argument(args.calibration)
+    keep_background = None if args.keep_background is None else args.keep_background == "yes"
+    overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
+                 ("keep_background", "--keep-background", keep_background))
+    animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:

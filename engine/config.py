@@ -9,11 +9,14 @@ The U-Net and VAE parts are plain keyword arguments of diffusers' ``UNet2DCondit
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from engine.calibration import check_curves
+from engine.calibration import check_curves, curves_from_argument
 from engine.emotions import BASIC_EMOTIONS
+from engine.errors import EmotionSpecError
 
 
 @dataclass
@@ -105,6 +108,34 @@ class SamplingConfig:
             if curves is not None:
                 check_curves(curves)
                 setattr(self, name, [[float(v) for v in curve] for curve in curves])
+
+
+#: Sampling settings that are guidance scales: finite and >= 0 (1 = off).
+GUIDANCE_FIELDS = ("guidance_scale", "mouth_guidance_scale", "audio_guidance_scale")
+#: Sampling settings that are fractions of the schedule: in [0, 1].
+SCHEDULE_FRACTION_FIELDS = ("strength", "guidance_min_t", "audio_guidance_max_t")
+
+
+def override_sampling(sampling: SamplingConfig, overrides: Iterable[tuple[str, str, Any]],
+                            calibration: str | None = None) -> SamplingConfig:
+    """A copy of ``sampling`` with a command line's changes; ``sampling`` itself is left as it was.
+
+    ``overrides`` holds ``(field, flag, value)`` triples (``value`` None: keep the model's setting);
+    ``flag`` names the setting in the error a bad value gets. ``calibration`` is a ``--calibration
+    off|FILE`` value (None: keep the model's curves); it sets both the single and the mix curves.
+    """
+    changes: dict[str, Any] = {}
+    for name, flag, value in overrides:
+        if value is None:
+            continue
+        if name in GUIDANCE_FIELDS and not (math.isfinite(value) and value >= 0):
+            raise EmotionSpecError(f"{flag} must be a finite number >= 0 (1 = off), not {value}")
+        if name in SCHEDULE_FRACTION_FIELDS and not (math.isfinite(value) and 0 <= value <= 1):
+            raise EmotionSpecError(f"{flag} must be a fraction of the schedule in [0, 1], not {value}")
+        changes[name] = value
+    if calibration is not None:
+        changes["calibration"], changes["mix_calibration"] = curves_from_argument(calibration)
+    return replace(sampling, **changes)
 
 
 @dataclass

@@ -94,6 +94,39 @@ def test_is_neutral() -> None:
     assert not evaluate.is_neutral(np.array([0.6, 0.05, 0.05, 0.0, 0.0, 0.0]))
 
 
+def eval_args(*flags: str):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    evaluate.add_eval_arguments(parser)
+    return parser.parse_args(["--model", "m", *flags])
+
+
+def test_sampling_flags_override_the_model_and_leave_it_unchanged() -> None:
+    from engine.config import SamplingConfig
+
+    model_sampling = SamplingConfig(guidance_scale=10.0, audio_guidance_scale=5.0)
+    sampling = evaluate.sampling_with_overrides(
+        model_sampling, eval_args("--guidance", "9", "--guidance-min-t", "0.5", "--keep-background", "yes"))
+    assert (sampling.guidance_scale, sampling.guidance_min_t, sampling.keep_background) == (9.0, 0.5, True)
+    assert sampling.audio_guidance_scale == 5.0  # not given: the model's
+    assert model_sampling.guidance_scale == 10.0 and model_sampling.keep_background is False
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--guidance", "-1"), "--guidance must be a finite number >= 0"),
+    (("--audio-guidance", "nan"), "--audio-guidance must be a finite number >= 0"),
+    (("--guidance-min-t", "1.5"), "--guidance-min-t must be a fraction of the schedule"),
+    (("--strength", "-0.2"), "--strength must be a fraction of the schedule"),
+])
+def test_bad_sampling_flags_are_named_in_the_error(flags, message) -> None:
+    from engine.config import SamplingConfig
+    from engine.errors import EmotionSpecError
+
+    with pytest.raises(EmotionSpecError, match=message):
+        evaluate.sampling_with_overrides(SamplingConfig(), eval_args(*flags))
+
+
 def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     """``moee eval`` on a tiny model: fresh held-out people, every metric, ceilings, packaging."""
     import json

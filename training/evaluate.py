@@ -46,7 +46,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,8 @@ import numpy as np
 import torch
 
 from engine.audio import envelope_per_frame, frame_windows, log_mel
-from engine.calibration import curves_from_argument
 from engine.checkpoint import load_model
-from engine.config import SamplingConfig
+from engine.config import SamplingConfig, override_sampling
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
 from engine.model import MoEEModel
 from engine.moee import BatchGates
@@ -510,14 +509,14 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
     """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance/
     --guidance-min-t/--audio-guidance/--audio-guidance-max-t/--keep-background/--calibration``."""
-    overrides = (("strength", args.strength), ("guidance_scale", args.guidance),
-                 ("mouth_guidance_scale", args.mouth_guidance), ("guidance_min_t", args.guidance_min_t),
-                 ("audio_guidance_scale", args.audio_guidance), ("audio_guidance_max_t", args.audio_guidance_max_t),
-                 ("keep_background", None if args.keep_background is None else args.keep_background == "yes"))
-    changes = {name: value for name, value in overrides if value is not None}
-    if args.calibration is not None:
-        changes["calibration"], changes["mix_calibration"] = curves_from_argument(args.calibration)
-    return replace(sampling, **changes)
+    keep_background = None if args.keep_background is None else args.keep_background == "yes"
+    overrides = (("strength", "--strength", args.strength), ("guidance_scale", "--guidance", args.guidance),
+                 ("mouth_guidance_scale", "--mouth-guidance", args.mouth_guidance),
+                 ("guidance_min_t", "--guidance-min-t", args.guidance_min_t),
+                 ("audio_guidance_scale", "--audio-guidance", args.audio_guidance),
+                 ("audio_guidance_max_t", "--audio-guidance-max-t", args.audio_guidance_max_t),
+                 ("keep_background", "--keep-background", keep_background))
+    return override_sampling(sampling, overrides, args.calibration)
 
 
 def _shown_path(path: str | Path | None) -> str | None:

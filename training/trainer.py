@@ -61,6 +61,8 @@ from training import losses
 from training.perceptual import FixedPerceptualNet
 
 STAGES = ("vae", "stage1", "stage2", "expert")
+#: The stages that train the Emotion MoE (everything else frozen): noisy labels, mouth mask, expression weight.
+EXPERT_STAGES = ("stage2", "expert")
 ABLATIONS = ("none", "no-moe", "no-global-gate")
 DEFAULT_STEPS = {"vae": 1000, "stage1": 5000, "stage2": 3000, "expert": 300}
 DEFAULT_LR = {"vae": 2e-4, "stage1": 2e-4, "stage2": 3e-4, "expert": 5e-4}
@@ -263,6 +265,10 @@ class StageSpec:
     lip_weight: float = 0.0  # stage 1: loss weight 1 + lip_weight * mouth mask
     expression_weight: float = 0.0  # stage 2 / expert: loss weight 1 + expression_weight * region mask
 
+    @property
+    def trains_experts(self) -> bool:
+        return self.stage in EXPERT_STAGES
+
 
 class Objective(nn.Module):
     """One training step's loss as a module, so ``accelerate`` can wrap it for multi-GPU (DDP)."""
@@ -276,7 +282,7 @@ class Objective(nn.Module):
         self.perceptual = FixedPerceptualNet()
         self.noise_scheduler = DDPMScheduler(**vars(model.cfg.scheduler))
         self._moe_inputs: list[tuple[EmotionMoE, torch.Tensor]] = []
-        if spec.stage in ("stage2", "expert"):
+        if spec.trains_experts:
             for layer in model.denoiser.moe_layers:
                 layer.register_forward_hook(self._capture)
 
@@ -354,11 +360,11 @@ class Objective(nn.Module):
         """
         spec = self.spec
         weights = None
-        if spec.stage in ("stage2", "expert") and spec.mouth_mask == losses.MOUTH_MASK_LOSS:
+        if spec.trains_experts and spec.mouth_mask == losses.MOUTH_MASK_LOSS:
             weights = losses.latent_keep_mask(mouth, size) if size is not None else 1.0 - mouth
         if spec.stage == "stage1" and spec.lip_weight > 0:
             weights = losses.emphasis_map(mouth, spec.lip_weight, size)
-        if spec.stage in ("stage2", "expert") and spec.expression_weight > 0 and regions is not None:
+        if spec.trains_experts and spec.expression_weight > 0 and regions is not None:
             emphasis = losses.emphasis_map(regions, spec.expression_weight, size)
             weights = emphasis if weights is None else weights * emphasis
         return weights
@@ -498,7 +504,7 @@ def expression_regions(args: argparse.Namespace) -> tuple[str, ...]:
     """The face regions ``--expression-weight`` weighs (none when the weight is 0 or the stage trains no expert)."""
     from engine.face import REGIONS
 
-    if args.expression_weight <= 0 or args.stage not in ("stage2", "expert"):
+    if args.expression_weight <= 0 or args.stage not in EXPERT_STAGES:
         return ()
     names = tuple(n.strip() for n in args.expression_regions.split(",") if n.strip())
     unknown = [n for n in names if n not in REGIONS]
@@ -567,7 +573,7 @@ def run_train(args: argparse.Namespace) -> int:
         model.denoiser.unet.enable_gradient_checkpointing()
         model.denoiser.reference_net.enable_gradient_checkpointing()
     dataset = _open_dataset(args.data, args.name if args.stage == "expert" else None)
-    p_noisy = args.p_noisy if args.stage in ("stage2", "expert") else 0.0
+    p_noisy = args.p_noisy if args.stage in EXPERT_STAGES else 0.0
     split = None if args.stage == "expert" else "train"
     clip_sampler = ClipSampler(dataset, num_frames=args.frames, p_noisy=p_noisy, seed=args.seed, split=split,
                                size=model.cfg.image_size, audio_config=model.cfg.audio,
