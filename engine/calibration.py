@@ -128,6 +128,26 @@ def read_calibration(path: str | Path) -> tuple[Curves, Curves | None]:
             None if mix_curves is None else [[float(v) for v in curve] for curve in mix_curves])
 
 
+#: What a model's notes keep of a ``moee calibrate`` result: how the curves were fitted and what was
+#: measured (the curves themselves live in the sampling settings; the raw mix readings stay in the file).
+CALIBRATION_NOTE_KEYS = ("command", "model", "data", "recognizer", "identities", "generated_response",
+                         "target_response", "mix_knots", "mix_top2_train", "mix_identities")
+
+
+def calibration_note(result: dict) -> dict:
+    """The part of a calibration result (``moee calibrate --out`` JSON) a model folder's notes record."""
+    return {key: result[key] for key in CALIBRATION_NOTE_KEYS if key in result}
+
+
+def calibration_note_from_argument(value: str) -> dict:
+    """The notes a ``--calibration off|FILE`` value leaves in a packaged model: the file's fitting
+    record and where it was read from, or that the sliders are uncalibrated."""
+    if value == "off":
+        return {"off": True}
+    read_calibration(value)  # a clear error for a file that is no calibration
+    return {**calibration_note(json.loads(Path(value).read_text())), "file": str(value)}
+
+
 def curves_from_argument(value: str) -> tuple[Curves | None, Curves | None]:
     """``(curves, mix_curves)`` a ``--calibration off|FILE`` command-line value asks for (off: both None)."""
     return (None, None) if value == "off" else read_calibration(value)

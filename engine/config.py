@@ -74,10 +74,10 @@ class SamplingConfig:
     # Emotion guidance ``eps_0 + w (eps_g - eps_0)`` (eps_0: every slider at 0), as classifier-free
     # guidance; 1 = off. Amplifies what the experts add, at twice the U-Net passes per step.
     guidance_scale: float = 1.0
-    # The guidance scale inside the portrait's mouth (None: ``guidance_scale`` everywhere). Stage 2
-    # masks the mouth out of the experts' loss (the mouth follows the audio), so what they add there
-    # is unconstrained (measured to matter little for the demo model, docs/TRAINING.md). Needs face
-    # landmarks; without them, uniform.
+    # The guidance scale inside the portrait's mouth (None: ``guidance_scale`` everywhere). Lower than
+    # ``guidance_scale`` it amplifies the experts less where the lips must follow the audio (the demo
+    # model: 4 against 10 keeps lip sync above 0.7, docs/TRAINING.md). Needs face landmarks; without
+    # them, uniform.
     mouth_guidance_scale: float | None = None
     # Guidance only at the noisier steps, ``t >= guidance_min_t * T`` (guidance in a limited interval,
     # Kynkaanniemi et al. 2024): the expression's layout forms at high noise; at the later steps plain
@@ -233,14 +233,15 @@ def demo_config() -> ModelConfig:
     mouth corners (an 8x one at 128 px blurred them on held-out faces), and the portrait latent is also
     concatenated to the U-Net input (``reference_concat``) so identity is kept after CPU-hours of training.
     Sampled from the noised portrait (strength 0.75) with emotion guidance 10 at the noisier half of the
-    schedule and lip guidance 5 (against silence) at the other half (measured in docs/TRAINING.md).
+    schedule (4 inside the mouth, so the lips follow the audio) and lip guidance 5 (against silence) at
+    the other half (measured in docs/TRAINING.md).
     """
     unet = _cross_attn_unet((64, 128, 128), cross_dim=128, heads=2, layers=1)
     vae = _vae((32, 64, 64), groups=16, layers=1, image_size=64)
     return ModelConfig(name="demo", image_size=64, fps=25, unet=unet, vae=vae,
                        moee=MoEEConfig(reference_concat=True),
-                       sampling=SamplingConfig(strength=0.75, guidance_scale=10.0, guidance_min_t=0.5,
-                                               audio_guidance_scale=5.0, audio_guidance_max_t=0.5,
+                       sampling=SamplingConfig(strength=0.75, guidance_scale=10.0, mouth_guidance_scale=4.0,
+                                               guidance_min_t=0.5, audio_guidance_scale=5.0, audio_guidance_max_t=0.5,
                                                keep_background=True))
 
 

@@ -156,6 +156,7 @@ def test_moee_calibrate_end_to_end(tmp_path, capsys) -> None:
     assert calibrated.cfg.sampling.mix_calibration == result["mix_curves"]
     assert calibrated.cfg.sampling.guidance_scale == 3.0  # stored with the sampling it was measured with
     assert calibrated.notes["calibration"]["identities"] == result["identities"]  # how the curves were found
+    assert calibrated.notes["calibration"]["command"] == result["command"] and "mix_readings" not in calibrated.notes["calibration"]
     assert json.loads(capsys.readouterr().out)["curves"] == result["curves"]
 
     parser = argparse.ArgumentParser()

@@ -137,11 +137,16 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
 
     torch.manual_seed(0)
     save_model(MoEEModel(tiny_config()), tmp_path / "model", notes={"trained": False})
+    # curves fitted elsewhere (e.g. on an earlier model), as `moee calibrate --out` writes them
+    curves = [[0.0, 0.2, 0.5, 0.8, 1.0]] * 6
+    calibration_file = tmp_path / "calibration.json"
+    calibration_file.write_text(json.dumps({"curves": curves, "command": "moee calibrate --model earlier",
+                                            "identities": ["p1"], "mix_readings": [[0.5]]}))
     parser = __import__("argparse").ArgumentParser()
     evaluate.add_eval_arguments(parser)
     args = parser.parse_args(["--model", str(tmp_path / "model"), "--identities", "1", "--frames", "3",
                               "--steps", "2", "--guidance", "2", "--mouth-guidance", "0", "--audio-guidance", "2",
-                              "--audio-guidance-max-t", "0.5", "--json",
+                              "--audio-guidance-max-t", "0.5", "--calibration", str(calibration_file), "--json",
                               "--package-to", str(tmp_path / "packaged"), "--threads", "1"])
     assert evaluate.run_eval(args) == 0
     result = json.loads(capsys.readouterr().out)
@@ -160,6 +165,10 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     assert packaged.cfg.sampling.guidance_scale == 2.0 and packaged.cfg.sampling.mouth_guidance_scale == 0.0
     assert packaged.cfg.sampling.audio_guidance_scale == 2.0
     assert packaged.notes["eval"]["compound_top2"] == metrics["compound_top2"]
+    # packaged with the curves it was evaluated with, and the notes say where they were fitted
+    assert packaged.cfg.sampling.calibration == curves
+    assert packaged.notes["calibration"] == {"command": "moee calibrate --model earlier", "identities": ["p1"],
+                                             "file": str(calibration_file)}
 
 
 def test_recognizer_trains_on_autoencoder_round_trips(tmp_path) -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from engine.atomic import atomic_write_text
-from engine.calibration import CALIBRATION_KNOTS, fit_response_curve
+from engine.calibration import CALIBRATION_KNOTS, calibration_note, fit_response_curve
 from engine.checkpoint import load_model, update_sampling_defaults
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import MoEEError
@@ -324,15 +324,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
             # the raw readings (people, pairs, G, G, E) too, so the fit can be studied without re-measuring
             result.update(mix, mix_identities=[c.identity for c in mix_clips],
                           mix_readings=np.round(readings, 4).tolist())
-        result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1))
+        result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1),
+                      command=" ".join(["moee calibrate", *sys.argv[1:]]), data=str(args.data),
+                      recognizer=str(args.recognizer or f"assets/models/{COMPOUND_RECOGNIZER_DIR}"))
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))
         if args.write_model:
-            recorded = ("identities", "generated_response", "target_response", "mix_knots", "mix_top2_train",
-                        "mix_identities")
-            note = {"command": " ".join(["moee calibrate", *sys.argv[1:]]), "data": str(args.data),
-                    "recognizer": str(args.recognizer or f"assets/models/{COMPOUND_RECOGNIZER_DIR}"),
-                    **{k: result[k] for k in recorded if k in result}}
+            note = calibration_note(result)
             sampling = {**asdict(model.cfg.sampling), "calibration": curves, "mix_calibration": mix_curves}
             update_sampling_defaults(args.model, notes={"calibration": note}, **sampling)
     except MoEEError as exc:

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from engine.audio import envelope_per_frame, frame_windows, log_mel
+from engine.calibration import calibration_note_from_argument
 from engine.checkpoint import load_model
 from engine.config import SamplingConfig, override_sampling
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
@@ -579,6 +580,8 @@ def run_eval(args: argparse.Namespace) -> int:
                  "recognizer": "assets/models/recognizer", "compound_recognizer": result["compound_recognizer"]}
         if ablations:
             notes["ablations"] = ablations
+        if args.calibration is not None:  # the curves packaged are not the model folder's own
+            notes["calibration"] = calibration_note_from_argument(args.calibration)
         package_model(args.model, args.package_to, notes, sampling=model.cfg.sampling)
     text = json.dumps(result, indent=1)
     if args.out:
