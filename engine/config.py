@@ -117,7 +117,7 @@ SCHEDULE_FRACTION_FIELDS = ("strength", "guidance_min_t", "audio_guidance_max_t"
 
 
 def override_sampling(sampling: SamplingConfig, overrides: Iterable[tuple[str, str, Any]],
-                            calibration: str | None = None) -> SamplingConfig:
+                      calibration: str | None = None) -> SamplingConfig:
     """A copy of ``sampling`` with a command line's changes; ``sampling`` itself is left as it was.
 
     ``overrides`` holds ``(field, flag, value)`` triples (``value`` None: keep the model's setting);
