@@ -111,10 +111,11 @@ def fit_response_curve(generated: Sequence[float], target: Sequence[float],
 Curves = list[list[float]]
 
 
-def read_calibration(path: str | Path) -> tuple[Curves, Curves | None]:
-    """``(curves, mix_curves)`` of a calibration file written by ``moee calibrate``.
+def load_calibration_file(path: str | Path) -> dict:
+    """The whole JSON of a calibration file written by ``moee calibrate``, its curves checked.
 
-    JSON with a ``curves`` list and, when mixes were calibrated, a ``mix_curves`` list (else None).
+    It holds a ``curves`` list and, when mixes were calibrated, a ``mix_curves`` list, beside how
+    they were fitted (command, people, measured responses).
     """
     try:
         data = json.loads(Path(path).read_text())
@@ -124,6 +125,13 @@ def read_calibration(path: str | Path) -> tuple[Curves, Curves | None]:
     for found in (curves, mix_curves):
         if found is not None:
             check_curves(found)
+    return data
+
+
+def read_calibration(path: str | Path) -> tuple[Curves, Curves | None]:
+    """``(curves, mix_curves)`` of a calibration file written by ``moee calibrate`` (no mixes: None)."""
+    data = load_calibration_file(path)
+    curves, mix_curves = data["curves"], data.get("mix_curves")
     return ([[float(v) for v in curve] for curve in curves],
             None if mix_curves is None else [[float(v) for v in curve] for curve in mix_curves])
 
@@ -144,8 +152,7 @@ def calibration_note_from_argument(value: str) -> dict:
     record and where it was read from, or that the sliders are uncalibrated."""
     if value == "off":
         return {"off": True}
-    read_calibration(value)  # a clear error for a file that is no calibration
-    return {**calibration_note(json.loads(Path(value).read_text())), "file": str(value)}
+    return {**calibration_note(load_calibration_file(value)), "file": str(value)}
 
 
 def curves_from_argument(value: str) -> tuple[Curves | None, Curves | None]:
