@@ -137,18 +137,17 @@ done_already "$WORK/stage2d" || python -m training.trainer stage2 --data "$MIX_D
 # the loss (--mouth-mask none): SSIM back above 0.80. With less emotion guidance in the mouth (MOUTH_GUIDANCE,
 # lip sync kept above 0.7): compound top-2 0.55 -> 0.62, accuracy 0.93 -> 0.99 (docs/TRAINING.md).
 stamp "stage2 with the expression weight"
-done_already "$WORK/stage2f" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/stage2f" \
-  --init "$WORK/stage2d" --steps "$STAGE2_EXPRESSION_STEPS" --batch 4 --frames 4 --lr 3e-4 --seed 10 --threads 2 \
-  --expression-weight "$EXPRESSION_WEIGHT" --log "$WORK/stage2f.jsonl" "${COMMON[@]}"
-done_already "$WORK/stage2g" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/stage2g" \
-  --init "$WORK/stage2f" --steps "$STAGE2_EXPRESSION_MORE_STEPS" --batch 4 --frames 4 --lr 3e-4 --seed 11 \
-  --threads 2 --expression-weight "$EXPRESSION_WEIGHT" --log "$WORK/stage2g.jsonl" "${COMMON[@]}"
-done_already "$WORK/stage2h" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/stage2h" \
-  --init "$WORK/stage2g" --steps "$STAGE2_EXPRESSION_MOUTH_STEPS" --batch 4 --frames 4 --lr 2e-4 --seed 12 \
-  --threads 2 --expression-weight "$EXPRESSION_WEIGHT" --mouth-mask none --log "$WORK/stage2h.jsonl" "${COMMON[@]}"
-done_already "$WORK/stage2i" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/stage2i" \
-  --init "$WORK/stage2h" --steps "$STAGE2_EXPRESSION_MOUTH_MORE_STEPS" --batch 4 --frames 4 --lr 2e-4 --seed 13 \
-  --threads 2 --expression-weight "$EXPRESSION_WEIGHT" --mouth-mask none --log "$WORK/stage2i.jsonl" "${COMMON[@]}"
+expression_cycle() {  # expression_cycle NAME INIT STEPS LR SEED [more trainer flags]
+  local name=$1 init=$2 steps=$3 lr=$4 seed=$5
+  shift 5
+  done_already "$WORK/$name" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/$name" \
+    --init "$WORK/$init" --steps "$steps" --batch 4 --frames 4 --lr "$lr" --seed "$seed" --threads 2 \
+    --expression-weight "$EXPRESSION_WEIGHT" --log "$WORK/$name.jsonl" "${COMMON[@]}" "$@"
+}
+expression_cycle stage2f stage2d "$STAGE2_EXPRESSION_STEPS" 3e-4 10
+expression_cycle stage2g stage2f "$STAGE2_EXPRESSION_MORE_STEPS" 3e-4 11
+expression_cycle stage2h stage2g "$STAGE2_EXPRESSION_MOUTH_STEPS" 2e-4 12 --mouth-mask none
+expression_cycle stage2i stage2h "$STAGE2_EXPRESSION_MOUTH_MORE_STEPS" 2e-4 13 --mouth-mask none
 
 # the calibration is fitted on stage2g (at guidance 10 in the mouth too) and packaged with stage2i: refitted on
 # stage2h it read the held-out people worse (compound 0.60 -> 0.57; docs/TRAINING.md)
