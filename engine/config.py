@@ -103,6 +103,10 @@ class SamplingConfig:
     mix_calibration: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
+        for name in (*GUIDANCE_FIELDS, *SCHEDULE_FRACTION_FIELDS):
+            problem = sampling_value_problem(name, getattr(self, name))
+            if problem:
+                raise EmotionSpecError(f"sampling setting {name} {problem}")
         for name in ("calibration", "mix_calibration"):
             curves = getattr(self, name)
             if curves is not None:
@@ -112,8 +116,23 @@ class SamplingConfig:
 
 #: Sampling settings that are guidance scales: finite and >= 0 (1 = off).
 GUIDANCE_FIELDS = ("guidance_scale", "mouth_guidance_scale", "audio_guidance_scale")
-#: Sampling settings that are fractions of the schedule: in [0, 1].
+#: Sampling settings that are fractions of the schedule: in [0, 1] (``strength``: in (0, 1]).
 SCHEDULE_FRACTION_FIELDS = ("strength", "guidance_min_t", "audio_guidance_max_t")
+
+
+def sampling_value_problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the sampling setting ``name``, or None (the one rule book of
+    config files and command-line flags). ``mouth_guidance_scale`` may be None (no mouth scale)."""
+    if value is None and name == "mouth_guidance_scale":
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if name in GUIDANCE_FIELDS and not (number and value >= 0):
+        return f"must be a finite number >= 0 (1 = off), not {value!r}"
+    if name == "strength" and not (number and 0 < value <= 1):
+        return f"must be a fraction of the schedule in (0, 1] (1 = from pure noise), not {value!r}"
+    if name in SCHEDULE_FRACTION_FIELDS and not (number and 0 <= value <= 1):
+        return f"must be a fraction of the schedule in [0, 1], not {value!r}"
+    return None
 
 
 def override_sampling(sampling: SamplingConfig, overrides: Iterable[tuple[str, str, Any]],
@@ -128,10 +147,9 @@ def override_sampling(sampling: SamplingConfig, overrides: Iterable[tuple[str, s
     for name, flag, value in overrides:
         if value is None:
             continue
-        if name in GUIDANCE_FIELDS and not (math.isfinite(value) and value >= 0):
-            raise EmotionSpecError(f"{flag} must be a finite number >= 0 (1 = off), not {value}")
-        if name in SCHEDULE_FRACTION_FIELDS and not (math.isfinite(value) and 0 <= value <= 1):
-            raise EmotionSpecError(f"{flag} must be a fraction of the schedule in [0, 1], not {value}")
+        problem = sampling_value_problem(name, value)
+        if problem:
+            raise EmotionSpecError(f"{flag} {problem}")
         changes[name] = value
     if calibration is not None:
         changes["calibration"], changes["mix_calibration"] = curves_from_argument(calibration)

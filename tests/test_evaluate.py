@@ -262,3 +262,26 @@ def test_recognizer_trains_its_emotion_head_on_labelled_mix_frames(tmp_path) -> 
     assert all(0.0 <= v <= 1.0 for v in metrics["compound"].values())
     info = json.loads((tmp_path / "rec" / "recognizer.json").read_text())
     assert info["mix_frames"] == 8 and "metrics_heldout_compound" in info
+
+
+@pytest.mark.parametrize("setting, value", [("guidance_scale", -2.0), ("mouth_guidance_scale", float("inf")),
+                                            ("strength", 0.0), ("audio_guidance_max_t", 1.5),
+                                            ("guidance_min_t", "half")])
+def test_a_hand_edited_config_with_a_bad_sampling_value_is_refused_on_load(tmp_path, setting, value) -> None:
+    """A model folder whose config.json holds an impossible sampling value fails at load, naming the
+    file and the setting, instead of at the first render."""
+    import json
+
+    from engine.checkpoint import load_model, save_model
+    from engine.config import tiny_config
+    from engine.errors import CheckpointError
+    from engine.model import MoEEModel
+
+    torch.manual_seed(0)
+    save_model(MoEEModel(tiny_config()), tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    data = json.loads(config_file.read_text())
+    data["config"]["sampling"][setting] = value
+    config_file.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"config.json holds an invalid model configuration.*{setting} must"):
+        load_model(tmp_path / "model")

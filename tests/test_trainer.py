@@ -92,14 +92,16 @@ def test_stage1_freezes_moe() -> None:
     assert any(n.startswith("denoiser.reference_net.") for n in names)
 
 
-def test_stage1_lip_weight_changes_the_loss_only_where_there_is_a_mouth() -> None:
+@pytest.mark.parametrize("stage, mouth_mask", [("stage1", "loss"), ("stage2", "none")])
+def test_lip_weight_changes_the_loss_only_where_there_is_a_mouth(stage: str, mouth_mask: str) -> None:
+    """Stage 1, and stage 2 trained with the mouth in the loss: the lip weight counts mouth errors more."""
     torch.manual_seed(0)
     model = MoEEModel(tiny_config())
     batch = _batch(model.cfg)
 
     def loss(lip_weight: float, mouth: torch.Tensor) -> float:
-        spec = trainer.StageSpec("stage1", "none", 1, 1.0, "loss", model.cfg.scheduler.num_train_timesteps, lip_weight)
-        objective = trainer.Objective(model, spec)
+        spec = trainer.StageSpec(stage, "none", 1, 1.0, mouth_mask, model.cfg.scheduler.num_train_timesteps, lip_weight)
+        objective = trainer.Objective(model, spec).eval()
         with torch.no_grad():
             return float(objective({**batch, "mouth_mask": mouth}, torch.Generator().manual_seed(3))["loss"])
 
@@ -108,7 +110,7 @@ def test_stage1_lip_weight_changes_the_loss_only_where_there_is_a_mouth() -> Non
     mouth[..., 20:28, 8:24] = 1.0
     assert loss(4.0, no_mouth) == pytest.approx(loss(0.0, no_mouth))
     assert loss(4.0, mouth) != pytest.approx(loss(0.0, mouth))
-    assert loss(0.0, mouth) == pytest.approx(loss(0.0, no_mouth))  # stage 1 does not mask the mouth
+    assert loss(0.0, mouth) == pytest.approx(loss(0.0, no_mouth))  # the mouth is not masked out
 
 
 def test_stage2_expression_weight_counts_errors_in_the_regions_more() -> None:
@@ -145,6 +147,16 @@ def test_expression_regions_argument(tiny_data: Path, base_model: Path, tmp_path
     assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "c"), "--expression-weight", "4",
                                    "--expression-regions", "brows,eyes")) == 0
     assert (tmp_path / "c" / "model.safetensors").exists()
+
+
+def test_stage2_lip_weight_needs_the_mouth_in_the_loss(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "1", "--batch", "1", "--frames", "2",
+              "--lip-weight", "3"]
+    with pytest.raises(trainer.TrainingError, match="mouth out of the loss.*--mouth-mask none"):
+        trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "a")))
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--mouth-mask", "none")) == 0
+    assert (tmp_path / "b" / "model.safetensors").exists()
 
 
 def test_resume_equals_unbroken_run(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:

@@ -262,12 +262,17 @@ class StageSpec:
     spatial_weight: float
     mouth_mask: str
     num_train_timesteps: int
-    lip_weight: float = 0.0  # stage 1: loss weight 1 + lip_weight * mouth mask
+    lip_weight: float = 0.0  # where the mouth is in the loss: weight 1 + lip_weight * mouth mask
     expression_weight: float = 0.0  # stage 2 / expert: loss weight 1 + expression_weight * region mask
 
     @property
     def trains_experts(self) -> bool:
         return self.stage in EXPERT_STAGES
+
+    @property
+    def masks_mouth(self) -> bool:
+        """Whether the mouth is left out of the loss (stage 2 / expert, paper Design 3)."""
+        return self.trains_experts and self.mouth_mask == losses.MOUTH_MASK_LOSS
 
 
 class Objective(nn.Module):
@@ -353,16 +358,16 @@ class Objective(nn.Module):
                        size: tuple[int, int] | None = None) -> torch.Tensor | None:
         """Per-pixel loss weights from mouth masks ``(N, 1, H, W)``, area-resized to ``size`` if given.
 
-        ``1 - mouth`` in stage 2 / expert (the mouth is masked out), ``1 + lip_weight * mouth`` in
-        stage 1 with a lip weight, else None (every pixel counts once). In stage 2 / expert with an
-        expression weight, times ``1 + expression_weight * regions`` (brows, eyes, ...: where the
-        experts' expressions show, outside the mouth).
+        ``1 - mouth`` in stage 2 / expert (the mouth is masked out), ``1 + lip_weight * mouth`` with a
+        lip weight where the mouth is in the loss (stage 1; stage 2 / expert with ``--mouth-mask none``),
+        else None (every pixel counts once). In stage 2 / expert with an expression weight, times
+        ``1 + expression_weight * regions`` (brows, eyes, ...: where the experts' expressions show).
         """
         spec = self.spec
         weights = None
-        if spec.trains_experts and spec.mouth_mask == losses.MOUTH_MASK_LOSS:
+        if spec.masks_mouth:
             weights = losses.latent_keep_mask(mouth, size) if size is not None else 1.0 - mouth
-        if spec.stage == "stage1" and spec.lip_weight > 0:
+        elif spec.lip_weight > 0:
             weights = losses.emphasis_map(mouth, spec.lip_weight, size)
         if spec.trains_experts and spec.expression_weight > 0 and regions is not None:
             emphasis = losses.emphasis_map(regions, spec.expression_weight, size)
@@ -484,7 +489,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-noisy-sampling", action="store_true", help="ablation: no noisy labels, no mouth mask")
     parser.add_argument("--mouth-mask", default=losses.MOUTH_MASK_LOSS, choices=losses.MOUTH_MASK_MODES)
     parser.add_argument("--lip-weight", type=float, default=0.0,
-                        help="stage 1: extra loss weight on the mouth region (1 + W x mouth mask) for lip sync")
+                        help="extra loss weight on the mouth region (1 + W x mouth mask) for lip sync: stage 1, "
+                             "or stage 2 / expert with --mouth-mask none")
     parser.add_argument("--expression-weight", type=float, default=0.0,
                         help="stage 2 / expert: extra loss weight on the expression regions (1 + W x region mask)")
     parser.add_argument("--expression-regions", default=",".join(DEFAULT_EXPRESSION_REGIONS),
@@ -564,6 +570,9 @@ def run_train(args: argparse.Namespace) -> int:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
     if args.lip_weight < 0 or args.expression_weight < 0:
         raise TrainingError("--lip-weight and --expression-weight must be 0 or more")
+    if args.lip_weight > 0 and args.stage in EXPERT_STAGES and args.mouth_mask == losses.MOUTH_MASK_LOSS:
+        raise TrainingError(f"--lip-weight weighs the mouth, but {args.stage} leaves the mouth out of the loss; "
+                            "add --mouth-mask none to train it with the mouth in")
     regions = expression_regions(args)  # bad region names fail before any work
     model = _build_model(args).float().train()
     if args.stage == "vae" and model.cfg.name == "sd15":
