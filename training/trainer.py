@@ -271,8 +271,13 @@ class StageSpec:
 
     @property
     def masks_mouth(self) -> bool:
-        """Whether the mouth is left out of the loss (stage 2 / expert, paper Design 3)."""
-        return self.trains_experts and self.mouth_mask == losses.MOUTH_MASK_LOSS
+        return masks_mouth(self.stage, self.mouth_mask)
+
+
+def masks_mouth(stage: str, mouth_mask: str) -> bool:
+    """Whether ``stage`` leaves the mouth out of the loss (stage 2 / expert with ``--mouth-mask loss``,
+    paper Design 3), so that the experts learn expression, not lip shape."""
+    return stage in EXPERT_STAGES and mouth_mask == losses.MOUTH_MASK_LOSS
 
 
 class Objective(nn.Module):
@@ -570,7 +575,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
     if args.lip_weight < 0 or args.expression_weight < 0:
         raise TrainingError("--lip-weight and --expression-weight must be 0 or more")
-    if args.lip_weight > 0 and args.stage in EXPERT_STAGES and args.mouth_mask == losses.MOUTH_MASK_LOSS:
+    if args.lip_weight > 0 and masks_mouth(args.stage, args.mouth_mask):
         raise TrainingError(f"--lip-weight weighs the mouth, but {args.stage} leaves the mouth out of the loss; "
                             "add --mouth-mask none to train it with the mouth in")
     regions = expression_regions(args)  # bad region names fail before any work
