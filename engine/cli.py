@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from collections.abc import Sequence
 
 from engine.errors import MoEEError
+
+
+def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
+    """The command line that ran, as ``moee SUBCOMMAND ARGS`` (for a model's or a file's notes).
+
+    The same whether it ran as ``moee SUBCOMMAND ...`` or ``python -m training.MODULE ...``, and without
+    the local path of the script; arguments are shell-quoted, so the record can be pasted and run.
+    """
+    args = list(sys.argv if argv is None else argv)[1:]
+    if args[:1] == [subcommand]:
+        args = args[1:]
+    return shlex.join(["moee", subcommand, *args])
 
 
 def _add_render(sub: argparse._SubParsersAction) -> None:

@@ -180,3 +180,24 @@ def test_init_from_a_local_diffusers_folder(tmp_path, capsys):
     assert torch.equal(model.denoiser.unet.conv_in.weight, source.conv_in.weight)
     assert main(["init", str(tmp_path / "m2"), "--config", "tiny", "--base-model", str(tmp_path)]) == 2
     assert "not a diffusers model folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["/home/me/.venv/bin/moee", "eval", "--model", "runs/my model", "--json"],
+                                  ["/home/me/MoEE/training/evaluate.py", "--model", "runs/my model", "--json"]])
+def test_recorded_command_is_the_runnable_moee_command_either_way(argv):
+    """What a model's notes record as the command that made it: ``moee eval ...`` whether it ran through
+    ``moee`` or ``python -m training.evaluate``, without local script paths, quoted for a shell."""
+    from engine.cli import recorded_command
+
+    recorded = recorded_command("eval", argv)
+    assert recorded == "moee eval --model 'runs/my model' --json"
+    assert build_parser_accepts(recorded)
+
+
+def build_parser_accepts(command: str) -> bool:
+    import shlex
+
+    from engine.cli import build_parser
+
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    return args.command == "eval" and args.model == "runs/my model"

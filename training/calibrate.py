@@ -47,6 +47,7 @@ import torch
 from engine.atomic import atomic_write_text
 from engine.calibration import CALIBRATION_KNOTS, calibration_note, fit_response_curve
 from engine.checkpoint import load_model, update_sampling_defaults
+from engine.cli import recorded_command
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import MoEEError
 from engine.model import MoEEModel
@@ -325,7 +326,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
             result.update(mix, mix_identities=[c.identity for c in mix_clips],
                           mix_readings=np.round(readings, 4).tolist())
         result.update(model=str(args.model), seconds=round(time.perf_counter() - start, 1),
-                      command=" ".join(["moee calibrate", *sys.argv[1:]]), data=str(args.data),
+                      command=recorded_command("calibrate"), data=str(args.data),
                       recognizer=str(args.recognizer or f"assets/models/{COMPOUND_RECOGNIZER_DIR}"))
         if args.out:
             atomic_write_text(args.out, json.dumps(result, indent=1))

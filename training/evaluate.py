@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -57,6 +56,7 @@ import torch
 from engine.audio import envelope_per_frame, frame_windows, log_mel
 from engine.calibration import calibration_note_from_argument
 from engine.checkpoint import load_model
+from engine.cli import recorded_command
 from engine.config import SamplingConfig, override_sampling
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
 from engine.model import MoEEModel
@@ -576,7 +576,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.package_to:
         from training.trainer import package_model
 
-        notes = {"trained": True, "eval": metrics, "eval_command": " ".join(sys.argv),
+        notes = {"trained": True, "eval": metrics, "eval_command": recorded_command("eval"),
                  "recognizer": "assets/models/recognizer", "compound_recognizer": result["compound_recognizer"]}
         if ablations:
             notes["ablations"] = ablations

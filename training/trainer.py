@@ -53,6 +53,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.checkpoint import load_model, save_expert_pack, save_model
+from engine.cli import recorded_command
 from engine.config import SamplingConfig, get_config
 from engine.errors import MoEEError
 from engine.model import MoEEModel
@@ -626,7 +627,7 @@ def run_train(args: argparse.Namespace) -> int:
             _truncate_log(Path(args.log), start)
         log = open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
     meta = {"stage": args.stage, "seed": args.seed, "steps": args.steps, "batch": args.batch,
-            "ablation": args.ablation, "command": " ".join(sys.argv)}
+            "ablation": args.ablation, "command": recorded_command("train")}
     end = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
     bar = tqdm(total=args.steps, initial=start, desc=args.stage, disable=args.no_progress, dynamic_ncols=True)
     step = start
