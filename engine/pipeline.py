@@ -27,7 +27,7 @@ from engine import audio as audio_io
 from engine.calibration import calibrate_weights
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
-from engine.config import ModelConfig, SamplingConfig
+from engine.config import ModelConfig, SamplingConfig, sampling_value_problem
 from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
 from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
@@ -148,8 +148,9 @@ def sampling_timesteps(scheduler, steps: int, strength: float, device: torch.dev
     As diffusers' img2img: ``strength = 1`` runs every step from pure noise; ``strength < 1`` skips
     the noisiest ones (the sampler is told where it begins, so multistep samplers stay consistent).
     """
-    if not 0.0 < strength <= 1.0:
-        raise EmotionSpecError(f"strength must lie in (0, 1], got {strength}")
+    problem = sampling_value_problem("strength", strength)
+    if problem:
+        raise EmotionSpecError(f"strength {problem}")
     scheduler.set_timesteps(steps, device=device)
     skip = (steps - max(1, min(steps, int(strength * steps)))) * scheduler.order
     if hasattr(scheduler, "set_begin_index"):
