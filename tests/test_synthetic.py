@@ -168,3 +168,17 @@ def test_mixed_emotion_frames_are_labelled_with_the_mix_they_show() -> None:
     assert np.array_equal(again["frames"], truth["frames"][:5]) and np.array_equal(again["emotion"], emotion[:5])
     with pytest.raises(ValueError, match="identity"):
         syn.mixed_emotion_frames([], 3)
+
+
+def test_parallel_generation_writes_the_same_data_set(tmp_path) -> None:
+    kwargs = dict(identities=2, emotions=("neutral", "anger"), intensities=(1.0,), clip_seconds=0.2, size=48,
+                  seed=4, use_espeak=False, progress=False, train_mixes=1)
+    serial = syn.generate_dataset(tmp_path / "serial", **kwargs)
+    parallel = syn.generate_dataset(tmp_path / "parallel", workers=2, **kwargs)
+    assert parallel == serial
+    assert any(c["path"].split("/")[1].startswith("mix_") for c in serial["clips"])
+    for clip in serial["clips"]:
+        a, b = tmp_path / "serial" / clip["path"], tmp_path / "parallel" / clip["path"]
+        with np.load(a / "frames.npz") as fa, np.load(b / "frames.npz") as fb:
+            assert np.array_equal(fa["frames"], fb["frames"])
+        assert (a / "audio.wav").read_bytes() == (b / "audio.wav").read_bytes()

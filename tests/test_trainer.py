@@ -197,6 +197,36 @@ def test_resume_equals_unbroken_run(tiny_data: Path, base_model: Path, tmp_path:
     assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".bin")]
 
 
+def test_batches_built_ahead_in_worker_processes_train_the_same_model(tiny_data: Path, base_model: Path,
+                                                                      tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "3", "--batch", "2",
+              "--frames", "2", "--seed", "3", "--mouth-mask", "none", "--lip-weight", "2"]
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "inline"))) == 0
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "ahead"), "--workers", "2")) == 0
+    inline = load_model(tmp_path / "inline").state_dict()
+    ahead = load_model(tmp_path / "ahead").state_dict()
+    assert all(torch.equal(inline[k], ahead[k]) for k in inline)
+    with pytest.raises(trainer.TrainingError, match="--workers"):
+        trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "bad"), "--workers", "-1"))
+
+
+def test_time_limit_saves_a_checkpoint_that_resumes_to_the_unbroken_run(tiny_data: Path, base_model: Path,
+                                                                         tmp_path: Path) -> None:
+    common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "3", "--batch", "1",
+              "--frames", "2", "--seed", "8", "--save-every", "100"]
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "a"))) == 0
+    # a zero time limit stops after the first step, with a checkpoint and no model
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--time-limit", "0")) == 0
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+    state = json.loads((tmp_path / "b" / trainer.CHECKPOINT_DIR / trainer.STATE_FILE).read_text())
+    assert state["step"] == 1
+    assert trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "b"), "--resume")) == 0
+    a, b = load_model(tmp_path / "a").state_dict(), load_model(tmp_path / "b").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(trainer.TrainingError, match="--time-limit"):
+        trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "c"), "--time-limit", "-1"))
+
+
 def test_expert_stage_pack_loads_as_seventh_emotion(tiny_data: Path, base_model: Path, tmp_path: Path) -> None:
     from training.evaluate import generate
 

@@ -1132,11 +1132,41 @@ def write_clip(clip: SyntheticClip, folder: Path, meta: Mapping[str, Any]) -> No
     _write_json(folder / "meta.json", dict(meta))
 
 
+@dataclass(frozen=True)
+class _ClipTask:
+    """One clip of :func:`generate_dataset`: everything a worker process needs to render and write it."""
+
+    out: Path
+    identity: str
+    person: Identity
+    name: str
+    mix: dict[str, float]
+    split: str
+    clip_seconds: float
+    fps: int
+    size: int
+    seed: int
+    use_espeak: bool
+
+
+def _render_and_write(task: _ClipTask) -> dict[str, Any]:
+    """Render one clip, write it under ``task.out`` and return its index entry."""
+    clip = render_clip(task.person, task.mix, task.clip_seconds, task.fps, task.size, seed=task.seed,
+                       use_espeak=task.use_espeak)
+    rel = f"{task.identity}/{task.name}"
+    meta = {"identity": task.identity, "emotion": clip.emotion, "fps": task.fps, "split": task.split,
+            "n_frames": int(clip.frames.shape[0]), "size": task.size, "sample_rate": clip.sample_rate,
+            "compound": task.split == SPLIT_COMPOUND, "speech": clip.speech, "au_list": list(AU_LIST),
+            "landmark_format": "ibug68"}
+    write_clip(clip, task.out / rel, meta)
+    return {"path": rel, **{k: meta[k] for k in ("identity", "emotion", "split", "n_frames", "fps")}}
+
+
 def generate_dataset(out_dir: str | os.PathLike[str], identities: int = 10,
                      emotions: Sequence[str] = RENDER_EMOTIONS, intensities: Sequence[float] = (0.5, 1.0),
                      clip_seconds: float = 2.0, fps: int = DEFAULT_FPS, size: int = DEFAULT_SIZE, seed: int = 0,
                      compound: bool = False, clips_per_emotion: int = 1, use_espeak: bool | None = None,
-                     progress: bool = True, train_mixes: int = 0) -> dict[str, Any]:
+                     progress: bool = True, train_mixes: int = 0, workers: int = 1) -> dict[str, Any]:
     """Render a synthetic dataset into ``out_dir`` (see the module docstring) and return the index.
 
     Per identity: one neutral clip (x ``clips_per_emotion``) and one clip per (emotion, intensity);
@@ -1144,6 +1174,8 @@ def generate_dataset(out_dir: str | os.PathLike[str], identities: int = 10,
     ``compound_eval`` split only. ``train_mixes``: per *train* identity, that many clips of a random
     two-emotion mix (:func:`random_training_mix`), so a model sees the gates of compound mixes in
     training; they are rendered after every other clip, so the rest of the set is unchanged.
+    ``workers`` > 1 renders clips in that many processes; every clip has its own seed, so the data set
+    is the same whatever the number of workers.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1167,28 +1199,31 @@ def generate_dataset(out_dir: str | os.PathLike[str], identities: int = 10,
         for k in range(train_mixes if splits[i] == SPLIT_TRAIN else 0):
             mix = random_training_mix(mix_rng)
             jobs.append((i, f"mix_{emotion_label(mix)}_{max(mix.values()):.2f}_{k}", mix, SPLIT_TRAIN))
-    try:
-        from tqdm import tqdm
-
-        iterator: Any = tqdm(jobs, desc="synth", unit="clip", disable=not progress)
-    except ImportError:  # pragma: no cover
-        iterator = jobs
-    entries = []
     voice = espeak_available() if use_espeak is None else use_espeak
     for i, person in enumerate(people):
         folder = out / identity_id(seed, i)
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / "identity.json", person.to_dict())
-    for n, (i, name, mix, split) in enumerate(iterator):
-        ident = identity_id(seed, i)
-        clip = render_clip(people[i], mix, clip_seconds, fps, size, seed=seed * 100_003 + n, use_espeak=voice)
-        rel = f"{ident}/{name}"
-        meta = {"identity": ident, "emotion": clip.emotion, "fps": fps, "split": split,
-                "n_frames": int(clip.frames.shape[0]), "size": size, "sample_rate": clip.sample_rate,
-                "compound": split == SPLIT_COMPOUND, "speech": clip.speech, "au_list": list(AU_LIST),
-                "landmark_format": "ibug68"}
-        write_clip(clip, out / rel, meta)
-        entries.append({"path": rel, **{k: meta[k] for k in ("identity", "emotion", "split", "n_frames", "fps")}})
+    tasks = [_ClipTask(out, identity_id(seed, i), people[i], name, mix, split, clip_seconds, fps, size,
+                       seed * 100_003 + n, voice) for n, (i, name, mix, split) in enumerate(jobs)]
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results: Any = pool.map(_render_and_write, tasks, chunksize=4)
+    else:
+        pool, results = None, map(_render_and_write, tasks)
+    try:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(tasks), desc="synth", unit="clip", disable=not progress)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        entries = list(results)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     index = {"version": INDEX_VERSION, "generator": "moee-synthetic", "seed": seed, "size": size, "fps": fps,
              "au_list": list(AU_LIST), "identities": {identity_id(seed, i): splits[i] for i in range(identities)},
              "clips": entries}
@@ -1214,6 +1249,8 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random two-emotion mix clips per train identity (training data for compound gates)")
     parser.add_argument("--intensities", default="0.5,1.0", help="comma-separated intensities (default 0.5,1.0)")
     parser.add_argument("--procedural-voice", action="store_true", help="do not use espeak-ng for speech")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="render clips in this many processes (same data set whatever the number)")
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -1224,11 +1261,11 @@ def run_synth(args: argparse.Namespace) -> int:
         levels = tuple(float(v) for v in str(args.intensities).split(",") if v.strip())
     except ValueError as exc:
         raise MoEEError(f"--intensities must be numbers like 0.5,1.0, not {args.intensities!r}") from exc
-    if args.identities < 1 or args.size < 32 or args.seconds <= 0:
-        raise MoEEError("need --identities >= 1, --size >= 32 and --seconds > 0")
+    if args.identities < 1 or args.size < 32 or args.seconds <= 0 or getattr(args, "workers", 1) < 1:
+        raise MoEEError("need --identities >= 1, --size >= 32, --seconds > 0 and --workers >= 1")
     index = generate_dataset(args.out, identities=args.identities, intensities=levels, clip_seconds=args.seconds,
                              fps=args.fps, size=args.size, seed=args.seed, compound=args.compound,
-                             train_mixes=getattr(args, "train_mixes", 0),
+                             train_mixes=getattr(args, "train_mixes", 0), workers=getattr(args, "workers", 1),
                              use_espeak=False if getattr(args, "procedural_voice", False) else None)
     print(f"wrote {len(index['clips'])} clips of {args.identities} identities to {args.out}")
     return 0

@@ -42,7 +42,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ WARMUP_FRACTION = 0.05
 MAX_WARMUP_STEPS = 100
 FINAL_LR_FRACTION = 0.1
 GRAD_CLIP_NORM = 1.0
+DATA_PREFETCH_BATCHES = 4  # per --workers process
 GATE_AUX_WEIGHT = 0.1
 DEFAULT_P_NOISY = 0.1
 DEFAULT_EXPRESSION_REGIONS = ("brows", "eyes", "forehead")  # where surprise and fear show, outside the mouth
@@ -165,6 +166,37 @@ class StepSampler:
         if not marked:
             return True
         return any(c.source == item["source"] and c.extra.get("custom", 0.0) > 0 for c in marked)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``step`` = the batch of that step (``StepSampler.batch``); a map-style data set for a ``DataLoader``."""
+
+    def __init__(self, data: StepSampler, batch_size: int, end: int) -> None:
+        self.data, self.batch_size, self.end = data, batch_size, end
+
+    def __len__(self) -> int:
+        return self.end
+
+    def __getitem__(self, step: int) -> dict[str, Any]:
+        return self.data.batch(step, self.batch_size)
+
+
+def step_batches(data: StepSampler, batch_size: int, start: int, end: int, workers: int = 0) -> Iterator[dict[str, Any]]:
+    """The batches of steps ``start .. end - 1`` in order: ``data.batch(step, batch_size)`` for each.
+
+    With ``workers`` > 0 they are built ahead in that many processes (a torch ``DataLoader``), so a GPU
+    does not wait for the CPU; each batch is a pure function of its step, so the result is the same.
+    """
+    if workers <= 0:
+        for step in range(start, end):
+            yield data.batch(step, batch_size)
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(StepBatches(data, batch_size, end), batch_size=None, sampler=range(start, end),
+                        num_workers=workers, prefetch_factor=DATA_PREFETCH_BATCHES,
+                        pin_memory=torch.cuda.is_available())
+    yield from loader
 
 
 # ============================================================================ parameters per stage
@@ -492,6 +524,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every", type=int, default=1)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--stop-after", type=int, default=None, help="save a checkpoint and stop after this step")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="save a checkpoint and stop once this much time has passed (a job's wall-clock limit)")
     parser.add_argument("--no-noisy-sampling", action="store_true", help="ablation: no noisy labels, no mouth mask")
     parser.add_argument("--mouth-mask", default=losses.MOUTH_MASK_LOSS, choices=losses.MOUTH_MASK_MODES)
     parser.add_argument("--lip-weight", type=float, default=0.0,
@@ -508,6 +542,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that build batches ahead (for a GPU; the same batches as with 0)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"), help="dtype of the saved model")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -572,6 +608,11 @@ def run_train(args: argparse.Namespace) -> int:
         args.steps = DEFAULT_STEPS[args.stage]
     if args.steps < 1 or args.batch < 1 or args.frames < 1:
         raise TrainingError("--steps, --batch and --frames must be at least 1")
+    if args.workers < 0:
+        raise TrainingError("--workers must be 0 or more")
+    if args.time_limit is not None and args.time_limit < 0:
+        raise TrainingError("--time-limit must be 0 seconds or more")
+    started = time.monotonic()
     if args.no_noisy_sampling:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
     if args.lip_weight < 0 or args.expression_weight < 0:
@@ -632,12 +673,13 @@ def run_train(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.steps, initial=start, desc=args.stage, disable=args.no_progress, dynamic_ncols=True)
     step = start
     window_start = time.perf_counter()
+    batches = step_batches(data, args.batch, start, end, args.workers)
     try:
         while step < end:
             lr = lr_at(step, args.steps, base_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = {k: v.to(accelerator.device) for k, v in data.batch(step, args.batch).items()}
+            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
             with accelerator.autocast():
                 parts = objective(batch, generator)
             optimizer.zero_grad(set_to_none=True)
@@ -655,8 +697,12 @@ def run_train(args: argparse.Namespace) -> int:
                 log.write(json.dumps(record) + "\n")
                 window_start = time.perf_counter()
             bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}")
-            if (step % args.save_every == 0 or step == end) and accelerator.is_main_process:
+            out_of_time = args.time_limit is not None and time.monotonic() - started >= args.time_limit
+            if (step % args.save_every == 0 or step == end or out_of_time) and accelerator.is_main_process:
                 save_checkpoint(out, model, raw_optimizer, step, generator, meta)
+            if out_of_time and step < end:
+                print(f"time limit of {args.time_limit:g} s reached", file=sys.stderr)
+                break
     finally:
         bar.close()
         if log:
