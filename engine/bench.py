@@ -88,7 +88,9 @@ def _slider_sequence(n: int, emotions: int, rng: np.random.Generator) -> list[np
 
 
 def run_benchmarks(model_dir: str | None = None, config: str | None = None, device: str = "auto",
-                   steps: int = 8, repeats: int = 7, frames: int = 8) -> dict:
+                   steps: int = 8, repeats: int = 7, frames: int = 8, crop: str = "auto") -> dict:
+    """Run the measurements (module docstring); ``crop`` is the portrait crop of ``Animator.prepare``
+    ("none" leaves MediaPipe's face detection out, e.g. on a GPU machine without it)."""
     from engine.moee import GateControl
 
     torch.manual_seed(0)
@@ -103,7 +105,6 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
     num = len(animator.emotions)
     with tempfile.TemporaryDirectory() as tmp:
         portrait, audio = _inputs(Path(tmp), cfg.image_size)
-        crop = "auto"
         prepared = animator.prepare(portrait, audio, crop=crop)
         animator.render_frame(prepared, 0, GateControl(np.full(num, 0.5, np.float32)), steps=steps)  # warm-up
 
@@ -158,6 +159,7 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "steps": steps,
+        "crop": crop,
         "preview_latency_ms": cached_s,
         "naive_preview_latency_ms": naive_s,
         "speedup": round(naive_s["median"] / cached_s["median"], 2),

@@ -134,6 +134,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=8, help="denoising steps of the preview")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--frames", type=int, default=8, help="clip length of the base clip measurement")
+    p.add_argument("--crop", default="auto", choices=["auto", "face", "none"],
+                   help="portrait crop (none: no face detection, the portrait as it is)")
     p.set_defaults(func=run_bench)
 
 
@@ -143,7 +145,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from engine.bench import run_benchmarks
 
     result = run_benchmarks(model_dir=args.model, config=args.config, device=args.device, steps=args.steps,
-                            repeats=args.repeats, frames=args.frames)
+                            repeats=args.repeats, frames=args.frames, crop=args.crop)
     text = json.dumps(result, indent=2)
     print(text)
     return 0

@@ -7,8 +7,9 @@
 #   cycles on it with the brows, eyes and forehead weighed up (--expression-weight; the last one with the
 #   lips weighed up too, --lip-weight) -> slider calibration -> evaluation + packaging
 #
-# These defaults are the exact recipe of the shipped model (about 7 h on 2 CPU cores; minutes on a
-# GPU, where the step counts and --batch should be raised). Everything is seeded. A stage whose
+# These defaults are the exact recipe of the shipped model (about 7 h on 2 CPU cores). On a GPU raise
+# BATCH, set WORKERS and lower the step counts: one H100 ran stage 2 at about 185 clips/s at batch 32
+# with 6 workers, 20x these cores (docs/TRAINING.md, "Stage 2 at GPU scale"). Everything is seeded. A stage whose
 # output folder already holds a model is skipped, so the script can be re-run after an
 # interruption (a stage interrupted mid-way: re-run its command with --resume). Work files go to
 # WORK (runs/ is git-ignored); the packaged model (fp16 safetensors + config.json whose notes hold
@@ -36,6 +37,8 @@ STAGE2_EXPRESSION_MOUTH_MORE_STEPS=${STAGE2_EXPRESSION_MOUTH_MORE_STEPS:-4000}
 STAGE2_EXPRESSION_LIP_STEPS=${STAGE2_EXPRESSION_LIP_STEPS:-4000}  # ... and one with the lips weighed up too
 LIP_WEIGHT=${LIP_WEIGHT:-4}  # loss weight 1 + 4 on the mouth in that cycle: lip sync 0.70 -> 0.72
 EXPRESSION_WEIGHT=${EXPRESSION_WEIGHT:-4}  # loss weight 1 + 4 on the brows, eyes and forehead (surprise, fear)
+BATCH=${BATCH:-4}      # clips per step (the shipped recipe); on a GPU raise it and lower the step counts
+WORKERS=${WORKERS:-0}  # processes building batches ahead: 0 on 2 CPU cores, about 6 per run on a GPU machine
 EVAL_FRAMES=${EVAL_FRAMES:-16}     # lip sync is a correlation over the frames: 8 were too few to read it
 GUIDANCE=${GUIDANCE:-10}
 GUIDANCE_MIN_T=${GUIDANCE_MIN_T:-0.5}
@@ -47,7 +50,7 @@ EVAL_IDENTITIES=${EVAL_IDENTITIES:-12}  # 6 read a few hundredths off either way
 ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
 CALIBRATION_IDENTITIES=${CALIBRATION_IDENTITIES:-12}  # training people the slider calibration is measured on
 MIX_CALIBRATION_IDENTITIES=${MIX_CALIBRATION_IDENTITIES:-8}  # ... and its mix curves (about 4 min each)
-COMMON=(--no-progress --config demo)
+COMMON=(--no-progress --config demo --workers "$WORKERS")
 
 mkdir -p "$WORK"
 stamp() { echo "[$(date +%T)] $*"; }
@@ -60,9 +63,9 @@ fi
 
 stamp "vae"
 done_already "$WORK/vae" || python -m training.trainer vae --data "$DATA" --out "$WORK/vae" \
-  --steps "$VAE_STEPS" --batch 4 --lr 5e-4 --seed 5 --threads 2 --log "$WORK/vae.jsonl" "${COMMON[@]}"
+  --steps "$VAE_STEPS" --batch "$BATCH" --lr 5e-4 --seed 5 --threads 2 --log "$WORK/vae.jsonl" "${COMMON[@]}"
 done_already "$WORK/vae2" || python -m training.trainer vae --data "$DATA" --out "$WORK/vae2" --init "$WORK/vae" \
-  --steps "$VAE_MORE_STEPS" --batch 4 --lr 3e-4 --seed 6 --threads 2 --log "$WORK/vae2.jsonl" "${COMMON[@]}"
+  --steps "$VAE_MORE_STEPS" --batch "$BATCH" --lr 3e-4 --seed 6 --threads 2 --log "$WORK/vae2.jsonl" "${COMMON[@]}"
 
 stamp "recogniser (frames at the demo model's 64 px, half of each batch round-tripped through the VAE)"
 [ -f "$WORK/recognizer/recognizer.safetensors" ] && stamp "skip: recogniser exists" || \
@@ -71,7 +74,7 @@ stamp "recogniser (frames at the demo model's 64 px, half of each batch round-tr
 
 stamp "stage1"
 done_already "$WORK/stage1" || python -m training.trainer stage1 --data "$DATA" --out "$WORK/stage1" \
-  --init "$WORK/vae2" --steps "$STAGE1_STEPS" --batch 4 --frames 4 --lr 4e-4 --seed 5 --threads 2 \
+  --init "$WORK/vae2" --steps "$STAGE1_STEPS" --batch "$BATCH" --frames 4 --lr 4e-4 --seed 5 --threads 2 \
   --log "$WORK/stage1.jsonl" "${COMMON[@]}"
 
 # Ablations: stage 2 from the same stage-1 model with one budget for all four variants
@@ -86,7 +89,7 @@ run_ablations() {
     esac
     stamp "ablation $variant ($ABLATION_STEPS stage-2 steps)"
     done_already "$WORK/ablation-$variant" || python -m training.trainer stage2 --data "$DATA" \
-      --out "$WORK/ablation-$variant" --init "$WORK/stage1" --steps "$ABLATION_STEPS" --batch 4 --frames 4 \
+      --out "$WORK/ablation-$variant" --init "$WORK/stage1" --steps "$ABLATION_STEPS" --batch "$BATCH" --frames 4 \
       --lr 5e-4 --seed 5 --threads 1 --log "$WORK/ablation-$variant.jsonl" "${COMMON[@]}" "${flags[@]}"
   done
 }
@@ -101,17 +104,17 @@ fi
 
 stamp "stage2"
 done_already "$WORK/stage2" || python -m training.trainer stage2 --data "$DATA" --out "$WORK/stage2" \
-  --init "$WORK/stage1" --steps "$STAGE2_STEPS" --batch 4 --frames 4 --lr 5e-4 --seed 5 --threads 1 \
+  --init "$WORK/stage1" --steps "$STAGE2_STEPS" --batch "$BATCH" --frames 4 --lr 5e-4 --seed 5 --threads 1 \
   --log "$WORK/stage2.jsonl" "${COMMON[@]}"
 
 # a second cosine cycle of stage 2 on both cores (accuracy 0.56 -> 0.58, lip sync 0.08 -> 0.16)
 done_already "$WORK/stage2b" || python -m training.trainer stage2 --data "$DATA" --out "$WORK/stage2b" \
-  --init "$WORK/stage2" --steps "$STAGE2_MORE_STEPS" --batch 4 --frames 4 --lr 3e-4 --seed 6 --threads 2 \
+  --init "$WORK/stage2" --steps "$STAGE2_MORE_STEPS" --batch "$BATCH" --frames 4 --lr 3e-4 --seed 6 --threads 2 \
   --log "$WORK/stage2b.jsonl" "${COMMON[@]}"
 
 # a third cycle (accuracy 0.78 -> 0.89 on 3 held-out identities at the packaged sampling)
 done_already "$WORK/stage2c" || python -m training.trainer stage2 --data "$DATA" --out "$WORK/stage2c" \
-  --init "$WORK/stage2b" --steps "$STAGE2_THIRD_STEPS" --batch 4 --frames 4 --lr 4e-4 --seed 7 --threads 2 \
+  --init "$WORK/stage2b" --steps "$STAGE2_THIRD_STEPS" --batch "$BATCH" --frames 4 --lr 4e-4 --seed 7 --threads 2 \
   --log "$WORK/stage2c.jsonl" "${COMMON[@]}"
 
 if [ -n "$ABLATION_PID" ]; then
@@ -131,7 +134,7 @@ stamp "compound recogniser (also AU-varied frames, rendered two-emotion mix clip
 # accuracy 0.97 -> 0.94, lip sync 0.72 -> 0.70, both calibrated; docs/TRAINING.md)
 stamp "stage2 on mixes"
 done_already "$WORK/stage2d" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/stage2d" \
-  --init "$WORK/stage2c" --steps "$STAGE2_MIX_STEPS" --batch 4 --frames 4 --lr 2e-4 --seed 8 --threads 2 \
+  --init "$WORK/stage2c" --steps "$STAGE2_MIX_STEPS" --batch "$BATCH" --frames 4 --lr 2e-4 --seed 8 --threads 2 \
   --log "$WORK/stage2d.jsonl" "${COMMON[@]}"
 
 # five more cycles on the mix data with the brows, eyes and forehead weighed 5x in the loss: the surprise
@@ -144,7 +147,7 @@ expression_cycle() {  # expression_cycle NAME INIT STEPS LR SEED [more trainer f
   local name=$1 init=$2 steps=$3 lr=$4 seed=$5
   shift 5
   done_already "$WORK/$name" || python -m training.trainer stage2 --data "$MIX_DATA" --out "$WORK/$name" \
-    --init "$WORK/$init" --steps "$steps" --batch 4 --frames 4 --lr "$lr" --seed "$seed" --threads 2 \
+    --init "$WORK/$init" --steps "$steps" --batch "$BATCH" --frames 4 --lr "$lr" --seed "$seed" --threads 2 \
     --expression-weight "$EXPRESSION_WEIGHT" --log "$WORK/$name.jsonl" "${COMMON[@]}" "$@"
 }
 expression_cycle stage2f stage2d "$STAGE2_EXPRESSION_STEPS" 3e-4 10

@@ -153,9 +153,12 @@ def test_full_disk_is_reported_and_leaves_nothing(model_dir, speech, tmp_path, c
         assert list(small.iterdir()) == []
 
 
-def test_bench_prints_json_with_both_paths(model_dir, capsys):
-    assert main(["bench", "--json", "--model", str(model_dir), "--repeats", "2", "--steps", "2", "--frames", "2"]) == 0
+@pytest.mark.parametrize("crop", ["auto", "none"])
+def test_bench_prints_json_with_both_paths(model_dir, capsys, crop):
+    assert main(["bench", "--json", "--model", str(model_dir), "--repeats", "2", "--steps", "2", "--frames", "2",
+                 "--crop", crop]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["crop"] == crop  # none: no face detection, for machines without MediaPipe
     for key in ("preview_latency_ms", "naive_preview_latency_ms", "speedup", "clip_fps", "peak_rss_mb",
                 "latency_by_active_experts_ms"):
         assert key in result
