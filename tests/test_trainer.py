@@ -210,6 +210,65 @@ def test_batches_built_ahead_in_worker_processes_train_the_same_model(tiny_data:
         trainer.run_train(_args("stage2", *common, "--out", str(tmp_path / "bad"), "--workers", "-1"))
 
 
+def test_data_parallel_processes_split_the_global_batch(tiny_data: Path) -> None:
+    from training.datasets import ClipSampler
+
+    clips = trainer._open_dataset(str(tiny_data), None)
+    data = trainer.StepSampler(ClipSampler(clips, num_frames=2, seed=2, size=32), seed=2)
+    for step in (0, 3):  # two processes at batch 2 see what one process sees at batch 4, and no clip twice
+        whole = data.batch(step, 4)
+        parts = [data.batch(step, 2, shard, 2) for shard in (0, 1)]
+        for key in ("frames", "reference", "emotion", "audio"):
+            assert torch.equal(torch.cat([part[key] for part in parts]), whole[key])
+        assert not torch.equal(parts[0]["frames"], parts[1]["frames"])
+    ahead = list(trainer.step_batches(data, 2, 1, 3, workers=1, shard=1, shards=2))
+    assert len(ahead) == 2
+    for step, batch in zip((1, 2), ahead, strict=True):  # built ahead in a worker: the same slice
+        assert torch.equal(batch["frames"], data.batch(step, 2, 1, 2)["frames"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_through_accelerate_launch_train_and_resume_exactly(tiny_data: Path, base_model: Path,
+                                                                          tmp_path: Path) -> None:
+    """Data-parallel training as on several GPUs (here two CPU processes, gloo): experts that a slice of
+    the batch does not use, all-neutral slices and the exact resume all go through DDP."""
+    import os
+    import subprocess
+    import sys
+
+    def launch(out: str, *extra: str) -> None:
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", str(_free_port()), "-m", "training.trainer", "stage2",
+                   "--data", str(tiny_data), "--init", str(base_model), "--config", "tiny", "--steps", "3",
+                   "--batch", "1", "--frames", "2", "--seed", "4", "--threads", "1", "--no-progress",
+                   "--save-every", "100", "--out", str(tmp_path / out), "--log", str(tmp_path / f"{out}.jsonl"),
+                   *extra]
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    launch("whole")
+    launch("parts", "--stop-after", "1")
+    launch("parts", "--resume")
+    whole, parts = load_model(tmp_path / "whole"), load_model(tmp_path / "parts")
+    assert whole.notes["training"]["processes"] == 2
+    a, b = whole.state_dict(), parts.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    base = load_model(base_model).state_dict()
+    assert any(not torch.equal(a[k], base[k]) for k in a if ".moe." in k)
+    for name in ("whole", "parts"):  # one writer: each step logged once
+        steps = [json.loads(line)["step"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+        assert steps == [1, 2, 3]
+
+
 def test_time_limit_saves_a_checkpoint_that_resumes_to_the_unbroken_run(tiny_data: Path, base_model: Path,
                                                                          tmp_path: Path) -> None:
     common = ["--data", str(tiny_data), "--init", str(base_model), "--steps", "3", "--batch", "1",

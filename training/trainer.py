@@ -147,8 +147,14 @@ class StepSampler:
             self.sampler.set_epoch(epoch)
         return self.sampler[int(self._perm[pos])]
 
-    def batch(self, step: int, batch_size: int) -> dict[str, Any]:
-        items = [self.item(step * batch_size + b) for b in range(batch_size)]
+    def batch(self, step: int, batch_size: int, shard: int = 0, shards: int = 1) -> dict[str, Any]:
+        """Step ``step``'s batch for process ``shard`` of ``shards`` (data-parallel training).
+
+        The processes take consecutive slices of one global batch of ``batch_size * shards`` items, so
+        ``shards`` processes at ``batch_size`` see exactly the clips one process sees at the global size.
+        """
+        first = (step * shards + shard) * batch_size
+        items = [self.item(first + b) for b in range(batch_size)]
         out: dict[str, Any] = {}
         optional = ("region_mask",) if "region_mask" in items[0] else ()
         for key in ("reference", "frames", "audio", "emotion", "mouth_mask", *optional):
@@ -169,31 +175,32 @@ class StepSampler:
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``step`` = the batch of that step (``StepSampler.batch``); a map-style data set for a ``DataLoader``."""
+    """Item ``step`` = this process's batch of that step (``StepSampler.batch``), for a ``DataLoader``."""
 
-    def __init__(self, data: StepSampler, batch_size: int, end: int) -> None:
-        self.data, self.batch_size, self.end = data, batch_size, end
+    def __init__(self, data: StepSampler, batch_size: int, end: int, shard: int = 0, shards: int = 1) -> None:
+        self.data, self.batch_size, self.end, self.shard, self.shards = data, batch_size, end, shard, shards
 
     def __len__(self) -> int:
         return self.end
 
     def __getitem__(self, step: int) -> dict[str, Any]:
-        return self.data.batch(step, self.batch_size)
+        return self.data.batch(step, self.batch_size, self.shard, self.shards)
 
 
-def step_batches(data: StepSampler, batch_size: int, start: int, end: int, workers: int = 0) -> Iterator[dict[str, Any]]:
-    """The batches of steps ``start .. end - 1`` in order: ``data.batch(step, batch_size)`` for each.
+def step_batches(data: StepSampler, batch_size: int, start: int, end: int, workers: int = 0, shard: int = 0,
+                 shards: int = 1) -> Iterator[dict[str, Any]]:
+    """This process's batches of steps ``start .. end - 1`` in order (``StepSampler.batch``).
 
     With ``workers`` > 0 they are built ahead in that many processes (a torch ``DataLoader``), so a GPU
     does not wait for the CPU; each batch is a pure function of its step, so the result is the same.
     """
     if workers <= 0:
         for step in range(start, end):
-            yield data.batch(step, batch_size)
+            yield data.batch(step, batch_size, shard, shards)
         return
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(StepBatches(data, batch_size, end), batch_size=None, sampler=range(start, end),
+    loader = DataLoader(StepBatches(data, batch_size, end, shard, shards), batch_size=None, sampler=range(start, end),
                         num_workers=workers, prefetch_factor=DATA_PREFETCH_BATCHES,
                         pin_memory=torch.cuda.is_available())
     yield from loader
@@ -324,6 +331,8 @@ class Objective(nn.Module):
         self.spec = spec
         self.perceptual = FixedPerceptualNet()
         self.noise_scheduler = DDPMScheduler(**vars(model.cfg.scheduler))
+        # several processes (accelerate launch): every step must reach backward in all of them
+        self.data_parallel = False
         self._moe_inputs: list[tuple[EmotionMoE, torch.Tensor]] = []
         if spec.trains_experts:
             for layer in model.denoiser.moe_layers:
@@ -390,6 +399,9 @@ class Objective(nn.Module):
         if spec.stage == "stage2" and spec.ablation == "none" and self._moe_inputs:
             loss = loss + GATE_AUX_WEIGHT * self._gate_aux(label, f)
         self._moe_inputs = []
+        if self.data_parallel and not loss.requires_grad and emotion_tokens.requires_grad:
+            # no expert ran (an all-neutral batch): a zero term keeps this process in the gradient all-reduce
+            loss = loss + 0.0 * emotion_tokens.sum()
         return {"loss": loss, "loss_latent": loss_latent.detach(), "loss_spatial": loss_spatial.detach()}
 
     def _pixel_weights(self, mouth: torch.Tensor, regions: torch.Tensor | None = None,
@@ -595,7 +607,7 @@ def calibrate_latent_scale(model: MoEEModel, data: StepSampler, items: int = LAT
 
 def run_train(args: argparse.Namespace) -> int:
     """Run one training stage; returns the exit code (0 on success)."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm import tqdm
 
     from training.datasets import ClipSampler
@@ -642,7 +654,10 @@ def run_train(args: argparse.Namespace) -> int:
     spec = StageSpec(args.stage, args.ablation, args.spatial_frames, args.spatial_weight, args.mouth_mask,
                      model.cfg.scheduler.num_train_timesteps, args.lip_weight, args.expression_weight)
     objective = Objective(model, spec)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    # experts whose emotion is not in a batch do not run: DDP must look for unused parameters
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    objective.data_parallel = accelerator.num_processes > 1
     objective, optimizer = accelerator.prepare(objective, optimizer)
     generator = torch.Generator().manual_seed(args.seed)
     start = 0
@@ -662,18 +677,22 @@ def run_train(args: argparse.Namespace) -> int:
         generator.set_state(rng["noise"])
         start = int(state["step"])
     log = None
-    if args.log:
+    if args.log and accelerator.is_main_process:  # one writer when several processes train
         Path(args.log).parent.mkdir(parents=True, exist_ok=True)
         if args.resume:
             _truncate_log(Path(args.log), start)
         log = open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
     meta = {"stage": args.stage, "seed": args.seed, "steps": args.steps, "batch": args.batch,
+            "processes": accelerator.num_processes,
             "ablation": args.ablation, "command": recorded_command("train")}
     end = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
-    bar = tqdm(total=args.steps, initial=start, desc=args.stage, disable=args.no_progress, dynamic_ncols=True)
+    bar = tqdm(total=args.steps, initial=start, desc=args.stage, dynamic_ncols=True,
+               disable=args.no_progress or not accelerator.is_main_process)
     step = start
     window_start = time.perf_counter()
-    batches = step_batches(data, args.batch, start, end, args.workers)
+    # data-parallel (accelerate launch): each process takes its own slice of the global batch
+    batches = step_batches(data, args.batch, start, end, args.workers, accelerator.process_index,
+                           accelerator.num_processes)
     try:
         while step < end:
             lr = lr_at(step, args.steps, base_lr)
@@ -681,7 +700,7 @@ def run_train(args: argparse.Namespace) -> int:
                 group["lr"] = lr
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
             with accelerator.autocast():
-                parts = objective(batch, generator)
+                parts = objective(batch, noise_generator(generator, args.seed, step, accelerator.process_index))
             optimizer.zero_grad(set_to_none=True)
             if parts["loss"].requires_grad:  # all-neutral batch in stage 2: no expert ran, nothing to learn
                 accelerator.backward(parts["loss"])
@@ -693,7 +712,7 @@ def run_train(args: argparse.Namespace) -> int:
                 elapsed = time.perf_counter() - window_start
                 record = {"step": step, "loss": float(parts["loss"].detach()), "loss_latent": float(parts["loss_latent"]),
                           "loss_spatial": float(parts["loss_spatial"]), "lr": lr,
-                          "samples_per_s": args.batch * args.log_every / max(elapsed, 1e-9)}
+                          "samples_per_s": args.batch * accelerator.num_processes * args.log_every / max(elapsed, 1e-9)}
                 log.write(json.dumps(record) + "\n")
                 window_start = time.perf_counter()
             bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}")
@@ -708,11 +727,25 @@ def run_train(args: argparse.Namespace) -> int:
         if log:
             log.close()
     if step < args.steps:
-        print(f"stopped after step {step}; continue with --resume")
+        if accelerator.is_main_process:
+            print(f"stopped after step {step}; continue with --resume")
         return 0
     if accelerator.is_main_process:
         _write_outputs(args, model, out, meta)
     return 0
+
+
+def noise_generator(main: torch.Generator, seed: int, step: int, process: int) -> torch.Generator:
+    """The generator of a step's diffusion noise and timesteps in process ``process``.
+
+    Process 0 draws from ``main``, whose state the checkpoint keeps (a single-process run is unchanged);
+    the other processes of a data-parallel run draw from a generator seeded by (seed, step, process),
+    so each slice of the global batch gets its own noise and a resumed run draws the same.
+    """
+    if process == 0:
+        return main
+    state = np.random.SeedSequence([seed, step, process]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 def _truncate_log(path: Path, step: int) -> None:
