@@ -220,7 +220,10 @@ class MoEEUNet(nn.Module):
         try:
             out = self.unet(flat, timestep, encoder_hidden_states=context).sample
         finally:
-            self._context = None
-            self._bank.clear()
+            if not (torch.is_grad_enabled() and self.unet.is_gradient_checkpointing):
+                self._context = None
+                self._bank.clear()
+            # else: the backward pass recomputes checkpointed blocks, whose hooks and reference
+            # attention need this call's context and reference states; the next call replaces them
         return out.reshape(batch, frames, *out.shape[1:])
 

@@ -227,6 +227,31 @@ def test_data_parallel_processes_split_the_global_batch(tiny_data: Path) -> None
         assert torch.equal(batch["frames"], data.batch(step, 2, 1, 2)["frames"])
 
 
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_gradient_checkpointing_gives_the_same_gradients(stage: str) -> None:
+    """--gradient-checkpointing (for sd15) recomputes blocks in the backward pass; the block hooks
+    (audio, MoE, temporal attention) and the reference attention must see the same inputs again."""
+    torch.manual_seed(0)
+    model = MoEEModel(tiny_config()).float().train()
+    params = trainer.set_trainable(model, stage)
+    spec = trainer.StageSpec(stage, "none", 1, 1.0, "loss", model.cfg.scheduler.num_train_timesteps)
+    objective = trainer.Objective(model, spec)
+    batch = _batch(model.cfg, batch=2)
+    grads = []
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.denoiser.unet.enable_gradient_checkpointing()
+            model.denoiser.reference_net.enable_gradient_checkpointing()
+        model.zero_grad(set_to_none=True)
+        objective(batch, torch.Generator().manual_seed(3))["loss"].backward()
+        grads.append([p.grad for p in params])
+    assert sum(g is not None for g in grads[0]) > 0
+    for plain, recomputed in zip(*grads, strict=True):
+        assert (plain is None) == (recomputed is None)
+        if plain is not None:
+            assert torch.allclose(plain, recomputed, atol=1e-6, rtol=1e-4)
+
+
 def _free_port() -> int:
     import socket
 
