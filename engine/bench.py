@@ -88,9 +88,13 @@ def _slider_sequence(n: int, emotions: int, rng: np.random.Generator) -> list[np
 
 
 def run_benchmarks(model_dir: str | None = None, config: str | None = None, device: str = "auto",
-                   steps: int = 8, repeats: int = 7, frames: int = 8, crop: str = "auto") -> dict:
-    """Run the measurements (module docstring); ``crop`` is the portrait crop of ``Animator.prepare``
-    ("none" leaves MediaPipe's face detection out, e.g. on a GPU machine without it)."""
+                   steps: int = 8, repeats: int = 7, frames: int = 8, crop: str = "auto",
+                   keep_background: bool | None = None) -> dict:
+    """Run the measurements (module docstring). ``crop`` is the portrait crop of ``Animator.prepare`` and
+    ``keep_background`` overrides the model's sampling setting (None: the model's); "none" and False
+    leave MediaPipe out (its face detection and person matte), e.g. on a GPU machine without it."""
+    from dataclasses import replace
+
     from engine.moee import GateControl
 
     torch.manual_seed(0)
@@ -100,6 +104,8 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
     else:
         animator = Animator.from_pretrained(model_dir, device=device)
         source = str(model_dir or DEFAULT_MODEL_DIR)
+    if keep_background is not None:
+        animator.cfg.sampling = replace(animator.cfg.sampling, keep_background=keep_background)
     cfg = animator.cfg
     rng = np.random.default_rng(0)
     num = len(animator.emotions)
@@ -160,6 +166,7 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
         "cpu": platform.processor() or platform.machine(),
         "steps": steps,
         "crop": crop,
+        "keep_background": cfg.sampling.keep_background,
         "preview_latency_ms": cached_s,
         "naive_preview_latency_ms": naive_s,
         "speedup": round(naive_s["median"] / cached_s["median"], 2),

@@ -136,6 +136,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=8, help="clip length of the base clip measurement")
     p.add_argument("--crop", default="auto", choices=["auto", "face", "none"],
                    help="portrait crop (none: no face detection, the portrait as it is)")
+    p.add_argument("--keep-background", choices=("yes", "no"), default=None,
+                   help="keep the portrait's background outside the person (default: the model's)")
     p.set_defaults(func=run_bench)
 
 
@@ -145,7 +147,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from engine.bench import run_benchmarks
 
     result = run_benchmarks(model_dir=args.model, config=args.config, device=args.device, steps=args.steps,
-                            repeats=args.repeats, frames=args.frames, crop=args.crop)
+                            repeats=args.repeats, frames=args.frames, crop=args.crop,
+                            keep_background=None if args.keep_background is None else args.keep_background == "yes")
     text = json.dumps(result, indent=2)
     print(text)
     return 0

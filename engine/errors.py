@@ -23,6 +23,10 @@ class InputAudioError(MoEEError):
     """The audio track cannot be used (unreadable, empty, silent, too short, ...)."""
 
 
+class MissingDependencyError(MoEEError):
+    """A package that a feature needs is not installed (the message names it and the way around)."""
+
+
 class EmotionSpecError(MoEEError):
     """An emotion name, weight or mask is invalid (unknown name, NaN, outside 0..1, ...)."""
 

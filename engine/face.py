@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.errors import InputImageError, NoFaceError
+from engine.errors import InputImageError, MissingDependencyError, NoFaceError
 
 #: Number of points of a MediaPipe Face Mesh with refined irises, and of the synthetic set.
 MEDIAPIPE_POINTS = 478
@@ -86,10 +86,21 @@ class FaceLandmarks:
 _local = threading.local()
 
 
+def _mediapipe(feature: str):  # noqa: ANN202 - the mediapipe module
+    """Import MediaPipe, or say which feature needs it and how to do without it."""
+    try:
+        import mediapipe as mp
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs MediaPipe, which is not installed: pip install mediapipe==0.10.14 "
+            "(or render with --crop none --keep-background no, which do without it)") from exc
+    return mp
+
+
 def _face_mesh():  # noqa: ANN202 - mediapipe type
     mesh = getattr(_local, "face_mesh", None)
     if mesh is None:
-        import mediapipe as mp
+        mp = _mediapipe("finding the face (--crop auto or face)")
 
         mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=2,
                                                min_detection_confidence=MIN_DETECTION_CONFIDENCE)
@@ -328,7 +339,7 @@ def person_matte(image: np.ndarray) -> np.ndarray:
     image = _check_image(image)
     seg = getattr(_local, "selfie", None)
     if seg is None:
-        import mediapipe as mp
+        mp = _mediapipe("keeping the portrait's background (--keep-background yes)")
 
         seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         _local.selfie = seg

@@ -153,12 +153,13 @@ def test_full_disk_is_reported_and_leaves_nothing(model_dir, speech, tmp_path, c
         assert list(small.iterdir()) == []
 
 
-@pytest.mark.parametrize("crop", ["auto", "none"])
-def test_bench_prints_json_with_both_paths(model_dir, capsys, crop):
+@pytest.mark.parametrize(("crop", "keep_background"), [("auto", "yes"), ("none", "no")])
+def test_bench_prints_json_with_both_paths(model_dir, capsys, crop, keep_background):
     assert main(["bench", "--json", "--model", str(model_dir), "--repeats", "2", "--steps", "2", "--frames", "2",
-                 "--crop", crop]) == 0
+                 "--crop", crop, "--keep-background", keep_background]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["crop"] == crop  # none: no face detection, for machines without MediaPipe
+    # none / no: no face detection and no person matte, for machines without MediaPipe
+    assert result["crop"] == crop and result["keep_background"] == (keep_background == "yes")
     for key in ("preview_latency_ms", "naive_preview_latency_ms", "speedup", "clip_fps", "peak_rss_mb",
                 "latency_by_active_experts_ms"):
         assert key in result
@@ -204,3 +205,32 @@ def build_parser_accepts(command: str) -> bool:
 
     args = build_parser().parse_args(shlex.split(command)[1:])
     return args.command == "eval" and args.model == "runs/my model"
+
+
+def test_without_mediapipe_render_names_what_needs_it_and_runs_without_it(model_dir, speech, tmp_path, capsys,
+                                                                          monkeypatch):
+    import sys
+    import threading
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as on a machine where it is not installed
+    codes: dict[str, int] = {}
+
+    def render(name: str, *flags: str) -> None:
+        codes[name] = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(tmp_path / f"{name}.mp4"),
+                            "--model", str(model_dir), "--steps", "1", *flags])
+
+    for name, flags in {"face": ("--crop", "auto", "--keep-background", "no"),
+                        "matte": ("--crop", "none", "--keep-background", "yes"),
+                        "neither": ("--crop", "none", "--keep-background", "no")}.items():
+        # a fresh thread each time: MediaPipe's graphs are cached per thread
+        worker = threading.Thread(target=render, args=(name, *flags))
+        worker.start()
+        worker.join()
+        err = capsys.readouterr().err
+        if name == "face":
+            assert "finding the face" in err and "pip install mediapipe" in err and "--crop none" in err
+        elif name == "matte":
+            assert "keeping the portrait's background" in err and "--keep-background no" in err
+    assert codes == {"face": 2, "matte": 2, "neither": 0}
+    assert probe_video(tmp_path / "neither.mp4").frames == round(1.3 * FPS)
+    assert not (tmp_path / "face.mp4").exists() and not (tmp_path / "matte.mp4").exists()
