@@ -263,7 +263,7 @@ def _free_port() -> int:
 def test_two_processes_through_accelerate_launch_train_and_resume_exactly(tiny_data: Path, base_model: Path,
                                                                           tmp_path: Path) -> None:
     """Data-parallel training as on several GPUs (here two CPU processes, gloo): experts that a slice of
-    the batch does not use, all-neutral slices and the exact resume all go through DDP."""
+    the batch does not use, all-neutral slices, a time limit and the exact resume all go through DDP."""
     import os
     import subprocess
     import sys
@@ -281,7 +281,7 @@ def test_two_processes_through_accelerate_launch_train_and_resume_exactly(tiny_d
         assert done.returncode == 0, done.stderr[-3000:]
 
     launch("whole")
-    launch("parts", "--stop-after", "1")
+    launch("parts", "--time-limit", "0")  # every process stops after step 1, at the same step
     launch("parts", "--resume")
     whole, parts = load_model(tmp_path / "whole"), load_model(tmp_path / "parts")
     assert whole.notes["training"]["processes"] == 2

@@ -716,7 +716,8 @@ def run_train(args: argparse.Namespace) -> int:
                 log.write(json.dumps(record) + "\n")
                 window_start = time.perf_counter()
             bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}")
-            out_of_time = args.time_limit is not None and time.monotonic() - started >= args.time_limit
+            out_of_time = args.time_limit is not None and _all_agree_time_is_up(
+                accelerator, time.monotonic() - started >= args.time_limit)
             if (step % args.save_every == 0 or step == end or out_of_time) and accelerator.is_main_process:
                 save_checkpoint(out, model, raw_optimizer, step, generator, meta)
             if out_of_time and step < end:
@@ -733,6 +734,14 @@ def run_train(args: argparse.Namespace) -> int:
     if accelerator.is_main_process:
         _write_outputs(args, model, out, meta)
     return 0
+
+
+def _all_agree_time_is_up(accelerator: Any, mine: bool) -> bool:
+    """Whether any process's clock has passed the time limit: all processes stop at the same step."""
+    if accelerator.num_processes == 1:
+        return mine
+    flag = torch.tensor([float(mine)], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
 
 
 def noise_generator(main: torch.Generator, seed: int, step: int, process: int) -> torch.Generator:
