@@ -45,9 +45,9 @@ GUIDANCE_MIN_T=${GUIDANCE_MIN_T:-0.5}
 MOUTH_GUIDANCE=${MOUTH_GUIDANCE:-4}  # emotion guidance inside the mouth: less, so the lips follow the audio
 AUDIO_GUIDANCE=${AUDIO_GUIDANCE:-5}        # lip guidance against silence (3 before the mix steps) ...
 AUDIO_GUIDANCE_MAX_T=${AUDIO_GUIDANCE_MAX_T:-0.5}  # ... at the less noisy half of the schedule
-ABLATION_STEPS=${ABLATION_STEPS:-750}   # 0 = skip the ablation table
+ABLATION_STEPS=${ABLATION_STEPS:-1500}  # 0 = skip the ablation table
 EVAL_IDENTITIES=${EVAL_IDENTITIES:-12}  # 6 read a few hundredths off either way
-ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-3}
+ABLATION_EVAL_IDENTITIES=${ABLATION_EVAL_IDENTITIES:-12}
 CALIBRATION_IDENTITIES=${CALIBRATION_IDENTITIES:-12}  # training people the slider calibration is measured on
 MIX_CALIBRATION_IDENTITIES=${MIX_CALIBRATION_IDENTITIES:-8}  # ... and its mix curves (about 4 min each)
 COMMON=(--no-progress --config demo --workers "$WORKERS")
