@@ -93,8 +93,7 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
     """Run the measurements (module docstring). ``crop`` is the portrait crop of ``Animator.prepare`` and
     ``keep_background`` overrides the model's sampling setting (None: the model's); "none" and False
     leave MediaPipe out (its face detection and person matte), e.g. on a GPU machine without it."""
-    from dataclasses import replace
-
+    from engine.config import override_sampling
     from engine.moee import GateControl
 
     torch.manual_seed(0)
@@ -104,8 +103,8 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
     else:
         animator = Animator.from_pretrained(model_dir, device=device)
         source = str(model_dir or DEFAULT_MODEL_DIR)
-    if keep_background is not None:
-        animator.cfg.sampling = replace(animator.cfg.sampling, keep_background=keep_background)
+    animator.cfg.sampling = override_sampling(animator.cfg.sampling,
+                                              (("keep_background", "--keep-background", keep_background),))
     cfg = animator.cfg
     rng = np.random.default_rng(0)
     num = len(animator.emotions)

@@ -10,6 +10,11 @@ from collections.abc import Sequence
 from engine.errors import MoEEError
 
 
+def yes_no(value: str | None) -> bool | None:
+    """A ``yes|no`` option's value as a bool; None (not given: the model's setting) stays None."""
+    return None if value is None else value == "yes"
+
+
 def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
     """The command line that ran, as ``moee SUBCOMMAND ARGS`` (for a model's or a file's notes).
 
@@ -97,9 +102,8 @@ def run_render(args: argparse.Namespace) -> int:
     from engine.pipeline import Animator
 
     animator = Animator.from_pretrained(args.model, device=args.device)
-    keep_background = None if args.keep_background is None else args.keep_background == "yes"
     overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
-                 ("keep_background", "--keep-background", keep_background))
+                 ("keep_background", "--keep-background", yes_no(args.keep_background)))
     animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
     if not animator.trained:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
@@ -148,7 +152,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     result = run_benchmarks(model_dir=args.model, config=args.config, device=args.device, steps=args.steps,
                             repeats=args.repeats, frames=args.frames, crop=args.crop,
-                            keep_background=None if args.keep_background is None else args.keep_background == "yes")
+                            keep_background=yes_no(args.keep_background))
     text = json.dumps(result, indent=2)
     print(text)
     return 0

@@ -56,7 +56,7 @@ import torch
 from engine.audio import envelope_per_frame, frame_windows, log_mel
 from engine.calibration import calibration_note_from_argument
 from engine.checkpoint import load_model
-from engine.cli import recorded_command
+from engine.cli import recorded_command, yes_no
 from engine.config import SamplingConfig, override_sampling
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
 from engine.model import MoEEModel
@@ -510,13 +510,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 def sampling_with_overrides(sampling: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
     """The model's sampling settings with the command line's ``--strength/--guidance/--mouth-guidance/
     --guidance-min-t/--audio-guidance/--audio-guidance-max-t/--keep-background/--calibration``."""
-    keep_background = None if args.keep_background is None else args.keep_background == "yes"
     overrides = (("strength", "--strength", args.strength), ("guidance_scale", "--guidance", args.guidance),
                  ("mouth_guidance_scale", "--mouth-guidance", args.mouth_guidance),
                  ("guidance_min_t", "--guidance-min-t", args.guidance_min_t),
                  ("audio_guidance_scale", "--audio-guidance", args.audio_guidance),
                  ("audio_guidance_max_t", "--audio-guidance-max-t", args.audio_guidance_max_t),
-                 ("keep_background", "--keep-background", keep_background))
+                 ("keep_background", "--keep-background", yes_no(args.keep_background)))
     return override_sampling(sampling, overrides, args.calibration)
 
 
