@@ -323,7 +323,7 @@ def masks_mouth(stage: str, mouth_mask: str) -> bool:
 class Objective(nn.Module):
     """One training step's loss as a module, so ``accelerate`` can wrap it for multi-GPU (DDP)."""
 
-    def __init__(self, model: MoEEModel, spec: StageSpec) -> None:
+    def __init__(self, model: MoEEModel, spec: StageSpec, data_parallel: bool = False) -> None:
         super().__init__()
         from diffusers import DDPMScheduler
 
@@ -332,7 +332,7 @@ class Objective(nn.Module):
         self.perceptual = FixedPerceptualNet()
         self.noise_scheduler = DDPMScheduler(**vars(model.cfg.scheduler))
         # several processes (accelerate launch): every step must reach backward in all of them
-        self.data_parallel = False
+        self.data_parallel = data_parallel
         self._moe_inputs: list[tuple[EmotionMoE, torch.Tensor]] = []
         if spec.trains_experts:
             for layer in model.denoiser.moe_layers:
@@ -653,11 +653,10 @@ def run_train(args: argparse.Namespace) -> int:
     optimizer = raw_optimizer = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0)
     spec = StageSpec(args.stage, args.ablation, args.spatial_frames, args.spatial_weight, args.mouth_mask,
                      model.cfg.scheduler.num_train_timesteps, args.lip_weight, args.expression_weight)
-    objective = Objective(model, spec)
     # experts whose emotion is not in a batch do not run: DDP must look for unused parameters
     accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available(),
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    objective.data_parallel = accelerator.num_processes > 1
+    objective = Objective(model, spec, data_parallel=accelerator.num_processes > 1)
     objective, optimizer = accelerator.prepare(objective, optimizer)
     generator = torch.Generator().manual_seed(args.seed)
     start = 0
