@@ -726,12 +726,15 @@ def run_train(args: argparse.Namespace) -> int:
         bar.close()
         if log:
             log.close()
-    if step < args.steps:
-        if accelerator.is_main_process:
-            print(f"stopped after step {step}; continue with --resume")
-        return 0
     if accelerator.is_main_process:
-        _write_outputs(args, model, out, meta)
+        if step < args.steps:
+            print(f"stopped after step {step}; continue with --resume")
+        else:
+            _write_outputs(args, model, out, meta)
+    # a process that left while the first one still wrote would tear down the process group under it
+    # (gloo aborts with "terminate called without an active exception"): all wait, then close it together
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     return 0
 
 
