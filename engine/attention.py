@@ -152,6 +152,8 @@ class TemporalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """``x``: ``(B*F, n, C)`` with frames contiguous per clip (a single frame attends to itself)."""
+        if num_frames == 1:
+            return x + self.to_out(self.single_frame_values(x))
         batch_frames, n, width = x.shape
         clips = batch_frames // num_frames
         seq = x.reshape(clips, num_frames, n, width).permute(0, 2, 1, 3).reshape(clips * n, num_frames, width)
@@ -159,3 +161,13 @@ class TemporalAttention(nn.Module):
         q, k, v = self.to_qkv(h).chunk(3, dim=-1)
         seq = seq + self.to_out(multi_head_attention(q, k, v, self.heads))
         return seq.reshape(clips, n, num_frames, width).permute(0, 2, 1, 3).reshape(batch_frames, n, width)
+
+    def single_frame_values(self, x: torch.Tensor) -> torch.Tensor:
+        """``Attn(Q, K, V) = V`` when each sequence is one frame: the softmax over a single key is 1.
+
+        So a one-frame call (a preview) needs only the value projection ``LN(X + PE_0) W_v``, not
+        ``W_q``, ``W_k`` and the attention itself (exactly the same result, a third of the matmul).
+        """
+        width = x.shape[-1]
+        h = self.norm(x) + sinusoidal_positions(1, width, x.device, x.dtype)[None]
+        return F.linear(h, self.to_qkv.weight[2 * width:])
