@@ -607,6 +607,23 @@ def calibrate_latent_scale(model: MoEEModel, data: StepSampler, items: int = LAT
 
 def run_train(args: argparse.Namespace) -> int:
     """Run one training stage; returns the exit code (0 on success)."""
+    try:
+        return _train(args)
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """Tear down the data-parallel process group, if ``accelerate launch`` started one.
+
+    A process that exits with the group still open can abort in gloo's destructor ("terminate called
+    without an active exception"), turning a finished run (or a clear error) into a crash.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _train(args: argparse.Namespace) -> int:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm import tqdm
 
@@ -731,10 +748,8 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"stopped after step {step}; continue with --resume")
         else:
             _write_outputs(args, model, out, meta)
-    # a process that left while the first one still wrote would tear down the process group under it
-    # (gloo aborts with "terminate called without an active exception"): all wait, then close it together
+    # no process leaves (and closes its end of the process group) while the first one still writes
     accelerator.wait_for_everyone()
-    accelerator.end_training()
     return 0
 
 
