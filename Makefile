@@ -9,11 +9,13 @@ PIP = $(PYTHON) -m pip
 APT_PACKAGES = libportaudio2 espeak-ng libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0
 # A CPU build of torch is on these machines' disk; pin it first or pip fetches a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# The exact versions the suite passed with (scripts/lock_constraints.py); empty = newest allowed.
+CONSTRAINTS ?= constraints.txt
 STAMP = .install.stamp
 
 .PHONY: install demo studio test bench lint clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
