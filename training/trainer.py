@@ -737,7 +737,8 @@ def _train(args: argparse.Namespace) -> int:
             if (step % args.save_every == 0 or step == end or out_of_time) and accelerator.is_main_process:
                 save_checkpoint(out, model, raw_optimizer, step, generator, meta)
             if out_of_time and step < end:
-                print(f"time limit of {args.time_limit:g} s reached", file=sys.stderr)
+                if accelerator.is_main_process:
+                    print(f"time limit of {args.time_limit:g} s reached", file=sys.stderr)
                 break
     finally:
         bar.close()
