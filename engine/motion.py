@@ -1,0 +1,293 @@
+"""The Emotion MoE in motion space: sliders, brush and audio -> facial landmark motion.
+
+The pixel U-Net of MoEE works on a 64 px face; its frames of a real portrait are out of its training
+domain, and motion read back out of generated pixels loses most of the expression
+(``docs/PORTRAIT.md``). So the performance that reaches a full-resolution portrait is produced *as
+motion*, by the same mechanism acting on landmark tokens instead of latent pixels:
+
+* tokens ``X`` (n = 68, iBUG order): each landmark's neutral position in *face units* (the synthetic
+  renderer's frame: 1 = half the face width), its index embedding, and the mouth opening of the frame;
+* six experts ``E_i`` (happiness .. surprise), each a cross-attention from the landmark tokens to
+  that emotion's learned latent tokens;
+* local gates ``s = sigmoid(G_local(LN(X)))`` (n x E) and global weights ``g`` (the sliders);
+* combination ``X' = X + sum_i (g_i * s_i) ⊙ E_i(LN(X))`` — the paper's ``X + sum_i g_i E_i(X * s_i)``
+  with the local gate applied to each token's expert output instead of its input. The experts are
+  token-wise (a landmark's query never sees another landmark), so the two agree in what each token
+  receives, and the product ``g_i * s_i`` is one number a painted stroke can stand in for exactly:
+  inside a stroke ``w_i = (1 - alpha_i m) g_i s_i + alpha_i m`` (:func:`painted_token_weights`);
+* a head maps ``X'`` to a displacement in face units; the rest pose (``g = 0``, mouth closed) is
+  subtracted, so a neutral, silent frame moves nothing, exactly.
+
+Lips follow the audio through :class:`LipModel`, a small network from the per-frame loudness window
+(:func:`lip_features`) to the mouth opening. Both are trained on the synthetic renderer's exact
+landmarks (``moee train-motion``, :mod:`training.motion_trainer`) and shipped beside the U-Net in the
+default model folder as ``motion.safetensors`` + ``motion.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.errors import CheckpointError
+from engine.moee import EmotionExpert, local_gate
+
+#: Landmarks the motion model moves (iBUG 68-point order, as the synthetic renderer records them).
+MOTION_LANDMARKS = 68
+MOTION_WEIGHTS = "motion.safetensors"
+MOTION_CONFIG = "motion.json"
+MOTION_FORMAT_VERSION = 1
+
+#: Loudness percentile of a clip mapped to a fully open mouth (as the synthetic speech model does).
+LIP_REFERENCE_PERCENTILE = 95.0
+#: Frames of loudness on each side of a frame that the lip model reads.
+LIP_CONTEXT = 2
+#: Floor of the normalised loudness before the logarithm (silence reads as this level).
+LIP_LEVEL_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Sizes of the motion MoE (small: it trains in minutes and runs in about a millisecond on a CPU)."""
+
+    emotions: tuple[str, ...] = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
+    width: int = 96  # token width C
+    emotion_tokens: int = 4  # learned latent tokens K per expert
+    emotion_dim: int = 64  # width D of the emotion tokens
+    heads: int = 4
+    trunk_layers: int = 2  # residual MLP blocks before the MoE
+    lip_hidden: int = 32
+    lip_context: int = LIP_CONTEXT
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "emotions": list(self.emotions)}
+
+    @classmethod
+    def from_json(cls, data: object, source: str) -> MotionConfig:
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            kwargs["emotions"] = tuple(str(e) for e in kwargs.get("emotions", cls.emotions))
+            cfg = cls(**kwargs)
+            for name in ("width", "emotion_tokens", "emotion_dim", "heads", "lip_hidden"):
+                if int(getattr(cfg, name)) < 1:
+                    raise ValueError(f"{name} must be at least 1")
+            if cfg.width % cfg.heads:
+                raise ValueError(f"width {cfg.width} is not divisible by heads {cfg.heads}")
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: bad motion config: {exc}") from exc
+        return cfg
+
+
+def painted_token_weights(g: torch.Tensor, s: torch.Tensor, painted: torch.Tensor | None,
+                          alpha: torch.Tensor | None) -> torch.Tensor:
+    """Per-token expert weights ``w = g_i * s_i``, with a painted stroke standing in for the product.
+
+    ``w_i = (1 - alpha_i * m_i) * g_i * s_i + alpha_i * m_i`` where ``m`` (n x E, 0..1) is the painted
+    strength at each token and ``alpha`` how much the brush overrides the model. So a stroke shows at its
+    painted strength even where its emotion's slider is 0, and a token the brush does not touch
+    (``m = 0``) keeps ``g_i * s_i``. Shapes: ``g`` (B, E), ``s`` (B, n, E), ``painted`` (B, n, E),
+    ``alpha`` (B, E).
+    """
+    weights = g[:, None, :] * s
+    if painted is None or alpha is None:
+        return weights
+    override = alpha[:, None, :] * painted
+    return (1.0 - override) * weights + override
+
+
+class MotionMoE(nn.Module):
+    """Landmark tokens -> displacement in face units, through six emotion experts (module docstring)."""
+
+    def __init__(self, cfg: MotionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n, c = MOTION_LANDMARKS, cfg.width
+        self.token_embedding = nn.Parameter(torch.randn(n, c) * 0.1)
+        self.shape_in = nn.Linear(2, c)
+        self.opening_embedding = nn.Parameter(torch.randn(n, c) * 0.1)
+        self.trunk = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(c), nn.Linear(c, 2 * c), nn.GELU(), nn.Linear(2 * c, c))
+            for _ in range(cfg.trunk_layers))
+        self.norm = nn.LayerNorm(c)
+        num = len(cfg.emotions)
+        self.emotion_latents = nn.Parameter(torch.randn(num, cfg.emotion_tokens, cfg.emotion_dim) * 0.5)
+        self.experts = nn.ModuleList(EmotionExpert(c, cfg.emotion_dim, cfg.heads) for _ in range(num))
+        for expert in self.experts:  # unlike a U-Net layer, a motion expert must not start as zero
+            nn.init.normal_(expert.to_out.weight, std=0.02)
+        self.gate_local = nn.Linear(c, num)
+        self.head = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, c), nn.GELU(), nn.Linear(c, 2))
+        # Normalisation of the neutral shape input (set from the training data, saved with the weights).
+        self.register_buffer("shape_mean", torch.zeros(n, 2))
+        self.register_buffer("shape_std", torch.ones(n, 2))
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return self.cfg.emotions
+
+    def tokens(self, shape: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
+        """``X``: tokens ``(B, n, C)`` from neutral shapes ``(B, n, 2)`` and mouth openings ``(B,)``."""
+        normalised = (shape - self.shape_mean) / self.shape_std
+        x = self.token_embedding + self.shape_in(normalised) + opening[:, None, None] * self.opening_embedding
+        for block in self.trunk:
+            x = x + block(x)
+        return x
+
+    def forward(self, shape: torch.Tensor, opening: torch.Tensor, g: torch.Tensor,
+                painted: torch.Tensor | None = None, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """Displacement ``(B, n, 2)`` in face units of each landmark from the neutral, closed-mouth pose.
+
+        ``shape``: neutral landmarks ``(B, n, 2)`` in face units; ``opening``: ``(B,)`` 0..1; ``g``: the
+        sliders ``(B, E)``; ``painted`` ``(B, n, E)`` and ``alpha`` ``(B, E)``: brush overrides.
+        """
+        x = self.tokens(shape, opening)
+        x_norm = self.norm(x)
+        s = local_gate(self.gate_local(x_norm))
+        w = painted_token_weights(g, s, painted, alpha)
+        out = x
+        latents = self.emotion_latents
+        for i in torch.nonzero((w != 0).any(dim=0).any(dim=0)).flatten().tolist():
+            context = latents[i : i + 1].expand(x.shape[0], -1, -1)
+            out = out + w[..., i : i + 1] * self.experts[i](x_norm, context)
+        rest = self.tokens(shape, torch.zeros_like(opening))
+        return self.head(out) - self.head(rest)
+
+
+class LipModel(nn.Module):
+    """Mouth opening (0..1) per video frame from a window of loudness features (:func:`lip_features`)."""
+
+    def __init__(self, cfg: MotionConfig) -> None:
+        super().__init__()
+        inputs = 2 * cfg.lip_context + 1
+        self.net = nn.Sequential(nn.Linear(inputs, cfg.lip_hidden), nn.GELU(),
+                                 nn.Linear(cfg.lip_hidden, cfg.lip_hidden), nn.GELU(),
+                                 nn.Linear(cfg.lip_hidden, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` ``(F, 2 * context + 1)`` -> openings ``(F,)`` in 0..1."""
+        return torch.sigmoid(self.net(features)).squeeze(-1)
+
+
+def lip_features(envelope: np.ndarray, context: int = LIP_CONTEXT) -> np.ndarray:
+    """Per-frame inputs of :class:`LipModel`: the log loudness of frames ``t - context .. t + context``.
+
+    ``envelope``: RMS level per video frame (``engine.audio.envelope_per_frame``). Levels are divided by
+    the clip's 95th percentile (so a quiet and a loud recording of the same speech move the lips alike),
+    floored at :data:`LIP_LEVEL_FLOOR` and taken as ``log10``. Frames past either end read as silence.
+    """
+    env = np.asarray(envelope, np.float64).reshape(-1)
+    ref = float(np.percentile(env, LIP_REFERENCE_PERCENTILE)) if env.size else 0.0
+    level = env / ref if ref > 1e-8 else np.zeros_like(env)
+    logs = np.log10(np.maximum(level, LIP_LEVEL_FLOOR))
+    padded = np.pad(logs, context, constant_values=np.log10(LIP_LEVEL_FLOOR))
+    windows = np.stack([padded[k : k + env.size] for k in range(2 * context + 1)], axis=1)
+    return windows.astype(np.float32)
+
+
+@dataclass
+class MotionModel:
+    """The trained motion MoE and lip model of a model folder, with the mean neutral face they were trained on."""
+
+    moe: MotionMoE
+    lips: LipModel
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> MotionConfig:
+        return self.moe.cfg
+
+    @property
+    def mean_shape(self) -> np.ndarray:
+        """The synthetic people's mean neutral landmarks ``(68, 2)`` in face units."""
+        return self.moe.shape_mean.detach().cpu().numpy().astype(np.float64)
+
+    @property
+    def shape_std(self) -> np.ndarray:
+        return self.moe.shape_std.detach().cpu().numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def displacement(self, shape: np.ndarray, openings: np.ndarray, weights: np.ndarray,
+                     painted: np.ndarray | None = None, alpha: np.ndarray | None = None) -> np.ndarray:
+        """Displacements ``(B, 68, 2)`` (face units) for one neutral ``shape`` and B frames.
+
+        ``openings`` (B,), ``weights`` (B, E) or (E,), ``painted`` (B, 68, E) / (68, E) or None,
+        ``alpha`` (B, E) / (E,) or None.
+        """
+        openings = np.atleast_1d(np.asarray(openings, np.float32))
+        batch = openings.shape[0]
+
+        def rows(value: np.ndarray | None, ndim: int) -> torch.Tensor | None:
+            if value is None:
+                return None
+            arr = np.asarray(value, np.float32)
+            if arr.ndim == ndim - 1:
+                arr = np.broadcast_to(arr, (batch, *arr.shape))
+            return torch.from_numpy(np.ascontiguousarray(arr))
+
+        shape_t = torch.from_numpy(np.broadcast_to(np.asarray(shape, np.float32), (batch, MOTION_LANDMARKS, 2)).copy())
+        out = self.moe(shape_t, torch.from_numpy(openings), rows(weights, 2), rows(painted, 3), rows(alpha, 2))
+        return out.numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def mouth_openings(self, envelope: np.ndarray) -> np.ndarray:
+        """Mouth opening per frame (0..1) from the per-frame loudness of a clip."""
+        feats = torch.from_numpy(lip_features(envelope, self.cfg.lip_context))
+        if feats.shape[0] == 0:
+            return np.zeros(0, np.float32)
+        return self.lips(feats).numpy().astype(np.float32)
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``motion.safetensors`` + ``motion.json`` into ``folder`` (atomically)."""
+        from safetensors.torch import save as save_bytes
+
+        from engine.atomic import atomic_write_bytes, atomic_write_text
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {f"moe.{k}": v.detach().cpu().contiguous() for k, v in self.moe.state_dict().items()}
+        tensors.update({f"lips.{k}": v.detach().cpu().contiguous() for k, v in self.lips.state_dict().items()})
+        atomic_write_bytes(folder / MOTION_WEIGHTS, save_bytes(tensors))
+        meta = {"format_version": MOTION_FORMAT_VERSION, "config": self.cfg.to_json(), "notes": self.notes}
+        atomic_write_text(folder / MOTION_CONFIG, json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> MotionModel:
+        """Read a motion model from a model folder (safetensors only: nothing is unpickled)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config_path, weights_path = folder / MOTION_CONFIG, folder / MOTION_WEIGHTS
+        if not config_path.is_file() or not weights_path.is_file():
+            raise CheckpointError(
+                f"{folder} has no motion model ({MOTION_CONFIG} + {MOTION_WEIGHTS}); train one with "
+                "`moee train-motion --out FOLDER` or render the model-size crop with --output crop")
+        try:
+            meta = json.loads(config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{config_path}: not a readable JSON file ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format_version") != MOTION_FORMAT_VERSION:
+            raise CheckpointError(f"{config_path}: unsupported motion model format "
+                                  f"(expected format_version {MOTION_FORMAT_VERSION})")
+        cfg = MotionConfig.from_json(meta.get("config"), str(config_path))
+        try:
+            tensors = load_file(str(weights_path))
+        except (OSError, SafetensorError) as exc:
+            raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
+        moe, lips = MotionMoE(cfg), LipModel(cfg)
+        for prefix, module in (("moe.", moe), ("lips.", lips)):
+            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{weights_path}: weights do not match {config_path}: {exc}") from exc
+        moe.eval()
+        lips.eval()
+        return cls(moe, lips, dict(meta.get("notes") or {}))

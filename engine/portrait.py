@@ -1,0 +1,320 @@
+"""Any portrait at its own resolution: the motion MoE's performance carried onto the user's image.
+
+:class:`PortraitAnimator` is the render path of ``moee render`` (default ``--output portrait``), the
+studio's preview and every export. Per frame:
+
+1. the sliders (global gates ``g``), the brush (painted local gates, sampled at the 68 landmarks through
+   the rig's correspondence) and the audio (mouth opening from :class:`engine.motion.LipModel`) go into
+   the motion MoE, which returns the displacement of the 68 landmarks in face units;
+2. the sitter's own expression is taken out (a smiling sitter is neutralised, parted lips are closed),
+   and each emotion's motion is scaled by its *expression gain* (a real face needs more motion than
+   the synthetic one to read);
+3. the displacement reaches the mesh (:class:`engine.portrait_rig.PortraitRig`), blended by the
+   feathered brush mask so that outside a stroke the motion equals the unpainted render exactly;
+4. :func:`engine.warp.mesh_warp` moves the portrait's pixels; where the lips part further than the
+   portrait's own mouth, :func:`engine.warp.draw_mouth_interior` paints a cavity with teeth.
+
+Outside a ring at 1.45 x the face outline every pixel is the portrait's own. A neutral, silent frame of a
+portrait without an expression of its own is the portrait, bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine import audio as audio_io
+from engine.errors import CancelledError, EmotionSpecError
+from engine.moee import GateControl
+from engine.motion import MotionModel
+from engine.portrait_rig import PortraitRig, build_rig, inner_lip_contours
+from engine.warp import draw_mouth_interior, mesh_warp, relax_foldovers
+
+#: Default cap of the output's long side (``--max-size``).
+DEFAULT_MAX_SIZE = 1024
+#: Frames of a still (no audio).
+STILL_FRAMES = 1
+DEFAULT_FPS = 25
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """How the motion reaches the portrait."""
+
+    max_size: int = DEFAULT_MAX_SIZE
+    #: Motion of each emotion at slider 1, relative to the synthetic people's (a real face needs more to
+    #: read; fear and surprise less, or the eyes bulge).
+    expression_gain: dict[str, float] = field(default_factory=lambda: {
+        "happiness": 1.4, "sadness": 1.8, "anger": 1.8, "disgust": 1.7, "fear": 1.4, "surprise": 1.3})
+    #: Take the sitter's own smile and parted lips out before adding the performance.
+    neutralise: bool = True
+    #: Radius (face units) over which a painted mask is averaged at each landmark.
+    brush_sample_radius: float = 0.05
+    #: Feather (face units) of the brush's blend of the motion.
+    brush_feather: float = 0.06
+    #: Rounds of neighbour averaging of the mesh motion (on each side of the mouth): smooth contours.
+    smoothing_rounds: int = 2
+    #: Mouth opening of speech relative to the synthetic mouth.
+    lip_gain: float = 1.0
+
+
+@dataclass
+class PreparedPortrait:
+    """What :meth:`PortraitAnimator.prepare` caches for one portrait + audio track."""
+
+    rig: PortraitRig
+    audio: audio_io.AudioClip | None
+    fps: int
+    num_frames: int
+    openings: np.ndarray  # (num_frames,) mouth opening per frame, 0..1
+    model_shape: np.ndarray  # (68, 2) the neutralised shape the motion model reads (face units)
+    sitter_motion: np.ndarray  # (68, 2) face units: the sitter's own expression, taken out of every frame
+    warnings: list[str] = field(default_factory=list)
+    brush_cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def portrait(self) -> np.ndarray:
+        """The portrait at the output resolution."""
+        return self.rig.image
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """The portrait's MediaPipe mesh (478, 2), pixels."""
+        return self.rig.mesh
+
+
+@dataclass
+class PortraitFrame:
+    """One rendered frame (the same fields as :class:`engine.pipeline.FrameResult`)."""
+
+    index: int
+    image: np.ndarray
+    progress: float
+
+
+def fit_to_max_size(image: np.ndarray, max_size: int) -> np.ndarray:
+    """The image with its long side at most ``max_size`` (area-averaged; never enlarged)."""
+    if max_size < 64:
+        raise EmotionSpecError(f"--max-size must be at least 64 pixels, got {max_size}")
+    h, w = image.shape[:2]
+    if max(h, w) <= max_size:
+        return image
+    scale = max_size / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def clamp_shape(shape: np.ndarray, mean: np.ndarray, std: np.ndarray, limit: float = 3.0) -> np.ndarray:
+    """A face-unit shape pulled into the motion model's training range (``mean ± limit * std`` per coordinate)."""
+    return mean + np.clip((shape - mean) / std, -limit, limit) * std
+
+
+class PortraitAnimator:
+    """Render a portrait at its own resolution, driven by the motion MoE (module docstring)."""
+
+    def __init__(self, motion: MotionModel, cfg: TransferConfig | None = None) -> None:
+        self.motion = motion
+        self.cfg = cfg or TransferConfig()
+        self.trained = bool(motion.notes.get("trained", False))
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
+        """The motion model of a model folder (default: the bundled model)."""
+        from engine.pipeline import DEFAULT_MODEL_DIR
+
+        return cls(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR), cfg)
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return self.motion.cfg.emotions
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(self, portrait, audio=None, fps: int | None = None, num_frames: int | None = None,
+                max_size: int | None = None, mesh: np.ndarray | None = None) -> PreparedPortrait:
+        """Load the portrait (long side capped), find its face, build the rig; load the audio, derive the lips.
+
+        ``portrait``: a path, array or PIL image; ``audio``: a path, an AudioClip, ``(samples, rate)`` or
+        None (a still). ``mesh``: the portrait's MediaPipe points if already known (at the capped size).
+        """
+        from engine.face import detect_landmarks
+        from engine.image import load_image
+
+        image = fit_to_max_size(load_image(portrait), int(max_size or self.cfg.max_size))
+        points = detect_landmarks(image).points if mesh is None else np.asarray(mesh, np.float64)
+        rig = build_rig(image, points, self.motion.mean_shape)
+        fps = int(fps or DEFAULT_FPS)
+        if fps < 1:
+            raise EmotionSpecError(f"fps must be a positive number, got {fps}")
+        clip = audio_io.load_audio(audio) if audio is not None else None
+        if num_frames is None:
+            num_frames = audio_io.num_video_frames(clip.duration, fps) if clip else STILL_FRAMES
+        if clip is not None:
+            envelope = audio_io.envelope_per_frame(clip, int(num_frames), fps)
+            openings = self.motion.mouth_openings(envelope) * self.cfg.lip_gain
+        else:
+            openings = np.zeros(int(num_frames), np.float32)
+        return self._prepared(rig, clip, fps, int(num_frames), np.clip(openings, 0, 1))
+
+    def _prepared(self, rig: PortraitRig, clip, fps: int, num_frames: int, openings: np.ndarray) -> PreparedPortrait:
+        mean, std = self.motion.mean_shape, self.motion.shape_std
+        warnings: list[str] = []
+        sitter = np.zeros((68, 2))
+        shape = clamp_shape(rig.shape, mean, std)
+        if self.cfg.neutralise and (rig.sitter_smile > 0 or rig.sitter_opening > 0):
+            weights = np.zeros(len(self.emotions), np.float32)
+            weights[self.emotions.index("happiness")] = rig.sitter_smile
+            sitter = self.motion.displacement(shape, [rig.sitter_opening], weights)[0]
+            shape = clamp_shape(rig.shape - sitter, mean, std)
+            if rig.sitter_smile > 0.2:
+                warnings.append(f"the sitter smiles (about {rig.sitter_smile:.0%}); the smile is taken out so "
+                                "other emotions can read")
+        return PreparedPortrait(rig=rig, audio=clip, fps=fps, num_frames=num_frames, openings=openings,
+                                model_shape=shape, sitter_motion=sitter, warnings=warnings)
+
+    # ------------------------------------------------------------------ motion
+    def _gain(self, strengths: np.ndarray) -> float:
+        total = float(strengths.sum())
+        if total <= 0:
+            return 1.0
+        gains = np.array([self.cfg.expression_gain.get(name, 1.0) for name in self.emotions])
+        return float((strengths * gains).sum() / total)
+
+    def _painted_at_landmarks(self, prepared: PreparedPortrait, gates: GateControl) -> tuple[np.ndarray, np.ndarray] | None:
+        """Painted strength at the 68 landmarks (68, E) and the feathered blend factor at the control points."""
+        if gates.local_masks is None or gates.local_alpha is None:
+            return None
+        alpha = np.asarray(gates.local_alpha, np.float32)
+        masks = np.asarray(gates.local_masks, np.float32)
+        if not np.any(alpha > 0) or not np.any(masks > 0):
+            return None
+        key = (id(gates.local_masks), masks.shape, float(masks.sum()), tuple(alpha.tolist()))
+        cached = prepared.brush_cache.get(key)
+        if cached is not None:
+            return cached
+        rig = prepared.rig
+        h, w = rig.image.shape[:2]
+        unit = rig.face_unit_px
+        painted = np.zeros((68, masks.shape[0]), np.float32)
+        blend = np.zeros(len(rig.control), np.float32)
+        for e in range(masks.shape[0]):
+            if alpha[e] <= 0 or not np.any(masks[e] > 0):
+                continue
+            mask = masks[e]
+            if mask.shape != (h, w):
+                mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+            radius = max(1, int(round(self.cfg.brush_sample_radius * unit)))
+            averaged = cv2.blur(mask, (2 * radius + 1, 2 * radius + 1))
+            feathered = cv2.GaussianBlur(mask, (0, 0), max(0.5, self.cfg.brush_feather * unit))
+            painted[:, e] = _sample(averaged, rig.points68)
+            blend = np.maximum(blend, alpha[e] * np.minimum(1.0, _sample(np.maximum(mask, feathered), rig.control)))
+        result = (painted, blend)
+        prepared.brush_cache = {key: result}
+        return result
+
+    def face_motion(self, prepared: PreparedPortrait, gates: GateControl, frame_index: int,
+                    painted: np.ndarray | None = None) -> np.ndarray:
+        """Displacement (68, 2) in face units of the portrait's landmarks at one frame (sitter taken out)."""
+        opening = float(prepared.openings[frame_index]) if prepared.num_frames else 0.0
+        weights = np.zeros(len(self.emotions), np.float32)
+        if gates.global_weights is not None:
+            weights[:] = np.asarray(gates.global_weights, np.float32)[: len(self.emotions)]
+        alpha = None if painted is None else np.asarray(gates.local_alpha, np.float32)[: len(self.emotions)]
+        zero = np.zeros_like(weights)
+        rows = self.motion.displacement(prepared.model_shape, [opening, opening], np.stack([zero, weights]),
+                                        None if painted is None else np.stack([np.zeros_like(painted), painted]),
+                                        None if alpha is None else np.stack([zero, alpha]))
+        speech, performed = rows[0], rows[1]
+        strengths = weights if painted is None else np.maximum(weights, alpha * painted.max(axis=0))
+        motion = speech + self._gain(strengths) * (performed - speech)
+        return motion - prepared.sitter_motion
+
+    def control_targets(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
+        """Where the rig's control points go at one frame (N, 2), pixels."""
+        control = self._control(gates, frame_index)
+        rig = prepared.rig
+        brush = self._painted_at_landmarks(prepared, control)
+        plain = self.face_motion(prepared, GateControl(control.global_weights), frame_index)
+        moved = rig.control_weights @ rig.to_pixels.apply_vectors(plain)
+        if brush is not None:
+            painted, blend = brush
+            stroked = self.face_motion(prepared, control, frame_index, painted)
+            stroked_px = rig.control_weights @ rig.to_pixels.apply_vectors(stroked)
+            moved = moved + blend[:, None] * (stroked_px - moved)
+        for _ in range(self.cfg.smoothing_rounds):
+            moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
+        return relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable)
+
+    def _control(self, gates: GateSpec, frame_index: int) -> GateControl:
+        if gates is None:
+            return GateControl()
+        control = gates if isinstance(gates, GateControl) else gates(frame_index)
+        return control.validated(len(self.emotions))
+
+    # ------------------------------------------------------------------ rendering
+    def render_frame(self, prepared: PreparedPortrait, frame_index: int = 0, gates: GateSpec = None,
+                     cancel=None, **_sampling: object) -> np.ndarray:
+        """One frame at the portrait's resolution (sampling options of the pixel model are ignored)."""
+        if not 0 <= frame_index < max(prepared.num_frames, 1):
+            raise EmotionSpecError(f"frame {frame_index} is outside the clip (0..{prepared.num_frames - 1})")
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("render cancelled")
+        rig = prepared.rig
+        target = self.control_targets(prepared, gates, frame_index)
+        frame, _stats = mesh_warp(rig.image, rig.control, target, rig.triangles)
+        self._draw_mouth(prepared, target, frame)
+        return frame
+
+    def _draw_mouth(self, prepared: PreparedPortrait, target: np.ndarray, frame: np.ndarray) -> None:
+        rig = prepared.rig
+        upper, lower = inner_lip_contours(rig, target)
+        upper_src, lower_src = inner_lip_contours(rig, rig.control)
+        gap = float(np.max(lower[:, 1] - upper[:, 1]))
+        own_gap = float(np.max(lower_src[:, 1] - upper_src[:, 1]))
+        width = float(np.linalg.norm(upper[-1] - upper[0]))
+        if gap <= 0.5 or width <= 0:
+            return
+        fade_in = float(np.clip(gap / (0.04 * width), 0.0, 1.0))
+        strength = float(np.clip(1.0 - max(own_gap, 0.0) / gap, 0.0, 1.0)) * fade_in
+        draw_mouth_interior(frame, upper, lower, strength, grey=rig.grey, brightness=rig.brightness)
+
+    def render_clip(self, prepared: PreparedPortrait, gates: GateSpec = None, start: int = 0, stop: int | None = None,
+                    cancel=None, on_frame: Callable[[int], None] | None = None,
+                    **_sampling: object) -> Iterator[PortraitFrame]:
+        """Frames ``start .. stop - 1`` one at a time (streamed: memory stays flat however long the clip)."""
+        stop = prepared.num_frames if stop is None else int(stop)
+        if not 0 <= start < stop <= prepared.num_frames:
+            raise EmotionSpecError(f"frame range {start}..{stop} is outside the clip (0..{prepared.num_frames})")
+        for index in range(start, stop):
+            image = self.render_frame(prepared, index, gates, cancel)
+            if on_frame is not None:
+                on_frame(index)
+            yield PortraitFrame(index, image, (index - start + 1) / (stop - start))
+
+    def time_frame(self, prepared: PreparedPortrait, gates: GateSpec = None, repeats: int = 5) -> dict[str, float]:
+        """Median milliseconds of one frame: the motion model, and the whole frame (benchmarks)."""
+        motion_ms, frame_ms = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.control_targets(prepared, gates, 0)
+            t1 = time.perf_counter()
+            self.render_frame(prepared, 0, gates)
+            t2 = time.perf_counter()
+            motion_ms.append((t1 - t0) * 1000)
+            frame_ms.append((t2 - t1) * 1000)
+        return {"motion_ms": float(np.median(motion_ms)), "frame_ms": float(np.median(frame_ms))}
+
+
+def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Nearest-pixel values of a 2-D array at (N, 2) pixel positions (clamped to the image)."""
+    h, w = image.shape[:2]
+    xs = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
+    ys = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
+    return image[ys, xs]
+
+
+GateSpec = GateControl | Callable[[int], GateControl] | None

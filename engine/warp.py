@@ -1,0 +1,236 @@
+"""Image warps for carrying motion onto a full-resolution portrait: a piecewise-affine mesh warp and a drawn mouth.
+
+Pure numpy + OpenCV, no model. :func:`mesh_warp` moves the pixels of a triangulated control mesh from
+their source to their target positions (each target triangle samples its source triangle through the
+affine map between them, so the warp is exact and continuous); pixels outside every moving triangle are
+copied unchanged. :func:`draw_mouth_interior` paints a cavity with teeth inside a lip contour that the
+warp opened wider than the portrait's own mouth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: Sub-pixel bits used when rasterising polygons with OpenCV.
+RASTER_SHIFT = 4
+#: Control points that move less than this (pixels) count as still.
+STILL_PX = 1e-3
+
+
+def affine_maps(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Affine maps ``A_t`` (T, 2, 3) with ``A_t [x_target, y_target, 1] = x_source`` for each triangle.
+
+    Returns ``(maps, valid)``; ``valid`` is False for triangles whose target is degenerate (zero area).
+    """
+    dst = target[triangles]  # (T, 3, 2)
+    src = source[triangles]
+    ones = np.ones((*dst.shape[:2], 1))
+    dst_h = np.concatenate([dst, ones], axis=2)  # (T, 3, 3)
+    det = np.linalg.det(dst_h)
+    valid = np.abs(det) > 1e-6
+    maps = np.zeros((len(triangles), 2, 3))
+    maps[:, 0, 0] = maps[:, 1, 1] = 1.0
+    if valid.any():
+        solved = np.linalg.solve(dst_h[valid], src[valid])  # (V, 3, 2): dst_h @ M = src
+        maps[valid] = np.transpose(solved, (0, 2, 1))
+    return maps, valid
+
+
+#: Target triangles smaller than this share of their source area (or flipped) are relaxed.
+MIN_AREA_RATIO = 0.25
+RELAX_ITERATIONS = 12
+
+
+def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Twice the signed area of each triangle (T,)."""
+    a, b, c = points[triangles[:, 0]], points[triangles[:, 1]], points[triangles[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+def relax_foldovers(source: np.ndarray, target: np.ndarray, triangles: np.ndarray,
+                    movable: np.ndarray | None = None, iterations: int = RELAX_ITERATIONS) -> np.ndarray:
+    """Target positions without fold-overs: flipped or crushed triangles pull their vertices' motion together.
+
+    A triangle whose target area falls below :data:`MIN_AREA_RATIO` of its source area (or changes sign)
+    moves each of its vertices halfway to the triangle's mean displacement, for a few rounds. ``movable``
+    (N,) marks the points that may be adjusted (still ring and border stay put).
+    """
+    src_area = signed_areas(source, triangles)
+    motion = target - source
+    for _ in range(iterations):
+        ratio = signed_areas(source + motion, triangles) / np.where(np.abs(src_area) > 1e-9, src_area, 1e-9)
+        bad = ratio < MIN_AREA_RATIO
+        if not bad.any():
+            break
+        tris = triangles[bad]
+        mean = motion[tris].mean(axis=1)  # (B, 2)
+        pull = np.zeros_like(motion)
+        count = np.zeros(len(motion))
+        for k in range(3):
+            np.add.at(pull, tris[:, k], mean - motion[tris[:, k]])
+            np.add.at(count, tris[:, k], 1)
+        step = 0.5 * pull / np.maximum(count, 1)[:, None]
+        if movable is not None:
+            step[~movable] = 0
+        motion = motion + step
+    return source + motion
+
+
+@dataclass
+class WarpStats:
+    """What one warp did (for benchmarks and tests)."""
+
+    moving_triangles: int
+    region: tuple[int, int, int, int]  # x0, y0, x1, y1 of the pixels that were resampled
+
+
+def mesh_warp(image: np.ndarray, source: np.ndarray, target: np.ndarray, triangles: np.ndarray,
+              out: np.ndarray | None = None) -> tuple[np.ndarray, WarpStats]:
+    """Warp ``image`` so that control points at ``source`` (N, 2) appear at ``target`` (N, 2).
+
+    Only triangles with a moving vertex are resampled (bilinear); every other pixel is copied, so the
+    portrait outside the moving region is bit-identical. ``triangles`` (T, 3) index the control points
+    (a triangulation of ``source``).
+    """
+    result = image.copy() if out is None else out
+    moving_points = np.linalg.norm(target - source, axis=1) > STILL_PX
+    moving = moving_points[triangles].any(axis=1)
+    if not moving.any():
+        return result, WarpStats(0, (0, 0, 0, 0))
+    tris = triangles[moving]
+    corners = np.concatenate([source[tris].reshape(-1, 2), target[tris].reshape(-1, 2)])
+    h, w = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 2, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return result, WarpStats(0, (0, 0, 0, 0))
+    maps, valid = affine_maps(source, target, tris)
+    ids = np.zeros((y1 - y0, x1 - x0), np.int32)
+    offset = np.array([x0, y0], np.float64)
+    scale = 1 << RASTER_SHIFT
+    for t, tri in enumerate(tris):
+        if valid[t]:
+            poly = np.round((target[tri] - offset) * scale).astype(np.int32)
+            cv2.fillConvexPoly(ids, poly, t + 1, cv2.LINE_8, RASTER_SHIFT)
+    ys, xs = np.nonzero(ids)
+    if ys.size == 0:
+        return result, WarpStats(0, (0, 0, 0, 0))
+    chosen = maps[ids[ys, xs] - 1]  # (P, 2, 3)
+    gx, gy = xs + float(x0), ys + float(y0)
+    map_x = np.tile(np.arange(x0, x1, dtype=np.float32), (y1 - y0, 1))
+    map_y = np.tile(np.arange(y0, y1, dtype=np.float32)[:, None], (1, x1 - x0))
+    map_x[ys, xs] = chosen[:, 0, 0] * gx + chosen[:, 0, 1] * gy + chosen[:, 0, 2]
+    map_y[ys, xs] = chosen[:, 1, 0] * gx + chosen[:, 1, 1] * gy + chosen[:, 1, 2]
+    result[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return result, WarpStats(int(moving.sum()), (int(x0), int(y0), int(x1), int(y1)))
+
+
+@dataclass(frozen=True)
+class MouthStyle:
+    """Colours and proportions of a drawn mouth interior (RGB; lengths as shares of the mouth width)."""
+
+    cavity: tuple[int, int, int] = (40, 14, 18)
+    tongue: tuple[int, int, int] = (128, 52, 58)
+    teeth: tuple[int, int, int] = (222, 216, 202)
+    upper_teeth_share: float = 0.5  # upper teeth fill at most this share of the local gap ...
+    upper_teeth_height: float = 0.085  # ... and are at most this tall
+    lower_teeth_share: float = 0.22
+    lower_teeth_height: float = 0.05
+    lower_teeth_from_gap: float = 0.2  # lower teeth show once the gap exceeds this share of the width
+    teeth_span: float = 0.8  # share of the half-width the visible teeth cover
+    #: Gaps between teeth, as positions along the half-width (central incisors, laterals, canines).
+    tooth_edges: tuple[float, ...] = (0.0, 0.27, 0.48, 0.66)
+    tooth_edge_width: float = 0.012
+    lip_shadow: float = 0.45  # teeth brightness right under the upper lip
+    corner_shade: float = 0.5  # teeth brightness at the ends of the span
+    soften: float = 0.006  # blur of the drawing, to match a photo's softness
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * (1 << RASTER_SHIFT)).astype(np.int32)], 255, cv2.LINE_AA,
+                 RASTER_SHIFT)
+    return mask.astype(np.float32) / 255.0
+
+
+def _profile(contour: np.ndarray, mid: np.ndarray, axis: np.ndarray, down: np.ndarray,
+             half: float) -> tuple[np.ndarray, np.ndarray]:
+    """A lip contour as (position along the mouth in half-widths, depth below the corners' line in px), sorted."""
+    along = (contour - mid) @ axis / half
+    depth = (contour - mid) @ down
+    order = np.argsort(along)
+    return along[order], depth[order]
+
+
+def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, strength: float,
+                        style: MouthStyle = MouthStyle(), grey: bool = False, brightness: float = 1.0) -> None:
+    """Paint a mouth cavity with teeth between the inner lip contours, in place.
+
+    ``upper`` / ``lower``: the inner lip contours (K, 2) in pixels, from one mouth corner to the other.
+    Upper teeth hang from the upper lip (shadowed right under it, darker toward the corners, with the gaps
+    between incisors, laterals and canines), lower teeth show once the mouth is wide open, and the rest is a
+    dark cavity with the tongue toward the lower lip. ``strength`` (0..1) fades the drawing in (1 where the
+    portrait has no interior of its own to show); ``grey`` draws in grey (black-and-white portraits);
+    ``brightness`` scales the colours to the face's.
+    """
+    if strength <= 0:
+        return
+    polygon = np.concatenate([upper, lower[::-1]])
+    width = float(np.linalg.norm(upper[-1] - upper[0]))
+    if width < 2:
+        return
+    h, w = image.shape[:2]
+    pad = int(np.ceil(width * 0.05)) + 3
+    x0, y0 = np.maximum(np.floor(polygon.min(axis=0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(polygon.max(axis=0)).astype(int) + pad, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return
+    region = (y1 - y0, x1 - x0)
+    cavity = _polygon_mask(region, polygon - np.array([x0, y0], np.float64))
+    if cavity.max() <= 0:
+        return
+    half = width / 2
+    axis = (upper[-1] - upper[0]) / width
+    down = np.array([-axis[1], axis[0]])
+    mid = (upper[0] + upper[-1]) / 2
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    rel_x, rel_y = xx - mid[0], yy - mid[1]
+    along = (rel_x * axis[0] + rel_y * axis[1]) / half
+    depth = rel_x * down[0] + rel_y * down[1]
+    top = np.interp(along, *_profile(upper, mid, axis, down, half))
+    bottom = np.interp(along, *_profile(lower, mid, axis, down, half))
+    gap = np.maximum(bottom - top, 1e-3)
+    # Upper teeth: from the upper lip down, shadowed under the lip, darker toward the corners.
+    upper_len = np.minimum(style.upper_teeth_share * gap, style.upper_teeth_height * width)
+    below_lip = (depth - top) / np.maximum(upper_len, 1e-3)
+    span = np.clip(np.abs(along) / style.teeth_span, 0, 1)
+    in_span = np.clip((1.0 - span) * 8.0, 0, 1)
+    upper_teeth = np.clip((1.0 - below_lip) * 3.0, 0, 1) * (below_lip > -0.5) * in_span
+    light = style.lip_shadow + (1 - style.lip_shadow) * np.clip(below_lip * 1.6, 0, 1)
+    light *= 1.0 - (1.0 - style.corner_shade) * span**2
+    for edge in style.tooth_edges:
+        for sign in ((1.0,) if edge == 0 else (1.0, -1.0)):
+            light *= 1.0 - 0.28 * np.exp(-0.5 * ((along * half - sign * edge * half) / (style.tooth_edge_width * width)) ** 2)
+    teeth = upper_teeth
+    if float(gap.max()) > style.lower_teeth_from_gap * width:
+        lower_len = np.minimum(style.lower_teeth_share * gap, style.lower_teeth_height * width)
+        above_lip = (bottom - depth) / np.maximum(lower_len, 1e-3)
+        lower_teeth = np.clip((1.0 - above_lip) * 3.0, 0, 1) * in_span * 0.8
+        lower_teeth *= np.clip((gap / width - style.lower_teeth_from_gap) * 20.0, 0, 1)
+        teeth = np.maximum(teeth, lower_teeth)
+    tongue = np.clip((depth - top) / gap * 1.6 - 0.6, 0, 1)
+    colour_cavity = (np.array(style.cavity, np.float32) * (1 - tongue[..., None])
+                     + np.array(style.tongue, np.float32) * tongue[..., None] * 0.8)
+    colour_teeth = np.array(style.teeth, np.float32) * light[..., None]
+    colour = colour_cavity * (1 - teeth[..., None]) + colour_teeth * teeth[..., None]
+    colour = (colour * float(np.clip(brightness, 0.5, 1.2))).astype(np.float32)
+    if grey:
+        colour = np.repeat(colour @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(colour.shape)
+    sigma = max(0.5, style.soften * width)
+    colour = cv2.GaussianBlur(colour, (0, 0), sigma)
+    alpha = (cv2.GaussianBlur(cavity, (0, 0), sigma) * float(np.clip(strength, 0, 1)))[..., None]
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = np.clip(patch * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
