@@ -18,6 +18,9 @@ from engine.calibration import check_curves, curves_from_argument
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import EmotionSpecError
 
+#: Highest frame rate a model, a render or a writer accepts (frames per second); higher is a typo.
+MAX_FPS = 120
+
 
 @dataclass
 class AudioConfig:

@@ -37,6 +37,7 @@ from engine.atomic import (
     output_error_from,
 )
 from engine.audio import AudioClip
+from engine.config import MAX_FPS
 from engine.errors import MoEEError, OutputError
 
 #: Default H.264 constant rate factor (lower = better quality, bigger file; 18 ~ visually lossless).
@@ -58,8 +59,6 @@ FRAMES_MARKER = ".moee-frames"
 FRAMES_MARKER_TEXT = "A PNG sequence written by MoEE Studio; `moee render --overwrite` may replace this folder.\n"
 #: Names of the files a PNG sequence folder of ours may hold.
 _OUR_FRAME_NAME = re.compile(r"frame_\d{5,}\.png")
-#: Highest frame rate a writer accepts (frames per second); higher is a typo, not a video.
-MAX_FPS = 120
 #: zlib level of PNG frames (1 = fast; PNG is lossless at every level).
 PNG_COMPRESS_LEVEL = 3
 #: GIF palette size and loop count (0 = forever).
