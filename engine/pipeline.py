@@ -27,7 +27,7 @@ from engine import audio as audio_io
 from engine.calibration import calibrate_weights
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
-from engine.config import MAX_FPS, ModelConfig, SamplingConfig, sampling_value_problem
+from engine.config import DEFAULT_MODEL_DIR, MAX_FPS, ModelConfig, SamplingConfig, sampling_value_problem
 from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
 from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
@@ -36,7 +36,6 @@ from engine.moee import BatchGates, GateControl
 from engine.unet import ReferenceFeatures
 
 #: Where the bundled default model lives (relative to the repository / installed package root).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo"
 #: Frames rendered when there is no audio track.
 SILENT_CLIP_FRAMES = 50
 #: Frames rendered jointly per window of a clip, and frames shared with the previous window.
