@@ -13,8 +13,14 @@ Typical use::
     with atomic_path("out/clip.mp4") as tmp:     # tmp = out/.clip.<random>.tmp.mp4
         encode_video(tmp)                         # renamed onto out/clip.mp4 on success
 
-    with atomic_directory("out/frames") as tmp:   # tmp = out/.frames.<random>.tmp/
-        write_pngs(tmp)                           # replaces out/frames as a whole on success
+    with atomic_directory("out/frames") as tmp:   # tmp = out/.frames.<pid>.<random>.tmp/
+        write_pngs(tmp)                           # becomes out/frames on success
+
+A folder is never replaced unless it is empty or its owner says so: :func:`atomic_directory` refuses
+a non-empty folder unless a ``replaceable`` check (e.g. "holds only frames this tool wrote") accepts
+it, both before the block and again right before the swap, and it never replaces the current folder
+or a folder above it. Temporary names carry the writing process's id, so the leftovers of a killed
+process (``SIGKILL``, power loss) are recognised and removed by the next write to the same path.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine.errors import OutputError
@@ -37,6 +45,16 @@ OLD_MARKER = ".old"
 #: ``errno`` values that mean "the user's destination cannot take this write".
 _READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: Length and alphabet of the random part ``tempfile`` puts in a temporary name.
+_RANDOM_PART = r"[a-z0-9_]{8}"
+#: How many entries of a refused folder an error message lists before "...".
+ENTRIES_SHOWN = 5
+#: When this process started (close enough: when it first imported this module). A temporary file
+#: left by another process is only ever removed if it was last changed before this moment.
+PROCESS_START = time.time()
+
+#: A ``replaceable(folder)`` check: returns if ``folder`` may be replaced, raises :class:`OutputError` if not.
+ReplaceCheck = Callable[[Path], None]
 
 
 def check_writable_folder(folder: str | os.PathLike[str]) -> Path:
@@ -70,8 +88,66 @@ def output_error_from(exc: OSError, target: str | os.PathLike[str]) -> OutputErr
 
 
 def _temp_name_parts(path: Path) -> tuple[str, str]:
-    """(prefix, suffix) of a hidden temporary name that keeps the destination's suffix."""
-    return f".{path.stem}.", f"{TEMP_MARKER}{path.suffix}"
+    """(prefix, suffix) of a hidden temporary name that keeps the destination's suffix.
+
+    The prefix holds this process's id, so a later run can tell a dead writer's leftovers from a live one's.
+    """
+    return f".{path.stem}.{os.getpid()}.", f"{TEMP_MARKER}{path.suffix}"
+
+
+def few_names(names: list[str], shown: int = ENTRIES_SHOWN) -> str:
+    """``a, b, c, ...``: the first ``shown`` names of a list, for an error message."""
+    names = sorted(names)
+    return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a process we may not signal counts as alive)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _stale_pattern(path: Path, folder_output: bool) -> re.Pattern[str]:
+    """Our temporary names for exactly ``path`` (group 1: the writer's pid; absent in older names)."""
+    if folder_output:
+        return re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)\.)?{_RANDOM_PART}{re.escape(TEMP_MARKER)}")
+    return re.compile(rf"\.{re.escape(path.stem)}\.(?:(\d+)\.)?{_RANDOM_PART}{re.escape(TEMP_MARKER + path.suffix)}")
+
+
+def remove_stale_temps(path: str | os.PathLike[str], folder_output: bool = False) -> list[Path]:
+    """Remove what a killed earlier write of ``path`` left behind; return what was removed.
+
+    Conservative: only hidden entries named exactly as this module names the temporary file (or folder,
+    ``folder_output``) of this very ``path``, last changed before this process started, and written by a
+    process that no longer runs (names from before the pid was recorded: by the name and age alone).
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    pattern = _stale_pattern(path, folder_output)
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or entry.is_symlink() or entry.is_dir() != folder_output:
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime >= PROCESS_START:
+                continue
+            if match.group(1) is not None and _pid_alive(int(match.group(1))):
+                continue
+            _remove(entry)
+            removed.append(entry)
+    return removed
 
 
 def _fsync_file(path: Path) -> None:
@@ -151,6 +227,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     folder = check_writable_folder(path.parent if str(path.parent) else Path("."))
+    if path.is_dir():
+        raise OutputError(f"cannot write the file {path}: a folder with that name already exists")
+    remove_stale_temps(path)
     prefix, suffix = _temp_name_parts(path)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
@@ -188,20 +267,64 @@ def _fsync_tree(folder: Path) -> None:
         _fsync_folder(Path(root))
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; it becomes ``path`` if the block succeeds.
+def is_current_folder_or_above(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the current working folder or one of the folders that contain it."""
+    try:
+        target = Path(path).resolve()
+        here = Path.cwd().resolve()
+    except OSError:
+        return False
+    return target == here or target in here.parents
 
-    An existing folder at ``path`` is replaced as a whole: it is first moved aside, the new folder is
-    renamed into place, then the old one is deleted (if the rename fails, the old folder is restored).
-    On any exception inside the block the temporary folder is deleted and ``path`` is untouched.
+
+def check_directory_target(path: str | os.PathLike[str], replaceable: ReplaceCheck | None = None) -> Path:
+    """Check that a folder output may go to ``path``; raise :class:`OutputError` saying why not.
+
+    Allowed: a new folder, an empty one, or one ``replaceable`` accepts (it raises if it does not).
+    Never the current folder or a folder above it (replacing it would pull the ground from under the
+    shell that runs us), never a file, never a non-empty folder without a ``replaceable`` check.
     """
     path = Path(path)
+    if is_current_folder_or_above(path):
+        raise OutputError(
+            f"cannot write a folder output to {path}: it is the current folder (or contains it), and the "
+            f"export would replace it; choose a new subfolder, e.g. {Path(path) / 'frames'}"
+        )
+    if path.is_symlink():
+        raise OutputError(f"cannot write a folder output to {path}: it is a symbolic link; choose a real folder")
     if path.exists() and not path.is_dir():
         raise OutputError(f"cannot write folder {path}: a file with that name already exists")
+    if path.is_dir():
+        try:
+            entries = [entry.name for entry in path.iterdir()]
+        except OSError as exc:
+            raise OutputError(f"cannot look inside {path} ({exc.strerror}); choose a new or empty folder") from exc
+        if entries:
+            if replaceable is None:
+                raise OutputError(
+                    f"{path} already exists and is not empty ({few_names(entries)}); refusing to replace it: "
+                    f"choose a new or empty folder"
+                )
+            replaceable(path)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str], replaceable: ReplaceCheck | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; it becomes ``path`` if the block succeeds.
+
+    ``path`` must pass :func:`check_directory_target` (new, empty, or accepted by ``replaceable``),
+    checked before the block and again right before the swap, so files someone added meanwhile are not
+    lost. An accepted existing folder is first moved aside, the new folder is renamed into place, then
+    the old one is deleted (if the rename fails, the old folder is restored). On any exception inside
+    the block the temporary folder is deleted and ``path`` is untouched.
+    """
+    path = Path(path)
+    check_directory_target(path, replaceable)
     folder = check_writable_folder(path.parent if str(path.parent) else Path("."))
+    remove_stale_temps(path, folder_output=True)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_MARKER, dir=folder))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_MARKER, dir=folder))
     except OSError as exc:
         raise (output_error_from(exc, path) or exc) from exc
     old: Path | None = None
@@ -210,8 +333,9 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
             yield tmp
             _fsync_tree(tmp)
             os.chmod(tmp, _final_mode(path, 0o777))
+            check_directory_target(path, replaceable)
             if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=OLD_MARKER, dir=folder))
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=OLD_MARKER, dir=folder))
                 old.rmdir()
                 os.replace(path, old)
                 try:

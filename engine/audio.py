@@ -31,6 +31,17 @@ DEFAULT_SAMPLE_RATE = 16_000
 DEFAULT_MIN_DURATION = 0.2
 #: A clip whose peak absolute sample is below this is "silent".
 SILENCE_PEAK = 1e-4
+#: Sample rates a recording may have (Hz); outside this range the header is damaged or lies (a 22 KB
+#: file "at 1 Hz" would be read as three hours of audio).
+MIN_SOURCE_RATE = 8_000
+MAX_SOURCE_RATE = 192_000
+#: Longest clip accepted by default (seconds). A render's time and memory grow with its length, so a
+#: longer clip must be asked for explicitly (``load_audio(max_duration=...)``, ``moee render --max-duration``).
+DEFAULT_MAX_DURATION = 600.0
+#: Bytes per sample of the uncompressed (PCM / float) WAV subtypes, to check a header against the file size.
+PCM_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+#: libsndfile formats whose samples are stored as they are (FLAC and OGG compress theirs).
+UNCOMPRESSED_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU"})
 #: Suffixes read with soundfile (libsndfile); anything else is decoded with PyAV (FFmpeg).
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64"})
 
@@ -144,23 +155,28 @@ def load_audio(
     source: AudioSource,
     target_rate: int = DEFAULT_SAMPLE_RATE,
     min_duration: float = DEFAULT_MIN_DURATION,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
 ) -> AudioClip:
     """Load audio as a mono float32 :class:`AudioClip` at ``target_rate``.
 
     ``source``: a file path, an ``(array, sample_rate)`` pair (array ``(n,)``, ``(n, channels)`` or
     ``(channels, n)``; float or integer PCM) or an :class:`AudioClip`. Channels are averaged, the rate
     converted with :func:`resample`. Raises :class:`InputAudioError` for a missing or unreadable file,
-    a file without audio, empty, non-finite, too short or silent audio.
+    a file without audio, a header that lies (a sample rate outside :data:`MIN_SOURCE_RATE` ..
+    :data:`MAX_SOURCE_RATE`, more samples than the file holds), a clip longer than ``max_duration``
+    seconds (None: no limit; checked from the header before decoding), empty, non-finite, too short or
+    silent audio.
     """
     if isinstance(source, AudioClip):
-        name, data, rate = source.source, np.asarray(source.samples), int(source.sample_rate)
+        name = source.source
+        data, rate = np.asarray(source.samples), _check_rate(source.sample_rate, name)
     elif isinstance(source, tuple):
         if len(source) != 2:
             raise InputAudioError("give audio as a file path, an AudioClip or an (array, sample_rate) pair")
         name, data, rate = "<array>", np.asarray(source[0]), _check_rate(source[1], "<array>")
     elif isinstance(source, (str, os.PathLike)):
         name = str(source)
-        data, rate = _read_file(Path(source))
+        data, rate = _read_file(Path(source), max_duration)
     else:
         raise InputAudioError(
             f"cannot use a {type(source).__name__} as audio; give a file path, an AudioClip or (array, rate)"
@@ -171,6 +187,7 @@ def load_audio(
     if not np.all(np.isfinite(mono)):
         raise InputAudioError(f"{name} contains NaN or infinite samples; re-export the audio")
     duration = mono.size / rate
+    _check_duration(duration, max_duration, name)
     if duration < min_duration:
         raise InputAudioError(
             f"{name} is {duration:.3f} s long; at least {min_duration:g} s of audio is needed"
@@ -186,13 +203,30 @@ def load_audio(
 
 
 def _check_rate(rate: object, name: str) -> int:
+    """A sample rate as an int, refused outside :data:`MIN_SOURCE_RATE` .. :data:`MAX_SOURCE_RATE`."""
     try:
         value = int(rate)  # type: ignore[call-overload]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputAudioError(f"{name}: sample rate {rate!r} is not a number") from exc
     if value <= 0:
         raise InputAudioError(f"{name}: sample rate must be positive, got {value}")
+    if not MIN_SOURCE_RATE <= value <= MAX_SOURCE_RATE:
+        raise InputAudioError(
+            f"{name}: the file says its sample rate is {value:,} Hz; audio is recorded at "
+            f"{MIN_SOURCE_RATE // 1000}-{MAX_SOURCE_RATE // 1000} kHz, so its header is damaged or wrong; "
+            f"re-export the audio (e.g. as a 16 or 48 kHz WAV)"
+        )
     return value
+
+
+def _check_duration(seconds: float, max_duration: float | None, name: str) -> None:
+    """Refuse a clip longer than ``max_duration`` seconds (None: no limit)."""
+    if max_duration is not None and seconds > max_duration:
+        raise InputAudioError(
+            f"{name} is {seconds:,.1f} s long; clips are limited to {max_duration:g} s by default, since the "
+            f"render's time and memory grow with the length; trim it, or raise the limit "
+            f"(moee render --max-duration SECONDS)"
+        )
 
 
 def _to_mono_float(data: np.ndarray, name: str) -> np.ndarray:
@@ -218,8 +252,8 @@ def _to_mono_float(data: np.ndarray, name: str) -> np.ndarray:
     return data.astype(np.float32)
 
 
-def _read_file(path: Path) -> tuple[np.ndarray, int]:
-    """Decode a file to ``(samples (n, channels), rate)``."""
+def _read_file(path: Path, max_duration: float | None = DEFAULT_MAX_DURATION) -> tuple[np.ndarray, int]:
+    """Decode a file to ``(samples (n, channels), rate)``, after checking what its header claims."""
     if not path.exists():
         raise InputAudioError(f"audio file not found: {path}")
     if path.is_dir():
@@ -228,23 +262,40 @@ def _read_file(path: Path) -> tuple[np.ndarray, int]:
         raise InputAudioError(f"audio file is empty: {path}")
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         try:
-            return _read_soundfile(path)
+            return _read_soundfile(path, max_duration)
         except InputAudioError:
             raise
         except Exception:  # libsndfile refused it: let FFmpeg try before giving up
             pass
-    return _read_pyav(path)
+    return _read_pyav(path, max_duration)
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+def _read_soundfile(path: Path, max_duration: float | None = DEFAULT_MAX_DURATION) -> tuple[np.ndarray, int]:
+    """Read a file libsndfile knows, once its header's rate, length and size agree with the file."""
     import soundfile
 
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    return data, int(rate)
+    info = soundfile.info(str(path))
+    rate = _check_rate(info.samplerate, str(path))
+    width = PCM_SAMPLE_BYTES.get(info.subtype) if info.format in UNCOMPRESSED_FORMATS else None
+    if width is not None:
+        claimed = int(info.frames) * int(info.channels) * width
+        size = path.stat().st_size
+        if claimed > size:
+            raise InputAudioError(
+                f"{path}: the header claims {info.frames:,} samples ({claimed:,} bytes), but the file holds only "
+                f"{size:,} bytes; it is truncated or its header is wrong; re-export the audio"
+            )
+    _check_duration(int(info.frames) / rate, max_duration, str(path))
+    data, read_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    return data, int(read_rate)
 
 
-def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
-    """Decode any FFmpeg-readable file's first audio stream to float32 ``(n, channels)``."""
+def _read_pyav(path: Path, max_duration: float | None = DEFAULT_MAX_DURATION) -> tuple[np.ndarray, int]:
+    """Decode any FFmpeg-readable file's first audio stream to float32 ``(n, channels)``.
+
+    The rate and (where the container states it) the duration are checked before decoding; decoding
+    stops as soon as more than ``max_duration`` seconds came out (a container that understates its length).
+    """
     import av
 
     try:
@@ -259,11 +310,21 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
         channels = int(stream.codec_context.layout.nb_channels or 1)
         if rate <= 0:
             raise InputAudioError(f"{path}: the audio stream has no sample rate")
+        rate = _check_rate(rate, str(path))
+        if stream.duration is not None and stream.time_base is not None:
+            _check_duration(float(stream.duration * stream.time_base), max_duration, str(path))
+        elif container.duration is not None:
+            _check_duration(container.duration / av.time_base, max_duration, str(path))
+        limit = None if max_duration is None else int(max_duration * rate) + 1
         resampler = av.AudioResampler(format="fltp", layout=stream.codec_context.layout.name, rate=rate)
         chunks: list[np.ndarray] = []
+        decoded = 0
         for frame in container.decode(stream):
             for converted in resampler.resample(frame):
                 chunks.append(converted.to_ndarray().reshape(channels, -1))
+                decoded += chunks[-1].shape[1]
+            if limit is not None and decoded > limit:
+                _check_duration(decoded / rate, max_duration, str(path))
         for converted in resampler.resample(None):
             chunks.append(converted.to_ndarray().reshape(channels, -1))
     except InputAudioError:

@@ -21,15 +21,20 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from engine.atomic import atomic_path, atomic_write_text
-from engine.config import ModelConfig, SamplingConfig
+from engine.config import (  # noqa: F401 - the model folder's config.json lives in engine.config (no torch)
+    CONFIG_FILE,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    ModelConfig,
+    SamplingConfig,
+    config_file_problem,
+    read_model_config,
+)
 from engine.errors import CheckpointError, EmotionSpecError
 from engine.model import MoEEModel
 
-MODEL_FORMAT = "moee-model"
-MODEL_FORMAT_VERSION = 1
 EXPERT_FORMAT = "moee-expert"
 EXPERT_FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 EXPERT_SUFFIX = ".moeexpert.safetensors"
 #: How many missing / unexpected keys an error message lists before "...".
@@ -58,25 +63,6 @@ def save_model(model: MoEEModel, folder: str | Path, dtype: torch.dtype = torch.
     return folder
 
 
-def read_model_config(folder: str | Path) -> dict[str, Any]:
-    """Read and check ``config.json`` of a model folder (format and version)."""
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not a MoEE model folder: {CONFIG_FILE} is missing")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{path} is not a MoEE model configuration (format {data.get('format')!r})")
-    if data.get("format_version") != MODEL_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format version {data.get('format_version')}; this MoEE Studio reads version "
-            f"{MODEL_FORMAT_VERSION}. Convert it with the MoEE Studio release that wrote it."
-        )
-    return data
-
-
 def update_sampling_defaults(folder: str | Path, notes: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
     """Change default sampling settings of a model folder in place (``config.json`` only, atomically).
 
@@ -99,9 +85,15 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", dtype: to
     data = read_model_config(folder)
     try:
         cfg = ModelConfig.from_dict(data["config"])
-    except (EmotionSpecError, TypeError, KeyError) as exc:
+    except (EmotionSpecError, TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{Path(folder) / CONFIG_FILE} holds an invalid model configuration: {exc}") from exc
-    model = MoEEModel(cfg)
+    try:
+        model = MoEEModel(cfg)
+    except Exception as exc:  # noqa: BLE001 - any failure to build from a user's file is that file's fault
+        raise CheckpointError(
+            f"{Path(folder) / CONFIG_FILE} describes a network that cannot be built "
+            f"({type(exc).__name__}: {exc}); check its unet / vae / moee fields"
+        ) from exc
     model.emotions = list(data.get("emotions", cfg.moee.emotions))
     model.colours.update(data.get("colours", {}))
     state = _read_safetensors(folder / WEIGHTS_FILE)

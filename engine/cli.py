@@ -3,11 +3,79 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shlex
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from engine.errors import MoEEError
+from engine.audio import DEFAULT_MAX_DURATION
+from engine.config import MAX_FPS, sampling_value_problem
+from engine.errors import MoEEError, OutputError
+
+#: Most denoising steps a render accepts (more is a typo; the schedule has 1000 steps).
+MAX_STEPS = 1000
+#: Largest seed (torch seeds are 64-bit).
+MAX_SEED = 2**63 - 1
+#: Exit codes: a user error (bad input, as argparse uses), Ctrl-C, and SIGTERM (128 + the signal).
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+#: A render estimated to take longer than this (seconds) or hold more than this memory (bytes) gets a note.
+LONG_RENDER_SECONDS = 10 * 60
+LARGE_RENDER_BYTES = 4 * 2**30
+#: Rough cost of one denoising step of one frame per output pixel on a CPU (seconds): the demo model
+#: (64 px) renders about 4.5 frames/s at 8 steps on two cores (README); a GPU is taken as 20x faster.
+CPU_SECONDS_PER_PIXEL_STEP = 7e-6
+GPU_SPEEDUP = 20.0
+#: Rough memory of a render beyond the model: per frame, the audio windows and tokens kept for the clip
+#: (bytes per output pixel; the frames themselves stream to the writer).
+BYTES_PER_FRAME_PIXEL = 64
+
+
+class TerminatedError(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every temporary file is removed on the way out."""
+
+
+def number_flag(flag: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                integer: bool = False, sampling: str | None = None) -> Callable[[str], float]:
+    """An argparse ``type=`` for a numeric flag: the one rule book of every number a command line takes.
+
+    Every value must be finite (``nan``, ``inf`` and ``1e999`` are refused); ``integer`` asks for a whole
+    number; ``low`` / ``high`` bound it (``low_open``: ``low`` itself is excluded); ``sampling`` names the
+    sampling setting the flag overrides, whose rule (:func:`engine.config.sampling_value_problem`) applies.
+    Errors name the flag (argparse prints "argument FLAG: ...") and exit with code 2.
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            kind = "a whole number" if integer else "a number"
+            raise argparse.ArgumentTypeError(f"{flag} must be {kind}, not {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number, not {text!r}")
+        if sampling is not None:
+            problem = sampling_value_problem(sampling, value)
+            if problem:
+                raise argparse.ArgumentTypeError(f"{flag} {problem}")
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            lower = "" if low is None else (f"above {low:g}" if low_open else f"at least {low:g}")
+            upper = "" if high is None else f"at most {high:g}"
+            raise argparse.ArgumentTypeError(f"{flag} must be {' and '.join(filter(None, (lower, upper)))}, "
+                                             f"not {text}")
+        return value
+
+    parse.__name__ = flag  # what argparse names in its own messages
+    return parse
 
 
 def yes_no(value: str | None) -> bool | None:
@@ -31,21 +99,30 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
     p.add_argument("portrait", help="portrait image (png, jpg, ...)")
     p.add_argument("audio", help="speech audio (wav, mp3, flac, m4a, ...)")
-    p.add_argument("-o", "--output", required=True, help="output .mp4 or .gif (written atomically)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .mp4 or .gif (written atomically), or a new or empty folder for PNG frames")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier PNG sequence of ours in the output / --frames-dir folder "
+                        "(a folder holding anything else is never replaced)")
+    p.add_argument("--max-duration", type=number_flag("--max-duration", low=0, low_open=True),
+                   default=DEFAULT_MAX_DURATION, metavar="SECONDS",
+                   help=f"longest audio clip accepted (default {DEFAULT_MAX_DURATION:g} s)")
     p.add_argument("--emotion", default=None,
                    help="slider weights, e.g. 'happiness=0.6,surprise=0.4', or a preset like 'sadly angry'")
     p.add_argument("--text", default=None, help="describe the emotion, e.g. 'sadly surprised'")
     p.add_argument("--emotion-audio", default=None, help="a clip whose tone of voice conditions the emotion")
     p.add_argument("--mask", action="append", default=[], help="painted local gate mask (grey PNG, white = on)")
     p.add_argument("--mask-emotion", action="append", default=[], help="the emotion each --mask paints")
-    p.add_argument("--mask-alpha", type=float, default=1.0, help="how much masks override the model's local gate")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mask-alpha", type=number_flag("--mask-alpha", low=0, high=1), default=1.0,
+                   help="how much masks override the model's local gate, 0..1")
+    p.add_argument("--steps", type=number_flag("--steps", low=1, high=MAX_STEPS, integer=True), default=12)
+    p.add_argument("--seed", type=number_flag("--seed", low=0, high=MAX_SEED, integer=True), default=0)
     p.add_argument("--sampler", default="dpm", choices=["dpm", "ddim", "euler"])
-    p.add_argument("--guidance", type=float, default=None, help="emotion guidance scale (1 = off; default: the model's)")
-    p.add_argument("--strength", type=float, default=None,
+    p.add_argument("--guidance", type=number_flag("--guidance", sampling="guidance_scale"), default=None,
+                   help="emotion guidance scale, >= 0 (1 = off; default: the model's)")
+    p.add_argument("--strength", type=number_flag("--strength", sampling="strength"), default=None,
                    help="start from the portrait noised to this level, 0..1 (1 = pure noise; default: the model's)")
-    p.add_argument("--lip-guidance", type=float, default=None,
+    p.add_argument("--lip-guidance", type=number_flag("--lip-guidance", sampling="audio_guidance_scale"), default=None,
                    help="lip guidance against silence at the less noisy steps (1 = off, faster; default: the model's)")
     p.add_argument("--keep-background", choices=("yes", "no"), default=None,
                    help="show the portrait's own background outside the person (default: the model's)")
@@ -54,24 +131,90 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                         "moee calibrate (default: the model's)")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")
     p.add_argument("--expert", action="append", default=[], help="expert pack to load (adds an emotion)")
-    p.add_argument("--fps", type=int, default=None, help="frames per second (default: the model's, 25)")
+    p.add_argument("--fps", type=number_flag("--fps", low=1, high=MAX_FPS, integer=True), default=None,
+                   help=f"frames per second, 1..{MAX_FPS} (default: the model's, 25)")
     p.add_argument("--frames-dir", default=None, help="also write a PNG sequence to this folder")
     p.add_argument("--crop", default="auto", choices=["auto", "face", "none"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.set_defaults(func=run_render)
 
 
-def _gate_control(args: argparse.Namespace, animator, prepared):
+@dataclass
+class CheckedInputs:
+    """What :func:`check_render_inputs` read and checked before any model is loaded."""
+
+    portrait: Any  # np.ndarray, RGB uint8
+    audio: Any  # engine.audio.AudioClip
+    emotion_audio: Any  # AudioClip or None
+    masks: list[Any]  # float32 H x W in 0..1, one per --mask
+    model_dir: Path
+    emotions: list[str]
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
+    """Check everything a render reads and writes before the model loads (25-35 s): outputs, model
+    folder, portrait, audio, masks and the emotion mix. Raises the matching :class:`MoEEError`."""
+    from engine.audio import DEFAULT_SAMPLE_RATE, load_audio
+    from engine.calibration import curves_from_argument
+    from engine.config import DEFAULT_MODEL_DIR, read_model_config
+    from engine.emotions import parse_mix
+    from engine.errors import EmotionSpecError
+    from engine.image import load_image, load_mask
+    from engine.video import check_output
+
+    inputs = [path for path in (args.portrait, args.audio, args.emotion_audio, *args.mask) if path]
+    outputs = [args.output] + ([args.frames_dir] if args.frames_dir is not None else [])
+    for output in outputs:
+        for source in inputs:
+            if _same_file(output, source):
+                raise OutputError(f"the output {output} is one of the inputs; choose another output name")
+    if args.frames_dir is not None and Path(args.frames_dir).resolve() == Path(args.output).resolve():
+        raise OutputError(f"--frames-dir and -o are the same path ({args.output}); give them different names")
+    check_output(args.output, overwrite=args.overwrite)
+    if args.frames_dir is not None:
+        check_output(args.frames_dir, format="png", overwrite=args.overwrite)
+
+    model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
+    config = read_model_config(model_dir)
+    emotions = list(config.get("emotions", config["config"].get("moee", {}).get("emotions", [])))
+    if args.expert:
+        from engine.checkpoint import read_expert_metadata
+
+        emotions += [read_expert_metadata(pack).get("emotion", "") for pack in args.expert]
+    if args.calibration is not None:
+        curves_from_argument(args.calibration)
+
+    portrait = load_image(args.portrait)
+    audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
+    emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
+                     if args.emotion_audio is not None else None)
+    if args.emotion is not None:
+        parse_mix(args.emotion, emotions)
+    if len(args.mask) != len(args.mask_emotion):
+        raise EmotionSpecError("give one --mask-emotion for every --mask")
+    for name in args.mask_emotion:
+        parse_mix(name, emotions)
+    masks = [load_mask(path) for path in args.mask]
+    return CheckedInputs(portrait, audio, emotion_audio, masks, model_dir, emotions)
+
+
+def _gate_control(args: argparse.Namespace, animator, prepared, checked: CheckedInputs):
     """Sliders from --emotion / --text, masks from --mask; validated against the model's emotions."""
     import numpy as np
 
     from engine.emotions import mix_to_vector, parse_mix
-    from engine.errors import EmotionSpecError
-    from engine.image import load_image, resize
+    from engine.image import resize
     from engine.moee import GateControl
 
     emotions = animator.emotions
-    if args.emotion:
+    if args.emotion is not None:
         mix = parse_mix(args.emotion, emotions)
     elif args.text:
         mix = animator.emotion_from_text(args.text)
@@ -80,28 +223,42 @@ def _gate_control(args: argparse.Namespace, animator, prepared):
         mix = {}
     weights = mix_to_vector(mix, emotions)
     masks = alpha = None
-    if args.mask:
-        if len(args.mask) != len(args.mask_emotion):
-            raise EmotionSpecError("give one --mask-emotion for every --mask")
+    if checked.masks:
         size = prepared.portrait.shape[0]
         masks = np.zeros((len(emotions), size, size), np.float32)
         alpha = np.zeros(len(emotions), np.float32)
-        for path, name in zip(args.mask, args.mask_emotion, strict=True):
+        for grey, name in zip(checked.masks, args.mask_emotion, strict=True):
             index = emotions.index(parse_mix(name, emotions).popitem()[0])
-            grey = resize(load_image(path), size).astype(np.float32).mean(axis=2) / 255.0
-            masks[index] = np.maximum(masks[index], grey)
+            masks[index] = np.maximum(masks[index], np.clip(resize(grey, size), 0.0, 1.0))
             alpha[index] = args.mask_alpha
     return GateControl(weights, masks, alpha)
 
 
+def estimate_render(num_frames: int, steps: int, image_size: int, device: str) -> tuple[float, float]:
+    """A rough (seconds, bytes) estimate of a render, from :data:`CPU_SECONDS_PER_PIXEL_STEP`."""
+    pixel_steps = float(num_frames) * steps * image_size * image_size
+    seconds = pixel_steps * CPU_SECONDS_PER_PIXEL_STEP / (1.0 if device == "cpu" else GPU_SPEEDUP)
+    return seconds, float(num_frames) * image_size * image_size * BYTES_PER_FRAME_PIXEL
+
+
+def _note_if_large(num_frames: int, steps: int, image_size: int, device: str) -> None:
+    seconds, memory = estimate_render(num_frames, steps, image_size, device)
+    if seconds > LONG_RENDER_SECONDS or memory > LARGE_RENDER_BYTES:
+        print(f"note: {num_frames} frames at {steps} steps is a large render: roughly {seconds / 60:,.0f} min "
+              f"on {device} and {memory / 2**30:,.1f} GB of memory (rough estimate); Ctrl-C stops it "
+              f"and leaves nothing behind", file=sys.stderr)
+
+
 def run_render(args: argparse.Namespace) -> int:
+    checked = check_render_inputs(args)
+
     from tqdm import tqdm
 
     from engine.config import override_sampling
     from engine.export import export_clip
     from engine.pipeline import Animator
 
-    animator = Animator.from_pretrained(args.model, device=args.device)
+    animator = Animator.from_pretrained(checked.model_dir, device=args.device)
     overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
                  ("keep_background", "--keep-background", yes_no(args.keep_background)))
     animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
@@ -109,11 +266,13 @@ def run_render(args: argparse.Namespace) -> int:
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
     for pack in args.expert:
         print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
-    prepared = animator.prepare(args.portrait, args.audio, crop=args.crop, emotion_text=args.text,
-                                emotion_audio=args.emotion_audio, fps=args.fps)
+    prepared = animator.prepare(checked.portrait, checked.audio, crop=args.crop, emotion_text=args.text,
+                                emotion_audio=checked.emotion_audio, fps=args.fps,
+                                max_duration=args.max_duration)
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
-    gates = _gate_control(args, animator, prepared)
+    gates = _gate_control(args, animator, prepared, checked)
+    _note_if_large(prepared.num_frames, args.steps, animator.cfg.image_size, str(animator.device))
     bar = tqdm(total=prepared.num_frames, unit="frame", desc="rendering")
 
     def on_frame(_index: int, _progress: float) -> None:
@@ -122,7 +281,8 @@ def run_render(args: argparse.Namespace) -> int:
     common = dict(gates=gates, steps=args.steps, seed=args.seed, sampler=args.sampler, guidance_scale=args.guidance,
                   strength=args.strength)
     try:
-        export_clip(animator, prepared, args.output, on_frame=on_frame, frames_dir=args.frames_dir, **common)
+        export_clip(animator, prepared, args.output, on_frame=on_frame, frames_dir=args.frames_dir,
+                    overwrite=args.overwrite, **common)
     finally:
         bar.close()
     print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps)")
@@ -222,16 +382,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    raise TerminatedError(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`TerminatedError` (main thread only; elsewhere a no-op),
+    so a killed render unwinds through the atomic writers and leaves no hidden temporary file behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return int(args.func(args) or 0)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad argument: argparse printed why (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    try:
+        with sigterm_unwinds():
+            return int(args.func(args) or 0)
     except MoEEError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except TerminatedError:
+        print("terminated; nothing was written", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

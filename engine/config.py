@@ -9,14 +9,25 @@ The U-Net and VAE parts are plain keyword arguments of diffusers' ``UNet2DCondit
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from engine.calibration import check_curves, curves_from_argument
 from engine.emotions import BASIC_EMOTIONS
-from engine.errors import EmotionSpecError
+from engine.errors import CheckpointError, EmotionSpecError
+
+#: Highest frame rate a model, a render or a writer accepts (frames per second); higher is a typo.
+MAX_FPS = 120
+#: A model folder's configuration file, and the format name and version it must declare.
+CONFIG_FILE = "config.json"
+MODEL_FORMAT = "moee-model"
+MODEL_FORMAT_VERSION = 1
+#: The bundled demo model, used when no model folder is given.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo"
 
 
 @dataclass
@@ -196,6 +207,156 @@ class ModelConfig:
         data["sampling"] = SamplingConfig(**data.get("sampling", {}))
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: Sections of a saved configuration that are dataclasses, and the dataclass each one is read into.
+CONFIG_SECTIONS: dict[str, type] = {"moee": MoEEConfig, "audio": AudioConfig, "scheduler": SchedulerConfig,
+                                    "sampling": SamplingConfig}
+#: Sections that are keyword arguments of diffusers' networks (checked for the fields we rely on).
+NETWORK_SECTIONS = ("unet", "vae")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(v) and v > 0 for v in value)
+
+
+def _section_problem(section: str, cls: type, values: Any) -> str | None:
+    """What is wrong with one dataclass section of a saved configuration (types follow the defaults)."""
+    if not isinstance(values, dict):
+        return f"{section} must be a JSON object, not {type(values).__name__}"
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        return f"{section} has unknown field(s) {', '.join(unknown)}"
+    defaults = cls()
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        where = f"{section}.{name}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                return f"{where} must be true or false, not {value!r}"
+        elif _is_int(default):
+            if not (_is_int(value) and value >= 0):
+                return f"{where} must be a whole number >= 0, not {value!r}"
+        elif isinstance(default, float):
+            if not _is_number(value):
+                return f"{where} must be a finite number, not {value!r}"
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                return f"{where} must be a string, not {value!r}"
+        elif isinstance(default, list) and not (isinstance(value, list) and all(isinstance(v, str) and v
+                                                                                 for v in value)):
+            return f"{where} must be a list of names, not {value!r}"
+    return None
+
+
+def _network_problem(section: str, values: Any) -> str | None:
+    """What is wrong with the U-Net / VAE keyword arguments (the shapes we rely on)."""
+    if not isinstance(values, dict):
+        return f"{section} must be a JSON object, not {type(values).__name__}"
+    channels = values.get("block_out_channels")
+    if not _positive_int_list(channels):
+        return f"{section}.block_out_channels must be a list of whole numbers > 0, not {channels!r}"
+    groups = values.get("norm_num_groups", 32)
+    if not (_is_int(groups) and groups > 0):
+        return f"{section}.norm_num_groups must be a whole number > 0, not {groups!r}"
+    uneven = [c for c in channels if c % groups]
+    if uneven:
+        return (f"{section}.block_out_channels {channels} do not fit {section}.norm_num_groups {groups}: "
+                f"every channel count must be a multiple of it ({uneven[0]} is not)")
+    for name in ("in_channels", "out_channels", "latent_channels", "layers_per_block"):
+        if name in values and not (_is_int(values[name]) and values[name] > 0):
+            return f"{section}.{name} must be a whole number > 0, not {values[name]!r}"
+    return None
+
+
+def model_config_problem(data: Any) -> str | None:
+    """What is wrong with a saved model configuration (the ``config`` of ``config.json``), or None.
+
+    The rule book of configuration files, as :func:`sampling_value_problem` is for sampling values:
+    each problem names the field (``image_size``, ``vae.block_out_channels``, ...) and what it must be.
+    """
+    if not isinstance(data, dict):
+        return f"config must be a JSON object, not {type(data).__name__}"
+    missing = [name for name in ("name", "image_size", "fps", *NETWORK_SECTIONS) if name not in data]
+    if missing:
+        return f"config is missing {', '.join(missing)}"
+    if not isinstance(data["name"], str):
+        return f"name must be a string, not {data['name']!r}"
+    for section in NETWORK_SECTIONS:
+        problem = _network_problem(section, data[section])
+        if problem:
+            return problem
+    for section, cls in CONFIG_SECTIONS.items():
+        if section in data:
+            problem = _section_problem(section, cls, data[section])
+            if problem:
+                return problem
+    size, fps = data["image_size"], data["fps"]
+    step = 2 ** (len(data["vae"]["block_out_channels"]) - 1) * 2 ** (len(data["unet"]["block_out_channels"]) - 1)
+    if not (_is_int(size) and size > 0 and size % step == 0):
+        return f"image_size must be a whole number of pixels > 0 and a multiple of {step}, not {size!r}"
+    if not (_is_int(fps) and 1 <= fps <= MAX_FPS):
+        return f"fps must be a whole number from 1 to {MAX_FPS}, not {fps!r}"
+    scaling = data.get("vae_scaling_factor", 1.0)
+    if not (_is_number(scaling) and scaling > 0):
+        return f"vae_scaling_factor must be a finite number > 0, not {scaling!r}"
+    return None
+
+
+def read_model_config(folder: str | Path) -> dict[str, Any]:
+    """Read and check ``config.json`` of a model folder: format, version and every field
+    (:func:`config_file_problem`); a bad one is a :class:`CheckpointError` naming the file and the field."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a MoEE model folder: {CONFIG_FILE} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a MoEE model configuration: it holds a JSON "
+                              f"{type(data).__name__}, not an object")
+    if data.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{path} is not a MoEE model configuration (format {data.get('format')!r})")
+    if data.get("format_version") != MODEL_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {data.get('format_version')}; this MoEE Studio reads version "
+            f"{MODEL_FORMAT_VERSION}. Convert it with the MoEE Studio release that wrote it."
+        )
+    problem = config_file_problem(data)
+    if problem:
+        raise CheckpointError(f"{path} is not a usable model configuration: {problem}")
+    return data
+
+
+def config_file_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a model folder's ``config.json`` (beyond format and version), or None."""
+    problem = model_config_problem(data.get("config"))
+    if problem:
+        return problem
+    emotions = data.get("emotions", data["config"].get("moee", {}).get("emotions"))
+    if emotions is not None:
+        if not (isinstance(emotions, list) and emotions and all(isinstance(e, str) and e.strip() for e in emotions)):
+            return f"emotions must be a list of emotion names, not {emotions!r}"
+        if len(set(emotions)) != len(emotions):
+            return f"emotions names an emotion twice: {emotions}"
+        slots = data["config"].get("moee", {}).get("emotions")
+        if slots is not None and len(slots) != len(emotions):
+            return f"emotions has {len(emotions)} names but moee.emotions {len(slots)} expert slots"
+    for name in ("colours", "notes"):
+        if not isinstance(data.get(name, {}), dict):
+            return f"{name} must be a JSON object, not {data[name]!r}"
+    return None
+
 
 
 def _cross_attn_unet(channels: tuple[int, ...], cross_dim: int, heads: int, layers: int) -> dict[str, Any]:

@@ -26,20 +26,24 @@ def export_clip(
     cancel: CancelToken | None = None,
     on_frame: Callable[[int, float], None] | None = None,
     frames_dir: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Render frames ``start..stop-1`` into ``output`` (``.mp4`` with the audio, ``.gif``, or a PNG folder).
 
     The file is complete or absent: the writer renames a temporary file only when every frame is in.
     ``on_frame(index, progress)`` is called after each frame (progress bars). ``frames_dir`` also
-    writes every frame as a PNG sequence there, from the same render.
+    writes every frame as a PNG sequence there, from the same render. A PNG-sequence folder replaces an
+    earlier one of ours only with ``overwrite``, and never a folder holding anything else; both
+    destinations are checked before the first frame is rendered.
     """
     audio = prepared.audio
     if audio is not None and (start != 0 or (stop is not None and stop != prepared.num_frames)):
         audio = _audio_slice(prepared, start, stop)
     with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(open_writer(output, prepared.fps, audio, format=format))]
+        writers = [stack.enter_context(open_writer(output, prepared.fps, audio, format=format, overwrite=overwrite))]
         if frames_dir is not None:
-            writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png")))
+            writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png",
+                                                           overwrite=overwrite)))
         for result in animator.render_clip(prepared, gates, steps=steps, seed=seed, start=start, stop=stop,
                                            sampler=sampler, guidance_scale=guidance_scale, cancel=cancel,
                                            strength=strength):

@@ -22,6 +22,8 @@ from engine.errors import InputImageError
 
 #: Smallest accepted side of a portrait, in pixels.
 MIN_SIDE = 32
+#: Smallest accepted side of a painted mask, in pixels (a mask is resized to the portrait, so any size works).
+MIN_MASK_SIDE = 1
 #: Longest side of a loaded portrait; larger images are downscaled (area average) to this.
 MAX_SIDE = 4096
 #: Images with more pixels than this are refused before decoding (decompression-bomb guard).
@@ -64,6 +66,42 @@ def load_image(source: ImageSource) -> np.ndarray:
         image = _fit_longest_side(image, MAX_SIDE)
         _check_min_size(image, name)
     return np.ascontiguousarray(image)
+
+
+def load_mask(source: ImageSource) -> np.ndarray:
+    """Load a painted mask as ``H x W`` float32 in 0..1 (white = on); any size from 1 px up (it is
+    resized to the portrait later). Colour masks are averaged to grey; transparent parts are composited
+    onto white, as portraits are.
+
+    Raises :class:`InputImageError` with mask-specific messages (missing, unreadable, empty, ...).
+    """
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "<mask>"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise InputImageError(f"mask file not found: {path}")
+        if path.is_dir() or path.stat().st_size == 0:
+            raise InputImageError(f"mask {path} is {'a folder' if path.is_dir() else 'an empty file'}, "
+                                  f"not an image; paint it as a grey PNG (white = on)")
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_INPUT_PIXELS:
+                    raise InputImageError(f"mask {path} is {width}x{height} pixels, too large to load safely")
+                img.load()
+                rgb = _pil_to_rgb(img, str(path))
+        except InputImageError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            raise InputImageError(f"mask {path} is not a readable image ({exc}); paint it as a grey PNG") from exc
+    elif isinstance(source, Image.Image):
+        rgb = _pil_to_rgb(source, name)
+    else:
+        rgb = _array_to_rgb(np.asarray(source), name)
+    grey = rgb.astype(np.float32).mean(axis=2) / UINT8_MAX
+    if min(grey.shape[:2]) < MIN_MASK_SIDE:
+        raise InputImageError(f"mask {name} is empty (0 pixels)")
+    return np.ascontiguousarray(np.clip(grey, 0.0, 1.0), dtype=np.float32)
 
 
 def center_crop_square(image: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from engine import audio as audio_io
 from engine.calibration import calibrate_weights
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
-from engine.config import ModelConfig, SamplingConfig, sampling_value_problem
+from engine.config import DEFAULT_MODEL_DIR, MAX_FPS, ModelConfig, SamplingConfig, sampling_value_problem
 from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
 from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
@@ -36,7 +36,6 @@ from engine.moee import BatchGates, GateControl
 from engine.unet import ReferenceFeatures
 
 #: Where the bundled default model lives (relative to the repository / installed package root).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo"
 #: Frames rendered when there is no audio track.
 SILENT_CLIP_FRAMES = 50
 #: Frames rendered jointly per window of a clip, and frames shared with the previous window.
@@ -360,8 +359,12 @@ class Animator:
         emotion_text: str | None = None,
         emotion_audio: str | Path | audio_io.AudioClip | None = None,
         fps: int | None = None,
+        max_duration: float | None = audio_io.DEFAULT_MAX_DURATION,
     ) -> PreparedInputs:
         """Load, crop and encode the portrait; load the audio; cache every condition.
+
+        ``max_duration``: the longest audio clip accepted, in seconds (None: no limit); ``fps`` None:
+        the model's frame rate (0 or less is refused, not replaced by the default).
 
         ``crop``: ``face`` (find the face with MediaPipe and crop around it; error if none),
         ``none`` (centre square of the whole image), ``auto`` (face if found; an image that is
@@ -369,10 +372,11 @@ class Animator:
         """
         image = load_image(portrait)
         crop_img, landmarks, warnings = self._crop(image, crop)
-        clip = audio_io.load_audio(audio, self.cfg.audio.sample_rate) if audio is not None else None
-        fps = int(fps or self.cfg.fps)
-        if fps < 1:
-            raise EmotionSpecError(f"fps must be a positive number, got {fps}")
+        clip = (audio_io.load_audio(audio, self.cfg.audio.sample_rate, max_duration=max_duration)
+                if audio is not None else None)
+        fps = int(self.cfg.fps if fps is None else fps)
+        if not 1 <= fps <= MAX_FPS:
+            raise EmotionSpecError(f"fps must be a whole number from 1 to {MAX_FPS}, got {fps}")
         if num_frames is None:
             num_frames = audio_io.num_video_frames(clip.duration, fps) if clip else SILENT_CLIP_FRAMES
         with torch.no_grad():
@@ -390,7 +394,7 @@ class Animator:
 
             text_embedding = torch.from_numpy(embed_texts([emotion_text])).to(self.device, self.dtype)
         if emotion_audio is not None:
-            emotion_clip = audio_io.load_audio(emotion_audio, self.cfg.audio.sample_rate)
+            emotion_clip = audio_io.load_audio(emotion_audio, self.cfg.audio.sample_rate, max_duration=max_duration)
             features = audio_io.prosody_features(emotion_clip, self.cfg.moee.audio_emotion_features)
             audio_emotion = torch.from_numpy(features)[None].to(self.device, self.dtype)
         prepared = PreparedInputs(crop_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,

@@ -14,7 +14,9 @@ renamed at the end), so an interrupted or failed export never leaves a half-writ
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,8 +28,16 @@ import av
 import numpy as np
 from PIL import Image
 
-from engine.atomic import atomic_directory, atomic_path, check_writable_folder, output_error_from
+from engine.atomic import (
+    atomic_directory,
+    atomic_path,
+    check_directory_target,
+    check_writable_folder,
+    few_names,
+    output_error_from,
+)
 from engine.audio import AudioClip
+from engine.config import MAX_FPS
 from engine.errors import MoEEError, OutputError
 
 #: Default H.264 constant rate factor (lower = better quality, bigger file; 18 ~ visually lossless).
@@ -43,6 +53,12 @@ FPS_MAX_DENOMINATOR = 1001
 #: Name pattern of the files of a PNG sequence, and the audio file written beside them.
 PNG_FRAME_PATTERN = "frame_{:05d}.png"
 PNG_AUDIO_NAME = "audio.wav"
+#: Marker file inside every PNG sequence folder this tool writes: a folder holding it and nothing but
+#: our frames and audio is ours to replace (with ``overwrite``); any other folder is never replaced.
+FRAMES_MARKER = ".moee-frames"
+FRAMES_MARKER_TEXT = "A PNG sequence written by MoEE Studio; `moee render --overwrite` may replace this folder.\n"
+#: Names of the files a PNG sequence folder of ours may hold.
+_OUR_FRAME_NAME = re.compile(r"frame_\d{5,}\.png")
 #: zlib level of PNG frames (1 = fast; PNG is lossless at every level).
 PNG_COMPRESS_LEVEL = 3
 #: GIF palette size and loop count (0 = forever).
@@ -85,10 +101,42 @@ class VideoInfo:
 
 def _fps_fraction(fps: float | Fraction) -> Fraction:
     """A frame rate as an exact fraction (25 -> 25/1, 29.97 -> 30000/1001)."""
-    rate = Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
-    if rate <= 0:
-        raise OutputError(f"frame rate must be positive, got {fps}")
+    try:
+        rate = Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise OutputError(f"frame rate must be a finite number, got {fps!r}") from exc
+    if not 0 < rate <= MAX_FPS:
+        raise OutputError(f"frame rate must be above 0 and at most {MAX_FPS} frames per second, got {fps}")
     return rate
+
+
+def check_frames_folder(folder: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Raise :class:`OutputError` unless the existing, non-empty ``folder`` may be replaced by a PNG sequence.
+
+    Only a folder holding this tool's marker (:data:`FRAMES_MARKER`) and nothing but its frames and
+    audio may be replaced, and only with ``overwrite``; anything else in it is someone's work, so the
+    folder is refused with a few of the foreign names.
+    """
+    folder = Path(folder)
+    names = [entry.name for entry in folder.iterdir()]
+    ours = FRAMES_MARKER in names
+    foreign = [name for name in names if not (ours and _is_sequence_file(folder / name))]
+    if foreign:
+        raise OutputError(
+            f"{folder} holds files this tool did not write ({few_names(foreign)}); a PNG sequence is only "
+            f"written to a new or empty folder, or over an earlier one of ours: choose another folder"
+        )
+    if not overwrite:
+        raise OutputError(
+            f"{folder} holds an earlier PNG sequence; pass --overwrite to replace it, or choose another folder"
+        )
+
+
+def _is_sequence_file(path: Path) -> bool:
+    """Whether ``path`` is one of the files a PNG sequence of ours consists of (marker, frames, audio)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    return path.name in (FRAMES_MARKER, PNG_AUDIO_NAME) or _OUR_FRAME_NAME.fullmatch(path.name) is not None
 
 
 def _check_frame(frame: np.ndarray, channels: tuple[int, ...], writer: str) -> np.ndarray:
@@ -306,23 +354,37 @@ class PngSequenceWriter(_Writer):
     """Write ``frame_00000.png, ...`` into a folder that appears complete at the end (or not at all).
 
     Frames may be RGB (``H x W x 3``) or RGBA (``H x W x 4``, for alpha export). When ``audio`` is
-    given it is saved beside the frames as ``audio.wav``. An existing folder is replaced as a whole.
+    given it is saved beside the frames as ``audio.wav``, and the marker :data:`FRAMES_MARKER` marks the
+    folder as ours. The destination must be new or empty; an earlier sequence of ours is replaced as a
+    whole only with ``overwrite``; a folder holding anything else is never replaced (:func:`check_frames_folder`).
     """
 
     channels = (RGB_CHANNELS, RGBA_CHANNELS)
 
     def __init__(self, folder: str | os.PathLike[str], fps: float | Fraction = 25,
-                 audio: AudioClip | None = None, compress_level: int = PNG_COMPRESS_LEVEL) -> None:
+                 audio: AudioClip | None = None, compress_level: int = PNG_COMPRESS_LEVEL,
+                 overwrite: bool = False) -> None:
         super().__init__(folder, fps)
         self.audio = audio
         self.compress_level = compress_level
+        self.overwrite = bool(overwrite)
         self._tmp: Path | None = None
 
+    @property
+    def replaceable(self) -> functools.partial[None]:
+        """The check an existing destination folder must pass before it is replaced."""
+        return functools.partial(check_frames_folder, overwrite=self.overwrite)
+
     def open(self) -> None:
-        """Create the temporary folder beside the destination."""
+        """Create the temporary folder beside the destination, with our marker in it."""
         stack = contextlib.ExitStack()
-        self._tmp = stack.enter_context(atomic_directory(self.path))
+        self._tmp = stack.enter_context(atomic_directory(self.path, self.replaceable))
         self._stack = stack
+        try:
+            (self._tmp / FRAMES_MARKER).write_text(FRAMES_MARKER_TEXT)
+        except OSError as exc:
+            self.abort(type(exc), exc, None)
+            raise (output_error_from(exc, self.path) or exc) from exc
 
     def write(self, frame: np.ndarray) -> None:
         """Save one RGB or RGBA uint8 frame as the next PNG."""
@@ -407,16 +469,36 @@ VideoWriter = Mp4Writer | PngSequenceWriter | GifWriter
 
 def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
                 format: str | None = None, *, fmt: str | None = None, alpha: bool = False,
-                **options: object) -> VideoWriter:
+                overwrite: bool = False, **options: object) -> VideoWriter:
     """Make the writer for a destination: ``.mp4``/``.m4v``/``.mov`` -> MP4, ``.gif`` -> GIF, a folder
     (no suffix, or an existing folder) -> PNG sequence.
 
     ``format`` (or its alias ``fmt``): "mp4", "gif", "png" or "png-alpha" overrides the guess.
     ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. Extra keyword ``options``
     go to the writer (e.g. ``crf``). Use the result in a ``with`` block.
+
+    The destination is checked here, before anything is rendered (:func:`check_output`); a PNG sequence
+    replaces an earlier one of ours only with ``overwrite``, and never a folder holding anything else.
     """
     path = Path(path_or_dir)
-    requested = format or fmt
+    kind = check_output(path, format or fmt, alpha=alpha, overwrite=overwrite)
+    if kind in MP4_FORMATS:
+        return Mp4Writer(path, fps, audio, **options)  # type: ignore[arg-type]
+    if kind in GIF_FORMATS:
+        return GifWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
+    return PngSequenceWriter(path, fps, audio=audio, overwrite=overwrite, **options)  # type: ignore[arg-type]
+
+
+def check_output(path_or_dir: str | os.PathLike[str], format: str | None = None, *,  # noqa: A002
+                 alpha: bool = False, overwrite: bool = False) -> str:
+    """Check a destination before a render and return its format kind ("mp4", "gif", "png", ...).
+
+    Raises :class:`OutputError` for an unknown format, a missing or read-only folder, a file output
+    where a folder is, or a folder output that may not be replaced (see :func:`check_frames_folder`;
+    never the current folder or one above it).
+    """
+    path = Path(path_or_dir)
+    requested = format
     kind = (requested or "").lower().lstrip(".")
     if not kind:
         suffix = path.suffix.lower()
@@ -434,12 +516,12 @@ def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audi
         raise OutputError(f"unknown video format {requested!r}; choose mp4, gif or png")
     if alpha and kind not in PNG_FORMATS:
         raise OutputError(f"{kind} cannot store transparency; export a PNG sequence for alpha")
+    if kind in PNG_FORMATS:
+        check_directory_target(path, functools.partial(check_frames_folder, overwrite=overwrite))
+    elif path.is_dir():
+        raise OutputError(f"cannot write the video file {path}: a folder with that name already exists")
     check_writable_folder(path.parent if str(path.parent) else Path("."))
-    if kind in MP4_FORMATS:
-        return Mp4Writer(path, fps, audio, **options)  # type: ignore[arg-type]
-    if kind in GIF_FORMATS:
-        return GifWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
-    return PngSequenceWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
+    return kind
 
 
 # ==================================================================================================

@@ -92,22 +92,76 @@ def test_other_os_errors_propagate(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_atomic_directory_creates_and_replaces(tmp_path: Path) -> None:
+def test_atomic_directory_creates_and_replaces_only_what_it_may(tmp_path: Path) -> None:
     target = tmp_path / "frames"
     with atomic_directory(target) as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".frames.")
         (tmp / "a.txt").write_text("1")
-    with atomic_directory(target) as tmp:
+    with pytest.raises(OutputError, match=r"not empty \(a.txt\)"), atomic_directory(target) as tmp:
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    with atomic_directory(target, replaceable=lambda _folder: None) as tmp:  # its owner says yes
         (tmp / "b.txt").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    (tmp_path / "empty").mkdir()
+    with atomic_directory(tmp_path / "empty") as tmp:  # an empty folder is always fine
+        (tmp / "c.txt").write_text("3")
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == ["c.txt"]
     assert _leftovers(tmp_path) == []
+
+
+def test_atomic_directory_rechecks_before_the_swap(tmp_path: Path) -> None:
+    """A file saved into the destination while the export ran is not swept away with the old folder."""
+    target = tmp_path / "frames"
+    target.mkdir()
+    with pytest.raises(OutputError, match="thesis.txt"), atomic_directory(target) as tmp:
+        (tmp / "a.png").write_bytes(b"png")
+        (target / "thesis.txt").write_text("years of work")
+    assert (target / "thesis.txt").read_text() == "years of work"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", [".", "cwd", "parent"])
+def test_atomic_directory_never_replaces_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            where: str) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    target = {".": Path("."), "cwd": work, "parent": tmp_path}[where]
+    with pytest.raises(OutputError, match="current folder.*subfolder"), \
+            atomic_directory(target, replaceable=lambda _folder: None):
+        pass
+    assert (work / "thesis.txt").read_text() == "keep"
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".out.{dead_pid}.abcd1234.tmp.mp4"
+    legacy = tmp_path / ".out.zz_9abcd.tmp.mp4"
+    live = tmp_path / f".out.{os.getppid()}.abcd1234.tmp.mp4"  # a running process's file
+    other = tmp_path / f".other.{dead_pid}.abcd1234.tmp.mp4"  # another output's
+    user = tmp_path / ".out.notes.tmp.mp4"  # not our pattern
+    for path in (stale, legacy, live, other, user):
+        path.write_bytes(b"x")
+        os.utime(path, (atomic.PROCESS_START - 60, atomic.PROCESS_START - 60))
+    fresh = tmp_path / f".out.{dead_pid}.efgh5678.tmp.mp4"  # changed after we started: left alone
+    fresh.write_bytes(b"x")
+    atomic_write_bytes(tmp_path / "out.mp4", b"video")
+    assert not stale.exists() and not legacy.exists()
+    assert live.exists() and other.exists() and user.exists() and fresh.exists()
 
 
 def test_atomic_directory_exception_keeps_old(tmp_path: Path) -> None:
     target = tmp_path / "frames"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    with pytest.raises(ValueError), atomic_directory(target) as tmp:
+    with pytest.raises(ValueError), atomic_directory(target, replaceable=lambda _folder: None) as tmp:
         (tmp / "new.txt").write_text("new")
         raise ValueError("boom")
     assert sorted(p.name for p in target.iterdir()) == ["old.txt"]

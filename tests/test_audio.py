@@ -133,6 +133,51 @@ def test_errors(tmp_path: Path) -> None:
         load_audio((bad, 0))
 
 
+def _wav_with_header(path: Path, rate: int | None = None, data_bytes: int | None = None) -> Path:
+    """A 22 KB speech-like PCM WAV whose header is then patched to lie (rate at 24, data size at 40)."""
+    import struct
+
+    soundfile.write(path, _tone(16_000, 0.7), 16_000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    if rate is not None:
+        raw[24:28], raw[28:32] = struct.pack("<I", rate), struct.pack("<I", rate * 2)
+    if data_bytes is not None:
+        raw[40:44] = struct.pack("<I", data_bytes)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 4_000, 500_000])
+def test_a_header_that_lies_about_the_rate_is_refused_at_once(tmp_path: Path, rate: int) -> None:
+    """A 22 KB file "at 1 Hz" was read as 11,025 s: 17.5 GB of memory and an 18-minute hang."""
+    with pytest.raises(InputAudioError, match=rf"sample rate is {rate:,} Hz.*8-192 kHz"):
+        load_audio(_wav_with_header(tmp_path / "lying.wav", rate=rate))
+
+
+def test_clip_length_is_capped_unless_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    soundfile.write(path, _tone(8_000, 3.0), 8_000)
+    with pytest.raises(InputAudioError, match=r"3.0 s long.*limited to 2 s.*--max-duration"):
+        load_audio(path, max_duration=2.0)
+    assert load_audio(path, max_duration=3.5).duration == pytest.approx(3.0)
+    with pytest.raises(InputAudioError, match="limited to 1 s"):
+        load_audio((_tone(16_000, 1.5), 16_000), max_duration=1.0)
+    _encode_with_pyav(tmp_path / "long.m4a", _tone(16_000, 3.0), 16_000, "aac", "mp4")
+    with pytest.raises(InputAudioError, match="limited to 2 s"):
+        load_audio(tmp_path / "long.m4a", max_duration=2.0)
+
+
+def test_a_wav_header_claiming_more_samples_than_the_file_holds(tmp_path: Path) -> None:
+    import struct
+
+    path = _wav_with_header(tmp_path / "short.wav")
+    raw = bytearray(path.read_bytes())
+    raw[22:24] = struct.pack("<H", 2)  # "stereo": twice the bytes per frame the data holds
+    path.write_bytes(bytes(raw))
+    # libsndfile clamps the frame count to the file, so this one is read; the check must not refuse it
+    assert load_audio(path).duration == pytest.approx(0.35, abs=0.01)
+
+
 def test_file_without_audio_stream(tmp_path: Path) -> None:
     path = tmp_path / "video_only.mp4"
     with av.open(str(path), "w") as container:

@@ -104,3 +104,27 @@ def test_a_model_file_is_not_an_expert_pack(tmp_path):
     save_model(tiny_model(), tmp_path)
     with pytest.raises(CheckpointError, match="not a MoEE expert pack"):
         load_expert_pack(tiny_model(), tmp_path / WEIGHTS_FILE)
+
+
+@pytest.mark.parametrize(("config", "field"), [
+    ([1, 2], "holds a JSON list"),
+    ({"image_size": "32"}, "image_size must be a whole number"),
+    ({"emotions": 42}, "emotions must be a list"),
+    ({"vae_channels": [8, 6]}, "vae.block_out_channels [8, 6] do not fit vae.norm_num_groups 4"),
+])
+def test_a_bad_config_json_names_the_file_and_the_field(tmp_path, config, field):
+    """These were raw tracebacks (AttributeError, TypeError, ValueError from the network's constructor)."""
+    folder = save_model(tiny_model(), tmp_path / "m")
+    data = json.loads((folder / CONFIG_FILE).read_text())
+    if isinstance(config, list):
+        data = config
+    elif "image_size" in config:
+        data["config"]["image_size"] = config["image_size"]
+    elif "emotions" in config:
+        data["emotions"] = config["emotions"]
+    else:
+        data["config"]["vae"]["block_out_channels"] = config["vae_channels"]
+    (folder / CONFIG_FILE).write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="config.json") as caught:
+        load_model(folder)
+    assert field in str(caught.value)

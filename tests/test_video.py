@@ -12,6 +12,7 @@ from engine import atomic
 from engine.audio import AudioClip, num_video_frames
 from engine.errors import OutputError
 from engine.video import (
+    FRAMES_MARKER,
     FrameError,
     GifWriter,
     Mp4Writer,
@@ -146,14 +147,18 @@ def test_png_sequence_rgba_and_audio(tmp_path: Path) -> None:
         for i in range(4):
             writer.write(_frame(i, channels=4))
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["audio.wav", "frame_00000.png", "frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    assert names == [FRAMES_MARKER, "audio.wav", "frame_00000.png", "frame_00001.png", "frame_00002.png",
+                     "frame_00003.png"]
     with Image.open(folder / "frame_00002.png") as image:
         assert image.mode == "RGBA"
         assert np.asarray(image)[0, 0, 3] == 128
     assert len(list(read_frames(folder))) == 4
-    with PngSequenceWriter(folder, FPS) as writer:  # replaces the old sequence as a whole
+    with pytest.raises(OutputError, match="--overwrite"), PngSequenceWriter(folder, FPS) as writer:
         writer.write(_frame(0))
-    assert sorted(p.name for p in folder.iterdir()) == ["frame_00000.png"]
+    assert len(list(folder.glob("*.png"))) == 4
+    with PngSequenceWriter(folder, FPS, overwrite=True) as writer:  # replaces our old sequence as a whole
+        writer.write(_frame(0))
+    assert sorted(p.name for p in folder.iterdir()) == [FRAMES_MARKER, "frame_00000.png"]
     assert _hidden(tmp_path) == []
 
 
@@ -187,3 +192,29 @@ def test_format_choice_and_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
     with pytest.raises(VideoReadError, match="junk.mp4"):
         probe_video(tmp_path / "junk.mp4")
+
+
+def test_png_sequence_never_replaces_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    """The data-loss bug: a PNG sequence written to an existing folder deleted the whole folder."""
+    folder = tmp_path / "D"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("years of work")
+    with pytest.raises(OutputError, match=r"did not write \(sub, thesis.txt\)"):
+        open_writer(folder, FPS, overwrite=True)
+    with pytest.raises(OutputError, match="did not write"), PngSequenceWriter(folder, FPS, overwrite=True) as writer:
+        writer.write(_frame(0))
+    assert (folder / "thesis.txt").read_text() == "years of work" and (folder / "sub").is_dir()
+    ours = tmp_path / "ours"
+    with open_writer(ours, FPS) as writer:
+        writer.write(_frame(0))
+    (ours / "notes.txt").write_text("mine now")  # someone's file in our old folder: no longer ours alone
+    with pytest.raises(OutputError, match="notes.txt"):
+        open_writer(ours, FPS, overwrite=True)
+    assert (ours / "notes.txt").exists()
+    assert _hidden(tmp_path) == []
+
+
+def test_video_file_output_where_a_folder_is_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").mkdir()
+    with pytest.raises(OutputError, match="a folder with that name"):
+        open_writer(tmp_path / "clip.mp4", FPS)
