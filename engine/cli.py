@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from engine.audio import DEFAULT_MAX_DURATION
-from engine.config import MAX_FPS, sampling_value_problem
+from engine.config import DEFAULT_MAX_SIZE, MAX_FPS, sampling_value_problem
 from engine.errors import MoEEError, OutputError
 
 #: Most denoising steps a render accepts (more is a typo; the schedule has 1000 steps).
@@ -134,7 +134,12 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=number_flag("--fps", low=1, high=MAX_FPS, integer=True), default=None,
                    help=f"frames per second, 1..{MAX_FPS} (default: the model's, 25)")
     p.add_argument("--frames-dir", default=None, help="also write a PNG sequence to this folder")
-    p.add_argument("--crop", default="auto", choices=["auto", "face", "none"])
+    p.add_argument("--frame", default="portrait", choices=["portrait", "crop"],
+                   help="portrait: the whole portrait at its own resolution, animated by the motion model "
+                        "(default); crop: the pixel model's own face crop (64 px; training and evaluation)")
+    p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True),
+                   default=DEFAULT_MAX_SIZE, help=f"cap of the output's long side in pixels (default {DEFAULT_MAX_SIZE})")
+    p.add_argument("--crop", default="auto", choices=["auto", "face", "none"], help="face crop of --frame crop")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.set_defaults(func=run_render)
 
@@ -224,12 +229,12 @@ def _gate_control(args: argparse.Namespace, animator, prepared, checked: Checked
     weights = mix_to_vector(mix, emotions)
     masks = alpha = None
     if checked.masks:
-        size = prepared.portrait.shape[0]
-        masks = np.zeros((len(emotions), size, size), np.float32)
+        height, width = prepared.portrait.shape[:2]
+        masks = np.zeros((len(emotions), height, width), np.float32)
         alpha = np.zeros(len(emotions), np.float32)
         for grey, name in zip(checked.masks, args.mask_emotion, strict=True):
             index = emotions.index(parse_mix(name, emotions).popitem()[0])
-            masks[index] = np.maximum(masks[index], np.clip(resize(grey, size), 0.0, 1.0))
+            masks[index] = np.maximum(masks[index], np.clip(resize(grey, (width, height)), 0.0, 1.0))
             alpha[index] = args.mask_alpha
     return GateControl(weights, masks, alpha)
 
@@ -249,8 +254,40 @@ def _note_if_large(num_frames: int, steps: int, image_size: int, device: str) ->
               f"and leaves nothing behind", file=sys.stderr)
 
 
+def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
+    """``moee render --frame portrait``: the motion model's performance on the whole portrait."""
+    from tqdm import tqdm
+
+    from engine.export import export_clip
+    from engine.portrait import PortraitAnimator
+
+    animator = PortraitAnimator.from_pretrained(checked.model_dir)
+    if args.expert:
+        print("note: expert packs add sliders to the pixel model only; render them with --frame crop",
+              file=sys.stderr)
+    if args.emotion_audio:
+        print("note: --emotion-audio conditions the pixel model only (--frame crop); set the mix with "
+              "--emotion or --text", file=sys.stderr)
+    prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_size=args.max_size,
+                                max_duration=args.max_duration)
+    for warning in prepared.warnings:
+        print(f"note: {warning}", file=sys.stderr)
+    gates = _gate_control(args, animator, prepared, checked)
+    bar = tqdm(total=prepared.num_frames, unit="frame", desc="rendering")
+    try:
+        export_clip(animator, prepared, args.output, gates=gates, frames_dir=args.frames_dir,
+                    overwrite=args.overwrite, on_frame=lambda _i, _p: bar.update(1))
+    finally:
+        bar.close()
+    height, width = prepared.portrait.shape[:2]
+    print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {width}x{height})")
+    return 0
+
+
 def run_render(args: argparse.Namespace) -> int:
     checked = check_render_inputs(args)
+    if args.frame == "portrait":
+        return _render_portrait(args, checked)
 
     from tqdm import tqdm
 
@@ -302,12 +339,23 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="portrait crop (none: no face detection, the portrait as it is)")
     p.add_argument("--keep-background", choices=("yes", "no"), default=None,
                    help="keep the portrait's background outside the person (default: the model's)")
+    p.add_argument("--portrait", default=None, metavar="IMG",
+                   help="benchmark the full-resolution path (motion model + transfer) on this portrait")
+    p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True), default=512,
+                   help="long side of --portrait's renders (default 512)")
     p.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     import json
 
+    if args.portrait is not None:
+        from engine.portrait_bench import run_portrait_benchmarks
+
+        result = run_portrait_benchmarks(args.portrait, model_dir=args.model, max_size=args.max_size,
+                                         repeats=args.repeats)
+        print(json.dumps(result, indent=2))
+        return 0
     from engine.bench import run_benchmarks
 
     result = run_benchmarks(model_dir=args.model, config=args.config, device=args.device, steps=args.steps,
@@ -356,6 +404,10 @@ def _add_delegated(sub: argparse._SubParsersAction) -> None:
         ("eval", "training.evaluate", "add_eval_arguments", "run_eval", "evaluate a model on held-out identities"),
         ("calibrate", "training.calibrate", "add_calibrate_arguments", "run_calibrate",
          "fit a model's slider calibration on training people"),
+        ("train-motion", "training.motion_trainer", "add_train_motion_arguments", "run_train_motion",
+         "train the motion model (full-resolution path) on synthetic landmarks"),
+        ("eval-portraits", "training.portrait_eval", "add_eval_portraits_arguments", "run_eval_portraits",
+         "measure the full-resolution path on a folder of real portraits (JSON, sheet)"),
     ):
         p = sub.add_parser(name, help=text)
         try:

@@ -22,6 +22,8 @@ from engine.errors import CheckpointError, EmotionSpecError
 
 #: Highest frame rate a model, a render or a writer accepts (frames per second); higher is a typo.
 MAX_FPS = 120
+#: Default cap of the long side of a full-resolution render (``moee render --max-size``).
+DEFAULT_MAX_SIZE = 1024
 #: A model folder's configuration file, and the format name and version it must declare.
 CONFIG_FILE = "config.json"
 MODEL_FORMAT = "moee-model"

@@ -29,14 +29,13 @@ import cv2
 import numpy as np
 
 from engine import audio as audio_io
+from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
 from engine.moee import GateControl
 from engine.motion import MotionModel
 from engine.portrait_rig import PortraitRig, build_rig, inner_lip_contours
 from engine.warp import draw_mouth_interior, mesh_warp, relax_foldovers
 
-#: Default cap of the output's long side (``--max-size``).
-DEFAULT_MAX_SIZE = 1024
 #: Frames of a still (no audio).
 STILL_FRAMES = 1
 DEFAULT_FPS = 25
@@ -133,9 +132,16 @@ class PortraitAnimator:
     def emotions(self) -> tuple[str, ...]:
         return self.motion.cfg.emotions
 
+    def emotion_from_text(self, text: str) -> dict[str, float]:
+        """Slider weights from a description such as ``"sadly surprised"`` (see engine.emotion_text)."""
+        from engine.emotion_text import emotion_weights_from_text
+
+        return emotion_weights_from_text(text)
+
     # ------------------------------------------------------------------ preparation
     def prepare(self, portrait, audio=None, fps: int | None = None, num_frames: int | None = None,
-                max_size: int | None = None, mesh: np.ndarray | None = None) -> PreparedPortrait:
+                max_size: int | None = None, mesh: np.ndarray | None = None,
+                max_duration: float | None = audio_io.DEFAULT_MAX_DURATION) -> PreparedPortrait:
         """Load the portrait (long side capped), find its face, build the rig; load the audio, derive the lips.
 
         ``portrait``: a path, array or PIL image; ``audio``: a path, an AudioClip, ``(samples, rate)`` or
@@ -150,7 +156,7 @@ class PortraitAnimator:
         fps = int(fps or DEFAULT_FPS)
         if fps < 1:
             raise EmotionSpecError(f"fps must be a positive number, got {fps}")
-        clip = audio_io.load_audio(audio) if audio is not None else None
+        clip = audio_io.load_audio(audio, max_duration=max_duration) if audio is not None else None
         if num_frames is None:
             num_frames = audio_io.num_video_frames(clip.duration, fps) if clip else STILL_FRAMES
         if clip is not None:

@@ -44,7 +44,7 @@ class MotionTrainingConfig:
     neutral_share: float = 0.12
     closed_share: float = 0.4  # share of samples with the mouth closed
     steps: int = 4000
-    batch: int = 256
+    batch: int = 128
     lr: float = 2e-3
     lip_clips: int = 80
     lip_seconds: float = 4.0

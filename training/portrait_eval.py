@@ -1,0 +1,277 @@
+"""``moee eval-portraits FOLDER``: measure the full-resolution path on real portraits (JSON, and a sheet).
+
+For every image in the folder (long side capped at ``--max-size``):
+
+* **kept**: SSIM at full resolution of the neutral, silent render against the portrait (below 1 only
+  where the sitter's own smile or parted lips were neutralised), and the share of pixels changed outside
+  the still ring;
+* **emotions read**: each emotion at slider 1.0 is rendered silent; MediaPipe reads the face mesh of the
+  *output* frame and of the neutral render, and nine geometric action-unit measures (brow raise inner and
+  outer, brow lowering, eye opening, lip-corner raise, mouth width, jaw opening, upper-lip raise, lip press,
+  in inter-ocular units) are compared with each emotion's EMFACS signature (:data:`EMOTION_SIGNATURES`);
+  the emotion whose signature is closest (cosine) is what the frame "reads as". This instrument reads
+  geometry only, never the model's own numbers;
+* **lip sync**: a clip with the bundled speech; Pearson r between the inner-lip opening MediaPipe reads on
+  the output and the audio's loudness per frame (target >= 0.7);
+* **stability**: landmark jitter (px at 512 px) over a silent stretch (target <= 0.5);
+* **brush locality**: surprise painted on the brows of an angry face: mean change inside the stroke over
+  the mean change elsewhere inside the face ring (background excluded; target >= 5);
+* **speed**: median milliseconds of a frame.
+
+``--sheet PNG`` writes the portraits x (neutral + six emotions). The portraits of ``../shared/portraits``
+have no licence to ship, so their sheet stays out of the repository; the README shows the astronaut's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.moee import GateControl
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+#: Geometric action-unit measures, in the order of the signatures below.
+FEATURES = ("brow_inner_raise", "brow_outer_raise", "brow_lower", "eye_open", "corner_raise", "mouth_width",
+            "jaw_open", "upper_lip_raise", "lip_press")
+#: Typical size of each measure at a clear expression (inter-ocular units), to compare them on one scale.
+FEATURE_SCALE = np.array([0.05, 0.05, 0.04, 0.03, 0.04, 0.08, 0.1, 0.03, 0.03])
+#: EMFACS prototypes as expected signs/sizes of the measures (happiness AU6+12, sadness AU1+4+15,
+#: anger AU4+5+7+23, disgust AU9+15+16, fear AU1+2+4+5+7+20+26, surprise AU1+2+5+26).
+EMOTION_SIGNATURES: dict[str, tuple[float, ...]] = {
+    "happiness": (0, 0, 0, -0.5, 1, 0.7, 0, 0, 0),
+    "sadness": (0.8, 0, 0.5, 0, -1, 0, 0, 0, 0),
+    "anger": (0, 0, 1, 0, 0, -0.5, 0, 0, 0.7),
+    "disgust": (0, 0, 0.3, -0.3, -0.5, 0, 0, 1, 0),
+    "fear": (0.8, 0.6, 0.4, 0.8, 0, 0.8, 0.5, 0, 0),
+    "surprise": (0.8, 1, 0, 0.8, 0, 0, 1, 0, 0),
+}
+TARGETS = {"lipsync_corr": 0.7, "jitter_px_at_512": 0.5, "brush_locality": 5.0}
+
+
+def _interocular(mesh: np.ndarray) -> float:
+    return float(np.linalg.norm(mesh[33] - mesh[263]))
+
+
+def au_measures(mesh: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """The nine geometric AU measures of a face mesh against the neutral render's mesh (inter-ocular units).
+
+    Positive means: brows up, brows down/together, eyes wider, corners up, mouth wider, jaw open, upper lip up
+    (toward the nose), lips thinner.
+    """
+    unit = _interocular(neutral)
+
+    def up(index: list[int]) -> float:  # upward motion (y grows downward)
+        return float(-(mesh[index, 1] - neutral[index, 1]).mean()) / unit
+
+    def dist(a: int, b: int, m: np.ndarray) -> float:
+        return float(np.linalg.norm(m[a] - m[b]))
+
+    inner, outer = [107, 66, 336, 296], [70, 63, 300, 293]
+    knit = (dist(107, 336, neutral) - dist(107, 336, mesh)) / unit
+    lower = -up(inner + outer) * 0.5 + knit
+    eyes = (dist(159, 145, mesh) + dist(386, 374, mesh) - dist(159, 145, neutral) - dist(386, 374, neutral)) / unit
+    centre = lambda m: (m[13] + m[14]) / 2  # noqa: E731 - a one-line helper
+    corners = -((mesh[[61, 291], 1] - centre(mesh)[1]) - (neutral[[61, 291], 1] - centre(neutral)[1])).mean() / unit
+    width = (dist(61, 291, mesh) - dist(61, 291, neutral)) / unit
+    jaw = (dist(13, 14, mesh) - dist(13, 14, neutral)) / unit
+    upper_lip = (dist(0, 2, neutral) - dist(0, 2, mesh)) / unit
+    press = (dist(0, 13, neutral) + dist(14, 17, neutral) - dist(0, 13, mesh) - dist(14, 17, mesh)) / unit
+    return np.array([up(inner), up(outer), lower, eyes, corners, width, jaw, upper_lip, press])
+
+
+def read_emotion(measures: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The emotion whose EMFACS signature is closest (cosine) to the scaled measures, and every score."""
+    scaled = measures / FEATURE_SCALE
+    scores = {}
+    for name, signature in EMOTION_SIGNATURES.items():
+        sig = np.asarray(signature, np.float64)
+        scores[name] = float(scaled @ sig / max(np.linalg.norm(scaled) * np.linalg.norm(sig), 1e-9))
+    return max(scores, key=scores.get), scores
+
+
+def _mesh(image: np.ndarray) -> np.ndarray | None:
+    from engine.face import landmarks_or_none
+
+    found = landmarks_or_none(image)
+    return None if found is None else found.points.astype(np.float64)
+
+
+def _one_hot(emotions: tuple[str, ...], name: str) -> np.ndarray:
+    weights = np.zeros(len(emotions), np.float32)
+    weights[emotions.index(name)] = 1.0
+    return weights
+
+
+def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict, list[np.ndarray]]:
+    """All measures of one portrait (module docstring) and its sheet row (neutral + six emotions)."""
+    from training.evaluate import ssim
+
+    emotions = animator.emotions
+    still = animator.prepare(path, max_size=max_size)
+    portrait = still.portrait
+    neutral_gates = GateControl(np.zeros(len(emotions), np.float32))
+    neutral = animator.render_frame(still, 0, neutral_gates)
+    neutral_mesh = _mesh(neutral)
+    row = [neutral]
+    reads: dict[str, dict] = {}
+    times = []
+    for name in emotions:
+        t0 = time.perf_counter()
+        frame = animator.render_frame(still, 0, GateControl(_one_hot(emotions, name)))
+        times.append(time.perf_counter() - t0)
+        row.append(frame)
+        mesh = _mesh(frame)
+        if mesh is None or neutral_mesh is None:
+            reads[name] = {"read_as": None, "note": "no face found on the output"}
+            continue
+        measures = au_measures(mesh, neutral_mesh)
+        read_as, scores = read_emotion(measures)
+        reads[name] = {"read_as": read_as, "scores": {k: round(v, 3) for k, v in scores.items()},
+                       "measures": {k: round(float(v), 4) for k, v in zip(FEATURES, measures, strict=True)}}
+    hits = sum(1 for name in emotions if reads[name]["read_as"] == name)
+
+    talking = animator.prepare(path, speech, max_size=max_size, mesh=still.rig.mesh)
+    gaps, envelope = [], None
+    from engine.audio import envelope_per_frame
+
+    envelope = envelope_per_frame(talking.audio, talking.num_frames, talking.fps)
+    for index, result in enumerate(animator.render_clip(talking, neutral_gates)):
+        mesh = _mesh(result.image)
+        gaps.append(np.nan if mesh is None else np.linalg.norm(mesh[13] - mesh[14]) / _interocular(mesh))
+        if index >= talking.num_frames:
+            break
+    gaps_arr = np.asarray(gaps)
+    valid = np.isfinite(gaps_arr)
+    lipsync = float(np.corrcoef(gaps_arr[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
+
+    silent = [_mesh(animator.render_frame(still, 0, neutral_gates)) for _ in range(5)]
+    scale = 512.0 / max(portrait.shape[:2])
+    jitter = float(np.mean(np.std(np.stack(silent), axis=0))) * scale if all(m is not None for m in silent) else None
+
+    locality = _brush_locality(animator, still)
+    outside = _outside_ring(still)
+    changed_outside = float(np.mean(np.any(neutral != portrait, axis=2)[outside]))
+    result = {
+        "portrait": path.name,
+        "size": [int(portrait.shape[1]), int(portrait.shape[0])],
+        "sitter": {"smile": round(still.rig.sitter_smile, 3), "opening": round(still.rig.sitter_opening, 3)},
+        "neutral_ssim": round(ssim(neutral, portrait), 4),
+        "changed_outside_ring": changed_outside,
+        "emotions": reads,
+        "emotions_read": hits,
+        "lipsync_corr": round(lipsync, 3),
+        "jitter_px_at_512": None if jitter is None else round(jitter, 4),
+        "brush_locality": round(locality, 2),
+        "frame_ms": round(float(np.median(times)) * 1000, 1),
+    }
+    return result, row
+
+
+def _outside_ring(prepared) -> np.ndarray:
+    rig = prepared.rig
+    h, w = rig.image.shape[:2]
+    ring = rig.control[~rig.movable][:-8]  # the still ring (the last 8 still points are the image border)
+    centre = ring.mean(0)
+    radius = np.linalg.norm(ring - centre, axis=1).max()
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.hypot(xx - centre[0], yy - centre[1]) > radius
+
+
+def _brush_locality(animator, prepared) -> float:
+    """Change inside a surprise stroke on the brows of an angry face over the change elsewhere in the face ring."""
+    from engine.face import region_mask
+
+    emotions = animator.emotions
+    rig = prepared.rig
+    h, w = rig.image.shape[:2]
+    stroke = region_mask(rig.mesh, "brows", h, w, feather=0.0)
+    masks = np.zeros((len(emotions), h, w), np.float32)
+    masks[emotions.index("surprise")] = stroke
+    anger = _one_hot(emotions, "anger")
+    plain = animator.render_frame(prepared, 0, GateControl(anger)).astype(np.float32)
+    painted = animator.render_frame(prepared, 0, GateControl(anger, masks, _one_hot(emotions, "surprise")))
+    change = np.abs(painted.astype(np.float32) - plain).mean(axis=2)
+    inside = stroke > 0.5
+    grown = region_mask(rig.mesh, "brows", h, w, feather=0.04) > 0.01
+    elsewhere = ~grown & ~_outside_ring(prepared)
+    return float(change[inside].mean() / max(change[elsewhere].mean(), 1e-3))
+
+
+def sheet(rows: list[list[np.ndarray]], height: int) -> np.ndarray:
+    """Rows of frames side by side, each frame scaled to ``height`` pixels."""
+    import cv2
+
+    lines = []
+    for row in rows:
+        cells = [cv2.resize(f, (round(f.shape[1] * height / f.shape[0]), height), interpolation=cv2.INTER_AREA)
+                 for f in row]
+        lines.append(np.concatenate(cells, axis=1))
+    width = max(line.shape[1] for line in lines)
+    return np.concatenate([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255)
+                           for line in lines], axis=0)
+
+
+def add_eval_portraits_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a folder of portrait images (or one image)")
+    parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    parser.add_argument("--audio", default=None, help="speech for the lip-sync measure (default: the bundled demo)")
+    parser.add_argument("--max-size", type=int, default=1024, help="cap of the long side (default 1024)")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the results here (default: stdout)")
+    parser.add_argument("--sheet", default=None, metavar="PNG", help="write portraits x (neutral + six emotions)")
+    parser.add_argument("--sheet-height", type=int, default=512, help="row height of the sheet in pixels")
+
+
+def run_eval_portraits(args: argparse.Namespace) -> int:
+    from engine.atomic import atomic_write_text
+    from engine.errors import InputImageError, MoEEError
+    from engine.portrait import PortraitAnimator
+
+    folder = Path(args.folder)
+    paths = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise InputImageError(f"no portrait images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    if args.audio is None:
+        from engine.bench import DEMO_AUDIO
+
+        speech = DEMO_AUDIO
+    else:
+        speech = args.audio
+    animator = PortraitAnimator.from_pretrained(args.model)
+    results, rows, skipped = [], [], []
+    for path in paths:
+        try:
+            result, row = evaluate_portrait(animator, path, speech, args.max_size)
+        except MoEEError as exc:
+            skipped.append({"portrait": path.name, "error": str(exc)})
+            continue
+        results.append(result)
+        rows.append([animator.prepare(path, max_size=args.max_size).portrait, *row])
+    emotions = len(animator.emotions)
+    summary = {
+        "portraits": len(results),
+        "emotions_read": f"{sum(r['emotions_read'] for r in results)}/{emotions * len(results)}",
+        "neutral_ssim_mean": round(float(np.mean([r["neutral_ssim"] for r in results])), 4) if results else None,
+        "lipsync_corr_mean": round(float(np.nanmean([r["lipsync_corr"] for r in results])), 3) if results else None,
+        "brush_locality_min": min((r["brush_locality"] for r in results), default=None),
+        "jitter_px_at_512_max": max((r["jitter_px_at_512"] or 0 for r in results), default=None),
+        "targets": TARGETS,
+    }
+    report = {"summary": summary, "portraits": results, "skipped": skipped,
+              "reader": "geometric AU measures of MediaPipe's mesh on the output vs EMFACS signatures"}
+    text = json.dumps(report, indent=2)
+    if args.json:
+        atomic_write_text(args.json, text)
+    else:
+        print(text)
+    if args.sheet and rows:
+        from PIL import Image
+
+        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sheet(rows, args.sheet_height)).save(args.sheet)
+    if args.json:
+        print(json.dumps(summary))
+    return 0 if results else 2
