@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.atomic import atomic_write_text
 from engine.errors import MoEEError
 from studio import engine_api, project_io, settings
 from studio.audio_panel import AudioPanel, Transport
@@ -42,6 +46,12 @@ from studio.trainer_panel import TrainerPanel
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 PROJECT_FILTER = "MoEE projects (*.moee);;All files (*)"
+_WINDOW_SERIALS = itertools.count()  # each window of a process autosaves to its own file
+
+
+def _same_path_key(path: str | os.PathLike[str]) -> str:
+    """A comparable form of a file path (resolved, case-folded where the file system ignores case)."""
+    return os.path.normcase(str(Path(path).resolve()))
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:
@@ -84,6 +94,8 @@ class MainWindow(QMainWindow):
         self._dialogs: list[QWidget] = []
         self._suspend_render = False
         self._model_ready = False
+        self.recovery_path = settings.recovery_file(next(_WINDOW_SERIALS))
+        self.recovered_from: str | None = None  # the project a recovered (untitled) copy came from
 
         # ---------------------------------------------------------------- widgets
         self.canvas = PortraitCanvas(self.doc, self.brush)
@@ -302,7 +314,12 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         self.audio_panel.recorder.out_dir = self._recording_dir()
-        name = Path(self.doc.path).name if self.doc.path else "untitled"
+        if self.doc.path:
+            name = Path(self.doc.path).name
+        elif self.recovered_from:
+            name = f"recovered copy of {Path(self.recovered_from).name}"
+        else:
+            name = "untitled"
         self.setWindowTitle(f"{name}{' •' if self.doc.is_modified() else ''} — MoEE Studio")
 
     # -------------------------------------------------------------------- model
@@ -553,18 +570,27 @@ class MainWindow(QMainWindow):
         self._update_title()
 
     def open_project(self, path: str) -> bool:
-        """Open a project; on any problem report it and leave the current document unchanged."""
+        """Open a project; on any problem report it and leave the current document unchanged.
+
+        Then offer the autosaved work of a studio that crashed while editing this project.
+        """
         try:
             state = project_io.load_project(path)
         except MoEEError as exc:
             self.report_error(f"Cannot open {Path(path).name}: {exc}")
             return False
+        except Exception as exc:  # noqa: BLE001 - a message, never a traceback, for any bad file
+            self.report_error(f"Cannot open {Path(path).name}: unexpected {type(exc).__name__}: {exc}")
+            return False
         self._load_state(state, str(Path(path).resolve()))
         settings.add_recent_file(path)
         self.projectOpened.emit(str(path))
+        self.offer_recovery(path)
         return True
 
     def _load_state(self, state: DocumentState, path: str | None) -> None:
+        self.recovered_from = None
+        self._drop_own_recovery()  # the previous document's unsaved work was discarded on purpose
         animator = self.service.animator
         if animator is not None:
             for name in animator.emotions:
@@ -585,11 +611,12 @@ class MainWindow(QMainWindow):
     def save_project(self, path: str | None = None, ask: bool = False) -> bool:
         """Save to ``path`` (or the current file; asks for one when needed and dialogs are on)."""
         if path is None:
-            path = self.doc.path
+            path = self.doc.path  # None for a recovered copy: it is saved only where the user says
         if path is None or ask:
             if not self.show_dialogs:
                 return False
-            path, _ = QFileDialog.getSaveFileName(self, "Save project", path or "untitled.moee", PROJECT_FILTER)
+            suggestion = path or self.recovered_from or "untitled.moee"
+            path, _ = QFileDialog.getSaveFileName(self, "Save project", suggestion, PROJECT_FILTER)
             if not path:
                 return False
             if not path.endswith(project_io.SUFFIX):
@@ -600,62 +627,143 @@ class MainWindow(QMainWindow):
             self.report_error(str(exc))
             return False
         self.doc.mark_saved(str(Path(path).resolve()))
+        self.recovered_from = None
+        self._drop_own_recovery()  # the save holds everything: never offer an older autosave over it
         settings.add_recent_file(path)
         self._update_title()
         self.status(f"Saved {Path(path).name}")
         return True
 
     def autosave(self) -> Path | None:
-        """Write the recovery file when there are unsaved changes (returns its path)."""
+        """Write this window's recovery file when there are unsaved changes (returns its path)."""
         if not self.doc.is_modified():
             return None
-        target = settings.recovery_file()
+        target = self.recovery_path
         try:
             data = project_io.state_to_json(self.doc.state, target)
-            data["recovered_from"] = self.doc.path
+            data["recovered_from"] = self.doc.path or self.recovered_from
+            data["autosaved_at"] = time.time()
+            data["pid"] = os.getpid()
             target.parent.mkdir(parents=True, exist_ok=True)
-            from engine.atomic import atomic_write_text
-
             atomic_write_text(target, json.dumps(data))
         except (MoEEError, OSError) as exc:
             self.status(f"Autosave failed: {exc}")
             return None
         return target
 
-    @staticmethod
-    def pending_recovery() -> Path | None:
-        """The recovery file left by a crash, if any."""
-        path = settings.recovery_file()
-        return path if path.exists() else None
+    def _drop_own_recovery(self) -> None:
+        """Delete this window's recovery file (after a save, a discard, or a clean exit)."""
+        try:
+            self.recovery_path.unlink(missing_ok=True)
+        except OSError as exc:
+            self.status(f"Cannot remove the autosave file: {exc}")
 
-    def recover(self, path: str | os.PathLike[str] | None = None) -> bool:
-        """Load the recovery file as an unsaved document (the original file is untouched)."""
-        path = Path(path) if path is not None else self.pending_recovery()
-        if path is None:
-            return False
+    @staticmethod
+    def recovery_status(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+        """Judge a recovery file against the project it was autosaved from.
+
+        Returns ``(verdict, project path or None)``, the verdict one of ``"offer"`` (it holds work
+        newer than any save), ``"older"`` (the project was saved after this autosave),
+        ``"identical"`` (the saved project holds the same work) or ``"unreadable"``.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            original = data.get("recovered_from") if isinstance(data, dict) else None
+            recovered = project_io.state_from_json(data, path)
+        except (MoEEError, OSError, ValueError):
+            return "unreadable", None
+        if not isinstance(original, str) or not original:
+            return "offer", None
+        saved_path = Path(original)
+        try:
+            if saved_path.stat().st_mtime_ns > path.stat().st_mtime_ns:
+                return "older", original
+            saved = project_io.load_project(saved_path)
+        except (MoEEError, OSError):
+            return "offer", original  # the saved file is gone or unreadable: the autosave is all there is
+        if project_io.state_to_json(recovered, saved_path) == project_io.state_to_json(saved, saved_path):
+            return "identical", original
+        return "offer", original
+
+    def pending_recovery(self, project: str | os.PathLike[str] | None = None) -> list[Path]:
+        """Recovery files of ended instances worth offering (of ``project`` only, when given).
+
+        Files older than, or identical to, their saved project are deleted here: the save is newer.
+        Files of instances that still run are never listed (see ``settings.orphan_recovery_files``).
+        """
+        wanted = None if project is None else _same_path_key(project)
+        found = []
+        for path in settings.orphan_recovery_files():
+            verdict, original = self.recovery_status(path)
+            if wanted is not None and (original is None or _same_path_key(original) != wanted):
+                continue
+            if verdict in ("older", "identical"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                self.status(f"Discarded an autosave of {Path(original or '').name}: the saved project is newer")
+            elif verdict == "offer":
+                found.append(path)
+        return found
+
+    def recover(self, path: str | os.PathLike[str]) -> bool:
+        """Open a recovery file as an unsaved *copy*: untitled, so Save asks where (the original is untouched)."""
+        path = Path(path)
         try:
             state = project_io.load_project(path)
-            original = json.loads(Path(path).read_text(encoding="utf-8")).get("recovered_from")
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (MoEEError, OSError, ValueError) as exc:
             self.report_error(f"The recovery file cannot be read: {exc}")
             return False
-        self._load_state(state, original)
+        original = data.get("recovered_from") if isinstance(data, dict) else None
+        self._load_state(state, None)
+        self.recovered_from = original if isinstance(original, str) and original else None
         self.doc.mark_dirty()
         self._update_title()
-        self.status("Recovered unsaved work")
+        if path.resolve() != self.recovery_path.resolve() and self.autosave() is not None:
+            with contextlib.suppress(OSError):  # the work now lives in this window's own recovery file
+                path.unlink()
+        self.status("Recovered unsaved work: save it to keep it")
         return True
 
-    def offer_recovery(self) -> None:
-        """Interactive start-up question after a crash."""
-        path = self.pending_recovery()
-        if path is None:
-            return
-        answer = QMessageBox.question(self, "Recover unsaved work?",
-                                      "MoEE Studio did not exit cleanly. Recover the unsaved project?")
-        if answer == QMessageBox.StandardButton.Yes:
-            self.recover(path)
-        else:
-            path.unlink(missing_ok=True)
+    def offer_recovery(self, project: str | os.PathLike[str] | None = None) -> bool:
+        """Offer the work of instances that did not exit cleanly (of ``project`` only, when given).
+
+        Returns True when a recovered copy was opened. Without dialogs nothing is asked or deleted.
+        """
+        for path in self.pending_recovery(project):
+            answer = self._ask_recovery(path)
+            if answer == "recover":
+                return self.recover(path)
+            if answer == "discard":
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        return False
+
+    def _ask_recovery(self, path: Path) -> str:
+        """Ask about one recovery file: ``"recover"``, ``"discard"`` or ``"keep"`` (ask again later)."""
+        if not self.show_dialogs:
+            return "keep"
+        _verdict, original = self.recovery_status(path)
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        what = f"unsaved changes to {Path(original).name}" if original else "an unsaved project"
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work?",
+                          f"MoEE Studio did not exit cleanly and left {what} (autosaved {when}).\n\n"
+                          "Open them as a recovered copy? The saved project is not changed until you "
+                          "save the copy yourself.", QMessageBox.StandardButton.NoButton, self)
+        buttons = {
+            "recover": box.addButton("Open recovered copy", QMessageBox.ButtonRole.AcceptRole),
+            "discard": box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole),
+            "keep": box.addButton("Later", QMessageBox.ButtonRole.RejectRole),
+        }
+        for name, button in buttons.items():
+            button.setObjectName(f"recovery_{name}")
+        box.setDefaultButton(buttons["recover"])
+        box.setEscapeButton(buttons["keep"])
+        box.exec()
+        clicked = box.clickedButton()
+        box.deleteLater()
+        return next((name for name, button in buttons.items() if button is clicked), "keep")
 
     def _confirm_discard(self) -> bool:
         if not self.doc.is_modified() or not self.show_dialogs:
@@ -718,7 +826,7 @@ class MainWindow(QMainWindow):
         self.service.shutdown()
         if self.trainer.process is not None:
             self.trainer.stop()
-        settings.recovery_file().unlink(missing_ok=True)
+        self._drop_own_recovery()  # only this window's file: other instances keep theirs
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._confirm_discard():

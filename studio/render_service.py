@@ -28,6 +28,9 @@ from engine.errors import CancelledError, MoEEError
 from studio import engine_api
 from studio.engine_thread import run_on_engine_thread
 
+#: How long :meth:`RenderService.shutdown` waits for the engine thread to leave the service.
+SHUTDOWN_WAIT_MS = 10_000
+
 
 @dataclass
 class RenderRequest:
@@ -95,12 +98,12 @@ class RenderService(QObject):
             try:
                 animator = engine_api.load_animator(model_dir, device=device)
             except Exception as exc:  # noqa: BLE001 - reported to the user
-                self.modelFailed.emit(_message(exc))
+                self._emit(self.modelFailed, _message(exc))
                 return
             with self.engine_lock:
                 self.animator = animator
                 self.prepared_inputs = None
-            self.modelLoaded.emit(animator)
+            self._emit(self.modelLoaded, animator)
 
         self._post("load_model", task)
 
@@ -115,31 +118,31 @@ class RenderService(QObject):
             self.prepared_inputs = animator.prepare(portrait, audio)
             return self.prepared_inputs
 
-        self._post_engine_call("prepare", call, self.prepared.emit, self.prepareFailed)
+        self._post_engine_call("prepare", call, lambda p: self._emit(self.prepared, p), self.prepareFailed)
 
     def emotion_from_text(self, text: str) -> None:
         """Turn a description into slider values on the worker (it may load a sentence model)."""
         self._post_engine_call("text", lambda animator: animator.emotion_from_text(text),
-                               lambda mix: self.textMixReady.emit(dict(mix)), self.textMixFailed)
+                               lambda mix: self._emit(self.textMixReady, dict(mix)), self.textMixFailed)
 
     def load_expert_pack(self, path: str) -> None:
         """Load a custom expert pack into the animator; emits ``expertLoaded(name, path)``."""
         self._post_engine_call("expert", lambda animator: animator.load_expert_pack(path),
-                               lambda name: self.expertLoaded.emit(str(name), str(path)), self.expertFailed)
+                               lambda name: self._emit(self.expertLoaded, str(name), str(path)), self.expertFailed)
 
     def _post_engine_call(self, name: str, call: Callable[[Any], Any], done: Callable[[Any], None],
                           failed: Any) -> None:
-        """Run ``call(animator)`` on the worker under the engine lock; ``done(result)`` or ``failed.emit(msg)``."""
+        """Run ``call(animator)`` on the worker under the engine lock; ``done(result)`` or ``failed`` with a message."""
 
         def task() -> None:
             if self.animator is None:
-                failed.emit("no model is loaded")
+                self._emit(failed, "no model is loaded")
                 return
             try:
                 with self.engine_lock:
                     result = call(self.animator)
             except Exception as exc:  # noqa: BLE001 - reported to the user
-                failed.emit(_message(exc))
+                self._emit(failed, _message(exc))
                 return
             done(result)
 
@@ -178,8 +181,13 @@ class RenderService(QObject):
         with self._cond:
             return not self._tasks and self._pending is None and self._running is None and not self._busy
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """Stop (cancelling any render) and wait until the engine thread has left this service."""
+    def shutdown(self, timeout_ms: int | None = None) -> None:
+        """Stop (cancelling any render) and wait until the engine thread has left this service.
+
+        Work that outlives the wait (a model still loading) finishes on the engine thread but never
+        emits again: the service, and the window owning it, may be deleted at once.
+        """
+        timeout_ms = SHUTDOWN_WAIT_MS if timeout_ms is None else timeout_ms
         with self._cond:
             self._stop = True
             self._pending = None
@@ -187,6 +195,20 @@ class RenderService(QObject):
             if self._running_token is not None:
                 self._running_token.cancel()
             self._cond.wait_for(lambda: not self._scheduled, timeout_ms / 1000.0)
+
+    def _emit(self, signal: Any, *args: Any) -> None:
+        """Emit ``signal`` unless the service was shut down (its Qt object may be gone by then).
+
+        The check and the emit happen under ``_cond``, which :meth:`shutdown` takes to set ``_stop``,
+        so no emit can start after shutdown returned.
+        """
+        with self._cond:
+            if self._stop:
+                return
+            try:
+                signal.emit(*args)
+            except RuntimeError:  # the C++ object was deleted without shutdown(): nobody listens
+                self._stop = True
 
     # -------------------------------------------------------------- worker
     def _post(self, name: str, task: Callable[[], None]) -> None:
@@ -205,7 +227,7 @@ class RenderService(QObject):
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:
             self._busy = busy
-            self.busyChanged.emit(busy)
+            self._emit(self.busyChanged, busy)
 
     def _drain(self) -> None:
         """Engine thread: run queued tasks, then the newest render, until nothing is left."""
@@ -242,9 +264,10 @@ class RenderService(QObject):
     def _render(self, req: RenderRequest) -> None:
         token = self._running_token
         if self.animator is None or self.prepared_inputs is None:
-            self.renderFailed.emit(req.request_id, "load a portrait first" if self.animator else "no model is loaded")
+            self._emit(self.renderFailed, req.request_id,
+                       "load a portrait first" if self.animator else "no model is loaded")
             return
-        self.renderStarted.emit(req.request_id, req.quality)
+        self._emit(self.renderStarted, req.request_id, req.quality)
         start = time.perf_counter()
         try:
             with self.engine_lock:
@@ -256,17 +279,17 @@ class RenderService(QObject):
                 )
                 maps = self.animator.last_gate_maps()
         except CancelledError:
-            self.renderCancelled.emit(req.request_id)
+            self._emit(self.renderCancelled, req.request_id)
             return
         except Exception as exc:  # noqa: BLE001
             if token is not None and token.cancelled:
-                self.renderCancelled.emit(req.request_id)
+                self._emit(self.renderCancelled, req.request_id)
             else:
                 traceback.print_exc()
-                self.renderFailed.emit(req.request_id, _message(exc))
+                self._emit(self.renderFailed, req.request_id, _message(exc))
             return
         if (token is not None and token.cancelled) or image is None:
-            self.renderCancelled.emit(req.request_id)
+            self._emit(self.renderCancelled, req.request_id)
             return
         result = RenderResult(
             req.request_id,
@@ -278,7 +301,7 @@ class RenderService(QObject):
             time.perf_counter() - start,
             req.gates,
         )
-        self.frameReady.emit(result)
+        self._emit(self.frameReady, result)
 
 
 def _message(exc: BaseException) -> str:

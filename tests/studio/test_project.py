@@ -30,7 +30,7 @@ def test_save_open_round_trip(qtbot, ready_window, speech_path, tmp_path: Path) 
     assert win.save_project(str(path))
     assert not win.doc.is_modified()
     data = json.loads(path.read_text())
-    assert data["format"] == "moee-project" and data["version"] == 1
+    assert data["format"] == "moee-project" and data["version"] == project_io.VERSION
     before = win.doc.state
     masks_before = win.doc.masks.copy()
 
@@ -93,15 +93,19 @@ def test_autosave_and_recovery(qtbot, ready_window) -> None:  # noqa: ANN001
     assert win.autosave() is None  # nothing to save
     win.palette.apply_preset("hatred")
     recovery = win.autosave()
-    assert recovery is not None and recovery.exists()
-    assert win.pending_recovery() == recovery
+    assert recovery is not None and recovery.exists() and recovery == win.recovery_path
+    assert recovery not in win.pending_recovery()  # this instance's own file is never offered
     weights = win.doc.weights
+    kept = recovery.with_name("kept-copy.moee")
+    kept.write_bytes(recovery.read_bytes())
 
     win.new_project()
     assert win.doc.weights == [0.0] * 6
-    assert win.recover()
+    assert not recovery.exists()  # starting a new project discards the old one's autosave
+    assert win.recover(kept)
     assert win.doc.weights == pytest.approx(weights)
     assert win.doc.is_modified()
+    assert recovery.exists() and not kept.exists()  # the recovered work lives in this window's file now
     win.shutdown()  # a clean exit removes the recovery file
     assert not recovery.exists()
 
