@@ -33,10 +33,11 @@ from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl
+from engine.resources import default_model_dir
 from engine.unet import ReferenceFeatures
 
-#: Where the bundled default model lives (relative to the repository / installed package root).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo"
+#: Where the bundled default model lives (the repository's assets/ or the installed package data).
+DEFAULT_MODEL_DIR = default_model_dir()
 #: Frames rendered when there is no audio track.
 SILENT_CLIP_FRAMES = 50
 #: Frames rendered jointly per window of a clip, and frames shared with the previous window.
