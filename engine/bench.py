@@ -27,9 +27,10 @@ import torch
 
 from engine.config import get_config
 from engine.pipeline import DEFAULT_MODEL_DIR, Animator
+from engine.resources import demo_audio, demo_portrait
 
-DEMO_PORTRAIT = Path(__file__).resolve().parent.parent / "assets" / "demo" / "portrait.png"
-DEMO_AUDIO = Path(__file__).resolve().parent.parent / "assets" / "demo" / "speech.wav"
+DEMO_PORTRAIT = demo_portrait()
+DEMO_AUDIO = demo_audio()
 RSS_SAMPLE_SECONDS = 0.01
 SYNTHETIC_AUDIO_SECONDS = 6.0
 

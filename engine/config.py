@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from engine.resources import default_model_dir
 from typing import Any
 
 from engine.calibration import check_curves, curves_from_argument
@@ -28,8 +30,8 @@ DEFAULT_MAX_SIZE = 1024
 CONFIG_FILE = "config.json"
 MODEL_FORMAT = "moee-model"
 MODEL_FORMAT_VERSION = 1
-#: The bundled demo model, used when no model folder is given.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models" / "demo"
+#: The bundled demo model, used when no model folder is given (the repository's assets/ or the package data).
+DEFAULT_MODEL_DIR = default_model_dir()
 
 
 @dataclass

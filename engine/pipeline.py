@@ -35,7 +35,6 @@ from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl
 from engine.unet import ReferenceFeatures
 
-#: Where the bundled default model lives (relative to the repository / installed package root).
 #: Frames rendered when there is no audio track.
 SILENT_CLIP_FRAMES = 50
 #: Frames rendered jointly per window of a clip, and frames shared with the previous window.

@@ -11,8 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="moee-studio", description="MoEE Studio: mix emotions on a talking portrait")
@@ -32,8 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _demo_inputs() -> tuple[str | None, str | None]:
-    portrait = REPO / "assets" / "demo" / "portrait.png"
-    audio = REPO / "assets" / "demo" / "speech.wav"
+    from engine.resources import demo_audio, demo_portrait
+
+    portrait, audio = demo_portrait(), demo_audio()
     return (str(portrait) if portrait.exists() else None, str(audio) if audio.exists() else None)
 
 

@@ -6,7 +6,6 @@ Heavy modules (torch, the pipeline) are imported lazily so the UI starts fast.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -18,9 +17,10 @@ TINY = "tiny"  # pseudo model folder: an untrained tiny model (tests, screenshot
 
 def default_model_dir() -> str | None:
     """The bundled demo model folder if it exists, else ``None``."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(here, "assets", "models", "demo")
-    return path if os.path.isdir(path) else None
+    from engine.resources import default_model_dir as bundled
+
+    path = bundled()
+    return str(path) if path.is_dir() else None
 
 
 def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0) -> Any:

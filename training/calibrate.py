@@ -51,6 +51,7 @@ from engine.cli import recorded_command
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import MoEEError
 from engine.model import MoEEModel
+from engine.resources import models_dir
 from training.evaluate import (
     COMPOUND_RECOGNIZER_DIR,
     EVAL_SEED,
@@ -72,7 +73,8 @@ MIX_GATE_GRID: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 DEFAULT_MIX_IDENTITIES = 8
 #: Largest number of candidate knot settings :func:`fit_mix_knots` tries exhaustively.
 MAX_MIX_CANDIDATES = 2_000_000
-MODELS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+#: The bundled recognisers (the repository's assets/models or the installed package data).
+MODELS_DIR = models_dir()
 
 
 def neutral_clips(clips: list[EvalClip], identities: int) -> list[EvalClip]:

@@ -61,6 +61,7 @@ from engine.config import SamplingConfig, override_sampling
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
 from engine.model import MoEEModel
 from engine.moee import BatchGates
+from engine.resources import models_dir as bundled_models_dir
 
 EVAL_SEED = 4242
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -535,7 +536,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    models_dir = Path(__file__).resolve().parent.parent / "assets" / "models"
+    models_dir = bundled_models_dir()
     recognizer = load_recognizer(Path(args.recognizer or models_dir / "recognizer"))
     compound_dir = args.compound_recognizer or (models_dir / COMPOUND_RECOGNIZER_DIR
                                                 if (models_dir / COMPOUND_RECOGNIZER_DIR).is_dir() else None)

@@ -235,9 +235,9 @@ def run_eval_portraits(args: argparse.Namespace) -> int:
     if not paths:
         raise InputImageError(f"no portrait images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     if args.audio is None:
-        from engine.bench import DEMO_AUDIO
+        from engine.resources import demo_audio
 
-        speech = DEMO_AUDIO
+        speech = demo_audio()
     else:
         speech = args.audio
     animator = PortraitAnimator.from_pretrained(args.model)
