@@ -14,13 +14,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-from engine.resources import default_model_dir
 from typing import Any
 
 from engine.calibration import check_curves, curves_from_argument
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import CheckpointError, EmotionSpecError
+from engine.resources import default_model_dir
 
 #: Highest frame rate a model, a render or a writer accepts (frames per second); higher is a typo.
 MAX_FPS = 120
