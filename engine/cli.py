@@ -258,10 +258,17 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     """``moee render --frame portrait``: the motion model's performance on the whole portrait."""
     from tqdm import tqdm
 
+    from engine.config import DEFAULT_MODEL_DIR
     from engine.export import export_clip
+    from engine.motion import MOTION_CONFIG
     from engine.portrait import PortraitAnimator
 
-    animator = PortraitAnimator.from_pretrained(checked.model_dir)
+    motion_dir = checked.model_dir
+    if not (Path(motion_dir) / MOTION_CONFIG).is_file():
+        print(f"note: {motion_dir} has no motion model; the portrait is animated by the bundled one "
+              "(--frame crop renders this folder's pixel model)", file=sys.stderr)
+        motion_dir = DEFAULT_MODEL_DIR
+    animator = PortraitAnimator.from_pretrained(motion_dir)
     if args.expert:
         print("note: expert packs add sliders to the pixel model only; render them with --frame crop",
               file=sys.stderr)

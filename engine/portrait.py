@@ -34,6 +34,7 @@ from engine.errors import CancelledError, EmotionSpecError
 from engine.moee import GateControl
 from engine.motion import MotionModel
 from engine.portrait_rig import PortraitRig, build_rig, inner_lip_contours
+from engine.shading import crease_intensities, draw_creases
 from engine.warp import draw_mouth_interior, mesh_warp, relax_foldovers
 
 #: Frames of a still (no audio).
@@ -56,6 +57,8 @@ class TransferConfig:
     brush_sample_radius: float = 0.05
     #: Feather (face units) of the brush's blend of the motion.
     brush_feather: float = 0.06
+    #: Draw the creases of an expression (frown lines, nasolabial folds, ...; engine/shading.py).
+    creases: bool = True
     #: Rounds of neighbour averaging of the mesh motion (on each side of the mouth): smooth contours.
     smoothing_rounds: int = 2
     #: Mouth opening of speech relative to the synthetic mouth.
@@ -225,6 +228,12 @@ class PortraitAnimator:
     def face_motion(self, prepared: PreparedPortrait, gates: GateControl, frame_index: int,
                     painted: np.ndarray | None = None) -> np.ndarray:
         """Displacement (68, 2) in face units of the portrait's landmarks at one frame (sitter taken out)."""
+        speech, expression = self._motion_parts(prepared, gates, frame_index, painted)
+        return speech + expression - prepared.sitter_motion
+
+    def _motion_parts(self, prepared: PreparedPortrait, gates: GateControl, frame_index: int,
+                      painted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(speech motion, expression motion with its gain), each (68, 2) face units."""
         opening = float(prepared.openings[frame_index]) if prepared.num_frames else 0.0
         weights = np.zeros(len(self.emotions), np.float32)
         if gates.global_weights is not None:
@@ -236,15 +245,20 @@ class PortraitAnimator:
                                         None if alpha is None else np.stack([zero, alpha]))
         speech, performed = rows[0], rows[1]
         strengths = weights if painted is None else np.maximum(weights, alpha * painted.max(axis=0))
-        motion = speech + self._gain(strengths) * (performed - speech)
-        return motion - prepared.sitter_motion
+        return speech, self._gain(strengths) * (performed - speech)
 
     def control_targets(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
         """Where the rig's control points go at one frame (N, 2), pixels."""
+        return self._frame_geometry(prepared, gates, frame_index)[0]
+
+    def _frame_geometry(self, prepared: PreparedPortrait, gates: GateSpec,
+                        frame_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(control targets (N, 2) px, the sliders' expression motion (68, 2) face units) of one frame."""
         control = self._control(gates, frame_index)
         rig = prepared.rig
         brush = self._painted_at_landmarks(prepared, control)
-        plain = self.face_motion(prepared, GateControl(control.global_weights), frame_index)
+        speech, expression = self._motion_parts(prepared, GateControl(control.global_weights), frame_index)
+        plain = speech + expression - prepared.sitter_motion
         moved = rig.control_weights @ rig.to_pixels.apply_vectors(plain)
         if brush is not None:
             painted, blend = brush
@@ -253,7 +267,7 @@ class PortraitAnimator:
             moved = moved + blend[:, None] * (stroked_px - moved)
         for _ in range(self.cfg.smoothing_rounds):
             moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
-        return relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable)
+        return relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable), expression
 
     def _control(self, gates: GateSpec, frame_index: int) -> GateControl:
         if gates is None:
@@ -270,8 +284,13 @@ class PortraitAnimator:
         if cancel is not None and cancel.cancelled:
             raise CancelledError("render cancelled")
         rig = prepared.rig
-        target = self.control_targets(prepared, gates, frame_index)
+        target, expression = self._frame_geometry(prepared, gates, frame_index)
         frame, _stats = mesh_warp(rig.image, rig.control, target, rig.triangles)
+        if self.cfg.creases:
+            strength = crease_intensities(expression)
+            if any(v > 0 for v in strength.values()):
+                points = rig.points68 + rig.to_pixels.apply_vectors(expression)
+                draw_creases(frame, points, rig.face_unit_px, strength)
         self._draw_mouth(prepared, target, frame)
         return frame
 

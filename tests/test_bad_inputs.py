@@ -86,7 +86,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 def render_args(world: Path, *extra: str, portrait: str = "portrait.png", audio: str = "speech.wav",
                 output: str = "out.mp4") -> list[str]:
-    return ["render", str(world / portrait), str(world / audio), "-o", output, "--model", str(world / "model"),
+    return ["render", str(world / portrait), str(world / audio), "-o", output, "--model", str(world / "model"), "--frame", "crop",
             "--steps", "1", *extra]
 
 
@@ -240,7 +240,7 @@ def test_small_mask_stereo_audio_and_an_earlier_render_of_ours_with_overwrite(wo
     Image.new("L", (16, 16), 255).save(world / "small.png")
     soundfile.write(world / "stereo.wav", np.stack([_tone(0.5, 44_100)] * 2, axis=1), 44_100)
     user_files = snapshot(world / "D")
-    argv = ["render", "portrait.png", "stereo.wav", "-o", "ours", "--model", str(model_dir), "--steps", "1",
+    argv = ["render", "portrait.png", "stereo.wav", "-o", "ours", "--model", str(model_dir), "--frame", "crop", "--steps", "1",
             "--mask", "small.png", "--mask-emotion", "anger", "--overwrite", "--crop", "none"]
     assert main(argv) == 0, capsys.readouterr().err
     names = sorted(p.name for p in (world / "ours").iterdir())
@@ -251,7 +251,7 @@ def test_small_mask_stereo_audio_and_an_earlier_render_of_ours_with_overwrite(wo
 
 def test_an_empty_existing_folder_takes_a_png_sequence(world, model_dir, capsys):
     (world / "empty").mkdir()
-    argv = ["render", "portrait.png", "speech.wav", "-o", "empty", "--model", str(model_dir), "--steps", "1",
+    argv = ["render", "portrait.png", "speech.wav", "-o", "empty", "--model", str(model_dir), "--frame", "crop", "--steps", "1",
             "--crop", "none", "--guidance", "1"]
     assert main(argv) == 0, capsys.readouterr().err
     assert (world / "empty" / FRAMES_MARKER).is_file()
@@ -266,7 +266,7 @@ def test_sigterm_mid_render_leaves_no_temporary_file(world, model_dir):
 
     soundfile.write(world / "long.wav", _tone(4.0), RATE)
     command = [sys.executable, "-m", "engine.cli", "render", "portrait.png", "long.wav", "-o", "out.mp4",
-               "--model", str(model_dir), "--steps", "200", "--crop", "none"]
+               "--model", str(model_dir), "--frame", "crop", "--steps", "200", "--crop", "none"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     process = subprocess.Popen(command, cwd=world, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)

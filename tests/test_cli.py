@@ -40,7 +40,7 @@ def speech(tmp_path) -> Path:
 def test_render_writes_an_mp4_with_h264_aac_and_the_audio_duration(model_dir, speech, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     frames_dir = tmp_path / "frames"
-    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir),
+    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir), "--frame", "crop",
                  "--emotion", "happiness=0.6,surprise=0.4", "--steps", "2", "--frames-dir", str(frames_dir)])
     assert code == 0
     info = probe_video(out)
@@ -62,7 +62,7 @@ def test_render_with_a_painted_mask_and_a_text(model_dir, speech, tmp_path):
     mask[:10] = 255
     Image.fromarray(mask).save(tmp_path / "brows.png")
     out = tmp_path / "out.gif"
-    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir),
+    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir), "--frame", "crop",
                  "--text", "furious", "--mask", str(tmp_path / "brows.png"), "--mask-emotion", "anger",
                  "--steps", "1"])
     assert code == 0 and probe_video(out).frames == round(1.3 * FPS)
@@ -72,7 +72,7 @@ def test_lip_guidance_and_kept_background_change_the_render(model_dir, speech, t
     def frames(*extra):
         folder = tmp_path / f"frames{len(list(tmp_path.iterdir()))}"
         code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(folder) + ".mp4",
-                     "--model", str(model_dir), "--steps", "2", "--frames-dir", str(folder), *extra])
+                     "--model", str(model_dir), "--frame", "crop", "--steps", "2", "--frames-dir", str(folder), *extra])
         assert code == 0
         return [p.read_bytes() for p in sorted(folder.glob("*.png"))[:3]]
 
@@ -97,7 +97,7 @@ def test_lip_guidance_and_kept_background_change_the_render(model_dir, speech, t
 )
 def test_bad_emotion_arguments_are_reported(model_dir, speech, tmp_path, capsys, extra, message):
     out = tmp_path / "out.mp4"
-    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir),
+    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir), "--frame", "crop",
                  "--steps", "1", *extra])
     assert code == 2 and message in capsys.readouterr().err
     assert not out.exists()
@@ -105,11 +105,11 @@ def test_bad_emotion_arguments_are_reported(model_dir, speech, tmp_path, capsys,
 
 def test_unreadable_inputs_and_wrong_model_are_reported(model_dir, speech, tmp_path, capsys):
     out = tmp_path / "out.mp4"
-    assert main(["render", str(tmp_path / "none.png"), str(speech), "-o", str(out), "--model", str(model_dir)]) == 2
+    assert main(["render", str(tmp_path / "none.png"), str(speech), "-o", str(out), "--model", str(model_dir), "--frame", "crop"]) == 2
     assert "none.png" in capsys.readouterr().err
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(16000, np.float32), 16000)
-    assert main(["render", str(ASSETS / "portrait.png"), str(silent), "-o", str(out), "--model", str(model_dir)]) == 2
+    assert main(["render", str(ASSETS / "portrait.png"), str(silent), "-o", str(out), "--model", str(model_dir), "--frame", "crop"]) == 2
     assert "silent" in capsys.readouterr().err
     assert main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(tmp_path)]) == 2
     assert "config.json is missing" in capsys.readouterr().err
@@ -140,7 +140,7 @@ def special_folder(tmp_path: Path, options: str):
 def test_read_only_output_folder_is_reported(model_dir, speech, tmp_path, capsys):
     with special_folder(tmp_path, "ro,size=1m") as locked:
         code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(locked / "o.mp4"),
-                     "--model", str(model_dir), "--steps", "1"])
+                     "--model", str(model_dir), "--frame", "crop", "--steps", "1"])
         assert code == 2 and "read-only" in capsys.readouterr().err
         assert list(locked.iterdir()) == []
 
@@ -148,14 +148,14 @@ def test_read_only_output_folder_is_reported(model_dir, speech, tmp_path, capsys
 def test_full_disk_is_reported_and_leaves_nothing(model_dir, speech, tmp_path, capsys):
     with special_folder(tmp_path, "size=24k") as small:
         code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(small / "o.mp4"),
-                     "--model", str(model_dir), "--steps", "1"])
+                     "--model", str(model_dir), "--frame", "crop", "--steps", "1"])
         assert code == 2 and "no space left" in capsys.readouterr().err
         assert list(small.iterdir()) == []
 
 
 @pytest.mark.parametrize(("crop", "keep_background"), [("auto", "yes"), ("none", "no")])
 def test_bench_prints_json_with_both_paths(model_dir, capsys, crop, keep_background):
-    assert main(["bench", "--json", "--model", str(model_dir), "--repeats", "2", "--steps", "2", "--frames", "2",
+    assert main(["bench", "--json", "--model", str(model_dir), "--frame", "crop", "--repeats", "2", "--steps", "2", "--frames", "2",
                  "--crop", crop, "--keep-background", keep_background]) == 0
     result = json.loads(capsys.readouterr().out)
     # none / no: no face detection and no person matte, for machines without MediaPipe
@@ -217,7 +217,7 @@ def test_without_mediapipe_render_names_what_needs_it_and_runs_without_it(model_
 
     def render(name: str, *flags: str) -> None:
         codes[name] = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(tmp_path / f"{name}.mp4"),
-                            "--model", str(model_dir), "--steps", "1", *flags])
+                            "--model", str(model_dir), "--frame", "crop", "--steps", "1", *flags])
 
     for name, flags in {"face": ("--crop", "auto", "--keep-background", "no"),
                         "matte": ("--crop", "none", "--keep-background", "yes"),
