@@ -35,7 +35,7 @@ from engine.moee import GateControl
 from engine.motion import MotionModel
 from engine.portrait_rig import PortraitRig, build_rig, inner_lip_contours
 from engine.shading import crease_intensities, draw_creases
-from engine.warp import draw_mouth_interior, mesh_warp, relax_foldovers
+from engine.warp import draw_closed_lips, draw_mouth_interior, mesh_warp, relax_foldovers
 
 #: Frames of a still (no audio).
 STILL_FRAMES = 1
@@ -267,7 +267,8 @@ class PortraitAnimator:
             moved = moved + blend[:, None] * (stroked_px - moved)
         for _ in range(self.cfg.smoothing_rounds):
             moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
-        return relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable), expression
+        return (relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=rig.across_mouth),
+                expression)
 
     def _control(self, gates: GateSpec, frame_index: int) -> GateControl:
         if gates is None:
@@ -301,6 +302,9 @@ class PortraitAnimator:
         gap = float(np.max(lower[:, 1] - upper[:, 1]))
         own_gap = float(np.max(lower_src[:, 1] - upper_src[:, 1]))
         width = float(np.linalg.norm(upper[-1] - upper[0]))
+        if own_gap > gap + 0.5:  # the warp closed (part of) the sitter's parted lips: cover the squeezed teeth
+            closed = float(np.clip((own_gap - gap) / own_gap, 0.0, 1.0))
+            draw_closed_lips(frame, upper, lower, rig.lip_colour, min(1.0, 1.5 * closed), 0.02 * width)
         if gap <= 0.5 or width <= 0:
             return
         fade_in = float(np.clip(gap / (0.04 * width), 0.0, 1.0))

@@ -157,8 +157,10 @@ class PortraitRig:
     triangles: np.ndarray  # (T, 3)
     movable: np.ndarray  # (N,) bool: the mesh points (the ring and the border stay still)
     smoothing: object  # (N, N) sparse row-normalised neighbour average on the same side of the mouth
+    across_mouth: np.ndarray  # (T,) bool: triangles spanning the lips' gap (they may close to nothing)
     grey: bool  # a black-and-white portrait (the mouth is drawn in grey)
     brightness: float  # face brightness relative to a mid-tone (scales the drawn mouth)
+    lip_colour: np.ndarray  # (3,) median colour of the lips (covers a seam the warp closed)
 
     @property
     def face_unit_px(self) -> float:
@@ -172,6 +174,14 @@ class PortraitRig:
 
 _MESH_KEPT = tuple(i for i in range(478) if i not in MP_IRIS)
 _MESH_ROWS = {mp: row for row, mp in enumerate(_MESH_KEPT)}
+
+
+def _spans_mouth(triangles: np.ndarray, mesh_side: np.ndarray, count: int) -> np.ndarray:
+    """Triangles with a corner above and a corner below the mouth (the gap between the lips)."""
+    side = np.zeros(count)
+    side[: len(mesh_side)] = mesh_side
+    corners = side[triangles]
+    return (corners < 0).any(axis=1) & (corners > 0).any(axis=1)
 
 
 def neighbour_average(triangles: np.ndarray, side: np.ndarray, count: int):
@@ -244,12 +254,28 @@ def build_rig(image: np.ndarray, mesh: np.ndarray, mean_shape: np.ndarray) -> Po
     face = face.reshape(-1, 3).astype(np.float32) if face.size else image.reshape(-1, 3).astype(np.float32)
     grey = bool(np.mean(np.abs(face - face.mean(1, keepdims=True))) < 3.0)
     brightness = float(np.clip(face.mean() / 150.0, 0.5, 1.2))
+    lip_colour = _lip_colour(image, mesh)
     return PortraitRig(image=image, mesh=mesh.astype(np.float64), points68=points68, to_pixels=to_pixels,
                        shape=shape, sitter_smile=smile, sitter_opening=opening, control=control,
                        control_weights=control_weights, triangles=triangles,
                        movable=np.arange(len(control)) < len(kept),
                        smoothing=neighbour_average(triangles, np.concatenate([mesh_side, np.zeros(len(control) - len(kept))]),
-                                                   len(control)), grey=grey, brightness=brightness)
+                                                   len(control)),
+                       across_mouth=_spans_mouth(triangles, mesh_side, len(control)), grey=grey, brightness=brightness,
+                       lip_colour=lip_colour)
+
+
+def _lip_colour(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """Median colour of the pixels between the outer and the inner lip contours."""
+    import cv2
+
+    outer = np.concatenate([mesh[list(MP_OUTER_UPPER)], mesh[list(MP_OUTER_LOWER)][::-1]])
+    inner = np.concatenate([mesh[list(MP_INNER_UPPER)], mesh[list(MP_INNER_LOWER)][::-1]])
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(outer).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(inner).astype(np.int32)], 0)
+    pixels = image[mask > 0]
+    return np.median(pixels, axis=0).astype(np.float32) if len(pixels) else np.array([150, 80, 80], np.float32)
 
 
 def inner_lip_contours(rig: PortraitRig, control_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -51,18 +51,22 @@ def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 
 def relax_foldovers(source: np.ndarray, target: np.ndarray, triangles: np.ndarray,
-                    movable: np.ndarray | None = None, iterations: int = RELAX_ITERATIONS) -> np.ndarray:
+                    movable: np.ndarray | None = None, iterations: int = RELAX_ITERATIONS,
+                    may_close: np.ndarray | None = None) -> np.ndarray:
     """Target positions without fold-overs: flipped or crushed triangles pull their vertices' motion together.
 
     A triangle whose target area falls below :data:`MIN_AREA_RATIO` of its source area (or changes sign)
     moves each of its vertices halfway to the triangle's mean displacement, for a few rounds. ``movable``
-    (N,) marks the points that may be adjusted (still ring and border stay put).
+    (N,) marks the points that may be adjusted (still ring and border stay put); ``may_close`` (T,) marks
+    triangles allowed to shrink to nothing (those spanning the gap between the lips, which closes).
     """
     src_area = signed_areas(source, triangles)
     motion = target - source
     for _ in range(iterations):
         ratio = signed_areas(source + motion, triangles) / np.where(np.abs(src_area) > 1e-9, src_area, 1e-9)
         bad = ratio < MIN_AREA_RATIO
+        if may_close is not None:
+            bad &= ~may_close
         if not bad.any():
             break
         tris = triangles[bad]
@@ -233,4 +237,37 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
     colour = cv2.GaussianBlur(colour, (0, 0), sigma)
     alpha = (cv2.GaussianBlur(cavity, (0, 0), sigma) * float(np.clip(strength, 0, 1)))[..., None]
     patch = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = np.clip(patch * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def draw_closed_lips(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, lip_colour: np.ndarray,
+                     strength: float, band: float) -> None:
+    """Cover the seam where the warp closed lips that were parted in the portrait, in place.
+
+    Closing a parted mouth squeezes the sitter's teeth into a thin line; this paints the band around the
+    closed seam (``band`` pixels each side of the inner-lip contours) in the lips' own colour, with a soft
+    darker line where the lips meet. ``strength`` (0..1): how far the mouth was closed.
+    """
+    if strength <= 0 or band <= 0:
+        return
+    seam = (upper + lower) / 2
+    h, w = image.shape[:2]
+    pad = int(np.ceil(band * 3)) + 2
+    x0, y0 = np.maximum(np.floor(np.concatenate([upper, lower]).min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(np.concatenate([upper, lower]).max(0)).astype(int) + pad, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return
+    origin = np.array([x0, y0], np.float64)
+    region = (y1 - y0, x1 - x0)
+    gap = _polygon_mask(region, np.concatenate([upper, lower[::-1]]) - origin)
+    line = np.zeros(region, np.float32)
+    pts = np.round((seam - origin) * (1 << RASTER_SHIFT)).astype(np.int32)
+    cv2.polylines(line, [pts], False, 1.0, max(1, int(round(band * 2))), cv2.LINE_AA, RASTER_SHIFT)
+    cover = np.clip(cv2.GaussianBlur(np.maximum(gap, line), (0, 0), max(0.5, band * 0.5)) * 1.5, 0, 1)
+    thin = np.zeros(region, np.float32)
+    cv2.polylines(thin, [pts], False, 1.0, 1, cv2.LINE_AA, RASTER_SHIFT)
+    shade = 1.0 - 0.45 * cv2.GaussianBlur(thin, (0, 0), max(0.5, band * 0.35)) / max(float(thin.max()), 1e-6) * 0.8
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    colour = np.asarray(lip_colour, np.float32)[None, None, :] * shade[..., None]
+    alpha = (cover * float(np.clip(strength, 0, 1)))[..., None]
     image[y0:y1, x0:x1] = np.clip(patch * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)

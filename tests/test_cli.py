@@ -155,7 +155,7 @@ def test_full_disk_is_reported_and_leaves_nothing(model_dir, speech, tmp_path, c
 
 @pytest.mark.parametrize(("crop", "keep_background"), [("auto", "yes"), ("none", "no")])
 def test_bench_prints_json_with_both_paths(model_dir, capsys, crop, keep_background):
-    assert main(["bench", "--json", "--model", str(model_dir), "--frame", "crop", "--repeats", "2", "--steps", "2", "--frames", "2",
+    assert main(["bench", "--json", "--model", str(model_dir), "--repeats", "2", "--steps", "2", "--frames", "2",
                  "--crop", crop, "--keep-background", keep_background]) == 0
     result = json.loads(capsys.readouterr().out)
     # none / no: no face detection and no person matte, for machines without MediaPipe

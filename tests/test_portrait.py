@@ -230,3 +230,48 @@ def test_moee_render_writes_the_portrait_at_its_own_size(tmp_path, astronaut):
     small = tmp_path / "small.mp4"
     assert main(["render", str(portrait), str(speech), "-o", str(small), "--max-size", "400"]) == 0
     assert next(iter(read_frames(small))).shape[:2] == (400, 400)
+
+
+def test_creases_darken_between_the_brows_of_a_frown(animator, prepared):
+    flat = PortraitAnimator(animator.motion, TransferConfig(creases=False))
+    plain = flat.prepare(prepared.portrait, mesh=prepared.rig.mesh)
+    anger = GateControl(one_hot("anger"))
+    with_creases = animator.render_frame(prepared, 0, anger).astype(np.float32)
+    without = flat.render_frame(plain, 0, anger).astype(np.float32)
+    rig = prepared.rig
+    glabella, unit = (rig.points68[21] + rig.points68[22]) / 2, rig.face_unit_px
+    patch = (slice(int(glabella[1] - 0.15 * unit), int(glabella[1] + 0.25 * unit)),
+             slice(int(glabella[0] - 0.1 * unit), int(glabella[0] + 0.1 * unit)))
+    assert with_creases[patch].mean() < without[patch].mean() - 1.0
+    neutral = GateControl(np.zeros(6, np.float32))
+    assert np.array_equal(animator.render_frame(prepared, 0, neutral), flat.render_frame(plain, 0, neutral))
+
+
+def test_closing_the_sitters_parted_lips_hides_her_teeth(animator, prepared):
+    rig = prepared.rig
+    assert rig.sitter_opening > 0.3  # the astronaut shows her teeth
+    frame = animator.render_frame(prepared, 0, GateControl(np.zeros(6, np.float32)))
+    teeth = rig.mesh[[13, 14]].mean(0).astype(int)
+    patch = (slice(teeth[1] - 1, teeth[1] + 2), slice(teeth[0] - 6, teeth[0] + 7))
+    assert frame[patch].astype(float).mean() < prepared.portrait[patch].astype(float).mean() - 20
+
+
+def test_portrait_bench_and_eval_report_the_targets(tmp_path, astronaut):
+    import json
+
+    from PIL import Image
+
+    from engine.portrait_bench import run_portrait_benchmarks
+
+    folder = tmp_path / "portraits"
+    folder.mkdir()
+    Image.fromarray(astronaut).save(folder / "astronaut.png")
+    bench = run_portrait_benchmarks(folder / "astronaut.png", repeats=2, clip_seconds=0.6)
+    assert bench["size"] == [512, 512] and bench["preview_latency_ms"]["median"] > 0 and bench["clip_fps"] > 0
+    out = tmp_path / "eval.json"
+    assert main(["eval-portraits", str(folder), "--json", str(out), "--max-size", "512"]) == 0
+    report = json.loads(out.read_text())
+    row = report["portraits"][0]
+    assert row["size"] == [512, 512] and row["lipsync_corr"] >= 0.7
+    assert row["brush_locality"] >= 5 and row["changed_outside_ring"] == 0
+    assert set(row["emotions"]) == set(EMOTIONS)
