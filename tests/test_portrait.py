@@ -275,3 +275,23 @@ def test_portrait_bench_and_eval_report_the_targets(tmp_path, astronaut):
     assert row["size"] == [512, 512] and row["lipsync_corr"] >= 0.7
     assert row["brush_locality"] >= 5 and row["changed_outside_ring"] == 0
     assert set(row["emotions"]) == set(EMOTIONS)
+
+
+def test_moee_render_says_why_a_portrait_cannot_be_animated(tmp_path, astronaut, capsys):
+    from PIL import Image
+
+    samples, rate = soundfile.read(ASSETS / "speech.wav", dtype="float32")
+    speech = tmp_path / "speech.wav"
+    soundfile.write(speech, samples[: int(0.6 * rate)], rate)
+    cases = {
+        "blank.png": (np.full((256, 256, 3), 120, np.uint8), "no face"),
+        "two.png": (np.concatenate([astronaut[:, 64:448], astronaut[:, 64:448]], axis=1), "2 faces"),
+        "tiny_face.png": (np.pad(astronaut[::2, ::2], ((100, 100), (100, 100), (0, 0)), constant_values=200),
+                          "px wide"),
+    }
+    for name, (image, message) in cases.items():
+        Image.fromarray(image).save(tmp_path / name)
+        out = tmp_path / f"{name}.mp4"
+        assert main(["render", str(tmp_path / name), str(speech), "-o", str(out)]) == 2, name
+        assert message in capsys.readouterr().err, name
+        assert not out.exists()
