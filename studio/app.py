@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         loop = QEventLoop()  # a local loop: app.quit() would also stop a host application's loops
 
         def shoot(result: object) -> None:
-            if getattr(result, "quality", "") != "refine" and window.doc.render.refine_steps > 0:
+            if (getattr(result, "quality", "") != "refine" and window.doc.render.refine_steps > 0
+                    and not window.preview_is_final):
                 return  # wait for the full-quality frame so the shot shows the real preview
             app.processEvents()
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -440,6 +440,12 @@ class MainWindow(QMainWindow):
         r = self.doc.render
         return self.service.request_render(self.playhead, self.doc.gates_for_frame(None), r.preview_steps, r.seed, "preview")
 
+    @property
+    def preview_is_final(self) -> bool:
+        """True when a preview frame is already the export's frame (the portrait path has no sampling
+        steps, so no refine pass is rendered)."""
+        return engine_api.is_portrait_animator(self.service.animator)
+
     def request_refine(self) -> int:
         """Full-quality render of the same state (after the user paused)."""
         if self.service.prepared_inputs is None:
@@ -451,10 +457,12 @@ class MainWindow(QMainWindow):
         if result.request_id != self.service.latest_request_id:
             return  # a newer request exists: never show stale frames
         self.last_result = result
-        self.preview.show_result(result.image, result.request_id, result.quality, result.frame, result.steps, result.seconds)
+        final = self.preview_is_final
+        self.preview.show_result(result.image, result.request_id, result.quality, result.frame,
+                                 0 if final else result.steps, result.seconds)
         self.canvas.set_gate_maps(result.gate_maps)
         self.previewShown.emit(result)
-        if result.quality == "preview" and not self.transport.playing:
+        if result.quality == "preview" and not self.transport.playing and not final:
             self.refine_timer.start(self.doc.render.refine_delay_ms)
 
     def _render_failed(self, _rid: int, message: str) -> None:

@@ -126,6 +126,8 @@ def test_slider_changes_the_face_and_nothing_outside_it(qtbot, pwin) -> None:  #
     inside[face] = True
     assert np.count_nonzero(diff[inside] > 8) > 200  # the face moved
     assert np.count_nonzero(diff[~inside]) == 0  # the rest of the photograph is the photograph
+    assert not pwin.refine_timer.isActive()  # the preview is already the final frame: no refine pass
+    assert "512 × 512 px" in pwin.preview.view.caption
 
     # the live preview follows the slider: newest request wins, the last value is what is shown
     for value in (100, 300, 600):
