@@ -213,3 +213,24 @@ def test_png_export_replaces_an_earlier_folder_only_when_confirmed(qtbot, pwin, 
     with qtbot.waitSignal(dialog.exported, timeout=60_000):
         dialog.start_export(overwrite=True)  # the user said yes
     assert sorted(p.name for p in folder.glob("*.png")) == first
+
+
+def test_live_stroke_overlay_matches_a_full_redraw(pwin) -> None:  # noqa: ANN001
+    """While a stroke runs only the dabs' rectangle is redrawn; the result equals a full redraw."""
+    from studio.qtutil import overlay_rgba, rgb_to_qimage
+
+    def pixels(image) -> np.ndarray:  # noqa: ANN001
+        image = image.convertToFormat(image.Format.Format_RGBA8888)
+        rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+        return rows[:, : 4 * image.width()].reshape(image.height(), image.width(), 4).copy()
+
+    canvas = pwin.canvas
+    pwin.brush_panel.emotion.setCurrentIndex(1)
+    canvas.begin_stroke(200.0, 200.0)
+    for x in range(205, 300, 7):
+        canvas.continue_stroke(float(x), 200.0 + (x - 200) * 0.3)
+    live = pixels(canvas._overlay)
+    full = pixels(rgb_to_qimage(overlay_rgba(pwin.doc.masks, pwin.doc.colours)))
+    canvas.end_stroke()
+    assert live[..., 3].max() > 0
+    assert np.array_equal(live, full)
