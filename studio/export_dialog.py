@@ -206,6 +206,10 @@ class ExportDialog(QDialog):
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(window.doc.render.seed)
+        if engine_api.is_portrait_animator(window.service.animator):  # no sampling: steps and seed do nothing
+            for box in (self.steps, self.seed):
+                box.setEnabled(False)
+                box.setToolTip("The portrait renderer has no sampling steps or seed")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.status = QLabel("")
