@@ -1,6 +1,7 @@
-"""``moee-studio [PROJECT] [--model DIR] [--portrait IMG] [--audio WAV] [--screenshot OUT.png]``.
+"""``moee-studio [PROJECT] [--model DIR] [--frame portrait|crop] [--portrait IMG] [--audio WAV] [--screenshot OUT.png]``.
 
-``--screenshot`` renders the window offscreen once the first preview frame is shown, saves it as a
+``--frame portrait`` (default) renders the portrait at its own resolution (long side capped at 1024);
+``--frame crop`` uses the pixel model's small face crop. ``--screenshot`` renders the window offscreen once the first preview frame is shown, saves it as a
 PNG and exits (set ``QT_QPA_PLATFORM=offscreen`` on a machine without a display).
 """
 
@@ -17,6 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("project", nargs="?", help="a .moee project file to open")
     parser.add_argument("--model", default=None,
                         help="model folder (default: the bundled demo model; 'tiny' = untrained tiny model)")
+    parser.add_argument("--frame", choices=("portrait", "crop"), default="portrait",
+                        help="portrait: render the portrait at its own resolution (default); crop: the pixel "
+                             "model's small face crop")
     parser.add_argument("--portrait", default=None, help="portrait image to start with")
     parser.add_argument("--audio", default=None, help="speech audio to start with")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto (default cpu)")
@@ -29,10 +33,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _demo_inputs() -> tuple[str | None, str | None]:
-    from engine.resources import demo_audio, demo_portrait
+def _demo_inputs(frame: str = "portrait") -> tuple[str | None, str | None]:
+    """The bundled demo portrait and speech: the 256 px photo for the portrait path (the 128 px
+    portrait's face is too small to animate at its own resolution), the 128 px portrait for the crop."""
+    from engine.resources import assets_dir, demo_audio, demo_portrait
 
     portrait, audio = demo_portrait(), demo_audio()
+    photo = assets_dir() / "demo" / "photo.png"
+    if frame == "portrait" and photo.exists():
+        portrait = photo
     return (str(portrait) if portrait.exists() else None, str(audio) if audio.exists() else None)
 
 
@@ -83,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         settings.use_settings_file(Path(tempfile.mkdtemp(prefix="moee-shot-")) / "settings.ini")
-    window = MainWindow(model_dir=args.model, show_dialogs=not args.screenshot, device=args.device)
+    window = MainWindow(model_dir=args.model, show_dialogs=not args.screenshot, device=args.device,
+                        frame=args.frame)
     if args.screenshot:
         window.resize(1600, 980)
     window.show()
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         window.offer_recovery()
     portrait, audio = args.portrait, args.audio
     if args.screenshot and not args.project and portrait is None:
-        portrait, audio = _demo_inputs()
+        portrait, audio = _demo_inputs(args.frame)
     if audio:
         window.open_audio(audio)
     if portrait:
@@ -113,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         loop = QEventLoop()  # a local loop: app.quit() would also stop a host application's loops
 
         def shoot(result: object) -> None:
-            if getattr(result, "quality", "") != "refine" and window.doc.render.refine_steps > 0:
+            if (getattr(result, "quality", "") != "refine" and window.doc.render.refine_steps > 0
+                    and not window.preview_is_final):
                 return  # wait for the full-quality frame so the shot shows the real preview
             app.processEvents()
             out.parent.mkdir(parents=True, exist_ok=True)

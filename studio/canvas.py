@@ -73,6 +73,26 @@ class PortraitCanvas(QWidget):
         mx, my = (x1 - x0) * 0.08, (y1 - y0) * 0.08
         return QRectF(float(x0 - mx), float(y0 - my), float(x1 - x0 + 2 * mx), float(y1 - y0 + 2 * my))
 
+    def _stroke_changed(self, points: list[tuple[float, float]]) -> None:
+        """Redraw the overlay only around the dabs at ``points`` (a full redraw of a 1024 px mask set
+        takes tens of milliseconds, too slow for every mouse move)."""
+        if self._overlay is None or self.portrait is None:
+            self._masks_changed(self.brush.emotion)
+            return
+        h, w = self.portrait.shape[:2]
+        pad = int(np.ceil(self.brush.radius)) + 2
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, x1 = max(0, int(min(xs)) - pad), min(w, int(np.ceil(max(xs))) + pad + 1)
+        y0, y1 = max(0, int(min(ys)) - pad), min(h, int(np.ceil(max(ys))) + pad + 1)
+        if x0 >= x1 or y0 >= y1:
+            return
+        patch = rgb_to_qimage(overlay_rgba(self.doc.masks[:, y0:y1, x0:x1], self.doc.colours))
+        painter = QPainter(self._overlay)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(x0, y0, patch)
+        painter.end()
+        self.update()
+
     def _masks_changed(self, _index: int) -> None:
         if self.portrait is not None and self.doc.masks.shape[1:] == self.portrait.shape[:2]:
             self._overlay = rgb_to_qimage(overlay_rgba(self.doc.masks, self.doc.colours))
@@ -164,15 +184,15 @@ class PortraitCanvas(QWidget):
         self._stroke_before = self.doc.masks[index].copy()
         self._last = (x, y)
         apply_dab(self.doc.masks[index], x, y, self.brush)
-        self._masks_changed(index)
+        self._stroke_changed([(x, y)])
 
     def continue_stroke(self, x: float, y: float) -> None:
         """Extend the stroke to (x, y) (live overlay, no render yet)."""
         if self._stroke_before is None or self._last is None:
             return
         apply_segment(self.doc.masks[self.brush.emotion], self._last, (x, y), self.brush)
+        self._stroke_changed([self._last, (x, y)])
         self._last = (x, y)
-        self._masks_changed(self.brush.emotion)
 
     def end_stroke(self) -> None:
         """Finish the stroke: one undoable command with the mask before and after."""

@@ -6,13 +6,19 @@ Heavy modules (torch, the pipeline) are imported lazily so the UI starts fast.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from engine.moee import GateControl  # re-exported: the studio builds these
 
-TINY = "tiny"  # pseudo model folder: an untrained tiny model (tests, screenshots without assets)
+TINY = "tiny"  # pseudo model folder: an untrained tiny pixel model (tests, screenshots without assets)
+#: Render modes: ``"portrait"`` = the user's portrait at its own resolution (engine.portrait, default);
+#: ``"crop"`` = the pixel U-Net's small face crop (engine.pipeline; also what ``"tiny"`` loads).
+FRAME_MODES = ("portrait", "crop")
+#: Files a model folder needs for the portrait path.
+MOTION_FILES = ("motion.safetensors", "motion.json")
 
 
 def default_model_dir() -> str | None:
@@ -23,8 +29,26 @@ def default_model_dir() -> str | None:
     return str(path) if path.is_dir() else None
 
 
-def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0) -> Any:
-    """Build an Animator: ``"tiny"`` = random tiny model, ``None`` = bundled default, else a folder."""
+def has_motion_model(model_dir: str | None) -> bool:
+    """True when ``model_dir`` (``None`` = the bundled model) holds the motion model of the portrait path."""
+    folder = model_dir if model_dir is not None else default_model_dir()
+    if folder is None or folder == TINY:
+        return False
+    return all((Path(folder) / name).is_file() for name in MOTION_FILES)
+
+
+def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0, frame: str = "portrait") -> Any:
+    """Build the animator the studio renders with.
+
+    ``frame="portrait"`` (default): a :class:`engine.portrait.PortraitAnimator` that renders the portrait
+    at its own resolution (long side capped at 1024), when the folder holds the motion model; a folder
+    without one falls back to the crop model. ``"tiny"`` or ``frame="crop"``: the pixel model
+    (:class:`engine.pipeline.Animator`, ``"tiny"`` = random tiny model). ``None`` = the bundled model.
+    """
+    if frame not in FRAME_MODES:
+        raise ValueError(f"unknown frame mode {frame!r}; choose one of {', '.join(FRAME_MODES)}")
+    if model_dir != TINY and frame == "portrait" and has_motion_model(model_dir):
+        return load_portrait_animator(model_dir)
     from engine.pipeline import Animator
 
     if model_dir == TINY:
@@ -32,6 +56,59 @@ def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0) -> 
 
         return Animator.from_config(tiny_config(), device=device, seed=seed)
     return Animator.from_pretrained(model_dir, device=device)
+
+
+def load_portrait_animator(model_dir: str | None = None) -> Any:
+    """The portrait animator of a model folder (``None`` = the bundled model)."""
+    from engine.portrait import PortraitAnimator
+
+    return PortraitAnimator.from_pretrained(model_dir)
+
+
+def is_portrait_animator(animator: Any) -> bool:
+    """True for an animator that renders at the portrait's own resolution (engine.portrait)."""
+    from engine.portrait import PortraitAnimator
+
+    return isinstance(animator, PortraitAnimator)
+
+
+def animator_label(animator: Any) -> str:
+    """A short name of the loaded model for the status bar."""
+    if is_portrait_animator(animator):
+        return "portrait (motion MoE)"
+    return str(getattr(getattr(animator, "cfg", None), "name", "model"))
+
+
+def gate_maps(animator: Any) -> Any:
+    """The model's local gate maps of the last frame (heat maps), or ``None`` where it has none."""
+    last = getattr(animator, "last_gate_maps", None)
+    return last() if callable(last) else None
+
+
+def load_expert_pack(animator: Any, path: str) -> str:
+    """Load a custom expert pack into the animator; returns the emotion name."""
+    load = getattr(animator, "load_expert_pack", None)
+    if load is None:
+        from engine.errors import EmotionSpecError
+
+        raise EmotionSpecError("custom expert packs drive the crop model only; start the studio with "
+                               "--frame crop to use them")
+    return str(load(path))
+
+
+def export_clip(animator: Any, prepared: Any, output: str, **options: Any) -> Any:
+    """Render a clip into a video file or PNG folder (engine.export.export_clip: the one export path)."""
+    from engine.export import export_clip as _export
+
+    return _export(animator, prepared, output, **options)
+
+
+def face_width(landmarks: np.ndarray | None) -> float | None:
+    """Width in pixels of the face a landmark set outlines (``None`` without landmarks)."""
+    if landmarks is None or len(landmarks) == 0:
+        return None
+    xs = np.asarray(landmarks, np.float64)[:, 0]
+    return float(xs.max() - xs.min())
 
 
 def cancel_token() -> Any:
@@ -80,14 +157,6 @@ def person_matte(image: np.ndarray) -> np.ndarray:
     from engine.face import person_matte as _matte
 
     return np.asarray(_matte(image), np.float32)
-
-
-def open_writer(path: str, fmt: str, fps: float, audio: Any = None) -> Any:
-    """An engine video writer for ``fmt`` (mp4, png, png-alpha, gif); atomic on close."""
-    from engine.video import open_writer as _open
-
-    kind = {"mp4": "mp4", "gif": "gif", "png": "png", "png-alpha": "png"}[fmt]
-    return _open(path, fps, audio=audio, format=kind)
 
 
 def probe_video(path: str) -> Any:

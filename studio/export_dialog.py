@@ -1,12 +1,15 @@
 """Export dialog: MP4 (H.264 + AAC), PNG sequence (optionally with alpha), GIF; progress and cancel.
 
-The render runs on the engine thread (:class:`ExportJob`) that streams frames from
-``animator.render_clip`` into an engine writer. Engine writers are atomic, so a cancelled or failed
-export leaves nothing behind: the file is complete or absent.
+The render runs on the engine thread (:class:`ExportJob`) through :func:`engine.export.export_clip`,
+the same export path as ``moee render``: with the studio's animator (the portrait at its own
+resolution by default) and the prepared inputs the preview uses. Engine writers are atomic, so a
+cancelled or failed export leaves nothing behind: the file is complete or absent. An earlier PNG
+sequence folder is replaced only after the user confirmed it (``overwrite``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -48,16 +52,25 @@ def with_alpha(image: np.ndarray) -> np.ndarray:
     return np.concatenate([image, alpha[..., None]], axis=2)
 
 
-def audio_slice(clip: Any, fps: float, start: int, stop: int) -> Any:
-    """The part of an AudioClip under frames ``start..stop-1``."""
-    if clip is None:
-        return None
-    from engine.audio import AudioClip
+class _WithAlpha:
+    """The animator seen through a person matte: its clip frames come out RGBA (PNG sequence with alpha).
 
-    first = int(round(start / fps * clip.sample_rate))
-    last = int(round(stop / fps * clip.sample_rate))
-    samples = clip.samples[first:last]
-    return AudioClip(samples, clip.sample_rate, clip.source) if len(samples) else None
+    Only :meth:`render_clip` is wrapped, so :func:`engine.export.export_clip` stays the one render loop.
+    """
+
+    def __init__(self, animator: Any) -> None:
+        self.animator = animator
+
+    def render_clip(self, *args: Any, **kwargs: Any) -> Any:
+        for result in self.animator.render_clip(*args, **kwargs):
+            result.image = with_alpha(result.image)
+            yield result
+
+
+def earlier_export(path: str, fmt: str) -> bool:
+    """True when ``path`` is a non-empty folder a PNG sequence would replace (needs the user's yes)."""
+    target = Path(path)
+    return fmt in ("png", "png-alpha") and target.is_dir() and any(target.iterdir())
 
 
 class ExportJob(QObject):
@@ -80,6 +93,7 @@ class ExportJob(QObject):
         fps: int | None = None,
         lock: threading.RLock | None = None,
         prepare_args: tuple[Any, Any] | None = None,
+        overwrite: bool = False,
     ) -> None:
         super().__init__()
         self.animator, self.prepared, self.schedule = animator, prepared, schedule
@@ -89,6 +103,7 @@ class ExportJob(QObject):
         self.fps = fps
         self.lock = lock or threading.RLock()
         self.prepare_args = prepare_args
+        self.overwrite = bool(overwrite)
         self.token = engine_api.cancel_token()
         self.result: tuple[bool, str] | None = None
         self._finished = threading.Event()
@@ -133,24 +148,24 @@ class ExportJob(QObject):
                 prepared = self.animator.prepare(portrait, audio, fps=int(self.fps))
             stop = min(self.stop_frame, prepared.num_frames)
             start = min(self.start_frame, stop - 1)
-            audio = audio_slice(prepared.audio, prepared.fps, start, stop) if self.fmt == "mp4" else None
-            writer = engine_api.open_writer(self.path, self.fmt, prepared.fps, audio)
+            if self.fmt != "mp4" and prepared.audio is not None:  # only the MP4 carries the track
+                prepared = dataclasses.replace(prepared, audio=None)
             count = len(self.animator.emotions)
             schedule = self.schedule
 
             def gates(frame: int) -> Any:
                 return engine_api.fit_gates(schedule(frame), count)
 
-            with writer:
-                for result in self.animator.render_clip(
-                    prepared, gates, steps=self.steps, seed=self.seed, start=start, stop=stop,
-                    cancel=self.token,
-                ):
-                    self.token.check()
-                    image = with_alpha(result.image) if self.fmt == "png-alpha" else result.image
-                    writer.write(image)
-                    self.progress.emit(int(result.index), float(result.progress))
-                self.token.check()  # a cancel after the last frame still discards the file
+            def on_frame(index: int, progress: float) -> None:
+                self.token.check()  # raising here discards the partial output (the writer is atomic)
+                self.progress.emit(int(index), float(progress))
+
+            animator = _WithAlpha(self.animator) if self.fmt == "png-alpha" else self.animator
+            engine_api.export_clip(
+                animator, prepared, self.path, gates=gates, steps=self.steps, seed=self.seed, start=start,
+                stop=stop, format="png" if self.fmt == "png-alpha" else self.fmt, cancel=self.token,
+                on_frame=on_frame, overwrite=self.overwrite,
+            )
 
 
 class ExportDialog(QDialog):
@@ -191,6 +206,10 @@ class ExportDialog(QDialog):
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(window.doc.render.seed)
+        if engine_api.is_portrait_animator(window.service.animator):  # no sampling: steps and seed do nothing
+            for box in (self.steps, self.seed):
+                box.setEnabled(False)
+                box.setToolTip("The portrait renderer has no sampling steps or seed")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.status = QLabel("")
@@ -248,8 +267,21 @@ class ExportDialog(QDialog):
         if path:
             self.path.setText(path)
 
-    def start_export(self) -> ExportJob | None:
-        """Start the export job (returns it; ``None`` if nothing can be exported)."""
+    def confirm_overwrite(self, path: str) -> bool:
+        """Ask whether an earlier export folder may be replaced (without dialogs: no)."""
+        if not getattr(self.window_, "show_dialogs", True):
+            return False
+        answer = QMessageBox.question(
+            self, "Replace the earlier export?",
+            f"{path} already holds exported frames.\n\nReplace them with this export?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def start_export(self, overwrite: bool | None = None) -> ExportJob | None:
+        """Start the export job (returns it; ``None`` if nothing can be exported).
+
+        ``overwrite``: replace an earlier PNG-sequence folder; ``None`` asks the user when there is one.
+        """
         w = self.window_
         prepared = w.service.prepared_inputs
         if w.service.animator is None or prepared is None:
@@ -258,10 +290,17 @@ class ExportDialog(QDialog):
         if self.stop.value() <= self.start.value():
             self.status.setText("The frame range is empty: 'to' must be larger than 'from'.")
             return None
+        path = self.path.text().strip()
+        if overwrite is None:
+            overwrite = earlier_export(path, self.fmt()) and self.confirm_overwrite(path)
+            if earlier_export(path, self.fmt()) and not overwrite and self.window_.show_dialogs:
+                self.status.setText("Not exported: choose another folder, or confirm replacing the earlier one.")
+                return None
         self.job = ExportJob(
-            w.service.animator, prepared, w.doc.schedule(), self.path.text().strip(), self.fmt(),
+            w.service.animator, prepared, w.doc.schedule(), path, self.fmt(),
             self.start.value(), self.stop.value(), self.steps.value(), self.seed.value(), self.fps.value(),
             w.service.engine_lock, (w.doc.state.portrait_path or prepared.portrait, w.doc.state.audio_path),
+            bool(overwrite),
         )
         self.job.progress.connect(lambda _i, p: self.bar.setValue(int(p * 1000)))
         self.job.done.connect(self._done)

@@ -54,6 +54,17 @@ def _same_path_key(path: str | os.PathLike[str]) -> str:
     return os.path.normcase(str(Path(path).resolve()))
 
 
+def default_brush_radius(shape: tuple[int, ...], landmarks: np.ndarray | None) -> float:
+    """Default brush radius in portrait pixels: 3.5 % of the face width (a brow is about 3 radii tall).
+
+    Without landmarks: 1.5 % of the portrait's long side. Never under 2 px.
+    """
+    width = engine_api.face_width(landmarks)
+    if width is None or width <= 0:
+        width = max(int(shape[0]), int(shape[1])) * 0.43
+    return float(max(2, round(0.035 * width)))
+
+
 def _titled(title: str, widget: QWidget) -> QWidget:
     box = QWidget()
     layout = QVBoxLayout(box)
@@ -80,8 +91,11 @@ class MainWindow(QMainWindow):
         show_dialogs: bool = True,
         autosave: bool = True,
         device: str = "cpu",
+        frame: str = "portrait",
     ) -> None:
         super().__init__()
+        self.device = device
+        self.frame_mode = frame  # "portrait" (own resolution) or "crop" (the pixel model), see engine_api
         self.setWindowTitle("MoEE Studio")
         self.show_dialogs = show_dialogs
         self.doc = Document(self)
@@ -96,6 +110,7 @@ class MainWindow(QMainWindow):
         self._model_ready = False
         self.recovery_path = settings.recovery_file(next(_WINDOW_SERIALS))
         self.recovered_from: str | None = None  # the project a recovered (untitled) copy came from
+        self._radius_portrait: tuple[str | None, tuple[int, ...]] | None = None  # portrait the brush was sized for
 
         # ---------------------------------------------------------------- widgets
         self.canvas = PortraitCanvas(self.doc, self.brush)
@@ -324,17 +339,20 @@ class MainWindow(QMainWindow):
 
     # -------------------------------------------------------------------- model
     def load_model(self, model_dir: str | None) -> None:
-        """Load a model folder on the worker (``None`` = bundled demo, else the tiny random model)."""
+        """Load a model folder on the worker (``None`` = bundled demo, else the tiny random model).
+
+        The bundled model renders the portrait at its own resolution (``frame="portrait"``).
+        """
         if model_dir is None:
             model_dir = engine_api.default_model_dir() or engine_api.TINY
         self.doc.state.model_dir = model_dir
         self.trainer.base_model = model_dir
         self.model_label.setText("loading model…")
-        self.service.load_model(model_dir)
+        self.service.load_model(model_dir, self.device, self.frame_mode)
 
     def _model_loaded(self, animator: Any) -> None:
         self._model_ready = True
-        name = getattr(getattr(animator, "cfg", None), "name", "model")
+        name = engine_api.animator_label(animator)
         trained = getattr(animator, "trained", True)
         self.model_label.setText(f"model: {name}{'' if trained else ' (untrained)'} · {len(animator.emotions)} experts")
         for emotion in animator.emotions:
@@ -390,6 +408,7 @@ class MainWindow(QMainWindow):
 
     def _prepared(self, prepared: Any) -> None:
         self.canvas.set_portrait(prepared.portrait, prepared.landmarks)
+        self._size_brush(prepared)
         self.timeline.set_num_frames(prepared.num_frames, prepared.fps)
         self.timeline.set_audio(prepared.audio)
         self.transport.configure(prepared.num_frames, prepared.fps, prepared.audio)
@@ -402,6 +421,14 @@ class MainWindow(QMainWindow):
         self.preparedReady.emit(prepared)
         self.schedule_render()
 
+    def _size_brush(self, prepared: Any) -> None:
+        """Give a newly opened portrait a brush sized for it (brows alone are easy to paint)."""
+        key = (self.doc.state.portrait_path, tuple(prepared.portrait.shape))
+        if key == self._radius_portrait:
+            return  # the same portrait re-prepared (new audio, fps): keep the user's radius
+        self._radius_portrait = key
+        self.brush_panel.set_radius(default_brush_radius(prepared.portrait.shape, prepared.landmarks))
+
     # ------------------------------------------------------------------ render
     def schedule_render(self) -> int:
         """Ask for a fast preview of the playhead frame (the newest request wins). Returns its id."""
@@ -412,6 +439,12 @@ class MainWindow(QMainWindow):
             return 0
         r = self.doc.render
         return self.service.request_render(self.playhead, self.doc.gates_for_frame(None), r.preview_steps, r.seed, "preview")
+
+    @property
+    def preview_is_final(self) -> bool:
+        """True when a preview frame is already the export's frame (the portrait path has no sampling
+        steps, so no refine pass is rendered)."""
+        return engine_api.is_portrait_animator(self.service.animator)
 
     def request_refine(self) -> int:
         """Full-quality render of the same state (after the user paused)."""
@@ -424,10 +457,12 @@ class MainWindow(QMainWindow):
         if result.request_id != self.service.latest_request_id:
             return  # a newer request exists: never show stale frames
         self.last_result = result
-        self.preview.show_result(result.image, result.request_id, result.quality, result.frame, result.steps, result.seconds)
+        final = self.preview_is_final
+        self.preview.show_result(result.image, result.request_id, result.quality, result.frame,
+                                 0 if final else result.steps, result.seconds)
         self.canvas.set_gate_maps(result.gate_maps)
         self.previewShown.emit(result)
-        if result.quality == "preview" and not self.transport.playing:
+        if result.quality == "preview" and not self.transport.playing and not final:
             self.refine_timer.start(self.doc.render.refine_delay_ms)
 
     def _render_failed(self, _rid: int, message: str) -> None:

@@ -87,9 +87,11 @@ class PreviewPanel(QWidget):
             self.status.setText(text)
 
     def show_result(self, image: np.ndarray, request_id: int, quality: str, frame: int, steps: int, seconds: float) -> None:
-        """Display a finished render."""
+        """Display a finished render (``steps=0``: a renderer without sampling steps, shown as final)."""
         self.shown_request = request_id
         self.shown_quality = quality
         label = "refined" if quality == "refine" else "preview"
-        self.view.set_frame(image, f"frame {frame} · {label} · {steps} steps")
+        h, w = image.shape[:2]
+        detail = f"{label} · {steps} steps" if steps > 0 else f"{w} × {h} px"
+        self.view.set_frame(image, f"frame {frame} · {detail}")
         self.status.setText(f"{label}: {seconds * 1000:.0f} ms")

@@ -1,7 +1,8 @@
 """Rendering off the UI thread: the engine thread, newest request wins, stale work cancelled.
 
 The UI posts requests; the engine thread (:mod:`studio.engine_thread`, a one-thread QThreadPool)
-runs them one at a time against the engine's ``Animator``:
+runs them one at a time against the engine's animator (``PortraitAnimator`` by default: frames at
+the portrait's own resolution; the crop model's ``Animator`` in tiny/crop mode):
 
 * *tasks* (load model, prepare portrait+audio, text -> mix, load expert pack) run in order;
 * *renders* keep only the newest request: posting one cancels the render in progress (through
@@ -91,12 +92,12 @@ class RenderService(QObject):
         self._scheduled = False  # a drain job is queued or running on the engine thread
 
     # ------------------------------------------------------------ requests
-    def load_model(self, model_dir: str | None, device: str = "cpu") -> None:
-        """Load a model folder (``"tiny"`` = random tiny model) on the worker."""
+    def load_model(self, model_dir: str | None, device: str = "cpu", frame: str = "portrait") -> None:
+        """Load a model folder on the worker (``"tiny"`` = random tiny model; ``frame`` see engine_api)."""
 
         def task() -> None:
             try:
-                animator = engine_api.load_animator(model_dir, device=device)
+                animator = engine_api.load_animator(model_dir, device=device, frame=frame)
             except Exception as exc:  # noqa: BLE001 - reported to the user
                 self._emit(self.modelFailed, _message(exc))
                 return
@@ -127,7 +128,7 @@ class RenderService(QObject):
 
     def load_expert_pack(self, path: str) -> None:
         """Load a custom expert pack into the animator; emits ``expertLoaded(name, path)``."""
-        self._post_engine_call("expert", lambda animator: animator.load_expert_pack(path),
+        self._post_engine_call("expert", lambda animator: engine_api.load_expert_pack(animator, path),
                                lambda name: self._emit(self.expertLoaded, str(name), str(path)), self.expertFailed)
 
     def _post_engine_call(self, name: str, call: Callable[[Any], Any], done: Callable[[Any], None],
@@ -277,7 +278,7 @@ class RenderService(QObject):
                 image = self.animator.render_frame(
                     prepared, frame, gates, steps=req.steps, seed=req.seed, cancel=token
                 )
-                maps = self.animator.last_gate_maps()
+                maps = engine_api.gate_maps(self.animator)
         except CancelledError:
             self._emit(self.renderCancelled, req.request_id)
             return
