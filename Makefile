@@ -56,7 +56,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	@mkdir -p out
-	$(VENV)/bin/moee render assets/demo/portrait.png assets/demo/speech.wav -o out/demo.mp4 \
+	$(VENV)/bin/moee render assets/demo/photo.png assets/demo/speech.wav -o out/demo.mp4 \
 	  --emotion "happiness=0.6,surprise=0.4" --frames-dir out/demo_frames
 	@echo "demo written to out/demo.mp4 (frames in out/demo_frames/)"
 

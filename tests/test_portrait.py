@@ -295,3 +295,13 @@ def test_moee_render_says_why_a_portrait_cannot_be_animated(tmp_path, astronaut,
         assert main(["render", str(tmp_path / name), str(speech), "-o", str(out)]) == 2, name
         assert message in capsys.readouterr().err, name
         assert not out.exists()
+
+
+def test_the_readmes_demo_portrait_can_be_animated(animator):
+    """`make demo` renders the Makefile's demo portrait on the default (portrait) path: its face must qualify."""
+    import re
+
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    portrait = re.search(r"moee render (\S+) ", makefile).group(1)
+    prepared = animator.prepare(Path(__file__).resolve().parent.parent / portrait)
+    assert prepared.rig.face_unit_px * 2 >= 64
