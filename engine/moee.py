@@ -19,7 +19,7 @@ global weight is 0 for every sample is not computed at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,6 +139,10 @@ class GateControl:
                 raise EmotionSpecError(f"expected {num_emotions} mask alphas, got shape {alpha.shape}")
             _check_unit_range("mask alpha", alpha)
         return GateControl(weights, masks, alpha, checked_for=num_emotions)
+
+
+#: What a render takes for the gates: one control for every frame, one per frame index, or None (neutral).
+GateSpec = GateControl | Callable[[int], GateControl] | None
 
 
 def _check_unit_range(what: str, values: np.ndarray) -> None:

@@ -32,7 +32,7 @@ from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoF
 from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
-from engine.moee import BatchGates, GateControl
+from engine.moee import BatchGates, GateControl, GateSpec
 from engine.unet import ReferenceFeatures
 
 #: Frames rendered when there is no audio track.
@@ -56,7 +56,6 @@ SCHEDULERS = {
     "euler": EulerDiscreteScheduler,
 }
 
-GateSpec = GateControl | Callable[[int], GateControl] | None
 
 
 class CancelToken:

@@ -20,7 +20,6 @@ portrait without an expression of its own is the portrait, bit for bit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from engine import audio as audio_io
 from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
-from engine.moee import GateControl
+from engine.moee import GateControl, GateSpec
 from engine.motion import MotionModel
 from engine.portrait_rig import PortraitRig, build_rig, inner_lip_contours
 from engine.shading import crease_intensities, draw_creases
@@ -324,19 +323,6 @@ class PortraitAnimator:
                 on_frame(index)
             yield PortraitFrame(index, image, (index - start + 1) / (stop - start))
 
-    def time_frame(self, prepared: PreparedPortrait, gates: GateSpec = None, repeats: int = 5) -> dict[str, float]:
-        """Median milliseconds of one frame: the motion model, and the whole frame (benchmarks)."""
-        motion_ms, frame_ms = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            self.control_targets(prepared, gates, 0)
-            t1 = time.perf_counter()
-            self.render_frame(prepared, 0, gates)
-            t2 = time.perf_counter()
-            motion_ms.append((t1 - t0) * 1000)
-            frame_ms.append((t2 - t1) * 1000)
-        return {"motion_ms": float(np.median(motion_ms)), "frame_ms": float(np.median(frame_ms))}
-
 
 def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Nearest-pixel values of a 2-D array at (N, 2) pixel positions (clamped to the image)."""
@@ -345,5 +331,3 @@ def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     ys = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
     return image[ys, xs]
 
-
-GateSpec = GateControl | Callable[[int], GateControl] | None

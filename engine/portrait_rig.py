@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import NoFaceError
-from engine.face import MP_FACE_OVAL, MP_LIPS_INNER
+from engine.face import MP_FACE_OVAL
 
 #: MediaPipe Face Mesh index of each iBUG 68 landmark (the widely used correspondence, e.g. LatentSync's).
 LM68_FROM_MP478: tuple[int, ...] = (
@@ -283,7 +283,3 @@ def inner_lip_contours(rig: PortraitRig, control_target: np.ndarray) -> tuple[np
     upper = control_target[[_MESH_ROWS[i] for i in MP_INNER_UPPER]]
     lower = control_target[[_MESH_ROWS[i] for i in MP_INNER_LOWER]]
     return upper, lower
-
-
-__all__ = ["LM68_FROM_MP478", "MP_LIPS_INNER", "PortraitRig", "Similarity", "build_rig", "check_face",
-           "fit_similarity", "inner_lip_contours", "sitter_expression"]

@@ -13,7 +13,7 @@ For every image in the folder (long side capped at ``--max-size``):
   geometry only, never the model's own numbers;
 * **lip sync**: a clip with the bundled speech; Pearson r between the inner-lip opening MediaPipe reads on
   the output and the audio's loudness per frame (target >= 0.7);
-* **stability**: landmark jitter (px at 512 px) over a silent stretch (target <= 0.5);
+* **stability**: landmark jitter (px at 512 px) over the speech clip's silent frames (target <= 0.5);
 * **brush locality**: surprise painted on the brows of an angry face: mean change inside the stroke over
   the mean change elsewhere inside the face ring (background excluded; target >= 5);
 * **speed**: median milliseconds of a frame.
@@ -49,6 +49,8 @@ EMOTION_SIGNATURES: dict[str, tuple[float, ...]] = {
     "fear": (0.8, 0.6, 0.4, 0.8, 0, 0.8, 0.5, 0, 0),
     "surprise": (0.8, 1, 0, 0.8, 0, 0, 1, 0, 0),
 }
+#: Mouth opening below which a frame of the speech clip counts as silent (for the jitter measure).
+SILENT_OPENING = 0.02
 TARGETS = {"lipsync_corr": 0.7, "jitter_px_at_512": 0.5, "brush_locality": 5.0}
 
 
@@ -107,7 +109,7 @@ def _one_hot(emotions: tuple[str, ...], name: str) -> np.ndarray:
 
 
 def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict, list[np.ndarray]]:
-    """All measures of one portrait (module docstring) and its sheet row (neutral + six emotions)."""
+    """All measures of one portrait (module docstring) and its sheet row (portrait, neutral, six emotions)."""
     from training.evaluate import ssim
 
     emotions = animator.emotions
@@ -135,22 +137,18 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     hits = sum(1 for name in emotions if reads[name]["read_as"] == name)
 
     talking = animator.prepare(path, speech, max_size=max_size, mesh=still.rig.mesh)
-    gaps, envelope = [], None
     from engine.audio import envelope_per_frame
 
     envelope = envelope_per_frame(talking.audio, talking.num_frames, talking.fps)
-    for index, result in enumerate(animator.render_clip(talking, neutral_gates)):
-        mesh = _mesh(result.image)
-        gaps.append(np.nan if mesh is None else np.linalg.norm(mesh[13] - mesh[14]) / _interocular(mesh))
-        if index >= talking.num_frames:
-            break
-    gaps_arr = np.asarray(gaps)
-    valid = np.isfinite(gaps_arr)
-    lipsync = float(np.corrcoef(gaps_arr[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
-
-    silent = [_mesh(animator.render_frame(still, 0, neutral_gates)) for _ in range(5)]
+    meshes = [_mesh(result.image) for result in animator.render_clip(talking, neutral_gates)]
+    gaps = np.array([np.nan if m is None else np.linalg.norm(m[13] - m[14]) / _interocular(m) for m in meshes])
+    valid = np.isfinite(gaps)
+    lipsync = float(np.corrcoef(gaps[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
+    # Jitter: landmark spread over the clip's silent stretch (mouth closed), measured on the output frames.
+    quiet = [m for m, opening in zip(meshes, talking.openings, strict=True)
+             if m is not None and opening < SILENT_OPENING]
     scale = 512.0 / max(portrait.shape[:2])
-    jitter = float(np.mean(np.std(np.stack(silent), axis=0))) * scale if all(m is not None for m in silent) else None
+    jitter = float(np.mean(np.std(np.stack(quiet), axis=0))) * scale if len(quiet) >= 3 else None
 
     locality = _brush_locality(animator, still)
     outside = _outside_ring(still)
@@ -168,7 +166,7 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
         "brush_locality": round(locality, 2),
         "frame_ms": round(float(np.median(times)) * 1000, 1),
     }
-    return result, row
+    return result, [portrait, *row]
 
 
 def _outside_ring(prepared) -> np.ndarray:
@@ -249,7 +247,7 @@ def run_eval_portraits(args: argparse.Namespace) -> int:
             skipped.append({"portrait": path.name, "error": str(exc)})
             continue
         results.append(result)
-        rows.append([animator.prepare(path, max_size=args.max_size).portrait, *row])
+        rows.append(row)
     emotions = len(animator.emotions)
     summary = {
         "portraits": len(results),
