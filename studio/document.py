@@ -83,6 +83,11 @@ class Document(QObject):
         self._uid = 0
         self._extra_dirty = False
         self.state = DocumentState()
+        self.mask_revision = 0  # bumped on every mask change (the live masks are edited in place)
+        self.masksChanged.connect(self._masks_bumped)  # connected first: runs before other listeners
+
+    def _masks_bumped(self, _index: int) -> None:
+        self.mask_revision += 1
 
     def _clean_changed(self, clean: bool) -> None:
         self.modifiedChanged.emit(not clean or self._extra_dirty)

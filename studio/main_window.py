@@ -37,6 +37,7 @@ from studio.brush_panel import BrushPanel
 from studio.canvas import IMAGE_SUFFIXES, PortraitCanvas
 from studio.commands import AddKeyframeCommand, MaskEditCommand, SetMasksCommand
 from studio.document import Document, DocumentState
+from studio.flipbook import Flipbook
 from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
 from studio.palette import PaletteWidget
 from studio.preview import PreviewPanel
@@ -80,7 +81,8 @@ class MainWindow(QMainWindow):
     """One open project. ``show_dialogs=False`` (tests, scripts) reports errors only by signal."""
 
     errorReported = Signal(str)
-    previewShown = Signal(object)  # RenderResult
+    previewShown = Signal(object)  # RenderResult (also intermediate ones during a drag)
+    previewSettled = Signal(object)  # RenderResult of the newest request: the preview shows the current state
     preparedReady = Signal(object)  # PreparedInputs
     projectOpened = Signal(str)
 
@@ -101,6 +103,10 @@ class MainWindow(QMainWindow):
         self.doc = Document(self)
         self.brush = BrushSettings(radius=6.0)
         self.service = RenderService(animator, self)
+        self.flipbook = Flipbook()
+        self.service.flipbook = self.flipbook
+        self._inputs_version = 0  # bumped whenever new prepared inputs arrive (flipbook frames go stale)
+        self._shown_request = 0  # the newest render request whose frame is on screen
         self.transport = Transport(self)
         self.playhead = 0
         self.last_result: RenderResult | None = None
@@ -162,6 +168,10 @@ class MainWindow(QMainWindow):
         self.refine_timer = QTimer(self)
         self.refine_timer.setSingleShot(True)
         self.refine_timer.timeout.connect(self.request_refine)
+        self.band_timer = QTimer(self)  # redraws the timeline's "not rendered yet" band, at most 10 x/s
+        self.band_timer.setSingleShot(True)
+        self.band_timer.setInterval(100)
+        self.band_timer.timeout.connect(self._update_band)
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         interval = settings.autosave_interval_s()
@@ -282,6 +292,11 @@ class MainWindow(QMainWindow):
         d, s = self.doc, self.service
         d.weightsChanged.connect(self.schedule_render)
         d.masksChanged.connect(lambda _i: self.schedule_render())
+        for changed in (d.weightsChanged, d.masksChanged, d.emotionsChanged):
+            changed.connect(self.refresh_flipbook)
+        d.keyframesChanged.connect(self._timeline_edited)
+        d.settingsChanged.connect(self._timeline_edited)
+        s.flipbookFrame.connect(self._flipbook_frame)
         d.inputsChanged.connect(self.prepare_inputs)
         d.modifiedChanged.connect(lambda _m: self._update_title())
         d.settingsChanged.connect(lambda: self.interp.setCurrentText(d.render.interpolation))
@@ -418,6 +433,9 @@ class MainWindow(QMainWindow):
             self.status(warning)
         self.playhead = min(self.playhead, prepared.num_frames - 1)
         self.timeline.set_playhead(self.playhead)
+        self._inputs_version += 1
+        self.flipbook.clear()
+        self.refresh_flipbook()
         self.preparedReady.emit(prepared)
         self.schedule_render()
 
@@ -454,16 +472,86 @@ class MainWindow(QMainWindow):
         return self.service.request_render(self.playhead, self.doc.gates_for_frame(None), r.refine_steps, r.seed, "refine")
 
     def _frame_ready(self, result: RenderResult) -> None:
-        if result.request_id != self.service.latest_request_id:
-            return  # a newer request exists: never show stale frames
+        """Show a finished render unless something newer is on screen or the playhead moved on.
+
+        With the live policy a drag shows every render that finishes (each newer than the last), and
+        the newest request's frame always comes last.
+        """
+        if result.request_id <= self._shown_request or result.frame != self._clamped_playhead():
+            return
+        if self.transport.playing:
+            return  # playback shows the flipbook
+        self._shown_request = result.request_id
         self.last_result = result
         final = self.preview_is_final
         self.preview.show_result(result.image, result.request_id, result.quality, result.frame,
                                  0 if final else result.steps, result.seconds)
         self.canvas.set_gate_maps(result.gate_maps)
         self.previewShown.emit(result)
+        if result.request_id == self.service.latest_request_id:
+            self.previewSettled.emit(result)
         if result.quality == "preview" and not self.transport.playing and not final:
             self.refine_timer.start(self.doc.render.refine_delay_ms)
+
+    # ----------------------------------------------------------------- flipbook
+    def refresh_flipbook(self) -> None:
+        """Tell the flipbook about the document's state: frames the edit touched are re-rendered."""
+        prepared = self.service.prepared_inputs
+        if prepared is None or self._suspend_render:
+            return
+        r = self.doc.render
+        self.service.flipbook_steps, self.service.flipbook_seed = r.preview_steps, r.seed
+        stale = self.flipbook.update(self.doc.schedule(copy=False), int(prepared.num_frames),
+                                     self.doc.mask_revision, (self._inputs_version, r.preview_steps, r.seed))
+        self.flipbook.set_focus(self.playhead)
+        if stale or not self.flipbook.is_complete():
+            self.service.flipbook_changed()
+        self.band_timer.start()
+
+    def _flipbook_frame(self, frame: int) -> None:
+        if self.transport.playing and frame == self.playhead:
+            self._show_flipbook_frame(frame)
+        if not self.band_timer.isActive():
+            self.band_timer.start()
+
+    def _update_band(self) -> None:
+        self.timeline.set_cached(self.flipbook.cached())
+
+    def _show_flipbook_frame(self, frame: int) -> bool:
+        """Show the flipbook's frame (returns False when it is not rendered yet)."""
+        image = self.flipbook.frame(frame)
+        if image is None:
+            return False
+        self._shown_request = self.service.latest_request_id  # older renders are stale from now on
+        self.preview.show_result(image, self._shown_request, "flipbook", frame, 0, 0.0)
+        return True
+
+    def _clamped_playhead(self) -> int:
+        prepared = self.service.prepared_inputs
+        last = max(0, int(getattr(prepared, "num_frames", 1)) - 1) if prepared is not None else 0
+        return min(max(0, self.playhead), last)
+
+    def _timeline_edited(self) -> None:
+        """Keyframes or interpolation changed: the sliders (and keyed masks) show the curve at the playhead."""
+        self.follow_timeline()
+        self.refresh_flipbook()
+
+    def follow_timeline(self) -> None:
+        """Set the sliders (and keyed masks) to the timeline's values at the playhead (no undo step)."""
+        keys = self.doc.state.keyframes
+        if not keys:
+            return
+        weights = weights_at(keys, self.playhead, self.doc.render.interpolation)
+        keyed = masks_at(keys, self.playhead, self.doc.render.interpolation)
+        self._suspend_render = True  # one render below, not one per change
+        try:
+            if weights is not None:
+                self.doc.set_weights(weights)
+            if keyed is not None and keyed[0].shape == self.doc.masks.shape:
+                self.doc.set_masks(*keyed)
+        finally:
+            self._suspend_render = False
+        self.schedule_render()
 
     def _render_failed(self, _rid: int, message: str) -> None:
         self.preview.set_busy(False, "render failed")
@@ -471,23 +559,35 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- playhead
     def set_playhead(self, frame: int) -> None:
-        """Move the playhead; with keyframes, the sliders (and keyed masks) follow the timeline."""
-        self.playhead = int(frame)
+        """Move the playhead; with keyframes, the sliders (and keyed masks) follow the timeline.
+
+        The flipbook's frame shows at once when it is rendered; while playing nothing else is rendered
+        (the flipbook renders ahead of the playhead instead).
+        """
+        self.playhead = int(min(max(0, int(frame)), self.timeline.num_frames - 1))
         self.timeline.set_playhead(self.playhead)
         self.audio_panel.show_frame(self.playhead, self.timeline.fps)
+        self.flipbook.set_focus(self.playhead)
+        if self.transport.playing:
+            self._show_flipbook_frame(self.playhead)
+            self._update_sliders_quietly()
+            return
+        self._show_flipbook_frame(self.playhead)  # at once, when cached
+        if self.doc.state.keyframes:
+            self.follow_timeline()  # and renders the frame at full resolution
+        else:
+            self.schedule_render()
+
+    def _update_sliders_quietly(self) -> None:
+        """During playback: the sliders show the curve, without a render or a flipbook update."""
         keys = self.doc.state.keyframes
-        if keys:
-            weights = weights_at(keys, self.playhead, self.doc.render.interpolation)
-            keyed = masks_at(keys, self.playhead, self.doc.render.interpolation)
-            self._suspend_render = True  # one render below, not one per change
+        weights = weights_at(keys, self.playhead, self.doc.render.interpolation) if keys else None
+        if weights is not None:
+            self._suspend_render = True
             try:
-                if weights is not None:
-                    self.doc.set_weights(weights)
-                if keyed is not None and keyed[0].shape == self.doc.masks.shape:
-                    self.doc.set_masks(*keyed)
+                self.doc.set_weights(weights)
             finally:
                 self._suspend_render = False
-        self.schedule_render()
 
     def _recording_dir(self) -> Path:
         """Recordings go beside the project file (or to the temp folder for an unsaved project)."""

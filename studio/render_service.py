@@ -5,9 +5,12 @@ runs them one at a time against the engine's animator (``PortraitAnimator`` by d
 the portrait's own resolution; the crop model's ``Animator`` in tiny/crop mode):
 
 * *tasks* (load model, prepare portrait+audio, text -> mix, load expert pack) run in order;
-* *renders* keep only the newest request: posting one cancels the render in progress (through
-  its engine ``CancelToken``) and replaces any that has not started, so dragging a slider never
-  queues up work. Results come back as Qt signals (queued to the UI thread).
+* *renders* keep only the newest request, with the live policy artists know from Krita AI
+  Diffusion: a new request replaces any that has not started, but lets a running *preview* finish
+  (so a slider drag shows a frame about every render time instead of nothing until release); a
+  running refine or flipbook frame is cancelled through its engine ``CancelToken``;
+* *flipbook frames* (:mod:`studio.flipbook`) fill the idle time, one frame per turn, so any request
+  waits for at most one frame. Results come back as Qt signals (queued to the UI thread).
 
 Every engine call holds :attr:`RenderService.engine_lock`, which the export job shares.
 """
@@ -28,6 +31,7 @@ from PySide6.QtCore import QObject, Signal
 from engine.errors import CancelledError, MoEEError
 from studio import engine_api
 from studio.engine_thread import run_on_engine_thread
+from studio.flipbook import Flipbook, FlipbookJob
 
 #: How long :meth:`RenderService.shutdown` waits for the engine thread to leave the service.
 SHUTDOWN_WAIT_MS = 10_000
@@ -71,6 +75,7 @@ class RenderService(QObject):
     renderCancelled = Signal(int)  # request id (superseded before or while running)
     renderFailed = Signal(int, str)
     busyChanged = Signal(bool)
+    flipbookFrame = Signal(int)  # a frame of the flipbook was rendered and cached
     textMixReady = Signal(object)  # dict[str, float]
     textMixFailed = Signal(str)
     expertLoaded = Signal(str, str)  # emotion name, pack path
@@ -90,6 +95,9 @@ class RenderService(QObject):
         self._stop = False
         self._busy = False
         self._scheduled = False  # a drain job is queued or running on the engine thread
+        self.flipbook: Flipbook | None = None  # background render of the whole clip (set by the window)
+        self.flipbook_steps = 4
+        self.flipbook_seed = 0
 
     # ------------------------------------------------------------ requests
     def load_model(self, model_dir: str | None, device: str = "cpu", frame: str = "portrait") -> None:
@@ -150,18 +158,34 @@ class RenderService(QObject):
         self._post(name, task)
 
     def request_render(self, frame: int, gates: Any, steps: int, seed: int = 0, quality: str = "preview") -> int:
-        """Ask for a frame; cancels/replaces older requests. Returns the request id."""
+        """Ask for a frame; replaces a request not started yet. Returns the request id.
+
+        A running preview finishes (live feedback during a drag); a running refine or flipbook
+        frame is cancelled, since the new request makes it stale and it would only delay it.
+        """
         with self._cond:
             self._next_id += 1
             req = RenderRequest(int(frame), gates, int(steps), int(seed), quality, self._next_id)
             superseded = self._pending
             self._pending = req
-            if self._running is not None and self._running_token is not None:
+            running = self._running
+            if running is not None and running.quality != "preview" and self._running_token is not None:
                 self._running_token.cancel()
             self._kick()
         if superseded is not None:
             self.renderCancelled.emit(superseded.request_id)
         return req.request_id
+
+    def flipbook_changed(self) -> None:
+        """The flipbook has frames to (re)render: make sure the engine thread looks at it.
+
+        A flipbook frame being rendered for an older state is cancelled.
+        """
+        with self._cond:
+            running = self._running
+            if running is not None and running.quality == "flipbook" and self._running_token is not None:
+                self._running_token.cancel()
+            self._kick()
 
     def cancel_render(self) -> None:
         """Drop the pending request and cancel the one in progress."""
@@ -181,6 +205,12 @@ class RenderService(QObject):
         """True when nothing is queued or running."""
         with self._cond:
             return not self._tasks and self._pending is None and self._running is None and not self._busy
+
+    def _flipbook_job(self) -> FlipbookJob | None:
+        """The next flipbook frame to render when the service has nothing else to do (``_cond`` held)."""
+        if self.flipbook is None or self.animator is None or self.prepared_inputs is None:
+            return None
+        return self.flipbook.take_job()
 
     def shutdown(self, timeout_ms: int | None = None) -> None:
         """Stop (cancelling any render) and wait until the engine thread has left this service.
@@ -231,23 +261,47 @@ class RenderService(QObject):
             self._emit(self.busyChanged, busy)
 
     def _drain(self) -> None:
-        """Engine thread: run queued tasks, then the newest render, until nothing is left."""
+        """Engine thread: run queued tasks, then the newest render, until nothing is left.
+
+        Then one flipbook frame, after which the drain re-queues itself behind any other engine job
+        (an export), so background work never holds the engine thread for longer than one frame.
+        """
         while True:
+            flip = None
             with self._cond:
-                if self._stop or (not self._tasks and self._pending is None):
+                if not self._stop and not self._tasks and self._pending is None:
+                    flip = self._flipbook_job()
+                    if flip is not None:
+                        self._set_busy(False)
+                        req = RenderRequest(flip.frame, None, self.flipbook_steps, self.flipbook_seed, "flipbook")
+                        self._running = req
+                        self._running_token = engine_api.cancel_token()
+                if flip is None and (self._stop or (not self._tasks and self._pending is None)):
                     self._scheduled = False
                     self._set_busy(False)
                     self._cond.notify_all()
                     return
-                self._set_busy(True)
-                if self._tasks:
-                    _name, task = self._tasks.popleft()
-                    req = None
-                else:
-                    task = None
-                    req, self._pending = self._pending, None
-                    self._running = req
-                    self._running_token = engine_api.cancel_token() if self.animator is not None else None
+                if flip is None:
+                    self._set_busy(True)
+                    if self._tasks:
+                        _name, task = self._tasks.popleft()
+                        req = None
+                    else:
+                        task = None
+                        req, self._pending = self._pending, None
+                        self._running = req
+                        self._running_token = engine_api.cancel_token() if self.animator is not None else None
+            if flip is not None:
+                try:
+                    self._render_flipbook_frame(flip)
+                finally:
+                    with self._cond:
+                        self._running = None
+                        self._running_token = None
+                        self._scheduled = False
+                        self._kick()  # behind any job queued meanwhile (an export)
+                        self._cond.notify_all()
+                return
             if task is not None:
                 try:
                     task()
@@ -261,6 +315,30 @@ class RenderService(QObject):
                 with self._cond:
                     self._running = None
                     self._running_token = None
+
+    def _render_flipbook_frame(self, job: FlipbookJob) -> None:
+        """Render one flipbook frame at preview quality and store it (if the state did not change meanwhile)."""
+        token = self._running_token
+        try:
+            with self.engine_lock:
+                prepared = self.prepared_inputs
+                if prepared is None or job.frame >= int(getattr(prepared, "num_frames", 1)):
+                    return
+                gates = engine_api.fit_gates(job.schedule(job.frame), len(self.animator.emotions))
+                image = self.animator.render_frame(prepared, job.frame, gates, steps=self.flipbook_steps,
+                                                   seed=self.flipbook_seed, cancel=token)
+        except CancelledError:
+            return
+        except Exception:  # noqa: BLE001 - a failed background frame must not stop the worker
+            if token is None or not token.cancelled:
+                traceback.print_exc()
+                if self.flipbook is not None:
+                    self.flipbook.failed = True  # the preview reports the same failure with a message
+            return
+        if image is None or (token is not None and token.cancelled):
+            return
+        if self.flipbook is not None and self.flipbook.store(job, np.asarray(image, dtype=np.uint8)):
+            self._emit(self.flipbookFrame, job.frame)
 
     def _render(self, req: RenderRequest) -> None:
         token = self._running_token

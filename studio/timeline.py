@@ -19,6 +19,9 @@ from studio.document import Document
 from studio.keyframes import sample_curves
 
 WAVE_TOP, WAVE_BOTTOM = -0.08, -0.62
+#: The flipbook band under the waveform: frames not rendered yet show in this colour.
+BAND_TOP, BAND_BOTTOM = -0.66, -0.72
+BAND_COLOUR = (232, 163, 23, 200)
 KEY_PEN = pg.mkPen("#c8cbd2", width=1.5, style=Qt.PenStyle.DashLine)
 KEY_SELECTED_PEN = pg.mkPen("#ffffff", width=2.5)
 
@@ -48,7 +51,7 @@ class TimelineWidget(QWidget):
         self.plot.showGrid(x=True, y=False, alpha=0.15)
         self.plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, ".5"), (1.0, "1")]])
         self.plot.getAxis("bottom").setLabel("frame")
-        self.plot.setYRange(WAVE_BOTTOM - 0.04, 1.08, padding=0)
+        self.plot.setYRange(BAND_BOTTOM - 0.02, 1.08, padding=0)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
@@ -60,6 +63,13 @@ class TimelineWidget(QWidget):
             self.plot.addItem(item)
         self._wave_axis = pg.InfiniteLine(pos=(WAVE_TOP + WAVE_BOTTOM) / 2, angle=0, pen=pg.mkPen("#2b2d31"))
         self.plot.addItem(self._wave_axis)
+
+        # frames the flipbook has not rendered yet: an amber band (one pixel per frame, stretched)
+        self.band = pg.ImageItem(axisOrder="row-major")
+        self.band.setZValue(5)
+        self.band.setToolTip("Amber: frames not rendered yet for playback (they render in the background)")
+        self.plot.addItem(self.band)
+        self.uncached = np.zeros(0, bool)
 
         self.playhead_line = pg.InfiniteLine(
             pos=0, angle=90, movable=True, pen=pg.mkPen("#ff5c5c", width=2), hoverPen=pg.mkPen("#ff9090", width=3)
@@ -113,6 +123,15 @@ class TimelineWidget(QWidget):
         self.playhead_line.blockSignals(True)
         self.playhead_line.setValue(frame)
         self.playhead_line.blockSignals(False)
+
+    def set_cached(self, cached: np.ndarray) -> None:
+        """Show which frames the flipbook holds: uncached frames as a coloured band."""
+        self.uncached = ~np.asarray(cached, bool)
+        rgba = np.zeros((1, max(1, len(self.uncached)), 4), np.uint8)
+        rgba[0, : len(self.uncached)][self.uncached] = BAND_COLOUR
+        self.band.setImage(rgba, autoLevels=False, levels=(0, 255))
+        n = max(1, len(self.uncached))
+        self.band.setRect(-0.5, BAND_BOTTOM, n, BAND_TOP - BAND_BOTTOM)
 
     # ----------------------------------------------------------- keyframes
     def refresh_keyframes(self) -> None:

@@ -58,6 +58,25 @@ def speech_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def portrait_animator():  # noqa: ANN201 - engine type
+    """The bundled model's PortraitAnimator (what the studio loads by default)."""
+    from studio import engine_api
+
+    return engine_api.load_portrait_animator(None)
+
+
+@pytest.fixture(scope="session")
+def astronaut_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real 512 x 512 portrait with a detectable face."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("portrait") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return str(path)
+
+
 def dispose(win) -> None:  # noqa: ANN001
     """Shut a window down and delete its C++ side now (not at some later garbage collection)."""
     from PySide6.QtCore import QCoreApplication, QEvent
@@ -77,6 +96,7 @@ def window(qtbot, animator):  # noqa: ANN001, ANN201
     win.doc.render.preview_steps = 2
     win.doc.render.refine_steps = 3
     win.doc.render.refine_delay_ms = 60_000  # tests ask for refines explicitly
+    win.flipbook.enabled = False  # no background frames: these tests observe the preview's requests
     qtbot.addWidget(win)
     win.show()
     win.activateWindow()
@@ -88,7 +108,7 @@ def window(qtbot, animator):  # noqa: ANN001, ANN201
 @pytest.fixture
 def ready_window(qtbot, window, portrait_path):  # noqa: ANN001, ANN201
     """A window with the test portrait prepared and its first preview shown."""
-    with qtbot.waitSignal(window.previewShown, timeout=30_000):
+    with qtbot.waitSignal(window.previewSettled, timeout=30_000):
         assert window.open_portrait(portrait_path)
     return window
 

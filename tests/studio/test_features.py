@@ -44,14 +44,14 @@ def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Pat
     qtbot.addWidget(win)
     try:
         win.doc.render.preview_steps = 2
-        with qtbot.waitSignal(win.previewShown, timeout=30_000):
+        with qtbot.waitSignal(win.previewSettled, timeout=30_000):
             win.open_portrait(portrait_path)
         with qtbot.waitSignal(win.doc.emotionsChanged, timeout=30_000):
             win.load_expert_pack(str(pack))
         assert win.doc.emotions[-1] == "smug"
         assert len(win.palette.rows) == 7 and win.palette.rows[6].label.text() == "Smug"
         assert win.brush_panel.emotion.count() == 7
-        with qtbot.waitSignal(win.previewShown, timeout=30_000) as blocker:
+        with qtbot.waitSignal(win.previewSettled, timeout=30_000) as blocker:
             win.palette.rows[6].slider.setValue(800)
         assert list(blocker.args[0].gates.global_weights) == pytest.approx([0, 0, 0, 0, 0, 0, 0.8])
         assert blocker.args[0].gate_maps.shape[0] == 7
@@ -115,11 +115,11 @@ def test_shortcuts(qtbot, ready_window) -> None:  # noqa: ANN001
 @pytest.mark.skipif(not DEMO_PORTRAIT.exists(), reason="no demo portrait in assets/")
 def test_region_preset_fills_a_landmark_region(qtbot, window) -> None:  # noqa: ANN001
     win = window
-    with qtbot.waitSignal(win.previewShown, timeout=60_000):
+    with qtbot.waitSignal(win.previewSettled, timeout=60_000):
         win.open_portrait(str(DEMO_PORTRAIT))
     assert win.canvas.landmarks is not None and win.canvas.face_box() is not None
     win.brush_panel.emotion.setCurrentIndex(0)
-    with qtbot.waitSignal(win.previewShown, timeout=30_000) as blocker:
+    with qtbot.waitSignal(win.previewSettled, timeout=30_000) as blocker:
         assert win.fill_region("mouth")
     masks = np.asarray(blocker.args[0].gates.local_masks)
     assert masks[0].max() > 0.5

@@ -17,25 +17,6 @@ LIPS = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17,
 SURPRISE = 5
 
 
-@pytest.fixture(scope="session")
-def portrait_animator():  # noqa: ANN201 - engine type
-    """The bundled model's PortraitAnimator (what the studio loads by default)."""
-    from studio import engine_api
-
-    return engine_api.load_portrait_animator(None)
-
-
-@pytest.fixture(scope="session")
-def astronaut_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A real 512 x 512 portrait with a detectable face."""
-    from PIL import Image
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("portrait") / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(path)
-    return str(path)
-
-
 @pytest.fixture
 def pwin(qtbot, portrait_animator, astronaut_path):  # noqa: ANN001, ANN201
     """A window on the PortraitAnimator with the astronaut prepared and its first preview shown."""
@@ -43,10 +24,11 @@ def pwin(qtbot, portrait_animator, astronaut_path):  # noqa: ANN001, ANN201
 
     win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
     win.doc.render.refine_delay_ms = 60_000
+    win.flipbook.enabled = False  # these tests compare the preview's frames
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.previewShown, timeout=60_000):
+    with qtbot.waitSignal(win.previewSettled, timeout=60_000):
         assert win.open_portrait(astronaut_path)
     yield win
     dispose(win)
@@ -93,7 +75,7 @@ def test_default_window_previews_at_the_portraits_size(qtbot, astronaut_path) ->
     qtbot.addWidget(win)
     try:
         qtbot.waitUntil(lambda: win.service.animator is not None, timeout=60_000)
-        with qtbot.waitSignal(win.previewShown, timeout=60_000) as blocker:
+        with qtbot.waitSignal(win.previewSettled, timeout=60_000) as blocker:
             win.open_portrait(astronaut_path)
         result = blocker.args[0]
         assert result.image.shape == (512, 512, 3) and result.image.dtype == np.uint8
