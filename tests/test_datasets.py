@@ -21,7 +21,7 @@ SECONDS = 0.4
 @pytest.fixture(scope="module")
 def clip() -> syn.SyntheticClip:
     person = syn.Identity.random(np.random.default_rng(21))
-    return syn.render_clip(person, {"happiness": 1.0}, seconds=SECONDS, size=128, seed=2, use_espeak=False)
+    return syn.synthesize_clip(person, {"happiness": 1.0}, seconds=SECONDS, size=128, seed=2, use_espeak=False)
 
 
 def _write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None, fmt: str | None = None) -> None:

@@ -25,8 +25,8 @@ def test_identity_and_render_are_deterministic(person: syn.Identity) -> None:
     again = syn.Identity.random(np.random.default_rng(SEED))
     assert again == person
     assert syn.Identity.from_seed(person.to_dict()["seed"]) == person  # identity.json's seed is enough
-    a = syn.render_clip(person, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
-    b = syn.render_clip(again, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
+    a = syn.synthesize_clip(person, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
+    b = syn.synthesize_clip(again, {"happiness": 1.0}, seconds=0.4, seed=1, use_espeak=False)
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
     assert a.frames.shape == (10, 128, 128, 3) and a.frames.dtype == np.uint8
     assert a.landmarks.shape == (10, 68, 2) and a.aus.shape == (10, len(syn.AU_LIST))
@@ -69,7 +69,7 @@ def test_emotions_move_expected_landmarks(person: syn.Identity) -> None:
 
 
 def test_mouth_follows_audio_envelope(person: syn.Identity) -> None:
-    clip = syn.render_clip(person, {}, seconds=2.0, seed=5, use_espeak=False, motion=False)
+    clip = syn.synthesize_clip(person, {}, seconds=2.0, seed=5, use_espeak=False, motion=False)
     env = syn.rms_envelope(clip.audio, clip.sample_rate, clip.fps, len(clip.frames))
     assert np.corrcoef(env, clip.mouth_open)[0, 1] > 0.8
     gap = clip.landmarks[:, 66, 1] - clip.landmarks[:, 62, 1]

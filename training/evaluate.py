@@ -284,14 +284,14 @@ def render_truth(clip: EvalClip, mixes: list[dict[str, float]], frames: int, siz
     Gives the ceilings of the compound and intensity metrics: what the recogniser reads from the
     renderer's own compound and partial-intensity faces, which training never showed it.
     """
-    from training.synthetic import DEFAULT_FPS, Identity, render_clip
+    from training.synthetic import DEFAULT_FPS, Identity, synthesize_clip
 
     person = Identity.from_seed(int(clip.identity_seed))
     seconds = frames / DEFAULT_FPS
     silence = np.zeros(int(round(seconds * 16_000)), np.float32)
     out = []
     for mix in mixes:
-        rendered = render_clip(person, mix, seconds, size=clip.source_size, seed=EVAL_SEED, audio=silence).frames
+        rendered = synthesize_clip(person, mix, seconds, size=clip.source_size, seed=EVAL_SEED, audio=silence).frames
         if rendered.shape[1] != size:
             rendered = np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in rendered])
         out.append(rendered)
