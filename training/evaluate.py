@@ -210,6 +210,33 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
     return out
 
 
+def _audio_tokens(model: MoEEModel, windows: np.ndarray, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The audio tokens of ``windows`` for ``rows`` label rows, and those of silence (only where lip guidance runs)."""
+    from engine.audio import silent_windows
+
+    d = model.denoiser
+    audio = d.encode_audio(torch.from_numpy(windows)[None].expand(rows, -1, -1, -1).contiguous())
+    silent = None
+    if model.cfg.sampling.audio_guidance_scale != 1.0:
+        silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
+        silent = silent.expand(rows, len(windows), *silent.shape).contiguous()
+    return audio, silent
+
+
+def _eval_gates(label: torch.Tensor, ablation: str, frames: int,
+                local_masks: np.ndarray | None) -> tuple[BatchGates, BatchGates]:
+    """The gates of each (row, frame) from the (calibrated) labels and optional brush masks, and all-neutral ones."""
+    from training.trainer import gates_for_label
+
+    g = gates_for_label(label, ablation).repeat_interleave(frames, dim=0)
+    masks = alpha = None
+    if local_masks is not None:
+        masks = torch.from_numpy(local_masks).float().repeat_interleave(frames, dim=0)
+        alpha = (masks.flatten(2).amax(-1) > 0).float()
+    gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
+    return gates, BatchGates(global_weights=torch.zeros_like(g))
+
+
 @torch.no_grad()
 def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, labels: np.ndarray, steps: int,
              seed: int, ablation: str = "none", local_masks: np.ndarray | None = None,
@@ -222,7 +249,6 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     and lip guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are
     given) and, with ``keep_background``, the portrait's background kept outside the person matte.
     """
-    from engine.audio import silent_windows
     from engine.pipeline import (
         combine_guidance,
         emotion_guidance_for,
@@ -235,26 +261,15 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         sampling_timesteps,
         tensor_to_images,
     )
-    from training.trainer import gates_for_label
 
     d = model.denoiser
     b, f = len(labels), len(windows)
     ref_latent = model.encode_images(image_to_tensor(reference))
     ref = d.compute_reference(ref_latent)
-    audio = d.encode_audio(torch.from_numpy(windows)[None].expand(b, -1, -1, -1).contiguous())
-    silent = None  # the audio tokens of silence, only where lip guidance runs
-    if model.cfg.sampling.audio_guidance_scale != 1.0:
-        silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
-        silent = silent.expand(b, f, *silent.shape).contiguous()
+    audio, silent = _audio_tokens(model, windows, b)
     label = torch.from_numpy(sampling_gates(labels, model.cfg.sampling))
     tokens = d.emotion_latents(label=label)
-    g = gates_for_label(label, ablation).repeat_interleave(f, dim=0)
-    masks = alpha = None
-    if local_masks is not None:
-        masks = torch.from_numpy(local_masks).float().repeat_interleave(f, dim=0)
-        alpha = (masks.flatten(2).amax(-1) > 0).float()
-    gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
-    neutral = BatchGates(global_weights=torch.zeros_like(g))
+    gates, neutral = _eval_gates(label, ablation, f, local_masks)
     strength = model.cfg.sampling.strength if strength is None else strength
     scale = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
     guidance = emotion_guidance_for(model.cfg, scale, reference_landmarks)
@@ -653,6 +668,49 @@ def _shown_path(path: str | Path | None) -> str | None:
     return str(resolved.relative_to(repo)) if resolved.is_relative_to(repo) else str(path)
 
 
+def _eval_data(args: argparse.Namespace, model: MoEEModel) -> tuple[str | Path, str, Any]:
+    """``--data`` and its ``test`` split, or a fresh set rendered with ``--seed`` (every person unseen by training).
+
+    Returns (folder, split, the temporary directory to clean up or None).
+    """
+    if args.data is not None:
+        return args.data, "test", None
+    from training.synthetic import generate_dataset
+
+    tmp = tempfile.TemporaryDirectory(prefix="moee-eval-")
+    generate_dataset(tmp.name, identities=args.identities, intensities=(1.0,), clip_seconds=max(0.4, args.frames / 25),
+                     size=model.cfg.image_size, seed=args.seed, progress=False)
+    return tmp.name, "train", tmp  # a fresh seed: every identity of this set is unseen by training
+
+
+def _ablation_metrics(args: argparse.Namespace, sampling: SamplingConfig, data: str | Path, split: str,
+                      recognizer: Any, compound_recognizer: Any) -> dict[str, dict[str, Any]]:
+    """The metrics of each ``--ablation-model NAME=DIR``, sampled with the evaluated model's settings."""
+    ablations = {}
+    for spec in args.ablation_model:
+        name, _, folder = spec.partition("=")
+        ab_model = load_model(folder)
+        ab_model.cfg.sampling = sampling
+        ab_clips = load_eval_clips(data, ab_model, args.frames, split)
+        ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed,
+                                            args.ablation_identities or args.identities,
+                                            compound_recognizer=compound_recognizer)
+    return ablations
+
+
+def _package_evaluated(args: argparse.Namespace, sampling: SamplingConfig, result: dict[str, Any]) -> None:
+    """``--package-to``: the model as fp16 with its metrics (and ablations, calibration) in its notes."""
+    from training.trainer import package_model
+
+    notes = {"trained": True, "eval": result["metrics"], "eval_command": recorded_command("eval"),
+             "recognizer": "assets/models/recognizer", "compound_recognizer": result["compound_recognizer"]}
+    if "ablations" in result:
+        notes["ablations"] = result["ablations"]
+    if args.calibration is not None:  # the curves packaged are not the model folder's own
+        notes["calibration"] = calibration_note_from_argument(args.calibration)
+    package_model(args.model, args.package_to, notes, sampling=sampling)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``moee eval``; returns the exit code."""
     from training.recognizer import load_recognizer
@@ -667,46 +725,20 @@ def run_eval(args: argparse.Namespace) -> int:
     compound_recognizer = load_recognizer(compound_dir) if compound_dir else None
     model = load_model(args.model)
     model.cfg.sampling = sampling_with_overrides(model.cfg.sampling, args)
-    tmp = None
-    split = "test"
-    data = args.data
-    if data is None:
-        from training.synthetic import generate_dataset
-
-        tmp = tempfile.TemporaryDirectory(prefix="moee-eval-")
-        data = tmp.name
-        generate_dataset(data, identities=args.identities, intensities=(1.0,), clip_seconds=max(0.4, args.frames / 25),
-                         size=model.cfg.image_size, seed=args.seed, progress=False)
-        split = "train"  # a fresh seed: every identity of this set is unseen by training
+    data, split, tmp = _eval_data(args, model)
     clips = load_eval_clips(data, model, args.frames, split)
     metrics, samples = evaluate_model(model, clips, recognizer, args.steps, args.seed, args.identities,
                                       compound_recognizer=compound_recognizer)
     result: dict[str, Any] = {"model": str(args.model), "sampling": asdict(model.cfg.sampling), "metrics": metrics,
                               "targets": TARGETS, "compound_recognizer": _shown_path(compound_dir)}
-    ablations = {}
-    for spec in args.ablation_model:
-        name, _, folder = spec.partition("=")
-        ab_model = load_model(folder)
-        ab_model.cfg.sampling = model.cfg.sampling
-        ab_clips = load_eval_clips(data, ab_model, args.frames, split)
-        ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed,
-                                            args.ablation_identities or args.identities,
-                                            compound_recognizer=compound_recognizer)
+    ablations = _ablation_metrics(args, model.cfg.sampling, data, split, recognizer, compound_recognizer)
     if ablations:
         result["ablations"] = ablations
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     if args.samples:
         sample_sheet(samples, args.samples)
     if args.package_to:
-        from training.trainer import package_model
-
-        notes = {"trained": True, "eval": metrics, "eval_command": recorded_command("eval"),
-                 "recognizer": "assets/models/recognizer", "compound_recognizer": result["compound_recognizer"]}
-        if ablations:
-            notes["ablations"] = ablations
-        if args.calibration is not None:  # the curves packaged are not the model folder's own
-            notes["calibration"] = calibration_note_from_argument(args.calibration)
-        package_model(args.model, args.package_to, notes, sampling=model.cfg.sampling)
+        _package_evaluated(args, model.cfg.sampling, result)
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text)
