@@ -584,6 +584,137 @@ def _skew(values: np.ndarray) -> float:
     return float(((values - values.mean()) ** 3).mean() / max(std**3, EPS))
 
 
+@dataclass(frozen=True)
+class _EnergyTrack:
+    """Per-analysis-frame energy of a clip, relative to its own loud level (so gain-independent)."""
+
+    energy_db: np.ndarray  # (frames,) dB, floored ENERGY_FLOOR_DB below the loud level
+    loud: float  # LOUD_PERCENTILE of the frame energies (dB)
+    quiet: float  # QUIET_PERCENTILE of the floored frame energies (dB)
+    active: np.ndarray  # (frames,) bool: within ACTIVE_RANGE_DB of the loud level (speech)
+    active_db: np.ndarray  # energies of the active frames relative to the loud level (dB)
+
+
+def _energy_track(frames: np.ndarray) -> _EnergyTrack:
+    """Step 1: frame energies in dB, the loud / quiet levels and which frames are active speech."""
+    energy_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + EPS)
+    loud = np.percentile(energy_db, LOUD_PERCENTILE)
+    energy_db = np.maximum(energy_db, loud - ENERGY_FLOOR_DB)  # digital silence: gain-independent floor
+    quiet = np.percentile(energy_db, QUIET_PERCENTILE)
+    active = energy_db > loud - ACTIVE_RANGE_DB
+    return _EnergyTrack(energy_db, loud, quiet, active, energy_db[active] - loud)
+
+
+def _energy_features(track: _EnergyTrack) -> list[float]:
+    """Step 2: ``energy_mean_db`` .. ``active_fraction`` (level and spread of the active frames)."""
+    return [
+        _safe_stat(track.active_db, np.mean) / 20.0,
+        _safe_stat(track.active_db, np.std) / 10.0,
+        float(track.loud - track.quiet) / 40.0,
+        float(track.active.mean()),
+    ]
+
+
+def _pitch_features(frames: np.ndarray, rate: int, active: np.ndarray, frame_rate: float) -> list[float]:
+    """Step 3: ``voiced_fraction`` .. ``harmonicity`` (autocorrelation pitch over the voiced active frames)."""
+    f0, strength = _pitch_track(frames, rate)
+    voiced = active & (strength > VOICING_THRESHOLD)
+    log_f0 = np.log2(f0[voiced] / PITCH_REF_HZ)
+    voiced_strength = strength[voiced]
+    slope = 0.0
+    if log_f0.size >= 2:
+        times = np.flatnonzero(voiced) / frame_rate
+        slope = float(np.polyfit(times, log_f0, 1)[0]) if np.ptp(times) > 0 else 0.0
+    consecutive = np.flatnonzero(voiced[1:] & voiced[:-1])
+    jumps = np.abs(np.log2(f0[consecutive + 1] / f0[consecutive]))
+    clipped_strength = np.clip(voiced_strength, EPS, 1.0 - 1e-6)
+    hnr = 10.0 * np.log10(clipped_strength / (1.0 - clipped_strength))
+    return [
+        float(voiced.sum() / max(active.sum(), 1)),
+        _safe_stat(log_f0, np.mean),
+        _safe_stat(log_f0, np.std),
+        float(np.percentile(log_f0, 90) - np.percentile(log_f0, 10)) if log_f0.size else 0.0,
+        slope,
+        _safe_stat(jumps, np.mean) * 10.0,
+        _safe_stat(voiced_strength, np.mean),
+        _safe_stat(hnr, np.mean) / 20.0,
+    ]
+
+
+def _spectral_features(frames: np.ndarray, rate: int, active: np.ndarray) -> list[float]:
+    """Step 4: ``centroid_mean`` .. ``spectral_slope`` (shape of the active frames' power spectra)."""
+    n_fft = _n_fft(frames.shape[1])
+    power = np.abs(np.fft.rfft(frames[active] * np.hanning(frames.shape[1])[None, :], n=n_fft, axis=1)) ** 2
+    freqs = np.linspace(0.0, rate / 2.0, n_fft // 2 + 1)
+    nyquist = rate / 2.0
+    total = power.sum(axis=1) + EPS
+    share = power / total[:, None]
+    centroid = share @ freqs
+    spread = np.sqrt(np.maximum(share @ freqs**2 - centroid**2, 0.0))
+    rolloff = freqs[np.argmax(np.cumsum(share, axis=1) >= ROLLOFF_FRACTION, axis=1)]
+    flatness = np.exp(np.mean(np.log(power + EPS), axis=1)) / (np.mean(power, axis=1) + EPS)
+    flux = np.abs(np.diff(share, axis=0)).sum(axis=1) if len(share) > 1 else np.zeros(0)
+    mean_share = share.mean(axis=0) if len(share) else np.zeros_like(freqs)
+    band = freqs > PITCH_MIN_HZ
+    spectral_slope = 0.0
+    if len(share) and band.sum() > 1:
+        mean_db = 10.0 * np.log10(mean_share[band] + EPS)
+        spectral_slope = float(np.polyfit(np.log2(freqs[band]), mean_db, 1)[0])
+    return [
+        _safe_stat(centroid, np.mean) / nyquist,
+        _safe_stat(centroid, np.std) / nyquist,
+        _safe_stat(rolloff, np.mean) / nyquist,
+        _safe_stat(rolloff, np.std) / nyquist,
+        _safe_stat(flatness, np.mean),
+        _safe_stat(flatness, np.std),
+        _safe_stat(spread, np.mean) / nyquist,
+        _safe_stat(flux, np.mean),
+        float(mean_share[freqs < LOW_BAND_HZ].sum()),
+        float(mean_share[(freqs >= LOW_BAND_HZ) & (freqs < MID_BAND_HZ)].sum()),
+        float(mean_share[freqs >= HIGH_BAND_HZ].sum()),
+        spectral_slope / 20.0,
+    ]
+
+
+def _zero_crossing_features(frames: np.ndarray, active: np.ndarray) -> list[float]:
+    """Step 5: ``zcr_mean``, ``zcr_std`` (zero crossings per sample of the active frames)."""
+    signs = np.signbit(frames)
+    zcr = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)[active]
+    return [_safe_stat(zcr, np.mean), _safe_stat(zcr, np.std)]
+
+
+def _rhythm_features(track: _EnergyTrack, frame_rate: float, duration: float) -> list[float]:
+    """Step 6: ``syllable_rate``, ``pause_rate``, ``segment_duration`` (energy peaks and active runs).
+
+    ``duration`` is the clip's length in seconds (pauses are counted per second of the whole clip).
+    """
+    energy_db, active = track.energy_db, track.active
+    smooth = max(1, int(round(SYLLABLE_SMOOTH * frame_rate)))
+    envelope = np.convolve(energy_db, np.ones(smooth) / smooth, mode="same")
+    is_peak = (envelope[1:-1] > envelope[:-2]) & (envelope[1:-1] >= envelope[2:]) & active[1:-1]
+    peak_idx = np.flatnonzero(is_peak) + 1
+    prominent = [i for i in peak_idx
+                 if envelope[i] - envelope[max(0, i - smooth * 2) : i + smooth * 2 + 1].min() > SYLLABLE_PROMINENCE_DB]
+    active_seconds = max(active.sum() / frame_rate, 1.0 / frame_rate)
+    runs = _runs(active)
+    pauses = max(0, len(runs) - 1)
+    return [
+        len(prominent) / active_seconds / 10.0,
+        pauses / max(duration, EPS),
+        _safe_stat(runs.astype(np.float64), np.mean) / frame_rate,
+    ]
+
+
+def _energy_dynamics_features(track: _EnergyTrack) -> list[float]:
+    """Step 7: ``energy_delta``, ``energy_attack``, ``energy_skew`` (how the energy moves)."""
+    delta = np.diff(track.energy_db)
+    return [
+        _safe_stat(np.abs(delta), np.mean) / 10.0,
+        float(np.percentile(delta[delta > 0], 90)) / 10.0 if np.any(delta > 0) else 0.0,
+        _skew(track.active_db) / 5.0,
+    ]
+
+
 def prosody_features(clip: AudioClip, n: int = len(PROSODY_FEATURE_NAMES)) -> np.ndarray:
     """A fixed-length, gain-independent description of a clip's tone: ``(n,)`` float32.
 
@@ -598,95 +729,14 @@ def prosody_features(clip: AudioClip, n: int = len(PROSODY_FEATURE_NAMES)) -> np
     hop = int(round(PROSODY_HOP * rate))
     frames = _frames(samples, int(round(PROSODY_FRAME * rate)), hop)
     frame_rate = rate / hop
-
-    energy_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + EPS)
-    loud = np.percentile(energy_db, LOUD_PERCENTILE)
-    energy_db = np.maximum(energy_db, loud - ENERGY_FLOOR_DB)  # digital silence: gain-independent floor
-    quiet = np.percentile(energy_db, QUIET_PERCENTILE)
-    active = energy_db > loud - ACTIVE_RANGE_DB
-    act_db = energy_db[active] - loud
-
-    f0, strength = _pitch_track(frames, rate)
-    voiced = active & (strength > VOICING_THRESHOLD)
-    log_f0 = np.log2(f0[voiced] / PITCH_REF_HZ)
-    voiced_strength = strength[voiced]
-    slope = 0.0
-    if log_f0.size >= 2:
-        times = np.flatnonzero(voiced) / frame_rate
-        slope = float(np.polyfit(times, log_f0, 1)[0]) if np.ptp(times) > 0 else 0.0
-    consecutive = np.flatnonzero(voiced[1:] & voiced[:-1])
-    jumps = np.abs(np.log2(f0[consecutive + 1] / f0[consecutive]))
-    clipped_strength = np.clip(voiced_strength, EPS, 1.0 - 1e-6)
-    hnr = 10.0 * np.log10(clipped_strength / (1.0 - clipped_strength))
-
-    n_fft = _n_fft(frames.shape[1])
-    power = np.abs(np.fft.rfft(frames[active] * np.hanning(frames.shape[1])[None, :], n=n_fft, axis=1)) ** 2
-    freqs = np.linspace(0.0, rate / 2.0, n_fft // 2 + 1)
-    nyquist = rate / 2.0
-    total = power.sum(axis=1) + EPS
-    share = power / total[:, None]
-    centroid = share @ freqs
-    spread = np.sqrt(np.maximum(share @ freqs**2 - centroid**2, 0.0))
-    rolloff = freqs[np.argmax(np.cumsum(share, axis=1) >= ROLLOFF_FRACTION, axis=1)]
-    flatness = np.exp(np.mean(np.log(power + EPS), axis=1)) / (np.mean(power, axis=1) + EPS)
-    flux = np.abs(np.diff(share, axis=0)).sum(axis=1) if len(share) > 1 else np.zeros(0)
-    mean_share = share.mean(axis=0) if len(share) else np.zeros_like(freqs)
-    low_ratio = float(mean_share[freqs < LOW_BAND_HZ].sum())
-    mid_ratio = float(mean_share[(freqs >= LOW_BAND_HZ) & (freqs < MID_BAND_HZ)].sum())
-    high_ratio = float(mean_share[freqs >= HIGH_BAND_HZ].sum())
-    band = freqs > PITCH_MIN_HZ
-    spectral_slope = 0.0
-    if len(share) and band.sum() > 1:
-        mean_db = 10.0 * np.log10(mean_share[band] + EPS)
-        spectral_slope = float(np.polyfit(np.log2(freqs[band]), mean_db, 1)[0])
-
-    signs = np.signbit(frames)
-    zcr = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)[active]
-
-    smooth = max(1, int(round(SYLLABLE_SMOOTH * frame_rate)))
-    envelope = np.convolve(energy_db, np.ones(smooth) / smooth, mode="same")
-    is_peak = (envelope[1:-1] > envelope[:-2]) & (envelope[1:-1] >= envelope[2:]) & active[1:-1]
-    peak_idx = np.flatnonzero(is_peak) + 1
-    prominent = [i for i in peak_idx
-                 if envelope[i] - envelope[max(0, i - smooth * 2) : i + smooth * 2 + 1].min() > SYLLABLE_PROMINENCE_DB]
-    active_seconds = max(active.sum() / frame_rate, 1.0 / frame_rate)
-    runs = _runs(active)
-    pauses = max(0, len(runs) - 1)
-    delta = np.diff(energy_db)
-
+    track = _energy_track(frames)  # 1
     values = [
-        _safe_stat(act_db, np.mean) / 20.0,
-        _safe_stat(act_db, np.std) / 10.0,
-        float(loud - quiet) / 40.0,
-        float(active.mean()),
-        float(voiced.sum() / max(active.sum(), 1)),
-        _safe_stat(log_f0, np.mean),
-        _safe_stat(log_f0, np.std),
-        float(np.percentile(log_f0, 90) - np.percentile(log_f0, 10)) if log_f0.size else 0.0,
-        slope,
-        _safe_stat(jumps, np.mean) * 10.0,
-        _safe_stat(voiced_strength, np.mean),
-        _safe_stat(hnr, np.mean) / 20.0,
-        _safe_stat(centroid, np.mean) / nyquist,
-        _safe_stat(centroid, np.std) / nyquist,
-        _safe_stat(rolloff, np.mean) / nyquist,
-        _safe_stat(rolloff, np.std) / nyquist,
-        _safe_stat(flatness, np.mean),
-        _safe_stat(flatness, np.std),
-        _safe_stat(spread, np.mean) / nyquist,
-        _safe_stat(flux, np.mean),
-        low_ratio,
-        mid_ratio,
-        high_ratio,
-        spectral_slope / 20.0,
-        _safe_stat(zcr, np.mean),
-        _safe_stat(zcr, np.std),
-        len(prominent) / active_seconds / 10.0,
-        pauses / max(clip.duration, EPS),
-        _safe_stat(runs.astype(np.float64), np.mean) / frame_rate,
-        _safe_stat(np.abs(delta), np.mean) / 10.0,
-        float(np.percentile(delta[delta > 0], 90)) / 10.0 if np.any(delta > 0) else 0.0,
-        _skew(act_db) / 5.0,
+        *_energy_features(track),  # 2
+        *_pitch_features(frames, rate, track.active, frame_rate),  # 3
+        *_spectral_features(frames, rate, track.active),  # 4
+        *_zero_crossing_features(frames, track.active),  # 5
+        *_rhythm_features(track, frame_rate, clip.duration),  # 6
+        *_energy_dynamics_features(track),  # 7
     ]
     features = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     out = np.zeros(n, dtype=np.float32)

@@ -26,7 +26,8 @@ import psutil
 import torch
 
 from engine.config import get_config
-from engine.pipeline import DEFAULT_MODEL_DIR, Animator
+from engine.moee import GateControl
+from engine.pipeline import DEFAULT_MODEL_DIR, Animator, PreparedInputs
 from engine.resources import demo_audio, demo_portrait
 
 DEMO_PORTRAIT = demo_portrait()
@@ -88,14 +89,10 @@ def _slider_sequence(n: int, emotions: int, rng: np.random.Generator) -> list[np
     return mixes
 
 
-def run_benchmarks(model_dir: str | None = None, config: str | None = None, device: str = "auto",
-                   steps: int = 8, repeats: int = 7, frames: int = 8, crop: str = "auto",
-                   keep_background: bool | None = None) -> dict:
-    """Run the measurements (module docstring). ``crop`` is the portrait crop of ``Animator.prepare`` and
-    ``keep_background`` overrides the model's sampling setting (None: the model's); "none" and False
-    leave MediaPipe out (its face detection and person matte), e.g. on a GPU machine without it."""
+def _bench_animator(model_dir: str | None, config: str | None, device: str,
+                    keep_background: bool | None) -> tuple[Animator, str]:
+    """The animator to measure (an untrained ``config`` or the model folder) and how the report names it."""
     from engine.config import override_sampling
-    from engine.moee import GateControl
 
     torch.manual_seed(0)
     if config is not None:
@@ -106,6 +103,75 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
         source = str(model_dir or DEFAULT_MODEL_DIR)
     animator.cfg.sampling = override_sampling(animator.cfg.sampling,
                                               (("keep_background", "--keep-background", keep_background),))
+    return animator, source
+
+
+def _cached_latencies(animator: Animator, prepared: PreparedInputs, sliders: list[np.ndarray], steps: int) -> list[float]:
+    """Seconds per preview frame after each slider move, the prepared portrait and audio cached."""
+    times = []
+    for weights in sliders:
+        start = time.perf_counter()
+        animator.render_frame(prepared, 0, GateControl(weights), steps=steps)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _naive_latencies(animator: Animator, portrait: object, audio: object, crop: str, sliders: list[np.ndarray],
+                     steps: int) -> list[float]:
+    """The same with nothing cached: every frame prepares the portrait and audio again, every expert runs."""
+    times = []
+    animator.use_cache = False
+    try:
+        for weights in sliders:
+            start = time.perf_counter()
+            fresh = animator.prepare(portrait, audio, crop=crop)
+            animator.render_frame(fresh, 0, GateControl(weights), steps=steps)
+            times.append(time.perf_counter() - start)
+    finally:
+        animator.use_cache = True
+    return times
+
+
+def _latency_by_active_experts(animator: Animator, prepared: PreparedInputs, repeats: int, steps: int) -> dict[str, float]:
+    """Median preview milliseconds with 0, 1, ... E experts on (equal weights), keyed by the count."""
+    num = len(animator.emotions)
+    by_experts = {}
+    for active in range(num + 1):
+        weights = np.zeros(num, np.float32)
+        weights[:active] = 1.0 / max(active, 1)
+        times = []
+        for _ in range(max(3, repeats // 2)):
+            start = time.perf_counter()
+            animator.render_frame(prepared, 0, GateControl(weights), steps=steps)
+            times.append(time.perf_counter() - start)
+        by_experts[str(active)] = round(statistics.median(times) * 1000, 2)
+    return by_experts
+
+
+def _clip_throughput(animator: Animator, prepared: PreparedInputs, mix: GateControl, frames: int,
+                     steps: int) -> dict[str, dict]:
+    """Clips of 1x, 2x and 4x ``frames``: frames rendered, seconds, fps, ms per frame and peak memory."""
+    clips = {}
+    for factor in (1, 2, 4):
+        length = min(frames * factor, prepared.num_frames)
+        with peak_rss() as memory:
+            start = time.perf_counter()
+            count = sum(1 for _ in animator.render_clip(prepared, mix, steps=steps, stop=length))
+            elapsed = time.perf_counter() - start
+        clips[f"{factor}x"] = {"frames": count, "seconds": round(elapsed, 3),
+                               "clip_fps": round(count / elapsed, 3),
+                               "ms_per_frame": round(elapsed / count * 1000, 2),
+                               "peak_rss_mb": round(memory["peak_mb"], 1)}
+    return clips
+
+
+def run_benchmarks(model_dir: str | None = None, config: str | None = None, device: str = "auto",
+                   steps: int = 8, repeats: int = 7, frames: int = 8, crop: str = "auto",
+                   keep_background: bool | None = None) -> dict:
+    """Run the measurements (module docstring). ``crop`` is the portrait crop of ``Animator.prepare`` and
+    ``keep_background`` overrides the model's sampling setting (None: the model's); "none" and False
+    leave MediaPipe out (its face detection and person matte), e.g. on a GPU machine without it."""
+    animator, source = _bench_animator(model_dir, config, device, keep_background)
     cfg = animator.cfg
     rng = np.random.default_rng(0)
     num = len(animator.emotions)
@@ -113,47 +179,11 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
         portrait, audio = _inputs(Path(tmp), cfg.image_size)
         prepared = animator.prepare(portrait, audio, crop=crop)
         animator.render_frame(prepared, 0, GateControl(np.full(num, 0.5, np.float32)), steps=steps)  # warm-up
-
-        cached = []
-        for weights in _slider_sequence(repeats, num, rng):
-            start = time.perf_counter()
-            animator.render_frame(prepared, 0, GateControl(weights), steps=steps)
-            cached.append(time.perf_counter() - start)
-
-        naive = []
-        animator.use_cache = False
-        try:
-            for weights in _slider_sequence(repeats, num, rng):
-                start = time.perf_counter()
-                fresh = animator.prepare(portrait, audio, crop=crop)
-                animator.render_frame(fresh, 0, GateControl(weights), steps=steps)
-                naive.append(time.perf_counter() - start)
-        finally:
-            animator.use_cache = True
-
-        by_experts = {}
-        for active in range(num + 1):
-            weights = np.zeros(num, np.float32)
-            weights[:active] = 1.0 / max(active, 1)
-            times = []
-            for _ in range(max(3, repeats // 2)):
-                start = time.perf_counter()
-                animator.render_frame(prepared, 0, GateControl(weights), steps=steps)
-                times.append(time.perf_counter() - start)
-            by_experts[str(active)] = round(statistics.median(times) * 1000, 2)
-
-        clips = {}
+        cached = _cached_latencies(animator, prepared, _slider_sequence(repeats, num, rng), steps)
+        naive = _naive_latencies(animator, portrait, audio, crop, _slider_sequence(repeats, num, rng), steps)
+        by_experts = _latency_by_active_experts(animator, prepared, repeats, steps)
         mix = GateControl(_slider_sequence(1, num, rng)[0])
-        for factor in (1, 2, 4):
-            length = min(frames * factor, prepared.num_frames)
-            with peak_rss() as memory:
-                start = time.perf_counter()
-                count = sum(1 for _ in animator.render_clip(prepared, mix, steps=steps, stop=length))
-                elapsed = time.perf_counter() - start
-            clips[f"{factor}x"] = {"frames": count, "seconds": round(elapsed, 3),
-                                   "clip_fps": round(count / elapsed, 3),
-                                   "ms_per_frame": round(elapsed / count * 1000, 2),
-                                   "peak_rss_mb": round(memory["peak_mb"], 1)}
+        clips = _clip_throughput(animator, prepared, mix, frames, steps)
 
     cached_s, naive_s = _summary(cached), _summary(naive)
     return {

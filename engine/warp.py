@@ -169,33 +169,22 @@ def _profile(contour: np.ndarray, mid: np.ndarray, axis: np.ndarray, down: np.nd
     return along[order], depth[order]
 
 
-def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, strength: float,
-                        style: MouthStyle = MouthStyle(), grey: bool = False, brightness: float = 1.0) -> None:
-    """Paint a mouth cavity with teeth between the inner lip contours, in place.
-
-    ``upper`` / ``lower``: the inner lip contours (K, 2) in pixels, from one mouth corner to the other.
-    Upper teeth hang from the upper lip (shadowed right under it, darker toward the corners, with the gaps
-    between incisors, laterals and canines), lower teeth show once the mouth is wide open, and the rest is a
-    dark cavity with the tongue toward the lower lip. ``strength`` (0..1) fades the drawing in (1 where the
-    portrait has no interior of its own to show); ``grey`` draws in grey (black-and-white portraits);
-    ``brightness`` scales the colours to the face's.
-    """
-    if strength <= 0:
-        return
-    polygon = np.concatenate([upper, lower[::-1]])
-    width = float(np.linalg.norm(upper[-1] - upper[0]))
-    if width < 2:
-        return
-    h, w = image.shape[:2]
+def _mouth_box(polygon: np.ndarray, width: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """The padded pixel box ``(x0, y0, x1, y1)`` around the mouth polygon inside the image (None when empty)."""
+    h, w = shape[:2]
     pad = int(np.ceil(width * 0.05)) + 3
     x0, y0 = np.maximum(np.floor(polygon.min(axis=0)).astype(int) - pad, 0)
     x1, y1 = np.minimum(np.ceil(polygon.max(axis=0)).astype(int) + pad, [w, h])
     if x1 <= x0 or y1 <= y0:
-        return
-    region = (y1 - y0, x1 - x0)
-    cavity = _polygon_mask(region, polygon - np.array([x0, y0], np.float64))
-    if cavity.max() <= 0:
-        return
+        return None
+    return x0, y0, x1, y1
+
+
+def _mouth_coordinates(upper: np.ndarray, lower: np.ndarray, width: float,
+                       box: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+    """Per pixel of ``box``: (position along the mouth in half-widths, depth below the corners' line,
+    depth of the upper lip there, depth of the lower lip there), depths in px."""
+    x0, y0, x1, y1 = box
     half = width / 2
     axis = (upper[-1] - upper[0]) / width
     down = np.array([-axis[1], axis[0]])
@@ -206,6 +195,13 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
     depth = rel_x * down[0] + rel_y * down[1]
     top = np.interp(along, *_profile(upper, mid, axis, down, half))
     bottom = np.interp(along, *_profile(lower, mid, axis, down, half))
+    return along, depth, top, bottom
+
+
+def _teeth(along: np.ndarray, depth: np.ndarray, top: np.ndarray, bottom: np.ndarray, width: float,
+           style: MouthStyle) -> tuple[np.ndarray, np.ndarray]:
+    """(teeth coverage 0..1, light on the teeth): upper teeth from the upper lip, lower ones once wide open."""
+    half = width / 2
     gap = np.maximum(bottom - top, 1e-3)
     # Upper teeth: from the upper lip down, shadowed under the lip, darker toward the corners.
     upper_len = np.minimum(style.upper_teeth_share * gap, style.upper_teeth_height * width)
@@ -225,6 +221,36 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
         lower_teeth = np.clip((1.0 - above_lip) * 3.0, 0, 1) * in_span * 0.8
         lower_teeth *= np.clip((gap / width - style.lower_teeth_from_gap) * 20.0, 0, 1)
         teeth = np.maximum(teeth, lower_teeth)
+    return teeth, light
+
+
+def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, strength: float,
+                        style: MouthStyle = MouthStyle(), grey: bool = False, brightness: float = 1.0) -> None:
+    """Paint a mouth cavity with teeth between the inner lip contours, in place.
+
+    ``upper`` / ``lower``: the inner lip contours (K, 2) in pixels, from one mouth corner to the other.
+    Upper teeth hang from the upper lip (shadowed right under it, darker toward the corners, with the gaps
+    between incisors, laterals and canines), lower teeth show once the mouth is wide open, and the rest is a
+    dark cavity with the tongue toward the lower lip. ``strength`` (0..1) fades the drawing in (1 where the
+    portrait has no interior of its own to show); ``grey`` draws in grey (black-and-white portraits);
+    ``brightness`` scales the colours to the face's.
+    """
+    if strength <= 0:
+        return
+    polygon = np.concatenate([upper, lower[::-1]])
+    width = float(np.linalg.norm(upper[-1] - upper[0]))
+    if width < 2:
+        return
+    box = _mouth_box(polygon, width, image.shape)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    cavity = _polygon_mask((y1 - y0, x1 - x0), polygon - np.array([x0, y0], np.float64))
+    if cavity.max() <= 0:
+        return
+    along, depth, top, bottom = _mouth_coordinates(upper, lower, width, box)
+    teeth, light = _teeth(along, depth, top, bottom, width, style)
+    gap = np.maximum(bottom - top, 1e-3)
     tongue = np.clip((depth - top) / gap * 1.6 - 0.6, 0, 1)
     colour_cavity = (np.array(style.cavity, np.float32) * (1 - tongue[..., None])
                      + np.array(style.tongue, np.float32) * tongue[..., None] * 0.8)

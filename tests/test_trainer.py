@@ -260,6 +260,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # two accelerate-launched processes: the slowest test here (about 20 s to 2 min)
 def test_two_processes_through_accelerate_launch_train_and_resume_exactly(tiny_data: Path, base_model: Path,
                                                                           tmp_path: Path) -> None:
     """Data-parallel training as on several GPUs (here two CPU processes, gloo): experts that a slice of

@@ -369,6 +369,87 @@ def _track_landmarks(frames: np.ndarray) -> tuple[np.ndarray | None, int]:
     return out, len(ok)
 
 
+def _readable_clip(clip: Clip) -> tuple[np.ndarray, Any, np.ndarray, str] | str:
+    """A clip's (frames, audio, landmarks, landmark format), or why it cannot be preprocessed.
+
+    Ground-truth landmarks (``ibug68``) when the clip has one per frame, else MediaPipe's (``mediapipe478``).
+    """
+    try:
+        frames = clip.load_frames()
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        return f"unreadable video: {exc}"
+    if frames.ndim != 4 or len(frames) == 0:
+        return "unreadable video: no frames"
+    try:
+        audio = clip.load_audio()
+    except Exception as exc:  # noqa: BLE001
+        return f"no audio: {exc}"
+    landmarks = clip.load_landmarks()
+    fmt = "ibug68"
+    if landmarks is None or len(landmarks) != len(frames):
+        landmarks, n_found = _track_landmarks(frames)
+        fmt = "mediapipe478"
+        if landmarks is None or n_found < MIN_FACE_FRACTION * len(frames):
+            return f"no face found (in {n_found} of {len(frames)} frames)"
+    return frames, audio, landmarks, fmt
+
+
+def _clip_fps(clip: Clip) -> float:
+    """The clip's frame rate: its own, else the video file's, else :data:`DEFAULT_FPS`."""
+    from engine.video import probe_video
+
+    fps = clip.fps
+    if fps is None:
+        try:
+            fps = float(probe_video(clip.source).fps)
+        except Exception:  # noqa: BLE001
+            fps = DEFAULT_FPS
+    return fps
+
+
+def _aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int,
+                   margin: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """One face crop for the whole clip (from the mean landmarks: no jitter): (crops, landmarks in the crop)."""
+    import cv2
+
+    from engine.face import DEFAULT_CROP_MARGIN, crop_face
+
+    _, tf = crop_face(frames[0], landmarks.mean(axis=0), size, margin if margin is not None else
+                      DEFAULT_CROP_MARGIN)
+    crops = np.stack([cv2.warpAffine(f, tf.matrix, (size, size), flags=cv2.INTER_AREA,
+                                     borderMode=cv2.BORDER_REPLICATE) for f in frames])
+    lms = np.stack([tf.apply(p) for p in landmarks]).astype(np.float32)
+    return crops, lms
+
+
+def _unique_folder(clip: Clip, used: set[str]) -> str:
+    """``identity/name`` for the clip's cache folder, with ``_1``, ``_2``... when taken; adds it to ``used``."""
+    name = _safe_name(Path(clip.source).stem if not Path(clip.source).is_dir() else Path(clip.source).name)
+    rel = f"{_safe_name(clip.identity)}/{name}"
+    k = 1
+    while rel in used:
+        rel = f"{_safe_name(clip.identity)}/{name}_{k}"
+        k += 1
+    used.add(rel)
+    return rel
+
+
+def _write_clip(folder: Path, clip: Clip, crops: np.ndarray, audio: Any, lms: np.ndarray, fps: float, size: int,
+                fmt: str) -> dict[str, Any]:
+    """Write one clip in the synthetic layout (frames.npz, audio.wav, landmarks.npy, meta.json); returns the meta."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "frames.npz", frames=crops)
+    sf.write(str(folder / "audio.wav"), audio.samples, audio.sample_rate, subtype="PCM_16")
+    np.save(folder / "landmarks.npy", lms)
+    meta = {"identity": clip.identity, "emotion": clip.emotion, "fps": fps, "split": clip.split,
+            "n_frames": len(crops), "size": size, "source": clip.source, "layout": clip.layout,
+            "label": clip.label, "landmark_format": fmt}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
 def preprocess(dataset: ClipDataset, out_dir: str | os.PathLike[str], size: int = 128,
                margin: float | None = None, progress: bool = False) -> PreprocessReport:
     """Detect, crop and align the face of every clip and cache it in the synthetic layout.
@@ -377,11 +458,6 @@ def preprocess(dataset: ClipDataset, out_dir: str | os.PathLike[str], size: int 
     ground-truth landmarks when MediaPipe is not needed. Unreadable clips, clips without audio and
     clips without a face are skipped and listed in the returned report instead of failing the run.
     """
-    import soundfile as sf
-
-    from engine.face import DEFAULT_CROP_MARGIN, crop_face
-    from engine.video import probe_video
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = PreprocessReport()
@@ -393,56 +469,15 @@ def preprocess(dataset: ClipDataset, out_dir: str | os.PathLike[str], size: int 
 
         iterator = tqdm(dataset, desc="preprocess", unit="clip")
     for clip in iterator:
-        try:
-            frames = clip.load_frames()
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            report.skipped.append((clip.source, f"unreadable video: {exc}"))
+        readable = _readable_clip(clip)
+        if isinstance(readable, str):
+            report.skipped.append((clip.source, readable))
             continue
-        if frames.ndim != 4 or len(frames) == 0:
-            report.skipped.append((clip.source, "unreadable video: no frames"))
-            continue
-        try:
-            audio = clip.load_audio()
-        except Exception as exc:  # noqa: BLE001
-            report.skipped.append((clip.source, f"no audio: {exc}"))
-            continue
-        landmarks = clip.load_landmarks()
-        fmt = "ibug68"
-        if landmarks is None or len(landmarks) != len(frames):
-            landmarks, n_found = _track_landmarks(frames)
-            fmt = "mediapipe478"
-            if landmarks is None or n_found < MIN_FACE_FRACTION * len(frames):
-                report.skipped.append((clip.source, f"no face found (in {n_found} of {len(frames)} frames)"))
-                continue
-        fps = clip.fps
-        if fps is None:
-            try:
-                fps = float(probe_video(clip.source).fps)
-            except Exception:  # noqa: BLE001
-                fps = DEFAULT_FPS
-        _, tf = crop_face(frames[0], landmarks.mean(axis=0), size, margin if margin is not None else
-                          DEFAULT_CROP_MARGIN)
-        import cv2
-
-        crops = np.stack([cv2.warpAffine(f, tf.matrix, (size, size), flags=cv2.INTER_AREA,
-                                         borderMode=cv2.BORDER_REPLICATE) for f in frames])
-        lms = np.stack([tf.apply(p) for p in landmarks]).astype(np.float32)
-        name = _safe_name(Path(clip.source).stem if not Path(clip.source).is_dir() else Path(clip.source).name)
-        rel = f"{_safe_name(clip.identity)}/{name}"
-        k = 1
-        while rel in used:
-            rel = f"{_safe_name(clip.identity)}/{name}_{k}"
-            k += 1
-        used.add(rel)
-        folder = out / rel
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / "frames.npz", frames=crops)
-        sf.write(str(folder / "audio.wav"), audio.samples, audio.sample_rate, subtype="PCM_16")
-        np.save(folder / "landmarks.npy", lms)
-        meta = {"identity": clip.identity, "emotion": clip.emotion, "fps": fps, "split": clip.split,
-                "n_frames": len(crops), "size": size, "source": clip.source, "layout": clip.layout,
-                "label": clip.label, "landmark_format": fmt}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+        frames, audio, landmarks, fmt = readable
+        fps = _clip_fps(clip)
+        crops, lms = _aligned_crops(frames, landmarks, size, margin)
+        rel = _unique_folder(clip, used)
+        meta = _write_clip(out / rel, clip, crops, audio, lms, fps, size, fmt)
         entries.append({"path": rel, **{k2: meta[k2] for k2 in ("identity", "emotion", "split", "n_frames", "fps")}})
         report.written.append(rel)
     index = {"version": 1, "generator": "moee-preprocess", "size": size, "source_layout": dataset.layout,

@@ -45,7 +45,7 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +210,33 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
     return out
 
 
+def _audio_tokens(model: MoEEModel, windows: np.ndarray, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The audio tokens of ``windows`` for ``rows`` label rows, and those of silence (only where lip guidance runs)."""
+    from engine.audio import silent_windows
+
+    d = model.denoiser
+    audio = d.encode_audio(torch.from_numpy(windows)[None].expand(rows, -1, -1, -1).contiguous())
+    silent = None
+    if model.cfg.sampling.audio_guidance_scale != 1.0:
+        silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
+        silent = silent.expand(rows, len(windows), *silent.shape).contiguous()
+    return audio, silent
+
+
+def _eval_gates(label: torch.Tensor, ablation: str, frames: int,
+                local_masks: np.ndarray | None) -> tuple[BatchGates, BatchGates]:
+    """The gates of each (row, frame) from the (calibrated) labels and optional brush masks, and all-neutral ones."""
+    from training.trainer import gates_for_label
+
+    g = gates_for_label(label, ablation).repeat_interleave(frames, dim=0)
+    masks = alpha = None
+    if local_masks is not None:
+        masks = torch.from_numpy(local_masks).float().repeat_interleave(frames, dim=0)
+        alpha = (masks.flatten(2).amax(-1) > 0).float()
+    gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
+    return gates, BatchGates(global_weights=torch.zeros_like(g))
+
+
 @torch.no_grad()
 def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, labels: np.ndarray, steps: int,
              seed: int, ablation: str = "none", local_masks: np.ndarray | None = None,
@@ -222,7 +249,6 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     and lip guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are
     given) and, with ``keep_background``, the portrait's background kept outside the person matte.
     """
-    from engine.audio import silent_windows
     from engine.pipeline import (
         combine_guidance,
         emotion_guidance_for,
@@ -235,26 +261,15 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
         sampling_timesteps,
         tensor_to_images,
     )
-    from training.trainer import gates_for_label
 
     d = model.denoiser
     b, f = len(labels), len(windows)
     ref_latent = model.encode_images(image_to_tensor(reference))
     ref = d.compute_reference(ref_latent)
-    audio = d.encode_audio(torch.from_numpy(windows)[None].expand(b, -1, -1, -1).contiguous())
-    silent = None  # the audio tokens of silence, only where lip guidance runs
-    if model.cfg.sampling.audio_guidance_scale != 1.0:
-        silent = d.encode_audio(torch.from_numpy(silent_windows(1, model.cfg.fps, model.cfg.audio)))[0]
-        silent = silent.expand(b, f, *silent.shape).contiguous()
+    audio, silent = _audio_tokens(model, windows, b)
     label = torch.from_numpy(sampling_gates(labels, model.cfg.sampling))
     tokens = d.emotion_latents(label=label)
-    g = gates_for_label(label, ablation).repeat_interleave(f, dim=0)
-    masks = alpha = None
-    if local_masks is not None:
-        masks = torch.from_numpy(local_masks).float().repeat_interleave(f, dim=0)
-        alpha = (masks.flatten(2).amax(-1) > 0).float()
-    gates = BatchGates(global_weights=g, local_masks=masks, local_alpha=alpha)
-    neutral = BatchGates(global_weights=torch.zeros_like(g))
+    gates, neutral = _eval_gates(label, ablation, f, local_masks)
     strength = model.cfg.sampling.strength if strength is None else strength
     scale = model.cfg.sampling.guidance_scale if guidance_scale is None else guidance_scale
     guidance = emotion_guidance_for(model.cfg, scale, reference_landmarks)
@@ -299,21 +314,77 @@ def render_truth(clip: EvalClip, mixes: list[dict[str, float]], frames: int, siz
 
 
 # ============================================================================ evaluation
-def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, steps: int = 8, seed: int = EVAL_SEED,
-                   identities: int = 3, full: bool = True,
-                   compound_recognizer: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """All metrics for one model; returns (metrics, sample images for the figure).
+@dataclass(frozen=True)
+class EvalSetup:
+    """What every condition of one evaluation shares: the model, its sampler settings and the recognisers."""
 
-    ``compound_recognizer`` (default: ``recognizer``) reads the compound mixes: one trained on
-    rendered mixes too (``--data`` with ``--train-mixes`` clips), see :data:`COMPOUND_READOUT`.
+    model: MoEEModel
+    recognizer: Any
+    compound_recognizer: Any  # reads the compound mixes (see :data:`COMPOUND_READOUT`)
+    steps: int
+    seed: int
+    ablation: str
+
+    def generate(self, person: EvalClip, windows: np.ndarray, labels: np.ndarray,
+                 local_masks: np.ndarray | None = None) -> np.ndarray:
+        """:func:`generate` from ``person``'s first (neutral) frame, with its landmarks for the mouth scale."""
+        return generate(self.model, person.frames[0], windows, labels, self.steps, self.seed, self.ablation,
+                        local_masks=local_masks, reference_landmarks=person.landmarks[0])
+
+
+@dataclass
+class SingleEmotionScores:
+    """Step 1 for one person: each emotion at full slider (and neutral), with its own clip's audio.
+
+    One value per clip, except ``ssim`` / ``psnr`` / ``ceiling_vae_ssim`` (one per frame).
     """
-    compound_recognizer = recognizer if compound_recognizer is None else compound_recognizer
-    from engine.face import region_mask
-    from training.recognizer import predict
 
-    ablation = str(getattr(model, "notes", {}).get("ablation", "none"))
-    emotions = list(BASIC_EMOTIONS)
-    n_emo = model.num_emotions
+    accuracy: list[float] = field(default_factory=list)  # recogniser's top emotion is the slider's
+    neutral_accuracy: list[float] = field(default_factory=list)  # the neutral clip reads as neutral
+    ssim: list[float] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    akd: list[float] = field(default_factory=list)  # vs the recogniser's landmarks of the truth
+    akd_vs_truth: list[float] = field(default_factory=list)  # vs the renderer's landmarks
+    jitter: list[float] = field(default_factory=list)
+    jitter_ground_truth: list[float] = field(default_factory=list)
+    lipsync: list[float] = field(default_factory=list)
+    lipsync_ground_truth: list[float] = field(default_factory=list)
+    lipsync_ground_truth_recognizer: list[float] = field(default_factory=list)
+    ceiling_vae_ssim: list[float] = field(default_factory=list)
+    ceiling_vae_accuracy: list[float] = field(default_factory=list)
+    ceiling_vae_lipsync: list[float] = field(default_factory=list)
+    descriptors: list[np.ndarray] = field(default_factory=list)  # appearance of each first generated frame
+    rows: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (emotion, first frame) for the sheet
+
+
+@dataclass
+class CompoundScores:
+    """Step 2 for one person: the two-emotion presets, read for their top-2 emotions (1.0 = hit)."""
+
+    top2: list[float] = field(default_factory=list)  # read with COMPOUND_READOUT
+    top2_5050: list[float] = field(default_factory=list)  # the 50/50 mixes only
+    top2_by: dict[str, list[float]] = field(default_factory=lambda: {way: [] for way in COMPOUND_READOUTS})
+    #: the renderer's own faces of the mixes (synthetic people only): the ceiling, per read-out
+    top2_ground_truth_by: dict[str, list[float]] = field(
+        default_factory=lambda: {way: [] for way in COMPOUND_READOUTS})
+    sample: np.ndarray | None = None  # first frame of the first mix, for the sheet
+
+
+@dataclass
+class SweepScores:
+    """Step 3 for one person: each emotion's slider swept over :data:`SWEEP`, one value per emotion."""
+
+    monotonic: list[float] = field(default_factory=list)
+    spearman: list[float] = field(default_factory=list)
+    monotonic_ground_truth: list[float] = field(default_factory=list)  # renderer's faces (synthetic people)
+
+
+def _group_by_identity(clips: list[EvalClip], identities: int) -> dict[str, dict[str, EvalClip]]:
+    """The first ``identities`` people (sorted) with a neutral clip: ``{person: {"anger": clip, ...}}``.
+
+    Keys are the clip's emotions joined by ``+`` (``"neutral"`` for none); half-intensity
+    single-emotion clips are left out.
+    """
     by_id: dict[str, dict[str, EvalClip]] = {}
     for c in clips:
         key = "+".join(sorted(c.emotion)) or "neutral"
@@ -321,131 +392,199 @@ def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, ste
             continue  # half-intensity clips are not needed
         by_id.setdefault(c.identity, {})[key] = c
     ids = [i for i in sorted(by_id) if "neutral" in by_id[i]][:identities]
-    acc, top2, top2_5050, ssims, psnrs, akds, akds_truth = [], [], [], [], [], [], []
-    mono, rhos, lips, lips_gt, jit, jit_gt, local, idn_gen, idn_ids = [], [], [], [], [], [], [], [], []
-    neutral_ok, vae_ssim, acc_recon, mono_gt, lips_gt_read, lips_recon = [], [], [], [], [], []
-    top2_by: dict[str, list[float]] = {way: [] for way in COMPOUND_READOUTS}
-    top2_gt_by: dict[str, list[float]] = {way: [] for way in COMPOUND_READOUTS}
+    return {i: by_id[i] for i in ids}
+
+
+def single_emotion_step(setup: EvalSetup, group: dict[str, EvalClip]) -> SingleEmotionScores:
+    """Step 1: neutral and each basic emotion at full slider, against that emotion's ground-truth clip."""
+    from training.recognizer import predict
+
+    model, recognizer = setup.model, setup.recognizer
+    emotions = list(BASIC_EMOTIONS)
+    person = group["neutral"]
+    scores = SingleEmotionScores()
+    for e in ["neutral", *emotions]:
+        if e not in group:
+            continue
+        label = np.zeros(model.num_emotions, np.float32)
+        if e != "neutral":
+            label[emotions.index(e)] = 1.0
+        clip = group[e]
+        gen = setup.generate(person, clip.windows, label[None])[0]
+        pred = predict(recognizer, gen)
+        pred_gt = predict(recognizer, clip.frames)
+        recon = reconstruct(model, clip.frames)
+        pred_recon = predict(recognizer, recon)
+        scores.ceiling_vae_ssim += [ssim(r, t) for r, t in zip(recon, clip.frames, strict=True)]
+        if e == "neutral":
+            scores.neutral_accuracy.append(float(is_neutral(pred["emotion"].mean(0))))
+        else:
+            scores.accuracy.append(float(pred["emotion"].mean(0).argmax() == emotions.index(e)))
+            scores.ceiling_vae_accuracy.append(float(pred_recon["emotion"].mean(0).argmax() == emotions.index(e)))
+        scores.ssim += [ssim(g, t) for g, t in zip(gen, clip.frames, strict=True)]
+        scores.psnr += [psnr(g, t) for g, t in zip(gen, clip.frames, strict=True)]
+        scores.akd.append(akd(pred["landmarks"], pred_gt["landmarks"]))
+        scores.akd_vs_truth.append(akd(pred["landmarks"], clip.landmarks))
+        scores.jitter.append(jitter(pred["landmarks"]))
+        scores.jitter_ground_truth.append(jitter(clip.landmarks))
+        scores.lipsync.append(pearson(mouth_opening(pred["landmarks"]), clip.envelope))
+        scores.lipsync_ground_truth.append(pearson(mouth_opening(clip.landmarks), clip.envelope))
+        scores.lipsync_ground_truth_recognizer.append(pearson(mouth_opening(pred_gt["landmarks"]), clip.envelope))
+        scores.ceiling_vae_lipsync.append(pearson(mouth_opening(pred_recon["landmarks"]), clip.envelope))
+        scores.descriptors.append(appearance_descriptor(gen[0]))
+        scores.rows.append((e, gen[0]))
+    return scores
+
+
+def compound_step(setup: EvalSetup, person: EvalClip) -> CompoundScores:
+    """Step 2: the two-emotion presets from ``person``'s neutral clip (no ground truth needed: the top-2)."""
+    from training.recognizer import predict
+
+    emotions = list(BASIC_EMOTIONS)
+    mixes = [m for m in COMPOUND_PRESETS.values() if sum(v > 0 for v in m.values()) == 2]
+    labels = np.zeros((len(mixes), setup.model.num_emotions), np.float32)
+    for r, m in enumerate(mixes):
+        for k, v in m.items():
+            labels[r, emotions.index(k)] = v
+    gen = setup.generate(person, person.windows[:SHORT_FRAMES], labels)
+    renderable = person.identity_seed is not None  # synthetic data: the ceilings can be rendered
+    truth = render_truth(person, mixes, SHORT_FRAMES, setup.model.cfg.image_size) if renderable else None
+    scores = CompoundScores(sample=gen[0][0])
+    for r, m in enumerate(mixes):
+        read = compound_readings(predict(setup.compound_recognizer, gen[r]))
+        for way, values in read.items():
+            scores.top2_by[way].append(float(top2_match(values, m)))
+        hit = top2_match(read[COMPOUND_READOUT], m)
+        scores.top2.append(float(hit))
+        if sorted(m.values()) == [0.5, 0.5]:
+            scores.top2_5050.append(float(hit))
+        if truth is not None:
+            for way, values in compound_readings(predict(setup.compound_recognizer, truth[r])).items():
+                scores.top2_ground_truth_by[way].append(float(top2_match(values, m)))
+    return scores
+
+
+def sweep_step(setup: EvalSetup, person: EvalClip) -> SweepScores:
+    """Step 3: each emotion's slider at :data:`SWEEP`; is the recognised intensity monotonic?"""
+    from training.recognizer import predict
+
+    emotions = list(BASIC_EMOTIONS)
+    sweep_labels = np.zeros((len(emotions) * len(SWEEP), setup.model.num_emotions), np.float32)
+    for ei in range(len(emotions)):
+        for si, w in enumerate(SWEEP):
+            sweep_labels[ei * len(SWEEP) + si, ei] = w
+    gen = setup.generate(person, person.windows[:SHORT_FRAMES], sweep_labels)
+    sweep_mixes = [{e: w} if w > 0 else {} for e in emotions for w in SWEEP]
+    renderable = person.identity_seed is not None
+    truth = render_truth(person, sweep_mixes, SHORT_FRAMES, setup.model.cfg.image_size) if renderable else None
+    scores = SweepScores()
+    for ei in range(len(emotions)):
+        values = [float(predict(setup.recognizer, gen[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
+                  for si in range(len(SWEEP))]
+        scores.monotonic.append(float(is_monotonic(values)))
+        scores.spearman.append(spearman(SWEEP, values))
+        if truth is not None:
+            values = [float(predict(setup.recognizer, truth[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
+                      for si in range(len(SWEEP))]
+            scores.monotonic_ground_truth.append(float(is_monotonic(values)))
+    return scores
+
+
+def locality_step(setup: EvalSetup, person: EvalClip) -> float:
+    """Step 4: anger with the brush on the brows only vs neutral (same noise): change inside / outside."""
+    from engine.face import region_mask
+
+    emotions = list(BASIC_EMOTIONS)
+    n_emo, h = setup.model.num_emotions, setup.model.cfg.image_size
+    brows = region_mask(person.landmarks[0], "brows", h, h)
+    masks = np.zeros((2, n_emo, h, h), np.float32)
+    masks[1, emotions.index("anger")] = brows
+    labels = np.zeros((2, n_emo), np.float32)
+    labels[1, emotions.index("anger")] = 1.0
+    gen = setup.generate(person, person.windows[:SHORT_FRAMES], labels, local_masks=masks)
+    diff = np.abs(gen[1].astype(np.float64) - gen[0].astype(np.float64)).mean(axis=(0, 3))
+    inside = brows > 0.5
+    return float(diff[inside].mean() / max(diff[~inside].mean(), 1e-6))
+
+
+def identity_retrieval(people: dict[str, dict[str, EvalClip]], single: dict[str, SingleEmotionScores]) -> list[float]:
+    """Step 5: per generated clip, 1.0 when its nearest ground-truth person (appearance) is its own."""
+    truth = {i: appearance_descriptor(group["neutral"].frames[0]) for i, group in people.items()}
+    return [float(max(truth, key=lambda i, d=d: float(d @ truth[i])) == ident)
+            for ident, scores in single.items() for d in scores.descriptors]
+
+
+def _mean(values: list[float]) -> float | None:
+    """Mean of the non-NaN values, rounded to 4 places (None when there are none)."""
+    vals = [v for v in values if v == v]
+    return round(float(np.mean(vals)), 4) if vals else None
+
+
+def _pooled(per_person: list[Any], name: str, way: str | None = None) -> list[float]:
+    """Field ``name`` (its ``way`` entry for a per-read-out dict) of every person's scores, in order."""
+    return [v for scores in per_person for v in (getattr(scores, name) if way is None
+                                                 else getattr(scores, name)[way])]
+
+
+def summarise(header: dict[str, Any], single: list[SingleEmotionScores], compound: list[CompoundScores],
+              sweep: list[SweepScores], local: list[float], identity_hits: list[float]) -> dict[str, Any]:
+    """Step 6: the metrics dictionary (means over all people; see the module docstring for each)."""
+    def mean(name: str, scores: list[Any], way: str | None = None) -> float | None:
+        return _mean(_pooled(scores, name, way))
+
+    return {
+        **header,
+        "single_emotion_accuracy": mean("accuracy", single), "neutral_accuracy": mean("neutral_accuracy", single),
+        "compound_top2": mean("top2", compound), "compound_top2_5050": mean("top2_5050", compound),
+        "intensity_monotonic": mean("monotonic", sweep), "intensity_spearman": mean("spearman", sweep),
+        "akd": mean("akd", single), "akd_vs_truth": mean("akd_vs_truth", single), "ssim": mean("ssim", single),
+        "psnr": _mean([p for p in _pooled(single, "psnr") if np.isfinite(p)]), "identity_top1": _mean(identity_hits),
+        "lipsync_corr": mean("lipsync", single), "lipsync_corr_ground_truth": mean("lipsync_ground_truth", single),
+        "lipsync_corr_ground_truth_recognizer": mean("lipsync_ground_truth_recognizer", single),
+        "jitter": mean("jitter", single), "jitter_ground_truth": mean("jitter_ground_truth", single),
+        "local_control": _mean(local),
+        "ceiling_vae_ssim": mean("ceiling_vae_ssim", single),
+        "ceiling_vae_recognizer_accuracy": mean("ceiling_vae_accuracy", single),
+        "ceiling_vae_lipsync_corr": mean("ceiling_vae_lipsync", single),
+        "ceiling_compound_top2_ground_truth": mean("top2_ground_truth_by", compound, COMPOUND_READOUT),
+        "ceiling_intensity_monotonic_ground_truth": mean("monotonic_ground_truth", sweep),
+        "compound_readout": COMPOUND_READOUT,
+        **{f"compound_top2_{way}": mean("top2_by", compound, way) for way in COMPOUND_READOUTS},
+        **{f"ceiling_compound_top2_ground_truth_{way}": mean("top2_ground_truth_by", compound, way)
+           for way in COMPOUND_READOUTS},
+    }
+
+
+def evaluate_model(model: MoEEModel, clips: list[EvalClip], recognizer: Any, steps: int = 8, seed: int = EVAL_SEED,
+                   identities: int = 3, full: bool = True,
+                   compound_recognizer: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """All metrics for one model; returns (metrics, sample images for the figure).
+
+    Per held-out person: 1. single emotions, then (``full``) 2. compound mixes, 3. intensity sweep,
+    4. local control; over all of them 5. identity retrieval and 6. the summary.
+    ``compound_recognizer`` (default: ``recognizer``) reads the compound mixes: one trained on
+    rendered mixes too (``--data`` with ``--train-mixes`` clips), see :data:`COMPOUND_READOUT`.
+    """
+    ablation = str(getattr(model, "notes", {}).get("ablation", "none"))
+    setup = EvalSetup(model, recognizer, recognizer if compound_recognizer is None else compound_recognizer,
+                      steps, seed, ablation)
+    people = _group_by_identity(clips, identities)
+    single: dict[str, SingleEmotionScores] = {}
+    compound, sweep, local = [], [], []
     samples: dict[str, Any] = {}
-    gt_desc = {i: appearance_descriptor(by_id[i]["neutral"].frames[0]) for i in ids}
-    for ident in ids:
-        group = by_id[ident]
-        neutral = group["neutral"]
-        reference, portrait_landmarks = neutral.frames[0], neutral.landmarks[0]
-        # ---- single emotions (+ neutral), each with its own ground-truth clip's audio
-        rows = []
-        for e in ["neutral", *emotions]:
-            if e not in group:
-                continue
-            label = np.zeros(n_emo, np.float32)
-            if e != "neutral":
-                label[emotions.index(e)] = 1.0
-            clip = group[e]
-            gen = generate(model, reference, clip.windows, label[None], steps, seed, ablation,
-                           reference_landmarks=portrait_landmarks)[0]
-            pred = predict(recognizer, gen)
-            pred_gt = predict(recognizer, clip.frames)
-            recon = reconstruct(model, clip.frames)
-            pred_recon = predict(recognizer, recon)
-            vae_ssim += [ssim(r, t) for r, t in zip(recon, clip.frames, strict=True)]
-            if e == "neutral":
-                neutral_ok.append(float(is_neutral(pred["emotion"].mean(0))))
-            else:
-                acc.append(float(pred["emotion"].mean(0).argmax() == emotions.index(e)))
-                acc_recon.append(float(pred_recon["emotion"].mean(0).argmax() == emotions.index(e)))
-            ssims += [ssim(g, t) for g, t in zip(gen, clip.frames, strict=True)]
-            psnrs += [psnr(g, t) for g, t in zip(gen, clip.frames, strict=True)]
-            akds.append(akd(pred["landmarks"], pred_gt["landmarks"]))
-            akds_truth.append(akd(pred["landmarks"], clip.landmarks))
-            jit.append(jitter(pred["landmarks"]))
-            jit_gt.append(jitter(clip.landmarks))
-            lips.append(pearson(mouth_opening(pred["landmarks"]), clip.envelope))
-            lips_gt.append(pearson(mouth_opening(clip.landmarks), clip.envelope))
-            lips_gt_read.append(pearson(mouth_opening(pred_gt["landmarks"]), clip.envelope))
-            lips_recon.append(pearson(mouth_opening(pred_recon["landmarks"]), clip.envelope))
-            idn_gen.append(appearance_descriptor(gen[0]))
-            idn_ids.append(ident)
-            rows.append((e, gen[0]))
-        samples[ident] = {"reference": reference, "rows": rows}
+    for ident, group in people.items():
+        person = group["neutral"]
+        single[ident] = single_emotion_step(setup, group)
+        samples[ident] = {"reference": person.frames[0], "rows": single[ident].rows}
         if not full:
             continue
-        # ---- compound mixes (no ground truth needed: the recogniser's top-2)
-        h = model.cfg.image_size
-        mixes = [m for m in COMPOUND_PRESETS.values() if sum(v > 0 for v in m.values()) == 2]
-        labels = np.zeros((len(mixes), n_emo), np.float32)
-        for r, m in enumerate(mixes):
-            for k, v in m.items():
-                labels[r, emotions.index(k)] = v
-        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation,
-                       reference_landmarks=portrait_landmarks)
-        renderable = neutral.identity_seed is not None  # synthetic data: the ceilings can be rendered
-        truth = render_truth(neutral, mixes, SHORT_FRAMES, h) if renderable else None
-        for r, m in enumerate(mixes):
-            read = compound_readings(predict(compound_recognizer, gen[r]))
-            for way, scores in read.items():
-                top2_by[way].append(float(top2_match(scores, m)))
-            hit = top2_match(read[COMPOUND_READOUT], m)
-            top2.append(float(hit))
-            if sorted(m.values()) == [0.5, 0.5]:
-                top2_5050.append(float(hit))
-            if truth is not None:
-                for way, scores in compound_readings(predict(compound_recognizer, truth[r])).items():
-                    top2_gt_by[way].append(float(top2_match(scores, m)))
-        samples[ident]["compound"] = gen[0][0]
-        # ---- intensity sweep per emotion
-        sweep_labels = np.zeros((len(emotions) * len(SWEEP), n_emo), np.float32)
-        for ei in range(len(emotions)):
-            for si, w in enumerate(SWEEP):
-                sweep_labels[ei * len(SWEEP) + si, ei] = w
-        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], sweep_labels, steps, seed, ablation,
-                       reference_landmarks=portrait_landmarks)
-        sweep_mixes = [{e: w} if w > 0 else {} for e in emotions for w in SWEEP]
-        truth = render_truth(neutral, sweep_mixes, SHORT_FRAMES, h) if renderable else None
-        for ei in range(len(emotions)):
-            values = [float(predict(recognizer, gen[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
-                      for si in range(len(SWEEP))]
-            mono.append(float(is_monotonic(values)))
-            rhos.append(spearman(SWEEP, values))
-            if truth is not None:
-                values = [float(predict(recognizer, truth[ei * len(SWEEP) + si])["emotion"].mean(0)[ei])
-                          for si in range(len(SWEEP))]
-                mono_gt.append(float(is_monotonic(values)))
-        # ---- local control: anger with the brush on the brows only, vs neutral (same noise)
-        brows = region_mask(neutral.landmarks[0], "brows", h, h)
-        masks = np.zeros((2, n_emo, h, h), np.float32)
-        masks[1, emotions.index("anger")] = brows
-        labels = np.zeros((2, n_emo), np.float32)
-        labels[1, emotions.index("anger")] = 1.0
-        gen = generate(model, reference, neutral.windows[:SHORT_FRAMES], labels, steps, seed, ablation,
-                       local_masks=masks, reference_landmarks=portrait_landmarks)
-        diff = np.abs(gen[1].astype(np.float64) - gen[0].astype(np.float64)).mean(axis=(0, 3))
-        inside = brows > 0.5
-        local.append(float(diff[inside].mean() / max(diff[~inside].mean(), 1e-6)))
-    # identity retrieval among the evaluated identities
-    hits = [float(max(gt_desc, key=lambda i, d=d: float(d @ gt_desc[i])) == i) for d, i in zip(idn_gen, idn_ids, strict=True)]
-
-    def mean(values: list[float]) -> float | None:
-        vals = [v for v in values if v == v]
-        return round(float(np.mean(vals)), 4) if vals else None
-
-    metrics = {
-        "ablation": ablation, "identities": len(ids), "frames_per_clip": int(len(clips[0].frames)) if clips else 0,
-        "sampler_steps": steps,
-        "single_emotion_accuracy": mean(acc), "neutral_accuracy": mean(neutral_ok),
-        "compound_top2": mean(top2), "compound_top2_5050": mean(top2_5050),
-        "intensity_monotonic": mean(mono), "intensity_spearman": mean(rhos),
-        "akd": mean(akds), "akd_vs_truth": mean(akds_truth), "ssim": mean(ssims),
-        "psnr": mean([p for p in psnrs if np.isfinite(p)]), "identity_top1": mean(hits),
-        "lipsync_corr": mean(lips), "lipsync_corr_ground_truth": mean(lips_gt),
-        "lipsync_corr_ground_truth_recognizer": mean(lips_gt_read),
-        "jitter": mean(jit), "jitter_ground_truth": mean(jit_gt), "local_control": mean(local),
-        "ceiling_vae_ssim": mean(vae_ssim), "ceiling_vae_recognizer_accuracy": mean(acc_recon),
-        "ceiling_vae_lipsync_corr": mean(lips_recon),
-        "ceiling_compound_top2_ground_truth": mean(top2_gt_by[COMPOUND_READOUT]),
-        "ceiling_intensity_monotonic_ground_truth": mean(mono_gt), "compound_readout": COMPOUND_READOUT,
-        **{f"compound_top2_{way}": mean(top2_by[way]) for way in COMPOUND_READOUTS},
-        **{f"ceiling_compound_top2_ground_truth_{way}": mean(top2_gt_by[way]) for way in COMPOUND_READOUTS},
-    }
+        compound.append(compound_step(setup, person))
+        samples[ident]["compound"] = compound[-1].sample
+        sweep.append(sweep_step(setup, person))
+        local.append(locality_step(setup, person))
+    header = {"ablation": ablation, "identities": len(people),
+              "frames_per_clip": int(len(clips[0].frames)) if clips else 0, "sampler_steps": steps}
+    metrics = summarise(header, list(single.values()), compound, sweep, local, identity_retrieval(people, single))
     return metrics, samples
 
 
@@ -529,6 +668,49 @@ def _shown_path(path: str | Path | None) -> str | None:
     return str(resolved.relative_to(repo)) if resolved.is_relative_to(repo) else str(path)
 
 
+def _eval_data(args: argparse.Namespace, model: MoEEModel) -> tuple[str | Path, str, Any]:
+    """``--data`` and its ``test`` split, or a fresh set rendered with ``--seed`` (every person unseen by training).
+
+    Returns (folder, split, the temporary directory to clean up or None).
+    """
+    if args.data is not None:
+        return args.data, "test", None
+    from training.synthetic import generate_dataset
+
+    tmp = tempfile.TemporaryDirectory(prefix="moee-eval-")
+    generate_dataset(tmp.name, identities=args.identities, intensities=(1.0,), clip_seconds=max(0.4, args.frames / 25),
+                     size=model.cfg.image_size, seed=args.seed, progress=False)
+    return tmp.name, "train", tmp  # a fresh seed: every identity of this set is unseen by training
+
+
+def _ablation_metrics(args: argparse.Namespace, sampling: SamplingConfig, data: str | Path, split: str,
+                      recognizer: Any, compound_recognizer: Any) -> dict[str, dict[str, Any]]:
+    """The metrics of each ``--ablation-model NAME=DIR``, sampled with the evaluated model's settings."""
+    ablations = {}
+    for spec in args.ablation_model:
+        name, _, folder = spec.partition("=")
+        ab_model = load_model(folder)
+        ab_model.cfg.sampling = sampling
+        ab_clips = load_eval_clips(data, ab_model, args.frames, split)
+        ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed,
+                                            args.ablation_identities or args.identities,
+                                            compound_recognizer=compound_recognizer)
+    return ablations
+
+
+def _package_evaluated(args: argparse.Namespace, sampling: SamplingConfig, result: dict[str, Any]) -> None:
+    """``--package-to``: the model as fp16 with its metrics (and ablations, calibration) in its notes."""
+    from training.trainer import package_model
+
+    notes = {"trained": True, "eval": result["metrics"], "eval_command": recorded_command("eval"),
+             "recognizer": "assets/models/recognizer", "compound_recognizer": result["compound_recognizer"]}
+    if "ablations" in result:
+        notes["ablations"] = result["ablations"]
+    if args.calibration is not None:  # the curves packaged are not the model folder's own
+        notes["calibration"] = calibration_note_from_argument(args.calibration)
+    package_model(args.model, args.package_to, notes, sampling=sampling)
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``moee eval``; returns the exit code."""
     from training.recognizer import load_recognizer
@@ -543,46 +725,20 @@ def run_eval(args: argparse.Namespace) -> int:
     compound_recognizer = load_recognizer(compound_dir) if compound_dir else None
     model = load_model(args.model)
     model.cfg.sampling = sampling_with_overrides(model.cfg.sampling, args)
-    tmp = None
-    split = "test"
-    data = args.data
-    if data is None:
-        from training.synthetic import generate_dataset
-
-        tmp = tempfile.TemporaryDirectory(prefix="moee-eval-")
-        data = tmp.name
-        generate_dataset(data, identities=args.identities, intensities=(1.0,), clip_seconds=max(0.4, args.frames / 25),
-                         size=model.cfg.image_size, seed=args.seed, progress=False)
-        split = "train"  # a fresh seed: every identity of this set is unseen by training
+    data, split, tmp = _eval_data(args, model)
     clips = load_eval_clips(data, model, args.frames, split)
     metrics, samples = evaluate_model(model, clips, recognizer, args.steps, args.seed, args.identities,
                                       compound_recognizer=compound_recognizer)
     result: dict[str, Any] = {"model": str(args.model), "sampling": asdict(model.cfg.sampling), "metrics": metrics,
                               "targets": TARGETS, "compound_recognizer": _shown_path(compound_dir)}
-    ablations = {}
-    for spec in args.ablation_model:
-        name, _, folder = spec.partition("=")
-        ab_model = load_model(folder)
-        ab_model.cfg.sampling = model.cfg.sampling
-        ab_clips = load_eval_clips(data, ab_model, args.frames, split)
-        ablations[name], _ = evaluate_model(ab_model, ab_clips, recognizer, args.steps, args.seed,
-                                            args.ablation_identities or args.identities,
-                                            compound_recognizer=compound_recognizer)
+    ablations = _ablation_metrics(args, model.cfg.sampling, data, split, recognizer, compound_recognizer)
     if ablations:
         result["ablations"] = ablations
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     if args.samples:
         sample_sheet(samples, args.samples)
     if args.package_to:
-        from training.trainer import package_model
-
-        notes = {"trained": True, "eval": metrics, "eval_command": recorded_command("eval"),
-                 "recognizer": "assets/models/recognizer", "compound_recognizer": result["compound_recognizer"]}
-        if ablations:
-            notes["ablations"] = ablations
-        if args.calibration is not None:  # the curves packaged are not the model folder's own
-            notes["calibration"] = calibration_note_from_argument(args.calibration)
-        package_model(args.model, args.package_to, notes, sampling=model.cfg.sampling)
+        _package_evaluated(args, model.cfg.sampling, result)
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text)

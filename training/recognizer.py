@@ -301,6 +301,76 @@ def _subset(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(total, size=min(count, total), replace=False))
 
 
+def _training_truth(data: str | Path, extra_data: Sequence[str | Path], frame_size: int, au_frames: int,
+                    mix_frames: int, seed: int) -> dict[str, np.ndarray]:
+    """Step 1: the ``train`` splits of ``data`` and ``extra_data``, plus AU-varied and labelled mix stills."""
+    parts = [load_frames_with_truth(d, "train", size=frame_size) for d in (data, *extra_data)]
+    if au_frames:
+        parts.append(au_varied_truth(data, "train", au_frames, frame_size, seed))
+    if mix_frames:
+        parts.append(mixed_emotion_truth(data, "train", mix_frames, frame_size, seed))
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
+def _round_trip_pool(vae_model: MoEEModel, autoencoder: str | Path, frames: np.ndarray, frame_size: int,
+                     count: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 2 (``autoencoder``): ``count`` random training frames through the VAE: (inputs, their indices)."""
+    if frame_size != vae_model.cfg.image_size:
+        raise ValueError(f"frames are {frame_size} px but {autoencoder} works at {vae_model.cfg.image_size} px; "
+                         f"pass --frame-size {vae_model.cfg.image_size}")
+    decoded_index = _subset(len(frames), count, rng)
+    x_decoded = to_input(autoencoder_round_trip(vae_model, frames[decoded_index]))
+    return x_decoded, torch.from_numpy(decoded_index)
+
+
+def _training_targets(train: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Step 3: the loss targets (emotion distribution, AUs, landmarks in the crop, which rows are labelled)."""
+    targets = {k: torch.from_numpy(train[k]) for k in ("emotion", "aus")}
+    start, length = crop_box(train["frames"].shape[1])
+    targets["landmarks"] = torch.from_numpy((train["landmarks"] - start) / length)
+    labelled = ~np.isnan(train["emotion"]).any(axis=1)
+    targets["labelled"] = torch.from_numpy(labelled.astype(np.float32))
+    targets["distribution"] = torch.from_numpy(emotion_distribution(np.nan_to_num(train["emotion"])))
+    return targets
+
+
+def _recognizer_loss(pred: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                     idx: torch.Tensor) -> torch.Tensor:
+    """Emotion cross-entropy (labelled rows only) + AU binary cross-entropy + weighted landmark MSE."""
+    labelled_weight = targets["labelled"][idx]
+    emotion_loss = F.cross_entropy(pred["logits"], targets["distribution"][idx], reduction="none")
+    return ((emotion_loss * labelled_weight).sum() / labelled_weight.sum().clamp(min=1.0)
+            + F.binary_cross_entropy(pred["aus"], targets["aus"][idx].clamp(0, 1))
+            + LANDMARK_LOSS_WEIGHT * F.mse_loss(pred["landmarks"], targets["landmarks"][idx].float()))
+
+
+def _fit(model: Recognizer, x_all: torch.Tensor, targets: dict[str, torch.Tensor], steps: int, batch: int,
+         lr: float, rng: np.random.Generator, round_trips: tuple[torch.Tensor, torch.Tensor] | None,
+         autoencoder_fraction: float) -> None:
+    """Step 4: AdamW with a cosine learning rate; ``round_trips`` (inputs, indices) replace a share of each batch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        idx = torch.from_numpy(rng.integers(0, len(x_all), batch))
+        if round_trips is None:
+            x = x_all[idx]
+        else:
+            # a share of the batch is drawn from the round-tripped frames instead (labels follow)
+            x_decoded, decoded_index = round_trips
+            decoded = torch.from_numpy(rng.random(batch) < autoencoder_fraction)
+            pick = torch.from_numpy(rng.integers(0, len(x_decoded), batch))
+            idx = torch.where(decoded, decoded_index[pick], idx)
+            x = torch.where(decoded[:, None, None, None], x_decoded[pick], x_all[idx])
+        loss = _recognizer_loss(model(_augment(x, rng)), targets, idx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0:
+            print(f"recogniser step {step} loss {loss.item():.4f}", flush=True)
+
+
+# Over 60 lines only by its docstring (each option explained); the body runs the named steps above.
 def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch: int = 48, lr: float = 2e-3,
                      seed: int = 0, frame_size: int = 128, autoencoder: str | Path | None = None,
                      autoencoder_fraction: float = 0.5, autoencoder_frames: int = 6000,
@@ -327,56 +397,19 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    parts = [load_frames_with_truth(d, "train", size=frame_size) for d in (data, *extra_data)]
-    if au_frames:
-        parts.append(au_varied_truth(data, "train", au_frames, frame_size, seed))
-    if mix_frames:
-        parts.append(mixed_emotion_truth(data, "train", mix_frames, frame_size, seed))
-    train = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    train = _training_truth(data, extra_data, frame_size, au_frames, mix_frames, seed)
     x_all = to_input(train["frames"])
-    x_decoded = decoded_index = vae_model = None
+    round_trips = vae_model = None
     if autoencoder:
         from engine.checkpoint import load_model
 
         vae_model = load_model(autoencoder)
-        if frame_size != vae_model.cfg.image_size:
-            raise ValueError(f"frames are {frame_size} px but {autoencoder} works at {vae_model.cfg.image_size} px; "
-                             f"pass --frame-size {vae_model.cfg.image_size}")
-        decoded_index = _subset(len(x_all), autoencoder_frames, rng)
-        x_decoded = to_input(autoencoder_round_trip(vae_model, train["frames"][decoded_index]))
-        decoded_index = torch.from_numpy(decoded_index)
-    targets = {k: torch.from_numpy(train[k]) for k in ("emotion", "aus")}
-    start, length = crop_box(train["frames"].shape[1])
-    targets["landmarks"] = torch.from_numpy((train["landmarks"] - start) / length)
-    labelled = ~np.isnan(train["emotion"]).any(axis=1)
-    targets["labelled"] = torch.from_numpy(labelled.astype(np.float32))
-    targets["distribution"] = torch.from_numpy(emotion_distribution(np.nan_to_num(train["emotion"])))
+        round_trips = _round_trip_pool(vae_model, autoencoder, train["frames"], frame_size, autoencoder_frames, rng)
+    targets = _training_targets(train)
     model = Recognizer()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     start = time.perf_counter()
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-        idx = torch.from_numpy(rng.integers(0, len(x_all), batch))
-        if x_decoded is None:
-            x = x_all[idx]
-        else:
-            # a share of the batch is drawn from the round-tripped frames instead (labels follow)
-            decoded = torch.from_numpy(rng.random(batch) < autoencoder_fraction)
-            pick = torch.from_numpy(rng.integers(0, len(x_decoded), batch))
-            idx = torch.where(decoded, decoded_index[pick], idx)
-            x = torch.where(decoded[:, None, None, None], x_decoded[pick], x_all[idx])
-        pred = model(_augment(x, rng))
-        labelled_weight = targets["labelled"][idx]
-        emotion_loss = F.cross_entropy(pred["logits"], targets["distribution"][idx], reduction="none")
-        loss = ((emotion_loss * labelled_weight).sum() / labelled_weight.sum().clamp(min=1.0)
-                + F.binary_cross_entropy(pred["aus"], targets["aus"][idx].clamp(0, 1))
-                + LANDMARK_LOSS_WEIGHT * F.mse_loss(pred["landmarks"], targets["landmarks"][idx].float()))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0:
-            print(f"recogniser step {step} loss {loss.item():.4f}", flush=True)
+    _fit(model, x_all, targets, steps, batch, lr, rng, round_trips, autoencoder_fraction)
+    # step 5: held-out readings, saved with the recogniser and returned
     heldout = load_frames_with_truth(data, "test", size=frame_size)
     metrics = evaluate_recognizer(model, heldout)
     info: dict[str, Any] = {"metrics_heldout_ground_truth": metrics, "seed": seed, "frame_size": frame_size}

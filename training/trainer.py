@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -623,16 +623,12 @@ def close_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-def _train(args: argparse.Namespace) -> int:
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from tqdm import tqdm
+def _check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
+    """Step 1: fill in the stage's default ``--steps``, refuse impossible settings before any work.
 
-    from training.datasets import ClipSampler
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ``--no-noisy-sampling`` turns noisy labels and the mouth mask off (in ``args``). Returns the face
+    regions ``--expression-weight`` weighs.
+    """
     if args.steps is None:
         args.steps = DEFAULT_STEPS[args.stage]
     if args.steps < 1 or args.batch < 1 or args.frames < 1:
@@ -641,7 +637,6 @@ def _train(args: argparse.Namespace) -> int:
         raise TrainingError("--workers must be 0 or more")
     if args.time_limit is not None and args.time_limit < 0:
         raise TrainingError("--time-limit must be 0 seconds or more")
-    started = time.monotonic()
     if args.no_noisy_sampling:
         args.p_noisy, args.mouth_mask = 0.0, losses.MOUTH_MASK_NONE
     if args.lip_weight < 0 or args.expression_weight < 0:
@@ -649,7 +644,30 @@ def _train(args: argparse.Namespace) -> int:
     if args.lip_weight > 0 and masks_mouth(args.stage, args.mouth_mask):
         raise TrainingError(f"--lip-weight weighs the mouth, but {args.stage} leaves the mouth out of the loss; "
                             "add --mouth-mask none to train it with the mouth in")
-    regions = expression_regions(args)  # bad region names fail before any work
+    return expression_regions(args)  # bad region names fail before any work
+
+
+@dataclass
+class TrainingRun:
+    """What the training loop works with (built by :func:`_prepare_run`)."""
+
+    model: MoEEModel
+    params: list[nn.Parameter]  # the parameters this stage trains
+    data: StepSampler
+    base_lr: float
+    raw_optimizer: torch.optim.Optimizer  # the optimiser itself, as checkpoints save it
+    optimizer: Any  # ``raw_optimizer`` as ``accelerate`` wraps it
+    objective: Any  # :class:`Objective` as ``accelerate`` wraps it
+    accelerator: Any
+    generator: torch.Generator  # diffusion noise and timesteps (process 0); its state is checkpointed
+
+
+def _prepare_run(args: argparse.Namespace, regions: tuple[str, ...]) -> TrainingRun:
+    """Step 2: the model (trainable parameters set), the data, the optimiser and ``accelerate``."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    from training.datasets import ClipSampler
+
     model = _build_model(args).float().train()
     if args.stage == "vae" and model.cfg.name == "sd15":
         raise TrainingError("the vae stage is for the demo/tiny configs; sd15 uses Stable Diffusion's VAE")
@@ -676,52 +694,74 @@ def _train(args: argparse.Namespace) -> int:
     objective = Objective(model, spec, data_parallel=accelerator.num_processes > 1)
     objective, optimizer = accelerator.prepare(objective, optimizer)
     generator = torch.Generator().manual_seed(args.seed)
-    start = 0
+    return TrainingRun(model, params, data, base_lr, raw_optimizer, optimizer, objective, accelerator, generator)
+
+
+def _resume(args: argparse.Namespace, run: TrainingRun, out: Path) -> int:
+    """Step 3 (``--resume``): load the checkpoint's model, optimiser and RNG states; returns its step."""
     ckpt = out / CHECKPOINT_DIR
+    if not (ckpt / STATE_FILE).exists():
+        raise TrainingError(f"--resume: no checkpoint in {ckpt}")
+    state = json.loads((ckpt / STATE_FILE).read_text())
+    if state.get("stage") != args.stage:
+        raise TrainingError(f"--resume: the checkpoint is of stage {state.get('stage')}, not {args.stage}")
+    saved = load_model(ckpt / "model")
+    run.model.load_state_dict(saved.state_dict())
+    run.model.train()
+    _load_optimizer(run.raw_optimizer, load_file(str(ckpt / OPTIMIZER_FILE)), state["optimizer"])
+    rng = load_file(str(ckpt / RNG_FILE))
+    torch.set_rng_state(rng["torch_cpu"])
+    run.generator.set_state(rng["noise"])
+    return int(state["step"])
+
+
+def _open_log(args: argparse.Namespace, is_main_process: bool, start: int) -> TextIO | None:
+    """Step 4: the ``--log`` JSON-lines file (main process only), continued from ``start`` on resume."""
+    if not (args.log and is_main_process):  # one writer when several processes train
+        return None
+    Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     if args.resume:
-        if not (ckpt / STATE_FILE).exists():
-            raise TrainingError(f"--resume: no checkpoint in {ckpt}")
-        state = json.loads((ckpt / STATE_FILE).read_text())
-        if state.get("stage") != args.stage:
-            raise TrainingError(f"--resume: the checkpoint is of stage {state.get('stage')}, not {args.stage}")
-        saved = load_model(ckpt / "model")
-        model.load_state_dict(saved.state_dict())
-        model.train()
-        _load_optimizer(raw_optimizer, load_file(str(ckpt / OPTIMIZER_FILE)), state["optimizer"])
-        rng = load_file(str(ckpt / RNG_FILE))
-        torch.set_rng_state(rng["torch_cpu"])
-        generator.set_state(rng["noise"])
-        start = int(state["step"])
-    log = None
-    if args.log and accelerator.is_main_process:  # one writer when several processes train
-        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-        if args.resume:
-            _truncate_log(Path(args.log), start)
-        log = open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
-    meta = {"stage": args.stage, "seed": args.seed, "steps": args.steps, "batch": args.batch,
-            "processes": accelerator.num_processes,
-            "ablation": args.ablation, "command": recorded_command("train")}
-    end = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
+        _truncate_log(Path(args.log), start)
+    return open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
+
+
+def _train_step(args: argparse.Namespace, run: TrainingRun, step: int,
+                batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+    """One optimiser step at ``step`` (0-based) on this process's slice of the batch; returns (loss parts, lr)."""
+    accelerator = run.accelerator
+    lr = lr_at(step, args.steps, run.base_lr)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+    with accelerator.autocast():
+        parts = run.objective(batch, noise_generator(run.generator, args.seed, step, accelerator.process_index))
+    run.optimizer.zero_grad(set_to_none=True)
+    if parts["loss"].requires_grad:  # all-neutral batch in stage 2: no expert ran, nothing to learn
+        accelerator.backward(parts["loss"])
+        accelerator.clip_grad_norm_(run.params, GRAD_CLIP_NORM)
+        run.optimizer.step()
+    return parts, lr
+
+
+def _training_loop(args: argparse.Namespace, run: TrainingRun, out: Path, start: int, end: int,
+                   log: TextIO | None, meta: dict[str, Any], started: float) -> int:
+    """Step 5: steps ``start`` .. ``end`` with logging, checkpoints and the time limit; returns the last step.
+
+    Closes ``log``. ``started`` is the ``time.monotonic()`` the ``--time-limit`` counts from.
+    """
+    from tqdm import tqdm
+
+    accelerator = run.accelerator
     bar = tqdm(total=args.steps, initial=start, desc=args.stage, dynamic_ncols=True,
                disable=args.no_progress or not accelerator.is_main_process)
     step = start
     window_start = time.perf_counter()
     # data-parallel (accelerate launch): each process takes its own slice of the global batch
-    batches = step_batches(data, args.batch, start, end, args.workers, accelerator.process_index,
+    batches = step_batches(run.data, args.batch, start, end, args.workers, accelerator.process_index,
                            accelerator.num_processes)
     try:
         while step < end:
-            lr = lr_at(step, args.steps, base_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in next(batches).items()}
-            with accelerator.autocast():
-                parts = objective(batch, noise_generator(generator, args.seed, step, accelerator.process_index))
-            optimizer.zero_grad(set_to_none=True)
-            if parts["loss"].requires_grad:  # all-neutral batch in stage 2: no expert ran, nothing to learn
-                accelerator.backward(parts["loss"])
-                accelerator.clip_grad_norm_(params, GRAD_CLIP_NORM)
-                optimizer.step()
+            parts, lr = _train_step(args, run, step, next(batches))
             step += 1
             bar.update(1)
             if log and (step % args.log_every == 0 or step == end):
@@ -735,7 +775,7 @@ def _train(args: argparse.Namespace) -> int:
             out_of_time = args.time_limit is not None and _all_agree_time_is_up(
                 accelerator, time.monotonic() - started >= args.time_limit)
             if (step % args.save_every == 0 or step == end or out_of_time) and accelerator.is_main_process:
-                save_checkpoint(out, model, raw_optimizer, step, generator, meta)
+                save_checkpoint(out, run.model, run.raw_optimizer, step, run.generator, meta)
             if out_of_time and step < end:
                 if accelerator.is_main_process:
                     print(f"time limit of {args.time_limit:g} s reached", file=sys.stderr)
@@ -744,11 +784,31 @@ def _train(args: argparse.Namespace) -> int:
         bar.close()
         if log:
             log.close()
+    return step
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Check the arguments, prepare the run, resume, open the log, train, write the outputs."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    regions = _check_arguments(args)
+    started = time.monotonic()
+    run = _prepare_run(args, regions)
+    accelerator = run.accelerator
+    start = _resume(args, run, out) if args.resume else 0
+    log = _open_log(args, accelerator.is_main_process, start)
+    meta = {"stage": args.stage, "seed": args.seed, "steps": args.steps, "batch": args.batch,
+            "processes": accelerator.num_processes,
+            "ablation": args.ablation, "command": recorded_command("train")}
+    end = min(args.steps, args.stop_after) if args.stop_after is not None else args.steps
+    step = _training_loop(args, run, out, start, end, log, meta, started)
     if accelerator.is_main_process:
         if step < args.steps:
             print(f"stopped after step {step}; continue with --resume")
         else:
-            _write_outputs(args, model, out, meta)
+            _write_outputs(args, run.model, out, meta)
     # no process leaves (and closes its end of the process group) while the first one still writes
     accelerator.wait_for_everyone()
     return 0
