@@ -471,7 +471,7 @@ def build_parser(commands: Iterable[EntryPoint] | None = None) -> argparse.Argum
     _add_commands(sub, commands)
     if not commands:
         parser.epilog = (f"No other package adds subcommands (entry points {COMMAND_GROUP!r}); in a checkout, "
-                         "'pip install -e .' installs the training ones.")
+                         "'pip install -e .' installs those of this repository.")
     return parser
 
 
