@@ -442,7 +442,7 @@ def _add_commands(sub: argparse._SubParsersAction, commands: Iterable[EntryPoint
             continue
         try:
             command: Command = point.load()
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:  # its package is missing, or no longer has that name
             p = sub.add_parser(point.name, help=f"(not available: {exc})")
             p.set_defaults(func=lambda _a, exc=exc, name=point.name: _unavailable(name, exc))
             continue
