@@ -1,4 +1,10 @@
-"""``moee``: the command line (render, bench, synth, train, eval)."""
+"""``moee``: the command line.
+
+The engine's own subcommands (render, bench, init) are defined here; other packages add theirs through
+entry points of the group :data:`COMMAND_GROUP` (``[project.entry-points."moee.commands"]`` in
+pyproject.toml), each naming an object with the :class:`Command` protocol. The engine never imports
+them by name: a package that is not installed, or cannot be imported, takes only its own subcommands away.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,13 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from engine.audio import DEFAULT_MAX_DURATION
 from engine.config import DEFAULT_MAX_SIZE, MAX_FPS, sampling_value_problem
@@ -86,7 +93,7 @@ def yes_no(value: str | None) -> bool | None:
 def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
     """The command line that ran, as ``moee SUBCOMMAND ARGS`` (for a model's or a file's notes).
 
-    The same whether it ran as ``moee SUBCOMMAND ...`` or ``python -m training.MODULE ...``, and without
+    The same whether it ran as ``moee SUBCOMMAND ...`` or as a module (``python -m PACKAGE.MODULE ...``), and without
     the local path of the script; arguments are shell-quoted, so the record can be pasted and run.
     """
     args = list(sys.argv if argv is None else argv)[1:]
@@ -403,27 +410,49 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_delegated(sub: argparse._SubParsersAction) -> None:
-    """synth / train / eval / calibrate live in training/ and are imported only when used."""
-    for name, module, adder, runner, text in (
-        ("synth", "training.synthetic", "add_synth_arguments", "run_synth", "render a synthetic talking-face data set"),
-        ("train", "training.trainer", "add_train_arguments", "run_train", "train a stage or a custom expert"),
-        ("eval", "training.evaluate", "add_eval_arguments", "run_eval", "evaluate a model on held-out identities"),
-        ("calibrate", "training.calibrate", "add_calibrate_arguments", "run_calibrate",
-         "fit a model's slider calibration on training people"),
-        ("train-motion", "training.motion_trainer", "add_train_motion_arguments", "run_train_motion",
-         "train the motion model (full-resolution path) on synthetic landmarks"),
-        ("eval-portraits", "training.portrait_eval", "add_eval_portraits_arguments", "run_eval_portraits",
-         "measure the full-resolution path on a folder of real portraits (JSON, sheet)"),
-    ):
-        p = sub.add_parser(name, help=text)
-        try:
-            mod = __import__(module, fromlist=[adder])
-        except ImportError as exc:
-            p.set_defaults(func=lambda _a, exc=exc, name=name: _unavailable(name, exc))
+#: The entry-point group through which installed packages add subcommands to ``moee``.
+COMMAND_GROUP = "moee.commands"
+
+
+class Command(Protocol):
+    """A subcommand another package adds to ``moee``: the object a :data:`COMMAND_GROUP` entry point names
+    (the entry point's name is the subcommand's)."""
+
+    help: str  # its line in ``moee --help``
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add its arguments to its subparser (ImportError: the subcommand is listed as unavailable)."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run it with the parsed arguments; the exit code."""
+
+
+def installed_commands() -> list[EntryPoint]:
+    """The :data:`COMMAND_GROUP` entry points of the installed distributions (the first of each name)."""
+    found: dict[str, EntryPoint] = {}
+    for point in entry_points(group=COMMAND_GROUP):
+        found.setdefault(point.name, point)
+    return list(found.values())
+
+
+def _add_commands(sub: argparse._SubParsersAction, commands: Iterable[EntryPoint]) -> None:
+    """Add each entry point's :class:`Command` (imported now, as ``--help`` shows their arguments)."""
+    for point in commands:
+        if point.name in sub.choices:  # the engine's own subcommands keep their names
             continue
-        getattr(mod, adder)(p)
-        p.set_defaults(func=getattr(mod, runner))
+        try:
+            command: Command = point.load()
+        except (ImportError, AttributeError) as exc:  # its package is missing, or no longer has that name
+            p = sub.add_parser(point.name, help=f"(not available: {exc})")
+            p.set_defaults(func=lambda _a, exc=exc, name=point.name: _unavailable(name, exc))
+            continue
+        p = sub.add_parser(point.name, help=command.help)
+        try:
+            command.add_arguments(p)
+        except ImportError as exc:
+            p.set_defaults(func=lambda _a, exc=exc, name=point.name: _unavailable(name, exc))
+            continue
+        p.set_defaults(func=command.run)
 
 
 def _unavailable(name: str, exc: Exception) -> int:
@@ -431,13 +460,18 @@ def _unavailable(name: str, exc: Exception) -> int:
     return 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[EntryPoint] | None = None) -> argparse.ArgumentParser:
+    """The ``moee`` parser: the engine's subcommands, then ``commands`` (default: :func:`installed_commands`)."""
     parser = argparse.ArgumentParser(prog="moee", description="MoEE Studio command line")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_render(sub)
     _add_bench(sub)
     _add_init(sub)
-    _add_delegated(sub)
+    commands = installed_commands() if commands is None else list(commands)
+    _add_commands(sub, commands)
+    if not commands:
+        parser.epilog = (f"No other package adds subcommands (entry points {COMMAND_GROUP!r}); in a checkout, "
+                         "'pip install -e .' installs those of this repository.")
     return parser
 
 
@@ -459,9 +493,10 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, commands: Iterable[EntryPoint] | None = None) -> int:
+    """Run ``moee`` with ``argv`` (default: the process's); ``commands``: as :func:`build_parser`. The exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(commands).parse_args(argv)
     except SystemExit as exc:  # --help (0), or a bad argument: argparse printed why (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:

@@ -17,13 +17,15 @@ Checked on ``skimage.data.astronaut()`` (512x512): the mesh spans about x 179-27
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from engine.errors import InputImageError, MissingDependencyError, NoFaceError
+from engine.quiet import ignore_protobuf_warning, quiet_native_logs
 
 #: Number of points of a MediaPipe Face Mesh with refined irises, and of the synthetic set.
 MEDIAPIPE_POINTS = 478
@@ -94,18 +96,36 @@ def _mediapipe(feature: str):  # noqa: ANN202 - the mediapipe module
         raise MissingDependencyError(
             f"{feature} needs MediaPipe, which is not installed: pip install mediapipe==0.10.14 "
             "(or render with --crop none --keep-background no, which do without it)") from exc
+    ignore_protobuf_warning()  # MediaPipe's outputs trigger it, every run (engine/quiet.py)
     return mp
 
 
-def _face_mesh():  # noqa: ANN202 - mediapipe type
-    mesh = getattr(_local, "face_mesh", None)
-    if mesh is None:
-        mp = _mediapipe("finding the face (--crop auto or face)")
+def _run_graph(name: str, create: Callable[[], Any], image: np.ndarray) -> Any:
+    """``process(image)`` on this thread's MediaPipe graph ``name``, made by ``create()`` on first use.
 
-        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=2,
-                                               min_detection_confidence=MIN_DETECTION_CONFIDENCE)
-        _local.face_mesh = mesh
-    return mesh
+    A new graph opens its TensorFlow Lite models on MediaPipe's own threads, from its construction until
+    its first result, and their C++ code logs to stderr meanwhile: construction and first run are quieted
+    together (:func:`engine.quiet.quiet_native_logs`; quieting the first run alone was measured to miss
+    lines now and then).
+    """
+    graph = getattr(_local, name, None)
+    if graph is not None:
+        return graph.process(image)
+    with quiet_native_logs():
+        graph = create()
+        setattr(_local, name, graph)
+        return graph.process(image)
+
+
+def _face_mesh() -> Any:
+    mp = _mediapipe("finding the face (--crop auto or face)")
+    return mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=2,
+                                           min_detection_confidence=MIN_DETECTION_CONFIDENCE)
+
+
+def _selfie_segmentation() -> Any:
+    mp = _mediapipe("keeping the portrait's background (--keep-background yes)")
+    return mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -125,7 +145,7 @@ def detect_landmarks(image: np.ndarray) -> FaceLandmarks:
     Raises :class:`NoFaceError` when there is no face or more than one.
     """
     image = _check_image(image)
-    result = _face_mesh().process(image)
+    result = _run_graph("face_mesh", _face_mesh, image)
     faces = result.multi_face_landmarks or []
     if not faces:
         raise NoFaceError("no face found in the portrait; use a clear, frontal photo of one face")
@@ -337,13 +357,7 @@ def crop_face(image: np.ndarray, landmarks: FaceLandmarks | np.ndarray, size: in
 def person_matte(image: np.ndarray) -> np.ndarray:
     """Float32 HxW matte in 0..1 of the person (MediaPipe selfie segmentation)."""
     image = _check_image(image)
-    seg = getattr(_local, "selfie", None)
-    if seg is None:
-        mp = _mediapipe("keeping the portrait's background (--keep-background yes)")
-
-        seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        _local.selfie = seg
-    result = seg.process(image)
+    result = _run_graph("selfie", _selfie_segmentation, image)
     mask = result.segmentation_mask
     if mask is None:
         return np.zeros(image.shape[:2], dtype=np.float32)

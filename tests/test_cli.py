@@ -203,7 +203,7 @@ def build_parser_accepts(command: str) -> bool:
 
     from engine.cli import build_parser
 
-    args = build_parser().parse_args(shlex.split(command)[1:])
+    args = build_parser(declared_commands()).parse_args(shlex.split(command)[1:])
     return args.command == "eval" and args.model == "runs/my model"
 
 
@@ -234,3 +234,115 @@ def test_without_mediapipe_render_names_what_needs_it_and_runs_without_it(model_
     assert codes == {"face": 2, "matte": 2, "neither": 0}
     assert probe_video(tmp_path / "neither.mp4").frames == round(1.3 * FPS)
     assert not (tmp_path / "face.mp4").exists() and not (tmp_path / "matte.mp4").exists()
+
+
+# --- subcommands from other packages: the "moee.commands" entry points ---------------------------------
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
+def declared_commands() -> list:
+    """The ``moee.commands`` entry points as pyproject.toml declares them (what ``pip install`` installs)."""
+    from importlib.metadata import EntryPoint
+
+    from engine.cli import COMMAND_GROUP
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = tomllib.loads(PYPROJECT.read_text())["project"]["entry-points"][COMMAND_GROUP]
+    return [EntryPoint(name, value, COMMAND_GROUP) for name, value in declared.items()]
+
+
+def test_pyproject_declares_every_training_command():
+    from training.commands import COMMANDS
+
+    declared = {point.name: point for point in declared_commands()}
+    assert sorted(declared) == sorted(COMMANDS), "pyproject.toml's moee.commands entry points and " \
+        "training.commands.COMMANDS must name the same subcommands"
+    for name, command in COMMANDS.items():
+        assert declared[name].load() is command, f"entry point {name} names another object"
+
+
+def test_installed_metadata_has_the_declared_commands():
+    """A stale install (pyproject.toml changed since ``pip install -e .``) would hide subcommands."""
+    from engine.cli import installed_commands
+
+    installed = sorted((point.name, point.value) for point in installed_commands())
+    declared = sorted((point.name, point.value) for point in declared_commands())
+    assert installed == declared, ("the installed moee-studio metadata does not match pyproject.toml's "
+                                   "moee.commands entry points: reinstall it (pip install -e .)")
+
+
+def test_help_lists_every_subcommand_with_its_help_and_each_has_its_own(capsys):
+    from training.commands import COMMANDS
+
+    commands = declared_commands()
+    assert main(["--help"], commands) == 0
+    listing = " ".join(capsys.readouterr().out.split())
+    for name in ("render", "bench", "init", *COMMANDS):
+        assert f" {name} " in listing, name
+    for command in COMMANDS.values():
+        assert command.help in listing
+    for name in COMMANDS:
+        assert main([name, "--help"], commands) == 0, name
+        assert capsys.readouterr().out.startswith(f"usage: moee {name} ")
+
+
+def test_engine_commands_work_when_training_cannot_be_imported():
+    """The engine alone: render / bench run; a training subcommand says it is unavailable, exit 2."""
+    import sys
+
+    probe = (
+        "import sys\n"
+        "sys.modules['training'] = None  # as if the package were missing\n"
+        "from importlib.metadata import EntryPoint\n"
+        "from engine.cli import COMMAND_GROUP, main\n"
+        "commands = [EntryPoint('synth', 'training.commands:SYNTH', COMMAND_GROUP)]\n"
+        "codes = [main(argv, commands) for argv in (['render', '--help'], ['bench', '--help'], ['synth'])]\n"
+        "print('codes', codes)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PYPROJECT.parent)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert "codes [0, 0, 2]" in done.stdout, done.stderr
+    assert "moee synth is not available" in done.stderr
+
+
+# --- third-party log spam ------------------------------------------------------------------------------
+
+SPAM = ("TensorFlow Lite", "absl::InitializeLog", "inference_feedback_manager", "SymbolDatabase.GetPrototype")
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(PYPROJECT.parent)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=PYPROJECT.parent)
+
+
+def test_face_detection_prints_no_third_party_logs():
+    """MediaPipe's C++ start-up lines and protobuf's warning: every moee command that finds a face printed
+    them (measured: 5 lines). Both graphs (Face Mesh, selfie segmentation), run twice each."""
+    done = run_python(
+        "from engine.image import load_image\n"
+        "from engine.face import detect_landmarks, person_matte\n"
+        "image = load_image('assets/demo/photo.png')\n"
+        "for _ in range(2):\n"
+        "    print(detect_landmarks(image).points.shape, person_matte(image).shape)\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(478, 2) (256, 256)") == 2
+    assert not [line for line in done.stderr.splitlines() if any(s in line for s in SPAM)], done.stderr
+
+
+def test_the_log_filter_drops_only_the_spam_lines():
+    """Native writes to fd 2 inside the filter: spam dropped, everything else kept, in order; after it,
+    nothing is filtered."""
+    done = run_python(
+        "import os, sys\n"
+        "from engine.quiet import quiet_native_logs\n"
+        "with quiet_native_logs():\n"
+        "    os.write(2, b'ours 1\\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+        "    print('ours 2', file=sys.stderr)\n"
+        "    os.write(2, b'W0000 00:00:1.5   42 inference_feedback_manager.cc:114] Feedback\\nours 3 no newline')\n"
+        "os.write(2, b'\\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "ours 1\nours 2\nours 3 no newline\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"

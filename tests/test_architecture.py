@@ -1,0 +1,123 @@
+"""docs/ARCHITECTURE.md against the code: the layering rules it states hold, and its Layout is the real map.
+
+Imports are read with ``ast`` (nothing is imported), so a rule broken in any module, however rarely it
+runs, fails here with the module and line named.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "ARCHITECTURE.md"
+QT = frozenset({"PySide6", "PySide2", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph"})
+#: The Layering section of docs/ARCHITECTURE.md: the top-level packages each folder may not import.
+FORBIDDEN: dict[str, frozenset[str]] = {
+    "engine": frozenset({"training", "studio"}) | QT,
+    "training": frozenset({"studio"}) | QT,
+    "scripts": QT,
+    "studio": frozenset({"training"}),
+}
+#: The folders whose every module the Layout must list.
+MAPPED = ("engine", "training")
+#: A string in engine/ that names a module of training/ or studio/ (as ``__import__("training.x")`` would).
+NAMES_A_MODULE = re.compile(r"^(training|studio)(\.\w+)*(:\w+)?$|\b(training|studio)\.[a-z_]+\b(?!\.py)")
+
+
+def python_files(folder: str) -> list[Path]:
+    return sorted(path for path in (ROOT / folder).rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """(top-level package, line) of every absolute import in a file, wherever it is (functions included)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name.split(".")[0], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module.split(".")[0], node.lineno))
+    return found
+
+
+def strings(path: Path) -> list[tuple[str, int]]:
+    """Every string constant of a file but its docstrings (what code can use as a module name)."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [(node.value, node.lineno) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_each_package_imports_only_what_the_layering_allows():
+    broken = [f"{relative(path)}:{line} imports {name} ({folder}/ must not import {name})"
+              for folder, forbidden in FORBIDDEN.items() for path in python_files(folder)
+              for name, line in imports(path) if name in forbidden]
+    assert not broken, "docs/ARCHITECTURE.md's layering is broken:\n" + "\n".join(broken)
+
+
+def test_only_studio_imports_qt():
+    outside = [path for path in ROOT.glob("*/**/*.py")
+               if path.relative_to(ROOT).parts[0] not in ("studio", "tests", ".venv", "build")
+               and "__pycache__" not in path.parts]
+    broken = [f"{relative(path)}:{line} imports {name}" for path in outside
+              for name, line in imports(path) if name in QT]
+    assert not broken, "Qt is imported outside studio/:\n" + "\n".join(broken)
+
+
+def test_engine_names_no_training_or_studio_module_in_its_code():
+    """Not even by a string: a module name in a string is a hidden import (``__import__``, entry points)."""
+    broken = [f"{relative(path)}:{line} names {text!r}" for path in python_files("engine")
+              for text, line in strings(path) if NAMES_A_MODULE.search(text)]
+    assert not broken, "engine/ names training / studio modules (use the moee.commands entry points):\n" \
+        + "\n".join(broken)
+
+
+def layout() -> dict[str, set[str]]:
+    """The Layout block of docs/ARCHITECTURE.md: folder -> the module stems listed under it
+    (``name.py`` a module, ``name/`` a package)."""
+    text = DOC.read_text()
+    assert "## Layout" in text, f"{DOC} has no '## Layout' section"
+    block = text.split("## Layout", 1)[1].split("```")[1]
+    listed: dict[str, set[str]] = {}
+    folder = None
+    for line in block.splitlines():
+        top = re.match(r"(\w+)/(\s|$)", line)
+        entry = re.match(r"  (\w+)(?:\.py|/)(\s|$)", line)
+        if top:
+            folder = top[1]
+            listed[folder] = set()
+        elif entry and folder is not None:
+            listed[folder].add(entry[1])
+    return listed
+
+
+def modules(folder: str) -> set[str]:
+    """The modules of a folder as stems: ``x.py`` files but ``__init__.py``, and packages ``x/``."""
+    root = ROOT / folder
+    files = {path.stem for path in root.glob("*.py") if path.name != "__init__.py"}
+    return files | {path.parent.name for path in root.glob("*/__init__.py")}
+
+
+def test_the_layout_lists_every_module_and_only_real_ones():
+    listed = layout()
+    problems = []
+    for folder in MAPPED:
+        assert folder in listed, f"docs/ARCHITECTURE.md's Layout has no {folder}/ section"
+        problems += [f"{folder}/{stem} ({stem}.py or {stem}/) is not in docs/ARCHITECTURE.md's Layout; "
+                     "add a line for it"
+                     for stem in sorted(modules(folder) - listed[folder])]
+    for folder, stems in listed.items():
+        problems += [f"docs/ARCHITECTURE.md's Layout lists {folder}/{stem}, which does not exist "
+                     f"(neither {stem}.py nor {stem}/__init__.py)"
+                     for stem in sorted(stems - modules(folder))]
+    assert not problems, "\n".join(problems)
