@@ -866,8 +866,7 @@ class MainWindow(QMainWindow):
                 job.cancel()
                 job.wait(10_000)
         self.service.shutdown()
-        if self.trainer.process is not None:
-            self.trainer.stop()
+        self.trainer.shutdown()  # a running training stops with a checkpoint (Resume continues it)
         self._drop_own_recovery()  # only this window's file: other instances keep theirs
 
     def closeEvent(self, event: QCloseEvent) -> None:
