@@ -673,12 +673,19 @@ class MainWindow(QMainWindow):
         self.service.emotion_from_text(text)
 
     def _text_mix(self, mix: dict[str, float]) -> None:
-        self.palette.describe_done()
-        self.palette.apply_mix(mix, f"Describe: {getattr(self, '_describe_text', '')}")
+        from engine.emotion_text import read_emotion_text
+
+        text = getattr(self, "_describe_text", "")
+        message = read_emotion_text(text).message if text.strip() else ""  # cached: the worker read it already
+        self.palette.describe_done(message)
+        self.palette.apply_mix(mix, f"Describe: {text}")
+        if message:
+            self.status(message)
 
     def _text_failed(self, message: str) -> None:
-        self.palette.describe_done()
-        self.report_error(f"Cannot read the description: {message}")
+        """The text was not read as an emotion: say so beside the box; the sliders stay as they are."""
+        self.palette.describe_done(message, understood=False)
+        self.status(f"Cannot read the description: {message}")
 
     # ------------------------------------------------------------------ export
     def show_export(self) -> Any:
@@ -959,8 +966,7 @@ class MainWindow(QMainWindow):
                 job.cancel()
                 job.wait(10_000)
         self.service.shutdown()
-        if self.trainer.process is not None:
-            self.trainer.stop()
+        self.trainer.shutdown()  # a running training stops with a checkpoint (Resume continues it)
         self._drop_own_recovery()  # only this window's file: other instances keep theirs
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -115,14 +115,20 @@ class PaletteWidget(QWidget):
         outer.addWidget(preset_box)
 
         text_box = QGroupBox("Describe the emotion")
-        tl = QHBoxLayout(text_box)
+        text_column = QVBoxLayout(text_box)
+        tl = QHBoxLayout()
         self.text = QLineEdit()
-        self.text.setPlaceholderText("e.g. sadly surprised, quietly furious")
+        self.text.setPlaceholderText("e.g. a little sad, happy but a bit scared")
         self.describe_button = QPushButton("Apply")
         self.text.returnPressed.connect(self._describe)
         self.describe_button.clicked.connect(self._describe)
         tl.addWidget(self.text, 1)
         tl.addWidget(self.describe_button)
+        text_column.addLayout(tl)
+        self.describe_message = QLabel()  # how the text was read, or why it was not
+        self.describe_message.setWordWrap(True)
+        self.describe_message.setVisible(False)
+        text_column.addWidget(self.describe_message)
         outer.addWidget(text_box)
         outer.addStretch(1)
 
@@ -219,6 +225,12 @@ class PaletteWidget(QWidget):
             self.describe_button.setEnabled(False)
             self.describeRequested.emit(text)
 
-    def describe_done(self) -> None:
-        """Re-enable the describe button (after the engine answered or failed)."""
+    def describe_done(self, message: str = "", understood: bool = True) -> None:
+        """Re-enable the describe button (after the engine answered or failed) and show ``message``.
+
+        ``understood=False``: the text was not read as an emotion (the sliders were left alone).
+        """
         self.describe_button.setEnabled(True)
+        self.describe_message.setText(message)
+        self.describe_message.setStyleSheet("" if understood else "color: #e8a33d;")
+        self.describe_message.setVisible(bool(message))

@@ -331,6 +331,60 @@ def open_dataset(path: str | os.PathLike[str]) -> ClipDataset:
     return READERS[detect_layout(path)](path)
 
 
+def custom_emotion_layout(name: str) -> str:
+    """The data layout the expert stage needs for a new emotion ``name`` (for messages)."""
+    return (f"a folder of clips (mp4 with audio) and a labels.csv with the columns file,emotion, where the rows "
+            f"of the new emotion say '{name}' and any other rows say neutral or a basic emotion "
+            f"({', '.join(BASIC_EMOTIONS)}); e.g.\n  file,emotion\n  {name}_01.mp4,{name}\n  calm_01.mp4,neutral")
+
+
+def check_custom_emotion_data(path: str | os.PathLike[str], name: str) -> int:
+    """Check that a folder holds clips of the new emotion ``name`` for the expert stage; returns how many.
+
+    Of the layouts above only ``labels.csv`` with an ``emotion`` column can name an emotion that is not one
+    of the six basic ones (the other layouts label the basic emotions only). Raises :class:`DatasetError`
+    naming that layout when the folder has no clip labelled ``name``, when a clip of it is missing, or
+    when another row's label is neither neutral nor a basic emotion. Reads only ``labels.csv``.
+    """
+    root = Path(path)
+    key = name.strip().lower()
+    expected = f"Expected {custom_emotion_layout(key)}"
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder. {expected}")
+    csv_path = root / "labels.csv"
+    if not csv_path.exists():
+        try:
+            found = f"it holds a {detect_layout(root)} data set, labelled with the basic emotions only"
+        except DatasetError:
+            found = "it has no labels.csv"
+        raise DatasetError(f"{root} has no clip labelled '{key}': {found}. {expected}")
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = {c.strip().lower(): c for c in (rows[0] if rows else {})}
+    if "file" not in columns or "emotion" not in columns:
+        raise DatasetError(f"{csv_path} needs the columns file and emotion. {expected}")
+    count = 0
+    labels: list[str] = []
+    for line, row in enumerate(rows, start=2):
+        label = (row[columns["emotion"]] or "").strip().lower()
+        labels.append(label)
+        if label == key:
+            clip = root / (row[columns["file"]] or "").strip()
+            if not clip.is_file():
+                raise DatasetError(f"labels.csv line {line}: the clip {clip.name or '(empty)'} is not in {root}")
+            count += 1
+            continue
+        try:
+            weights_for(label)
+        except MoEEError:
+            raise DatasetError(f"labels.csv line {line}: '{label}' is neither the new emotion '{key}' nor neutral "
+                               f"or a basic emotion. {expected}") from None
+    if count == 0:
+        found = ", ".join(sorted(set(labels))) or "no rows"
+        raise DatasetError(f"{csv_path} has no clip labelled '{key}' (its labels: {found}). {expected}")
+    return count
+
+
 # ----------------------------------------------------------------------------------------------
 # Preprocessing
 # ----------------------------------------------------------------------------------------------

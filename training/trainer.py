@@ -538,6 +538,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, default=None, help="save a checkpoint and stop after this step")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="save a checkpoint and stop once this much time has passed (a job's wall-clock limit)")
+    parser.add_argument("--stop-file", default=None, metavar="PATH",
+                        help="save a checkpoint and stop once this file exists (continue with --resume; the studio's Stop)")
     parser.add_argument("--no-noisy-sampling", action="store_true", help="ablation: no noisy labels, no mouth mask")
     parser.add_argument("--mouth-mask", default=losses.MOUTH_MASK_LOSS, choices=losses.MOUTH_MASK_MODES)
     parser.add_argument("--lip-weight", type=float, default=0.0,
@@ -774,8 +776,13 @@ def _training_loop(args: argparse.Namespace, run: TrainingRun, out: Path, start:
             bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}")
             out_of_time = args.time_limit is not None and _all_agree_time_is_up(
                 accelerator, time.monotonic() - started >= args.time_limit)
-            if (step % args.save_every == 0 or step == end or out_of_time) and accelerator.is_main_process:
+            stop_asked = not out_of_time and stop_requested(args, accelerator)
+            if (step % args.save_every == 0 or step == end or out_of_time or stop_asked) and accelerator.is_main_process:
                 save_checkpoint(out, run.model, run.raw_optimizer, step, run.generator, meta)
+            if stop_asked and step < end:
+                if accelerator.is_main_process:
+                    print(f"stop asked for ({args.stop_file} exists)", file=sys.stderr)
+                break
             if out_of_time and step < end:
                 if accelerator.is_main_process:
                     print(f"time limit of {args.time_limit:g} s reached", file=sys.stderr)
@@ -812,6 +819,12 @@ def _train(args: argparse.Namespace) -> int:
     # no process leaves (and closes its end of the process group) while the first one still writes
     accelerator.wait_for_everyone()
     return 0
+
+
+def stop_requested(args: argparse.Namespace, accelerator: Any) -> bool:
+    """Whether ``--stop-file`` exists (all processes agree, so they stop at the same step)."""
+    path = getattr(args, "stop_file", None)
+    return bool(path) and _all_agree_time_is_up(accelerator, Path(path).exists())
 
 
 def _all_agree_time_is_up(accelerator: Any, mine: bool) -> bool:

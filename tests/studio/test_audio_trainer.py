@@ -81,6 +81,8 @@ def test_trainer_panel_runs_process_and_plots_loss(qtbot, tmp_path: Path) -> Non
     panel.module_args = [str(script)]
     data = tmp_path / "clips"
     data.mkdir()
+    (data / "smug_01.mp4").write_bytes(b"")  # the panel checks the labels, the stand-in reads no clip
+    (data / "labels.csv").write_text("file,emotion\nsmug_01.mp4,smug\n")
     panel.data.setText(str(data))
     panel.name.setText("smug")
     panel.out.setText(str(tmp_path / "out"))
@@ -121,19 +123,14 @@ def test_log_tail_handles_partial_lines(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
-    """End to end: training.trainer (1 step on a tiny synthetic set) -> expert pack -> new slider."""
-    import subprocess
-
+    """End to end: training.trainer (1 step on a tiny labelled set) -> expert pack -> new slider."""
     from engine.checkpoint import save_model
     from engine.config import tiny_config
     from engine.pipeline import Animator
     from studio.main_window import MainWindow
+    from tests.studio.test_trainer_panel import make_expert_data
 
-    repo = Path(__file__).resolve().parents[2]
-    data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "training.synthetic", str(data), "--identities", "1", "--size", "32",
-                    "--seconds", "0.4", "--procedural-voice", "--intensities", "1.0"],
-                   cwd=repo, check=True, capture_output=True, timeout=120)
+    data = make_expert_data(tmp_path / "data", "smug")  # labels.csv: a smug clip and a neutral one
     base = tmp_path / "base"
     save_model(Animator.from_config(tiny_config(), seed=0).model, base)
 
