@@ -36,10 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _demo_inputs(frame: str = "portrait") -> tuple[str | None, str | None]:
     """The bundled demo portrait and speech: the 256 px photo for the portrait path (the 128 px
     portrait's face is too small to animate at its own resolution), the 128 px portrait for the crop."""
-    from engine.resources import assets_dir, demo_audio, demo_portrait
+    from studio.engine_api import demo_inputs
 
-    portrait, audio = demo_portrait(), demo_audio()
-    photo = assets_dir() / "demo" / "photo.png"
+    portrait, audio, photo = demo_inputs()
     if frame == "portrait" and photo.exists():
         portrait = photo
     return (str(portrait) if portrait.exists() else None, str(audio) if audio.exists() else None)
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if portrait:
         window.open_portrait(portrait)
     if args.mix:
-        from engine.emotions import parse_mix
+        from studio.engine_api import parse_mix
 
         window.palette.apply_mix(parse_mix(args.mix, window.doc.emotions), "Initial mix")
 

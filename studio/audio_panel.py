@@ -172,7 +172,7 @@ class Recorder(QObject):
         path = Path(self.out_dir) / f"recording-{time.strftime('%Y%m%d-%H%M%S')}.wav"
         import soundfile  # noqa: PLC0415
 
-        from engine.atomic import atomic_path
+        from studio.engine_api import atomic_path
 
         with atomic_path(path) as tmp:
             soundfile.write(str(tmp), samples, self.sample_rate, format="WAV")

@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from engine.emotions import BASIC_EMOTIONS, EMOTION_COLOURS, normalise
+from studio.engine_api import BASIC_EMOTIONS, EMOTION_COLOURS, normalise
 from studio.keyframes import Keyframe, masks_at, weights_at
 
 CUSTOM_COLOURS = ("#1abc9c", "#e84393", "#00cec9", "#a29bfe", "#fd79a8", "#55efc4", "#ffeaa7")

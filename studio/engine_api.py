@@ -11,7 +11,23 @@ from typing import Any
 
 import numpy as np
 
-from engine.moee import GateControl  # re-exported: the studio builds these
+# Light engine names the studio uses directly, re-exported so this module stays the one doorway.
+from engine.atomic import atomic_path, atomic_write_text
+from engine.emotions import (
+    BASIC_EMOTIONS,
+    COMPOUND_PRESETS,
+    EMOTION_COLOURS,
+    mix_to_vector,
+    normalise,
+    parse_mix,
+)
+from engine.errors import CancelledError, MoEEError
+from engine.moee import GateControl  # the studio builds these
+
+__all__ = [
+    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "EMOTION_COLOURS", "CancelledError", "GateControl", "MoEEError",
+    "atomic_path", "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",
+]
 
 TINY = "tiny"  # pseudo model folder: an untrained tiny pixel model (tests, screenshots without assets)
 #: Render modes: ``"portrait"`` = the user's portrait at its own resolution (engine.portrait, default);
@@ -140,16 +156,32 @@ def region_mask(points: np.ndarray, region: str, height: int, width: int) -> np.
 
 
 def face_regions() -> list[str]:
-    """Region names the landmark presets offer."""
-    try:
-        from engine import face
+    """Region names the landmark presets offer (engine.face.REGIONS)."""
+    from engine.face import REGIONS
 
-        regions = getattr(face, "REGIONS", None)
-        if regions:
-            return list(regions)
-    except Exception:  # noqa: BLE001 - face module optional until it lands
-        pass
-    return ["brows", "eyes", "nose", "mouth", "cheeks", "jaw", "forehead"]
+    return list(REGIONS)
+
+
+def waveform_preview(clip: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) per column of an AudioClip's waveform, for drawing (engine.audio.waveform_preview)."""
+    from engine.audio import waveform_preview as _preview
+
+    lo, hi = _preview(clip, width)
+    return np.asarray(lo), np.asarray(hi)
+
+
+def read_emotion_text(text: str) -> Any:
+    """How the engine reads a description (engine.emotion_text.read_emotion_text; cached)."""
+    from engine.emotion_text import read_emotion_text as _read
+
+    return _read(text)
+
+
+def demo_inputs() -> tuple[Path, Path, Path]:
+    """The bundled demo files: (128 px portrait, speech, 256 px photo) (engine.resources)."""
+    from engine.resources import assets_dir, demo_audio, demo_portrait
+
+    return demo_portrait(), demo_audio(), assets_dir() / "demo" / "photo.png"
 
 
 def person_matte(image: np.ndarray) -> np.ndarray:

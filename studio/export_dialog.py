@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.errors import CancelledError, MoEEError
 from studio import engine_api
+from studio.engine_api import CancelledError, MoEEError
 from studio.engine_thread import run_on_engine_thread
 
 FORMATS = {

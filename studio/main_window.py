@@ -28,8 +28,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.atomic import atomic_write_text
-from engine.errors import MoEEError
 from studio import engine_api, project_io, settings
 from studio.audio_panel import AudioPanel, Transport
 from studio.brush import BrushSettings, fill_region
@@ -37,6 +35,7 @@ from studio.brush_panel import BrushPanel
 from studio.canvas import IMAGE_SUFFIXES, PortraitCanvas
 from studio.commands import AddKeyframeCommand, MaskEditCommand, SetMasksCommand
 from studio.document import Document, DocumentState
+from studio.engine_api import MoEEError, atomic_write_text
 from studio.flipbook import Flipbook
 from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
 from studio.palette import PaletteWidget
@@ -255,9 +254,7 @@ class MainWindow(QMainWindow):
         edit.addAction(self.act_undo)
         edit.addAction(self.act_redo)
         presets = edit.addMenu("Compound presets")
-        from engine.emotions import COMPOUND_PRESETS
-
-        for name in COMPOUND_PRESETS:
+        for name in engine_api.COMPOUND_PRESETS:
             presets.addAction(name, lambda n=name: self.palette.apply_preset(n))
         edit.addAction("Reset mix", self.palette.reset)
         tool_menu = menu.addMenu("&Tools")
@@ -673,10 +670,8 @@ class MainWindow(QMainWindow):
         self.service.emotion_from_text(text)
 
     def _text_mix(self, mix: dict[str, float]) -> None:
-        from engine.emotion_text import read_emotion_text
-
         text = getattr(self, "_describe_text", "")
-        message = read_emotion_text(text).message if text.strip() else ""  # cached: the worker read it already
+        message = engine_api.read_emotion_text(text).message if text.strip() else ""  # cached: the worker read it already
         self.palette.describe_done(message)
         self.palette.apply_mix(mix, f"Describe: {text}")
         if message:

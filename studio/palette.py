@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.emotions import COMPOUND_PRESETS, mix_to_vector
 from studio.commands import SetWeightCommand, SetWeightsCommand, new_slider_session
 from studio.document import Document
+from studio.engine_api import COMPOUND_PRESETS, mix_to_vector
 from studio.qtutil import mix_colour
 
 SLIDER_STEPS = 1000

@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.atomic import atomic_write_text
-from engine.errors import MoEEError
 from studio.document import DocumentState, RenderSettings
+from studio.engine_api import MoEEError, atomic_write_text
 from studio.keyframes import INTERPOLATIONS, Keyframe
 
 FORMAT = "moee-project"

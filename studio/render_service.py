@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from engine.errors import CancelledError, MoEEError
 from studio import engine_api
+from studio.engine_api import CancelledError, MoEEError
 from studio.engine_thread import run_on_engine_thread
 from studio.flipbook import Flipbook, FlipbookJob
 

@@ -111,10 +111,9 @@ class TimelineWidget(QWidget):
         if clip is None:
             self.set_waveform(None, None)
             return
-        from engine.audio import waveform_preview
+        from studio.engine_api import waveform_preview
 
-        lo, hi = waveform_preview(clip, 1200)
-        self.set_waveform(np.asarray(lo), np.asarray(hi))
+        self.set_waveform(*waveform_preview(clip, 1200))
 
     def set_playhead(self, frame: int) -> None:
         """Move the playhead without re-emitting (driven by playback)."""

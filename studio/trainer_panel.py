@@ -196,7 +196,7 @@ class TrainerPanel(QWidget):
 
     def validate(self) -> str | None:
         """A message when the fields cannot start a training, else ``None``."""
-        from engine.errors import MoEEError
+        from studio.engine_api import MoEEError
         from training.datasets import check_custom_emotion_data
 
         if not self.data.text().strip() or not Path(self.data.text().strip()).is_dir():

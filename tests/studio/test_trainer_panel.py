@@ -24,7 +24,7 @@ def make_expert_data(root: Path, name: str = "smug") -> Path:
     person = syn.Identity.random(np.random.default_rng(3))
     rows = ["file,emotion"]
     for clip_name, mix, label in ((f"{name}_01", {"happiness": 0.5}, name), ("calm_01", {}, "neutral")):
-        clip = syn.render_clip(person, mix, seconds=0.4, size=64, seed=1, use_espeak=False)
+        clip = syn.synthesize_clip(person, mix, seconds=0.4, size=64, seed=1, use_espeak=False)
         with open_writer(root / f"{clip_name}.mp4", clip.fps, audio=AudioClip(clip.audio, clip.sample_rate)) as out:
             for frame in clip.frames:
                 out.write(frame)
