@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     import torch
 
-    # leave one core to the UI thread so the event loop stays smooth while the engine renders
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    # every core renders (the UI thread only waits on events; the engine releases the GIL in its kernels)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
     app.setOrganizationName(settings.ORGANISATION)
     app.setApplicationName(settings.APPLICATION)
     apply_dark_theme(app)

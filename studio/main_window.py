@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDockWidget,
@@ -106,6 +108,8 @@ class MainWindow(QMainWindow):
         self.service.flipbook = self.flipbook
         self._inputs_version = 0  # bumped whenever new prepared inputs arrive (flipbook frames go stale)
         self._shown_request = 0  # the newest render request whose frame is on screen
+        self._pending_portrait: str | None = None  # an opened image waiting for its face check
+        self._adopting = False
         self.transport = Transport(self)
         self.playhead = 0
         self.last_result: RenderResult | None = None
@@ -203,6 +207,7 @@ class MainWindow(QMainWindow):
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.setToolTip(f"{text.rstrip('…')} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})")
         action.setCheckable(checkable)
         action.triggered.connect(slot)
         self.addAction(action)
@@ -236,6 +241,13 @@ class MainWindow(QMainWindow):
         self.act_smaller = a("Smaller brush", lambda: self.change_radius(1 / 1.25), "[")
         self.act_bigger = a("Bigger brush", lambda: self.change_radius(1.25), "]")
         self.act_landmarks = a("Show landmarks", self._overlays_from_menu, None, checkable=True)
+        self.act_prev_frame = a("Previous frame", lambda: self.step_frames(-1), ",")
+        self.act_next_frame = a("Next frame", lambda: self.step_frames(1), ".")
+        self.act_first_frame = a("First frame", lambda: self.set_playhead(0), "Home")
+        self.act_last_frame = a("Last frame", lambda: self.set_playhead(self.timeline.num_frames - 1), "End")
+        self.act_prev_key = a("Previous keyframe", lambda: self.jump_to_key(-1), "Alt+Left")
+        self.act_next_key = a("Next keyframe", lambda: self.jump_to_key(1), "Alt+Right")
+        self.act_shortcuts = a("Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_landmarks.setChecked(True)
 
         menu = self.menuBar()
@@ -261,11 +273,14 @@ class MainWindow(QMainWindow):
         for act in (self.act_brush, self.act_eraser, self.act_smaller, self.act_bigger, self.act_landmarks):
             tool_menu.addAction(act)
         anim = menu.addMenu("&Animate")
-        for act in (self.act_play, self.act_key, self.act_del_key):
+        for act in (self.act_play, self.act_key, self.act_del_key, self.act_prev_frame, self.act_next_frame,
+                    self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
             anim.addAction(act)
         view = menu.addMenu("&View")
         for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self.act_shortcuts)
 
         bar = self.addToolBar("Main")
         bar.setObjectName("main_toolbar")
@@ -284,6 +299,64 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addAction(self.act_export)
         self.redo_shortcut = QShortcut(QKeySequence("Ctrl+Y"), self, self.doc.undo_stack.redo)
+        for act, text in ((self.act_undo, "Undo (Ctrl+Z)"), (self.act_redo, "Redo (Ctrl+Shift+Z, Ctrl+Y)")):
+            act.setToolTip(text)
+        self.key_button.setToolTip("Key the sliders (and masks, with Key masks on) at the playhead (K)")
+        self.del_key_button.setToolTip("Delete the selected keyframe (Delete); Shift+click a key to select it")
+        self.interp.setToolTip("How values move between keyframes")
+        QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus.
+
+        A spin box claims every printable key for its text field; letters and brackets can never be part
+        of a number, so they go to the window's shortcuts instead (the describe box keeps its letters).
+        """
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
+            no_modifier = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
+            if isinstance(spin, QAbstractSpinBox) and spin.window() is self and no_modifier and (
+                    Qt.Key.Key_A <= event.key() <= Qt.Key.Key_Z
+                    or event.key() in (Qt.Key.Key_Space, Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight)):
+                event.ignore()
+                return True
+        return super().eventFilter(obj, event)
+
+    def shortcut_table(self) -> list[tuple[str, str]]:
+        """(action, keys) of every action with a shortcut, as the Help menu lists them."""
+        rows = []
+        for act in self.actions():
+            keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
+            if keys:
+                rows.append((act.text().replace("&", "").rstrip("…"), keys))
+        rows.append(("Redo", "Ctrl+Y"))
+        return rows
+
+    def show_shortcuts(self) -> QMessageBox:
+        """Help › Keyboard shortcuts: every shortcut of the window."""
+        text = "".join(f"<tr><td>{name}</td><td><b>{keys}</b></td></tr>" for name, keys in self.shortcut_table())
+        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts",
+                          f"<table cellspacing=6>{text}</table>", QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if self.show_dialogs:
+            box.open()
+        return box
+
+    def step_frames(self, delta: int) -> None:
+        """Move the playhead by ``delta`` frames (stops playback)."""
+        self.transport.stop()
+        self.set_playhead(self.playhead + int(delta))
+
+    def jump_to_key(self, direction: int) -> bool:
+        """Move the playhead to the previous (-1) or next (+1) keyframe; False when there is none."""
+        frames = sorted({k.frame for k in self.doc.state.keyframes})
+        target = ([f for f in frames if f < self.playhead][-1:] if direction < 0
+                  else [f for f in frames if f > self.playhead][:1])
+        if not target:
+            return False
+        self.transport.stop()
+        self.set_playhead(target[0])
+        return True
 
     def _connect(self) -> None:
         d, s = self.doc, self.service
@@ -300,7 +373,8 @@ class MainWindow(QMainWindow):
         s.modelLoaded.connect(self._model_loaded)
         s.modelFailed.connect(lambda m: self.report_error(f"Cannot load the model: {m}"))
         s.prepared.connect(self._prepared)
-        s.prepareFailed.connect(lambda m: self.report_error(f"Cannot use these inputs: {m}"))
+        s.prepareFailed.connect(self._prepare_failed)
+        self.canvas.strokeFinished.connect(lambda _i: self.autokey_masks("Brush stroke"))
         s.frameReady.connect(self._frame_ready)
         s.renderFailed.connect(self._render_failed)
         s.busyChanged.connect(lambda b: self.preview.set_busy(b, "rendering…" if b else ""))
@@ -396,8 +470,29 @@ class MainWindow(QMainWindow):
         except MoEEError as exc:
             self.report_error(str(exc))
             return False
-        self.doc.set_input(portrait=str(Path(path).resolve()))
+        if not self._model_ready:
+            self.doc.set_input(portrait=str(Path(path).resolve()))
+            return True
+        # the project adopts the image only once the engine has found a face in it (see _prepared)
+        self._pending_portrait = str(Path(path).resolve())
+        self.preview.set_busy(True, "preparing…")
+        self.service.prepare(self._pending_portrait, self.doc.state.audio_path)
         return True
+
+    def _prepare_failed(self, message: str) -> None:
+        """A portrait or audio the engine cannot use: say why; a rejected new portrait changes nothing,
+        a project whose own inputs fail shows no face rather than the previous project's."""
+        rejected = self._pending_portrait
+        self._pending_portrait = None
+        self.preview.set_busy(False, "portrait not loaded")
+        if rejected is not None:
+            self.report_error(f"Cannot use {Path(rejected).name}: {message}")
+            return
+        self.report_error(f"Cannot use these inputs: {message}")
+        self.service.drop_prepared()
+        self.flipbook.clear()
+        self.canvas.set_portrait(None)
+        self.preview.view.set_frame(None)
 
     def open_audio(self, path: str) -> bool:
         """Use an audio file as the speech track."""
@@ -413,12 +508,20 @@ class MainWindow(QMainWindow):
     def prepare_inputs(self) -> None:
         """(Re)prepare portrait + audio on the worker."""
         st = self.doc.state
-        if not st.portrait_path or not self._model_ready:
+        if not st.portrait_path or not self._model_ready or self._adopting:
             return  # the model's arrival prepares the inputs
+        self._pending_portrait = None
         self.preview.set_busy(True, "preparing…")
         self.service.prepare(st.portrait_path, st.audio_path)
 
     def _prepared(self, prepared: Any) -> None:
+        if self._pending_portrait is not None:  # a newly opened image passed the face check: adopt it
+            self._adopting = True
+            try:
+                self.doc.set_input(portrait=self._pending_portrait)
+            finally:
+                self._adopting = False
+                self._pending_portrait = None
         self.canvas.set_portrait(prepared.portrait, prepared.landmarks)
         self._size_brush(prepared)
         self.timeline.set_num_frames(prepared.num_frames, prepared.fps)
@@ -607,6 +710,17 @@ class MainWindow(QMainWindow):
         self.status(f"Keyframe at frame {self.playhead}")
         return key
 
+    def autokey_masks(self, what: str) -> Keyframe | None:
+        """Auto-key: with keyframes and "Key masks" on, a mask edit is keyed at the playhead at once.
+
+        Otherwise moving the playhead would replace the edit with the keyed masks and lose it.
+        """
+        if not self.key_masks.isChecked() or not self.doc.state.keyframes:
+            return None
+        key = self.add_keyframe()
+        self.status(f"{what} keyed at frame {self.playhead} (auto-key: Key masks is on)")
+        return key
+
     def _interp_changed(self, mode: str) -> None:
         if mode in INTERPOLATIONS and mode != self.doc.render.interpolation:
             self.doc.render.interpolation = mode
@@ -652,6 +766,7 @@ class MainWindow(QMainWindow):
         before = self.doc.masks[i].copy()
         after = fill_region(before, region_mask, self.brush.value, self.brush.eraser)
         self.doc.undo_stack.push(MaskEditCommand(self.doc, i, before, after, f"Fill {region}"))
+        self.autokey_masks(f"Fill {region}")
         return True
 
     def clear_masks(self) -> None:
@@ -903,10 +1018,15 @@ class MainWindow(QMainWindow):
         return next((name for name, button in buttons.items() if button is clicked), "keep")
 
     def _confirm_discard(self) -> bool:
+        """Ask about unsaved changes: Save (then go on only if it saved), Discard, or Cancel."""
         if not self.doc.is_modified() or not self.show_dialogs:
             return True
-        answer = QMessageBox.question(self, "Unsaved changes", "Discard unsaved changes?")
-        return answer == QMessageBox.StandardButton.Yes
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(self, "Unsaved changes", "Save the changes to this project first?",
+                                      buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        if answer == buttons.Save:
+            return self.save_project()
+        return answer == buttons.Discard
 
     # ------------------------------------------------------------- file dialogs
     def _ask_portrait(self) -> None:

@@ -26,6 +26,8 @@ from studio.engine_api import COMPOUND_PRESETS, mix_to_vector
 from studio.qtutil import mix_colour
 
 SLIDER_STEPS = 1000
+#: Keyboard steps of a slider and its spin box: arrow keys 0.05, PageUp/PageDown 0.25.
+ARROW_STEP, PAGE_STEP = 0.05, 0.25
 
 
 class Swatch(QFrame):
@@ -55,13 +57,18 @@ class EmotionRow:
         self.label = QLabel(name.capitalize())
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setSingleStep(round(ARROW_STEP * SLIDER_STEPS))
+        self.slider.setPageStep(round(PAGE_STEP * SLIDER_STEPS))
+        self.slider.setToolTip(f"{name.capitalize()}: the global gate of its expert (arrows ±{ARROW_STEP}, "
+                               f"PageUp/PageDown ±{PAGE_STEP})")
         self.slider.setObjectName(f"slider_{name}")
         self.slider.setStyleSheet(
             f"QSlider::sub-page:horizontal {{ background: {colour}; border-radius: 3px; }}"
         )
         self.spin = QDoubleSpinBox()
         self.spin.setRange(0.0, 1.0)
-        self.spin.setSingleStep(0.05)
+        self.spin.setSingleStep(ARROW_STEP)
+        self.spin.setToolTip(f"{name.capitalize()} (type a value, Enter; shortcuts such as K keep working)")
         self.spin.setDecimals(2)
         self.spin.setFixedWidth(62)
 

@@ -129,6 +129,16 @@ class RenderService(QObject):
 
         self._post_engine_call("prepare", call, lambda p: self._emit(self.prepared, p), self.prepareFailed)
 
+    def drop_prepared(self) -> None:
+        """Forget the prepared inputs (the project's portrait could not be used): nothing renders."""
+        self.cancel_render()
+
+        def task() -> None:
+            with self.engine_lock:
+                self.prepared_inputs = None
+
+        self._post("drop_prepared", task)
+
     def emotion_from_text(self, text: str) -> None:
         """Turn a description into slider values on the worker (it may load a sentence model)."""
         self._post_engine_call("text", lambda animator: animator.emotion_from_text(text),

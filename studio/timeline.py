@@ -169,11 +169,24 @@ class TimelineWidget(QWidget):
             )
             line.setZValue(10)
             line.sigPositionChangeFinished.connect(lambda ln, uid=key.uid, old=key.frame: self._key_moved(uid, old, ln))
-            line.sigClicked.connect(lambda _ln, _ev, uid=key.uid: self.select_keyframe(uid))
+            line.sigClicked.connect(lambda _ln, ev, uid=key.uid, frame=key.frame: self._key_clicked(uid, frame, ev))
+            line.setToolTip(f"Keyframe at {key.frame}: drag to move · Shift+click or double-click to select "
+                            "(Delete removes it) · a plain click moves the playhead here")
             self.plot.addItem(line)
             self._key_lines[key.uid] = line
         if self.selected_uid and self.doc.keyframe(self.selected_uid) is None:
             self.select_keyframe(0)
+
+    def _key_clicked(self, uid: int, frame: int, event: Any) -> None:
+        """A plain click on a key moves the playhead there; Shift/Ctrl+click or a double-click selects it
+        (so clicking frame 0 to rewind never arms Delete for the key that sits there)."""
+        mods = event.modifiers() if hasattr(event, "modifiers") else Qt.KeyboardModifier.NoModifier
+        double = bool(event.double()) if hasattr(event, "double") else False
+        if double or mods & (Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.ControlModifier):
+            self.select_keyframe(uid)
+        else:
+            self.set_playhead(frame)
+            self.playheadMoved.emit(frame)
 
     def select_keyframe(self, uid: int) -> None:
         self.selected_uid = uid
