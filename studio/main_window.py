@@ -850,6 +850,8 @@ class MainWindow(QMainWindow):
                     state.emotions.append(name)
                     state.weights.append(0.0)
                     state.alpha.append(1.0)
+        self.playhead = 0  # a project opens at its first frame, the sliders showing the curve there
+        self.timeline.set_playhead(0)
         self.doc.load_state(state, path)
         self.palette.rebuild()
         loaded = set(animator.emotions) if animator is not None else set()
