@@ -74,6 +74,16 @@ def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0, fra
     return Animator.from_pretrained(model_dir, device=device)
 
 
+def warm_up() -> None:
+    """Import what a first export needs (PyAV and the encoders), on the engine thread after a model load.
+
+    A first import holds the interpreter lock for a few hundred milliseconds; done while the model
+    loads, it never stalls the UI in the middle of the user's first export.
+    """
+    import engine.export
+    import engine.video  # noqa: F401
+
+
 def load_portrait_animator(model_dir: str | None = None) -> Any:
     """The portrait animator of a model folder (``None`` = the bundled model)."""
     from engine.portrait import PortraitAnimator

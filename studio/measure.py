@@ -59,8 +59,8 @@ def main(argv: list[str]) -> int:
     def tick() -> None:
         now = clock.elapsed()
         gaps.append(now - last[0])
-        if gaps[-1] > 50 and getattr(win, "_dialogs", None):
-            where.append((gaps[-1], win._dialogs[-1].bar.value()))
+        if gaps[-1] > 50:
+            where.append((gaps[-1], win._dialogs[-1].bar.value() if win._dialogs else now))
         last[0] = now
 
     ticker = QTimer()
@@ -94,6 +94,8 @@ def main(argv: list[str]) -> int:
             app.processEvents()
             time.sleep(0.002)
     drag_gaps = list(gaps)
+    drag_where = list(where)
+    where.clear()
     drag_shown = len([t for t in shown if t - start <= 2.0])
     wait(win.service.is_idle)
 
@@ -114,6 +116,7 @@ def main(argv: list[str]) -> int:
         "release_to_preview_ms_max": round(latencies[-1], 1),
         "drag_previews_per_s": round(drag_shown / 2.0, 1),
         "drag_max_stall_ms": max(drag_gaps) if drag_gaps else None,
+        "drag_stalls_at_ms": drag_where,
         "export_frames": win.service.prepared_inputs.num_frames,
         "export_s": round(export_s, 2),
         "export_max_stall_ms": max(gaps) if gaps else None,

@@ -106,6 +106,7 @@ class RenderService(QObject):
         def task() -> None:
             try:
                 animator = engine_api.load_animator(model_dir, device=device, frame=frame)
+                engine_api.warm_up()
             except Exception as exc:  # noqa: BLE001 - reported to the user
                 self._emit(self.modelFailed, _message(exc))
                 return
