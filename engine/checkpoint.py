@@ -89,7 +89,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", dtype: to
         raise CheckpointError(f"{Path(folder) / CONFIG_FILE} holds an invalid model configuration: {exc}") from exc
     try:
         model = MoEEModel(cfg)
-    except Exception as exc:  # noqa: BLE001 - any failure to build from a user's file is that file's fault
+    except Exception as exc:
         raise CheckpointError(
             f"{Path(folder) / CONFIG_FILE} describes a network that cannot be built "
             f"({type(exc).__name__}: {exc}); check its unet / vae / moee fields"

@@ -39,7 +39,7 @@ EXIT_TERMINATED = 128 + int(signal.SIGTERM)
 LONG_RENDER_SECONDS = 10 * 60
 LARGE_RENDER_BYTES = 4 * 2**30
 #: Rough cost of one denoising step of one frame per output pixel on a CPU (seconds): the demo model
-#: (64 px) renders about 4.5 frames/s at 8 steps on two cores (README); a GPU is taken as 20x faster.
+#: (64 px) takes about 0.23 s per frame at 8 steps on two cores (an estimate from `moee bench` on the crop path); a GPU is taken as 20x faster.
 CPU_SECONDS_PER_PIXEL_STEP = 7e-6
 GPU_SPEEDUP = 20.0
 #: Rough memory of a render beyond the model: per frame, the audio windows and tokens kept for the clip

@@ -22,7 +22,7 @@ def export_clip(
     sampler: str = "dpm",
     guidance_scale: float | None = None,
     strength: float | None = None,
-    format: str | None = None,  # noqa: A002 - the writer's own word
+    format: str | None = None,
     cancel: CancelToken | None = None,
     on_frame: Callable[[int, float], None] | None = None,
     frames_dir: str | Path | None = None,

@@ -88,7 +88,7 @@ class FaceLandmarks:
 _local = threading.local()
 
 
-def _mediapipe(feature: str):  # noqa: ANN202 - the mediapipe module
+def _mediapipe(feature: str):
     """Import MediaPipe, or say which feature needs it and how to do without it."""
     try:
         import mediapipe as mp

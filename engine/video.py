@@ -489,7 +489,7 @@ def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audi
     return PngSequenceWriter(path, fps, audio=audio, overwrite=overwrite, **options)  # type: ignore[arg-type]
 
 
-def check_output(path_or_dir: str | os.PathLike[str], format: str | None = None, *,  # noqa: A002
+def check_output(path_or_dir: str | os.PathLike[str], format: str | None = None, *,
                  alpha: bool = False, overwrite: bool = False) -> str:
     """Check a destination before a render and return its format kind ("mp4", "gif", "png", ...).
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
             loop.quit()
 
-        window.previewShown.connect(shoot)
+        window.previewSettled.connect(shoot)
         window.errorReported.connect(lambda m: print(f"error: {m}", file=sys.stderr))
         watchdog = QTimer()
         watchdog.setSingleShot(True)
@@ -149,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         watchdog.stop()
         window.deleteLater()
         return state["code"]
-    return app.exec()
+    code = app.exec()
+    # The window saved settings and removed its recovery file on close (closeEvent -> shutdown). Leave
+    # now: a normal interpreter shutdown waits for the native thread pools of MediaPipe and torch, which
+    # kept the process alive for 6-10 s after the window had closed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

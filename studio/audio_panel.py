@@ -25,15 +25,15 @@ def sound_module(kind: str = "output") -> tuple[Any, str]:
     error all become a reason the UI can show.
     """
     try:
-        import sounddevice  # noqa: PLC0415 - lazy on purpose
+        import sounddevice
     except OSError as exc:
         return None, f"no sound support ({exc}); install PortAudio (libportaudio2)"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return None, f"no sound support ({type(exc).__name__}: {exc})"
     try:
         sounddevice.query_devices(kind=kind)
         return sounddevice, ""
-    except Exception as exc:  # noqa: BLE001 - any backend failure means no device
+    except Exception as exc:
         use = "recording" if kind == "input" else "playback"
         return None, f"no sound device available for {use} ({exc})"
 
@@ -85,7 +85,7 @@ class Transport(QObject):
                     start = int(self.start_frame / self.fps * self.clip.sample_rate)
                     sd.play(np.asarray(self.clip.samples[start:], np.float32), self.clip.sample_rate)
                     self._sd = sd
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self.message.emit(f"Playing silently: cannot open the sound device ({exc})")
         else:
             self.message.emit("Playing (no audio track)")
@@ -149,7 +149,7 @@ class Recorder(QObject):
                 callback=lambda data, _n, _t, _s: self._chunks.append(data.copy()),
             )
             self._stream.start()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._stream = None
             self.message.emit(f"Cannot record: no usable microphone ({exc})")
             return False
@@ -170,7 +170,7 @@ class Recorder(QObject):
             return None
         samples = np.concatenate(self._chunks)[:, 0]
         path = Path(self.out_dir) / f"recording-{time.strftime('%Y%m%d-%H%M%S')}.wav"
-        import soundfile  # noqa: PLC0415
+        import soundfile
 
         from studio.engine_api import atomic_path
 

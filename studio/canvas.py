@@ -123,7 +123,7 @@ class PortraitCanvas(QWidget):
         return QPointF(r.x() + (x + 0.5) / w * r.width(), r.y() + (y + 0.5) / h * r.height())
 
     # ---------------------------------------------------------------- paint
-    def paintEvent(self, _event: object) -> None:  # noqa: N802 - Qt API
+    def paintEvent(self, _event: object) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
@@ -158,22 +158,22 @@ class PortraitCanvas(QWidget):
             p.drawEllipse(self._hover, self.brush.radius * sx, self.brush.radius * sy)
 
     # ---------------------------------------------------------------- mouse
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self.portrait is None or not self.paint_enabled:
             return
         self.begin_stroke(*self.to_image(event.position()))
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         self._hover = event.position()
         if self._stroke_before is not None:
             self.continue_stroke(*self.to_image(event.position()))
         self.update()
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self._stroke_before is not None:
             self.end_stroke()
 
-    def leaveEvent(self, _event: object) -> None:  # noqa: N802
+    def leaveEvent(self, _event: object) -> None:
         self._hover = None
         self.update()
 
@@ -218,11 +218,11 @@ class PortraitCanvas(QWidget):
         self.end_stroke()
 
     # ----------------------------------------------------------------- drop
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._dropped_image(event) is not None:
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+    def dropEvent(self, event: QDropEvent) -> None:
         path = self._dropped_image(event)
         if path is not None:
             event.acceptProposedAction()

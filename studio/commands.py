@@ -36,10 +36,10 @@ class SetWeightCommand(QUndoCommand):
         self.new = float(value)
         self.session = _current_session
 
-    def id(self) -> int:  # noqa: A003 - Qt API
+    def id(self) -> int:
         return _SLIDER_ID
 
-    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt API
+    def mergeWith(self, other: QUndoCommand) -> bool:
         if not isinstance(other, SetWeightCommand) or other.index != self.index or other.session != self.session:
             return False
         self.new = other.new

@@ -114,7 +114,7 @@ class ExportJob(QObject):
         self._started = True
         run_on_engine_thread(self.run)
 
-    def isRunning(self) -> bool:  # noqa: N802 - mirrors QThread
+    def isRunning(self) -> bool:
         return self._started and not self._finished.is_set()
 
     def wait(self, timeout_ms: int = 30_000) -> bool:
@@ -132,7 +132,7 @@ class ExportJob(QObject):
             self.result = (False, "Export cancelled; nothing was written")
         except MoEEError as exc:
             self.result = (False, str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             self.result = (False, f"{type(exc).__name__}: {exc}")
         else:
             self.result = (True, self.path)

@@ -306,7 +306,7 @@ class MainWindow(QMainWindow):
         self.interp.setToolTip("How values move between keyframes")
         QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus.
 
         A spin box claims every printable key for its text field; letters and brackets can never be part
@@ -831,7 +831,7 @@ class MainWindow(QMainWindow):
         except MoEEError as exc:
             self.report_error(f"Cannot open {Path(path).name}: {exc}")
             return False
-        except Exception as exc:  # noqa: BLE001 - a message, never a traceback, for any bad file
+        except Exception as exc:
             self.report_error(f"Cannot open {Path(path).name}: unexpected {type(exc).__name__}: {exc}")
             return False
         self._load_state(state, str(Path(path).resolve()))

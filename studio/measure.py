@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     win = MainWindow(show_dialogs=False, autosave=False)
     win.show()
 
-    def wait(cond, timeout: float = 120.0) -> None:  # noqa: ANN001
+    def wait(cond, timeout: float = 120.0) -> None:
         end = time.monotonic() + timeout
         while not cond():
             app.processEvents()

@@ -24,7 +24,7 @@ class FrameView(QWidget):
         self.caption = caption
         self.update()
 
-    def paintEvent(self, _event: object) -> None:  # noqa: N802 - Qt API
+    def paintEvent(self, _event: object) -> None:
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         p.fillRect(self.rect(), QColor("#141518"))

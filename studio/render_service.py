@@ -107,7 +107,7 @@ class RenderService(QObject):
             try:
                 animator = engine_api.load_animator(model_dir, device=device, frame=frame)
                 engine_api.warm_up()
-            except Exception as exc:  # noqa: BLE001 - reported to the user
+            except Exception as exc:
                 self._emit(self.modelFailed, _message(exc))
                 return
             with self.engine_lock:
@@ -161,7 +161,7 @@ class RenderService(QObject):
             try:
                 with self.engine_lock:
                     result = call(self.animator)
-            except Exception as exc:  # noqa: BLE001 - reported to the user
+            except Exception as exc:
                 self._emit(failed, _message(exc))
                 return
             done(result)
@@ -316,7 +316,7 @@ class RenderService(QObject):
             if task is not None:
                 try:
                     task()
-                except Exception:  # noqa: BLE001 - never let the worker die
+                except Exception:
                     traceback.print_exc()
                 continue
             assert req is not None
@@ -340,7 +340,7 @@ class RenderService(QObject):
                                                    seed=self.flipbook_seed, cancel=token)
         except CancelledError:
             return
-        except Exception:  # noqa: BLE001 - a failed background frame must not stop the worker
+        except Exception:
             if token is None or not token.cancelled:
                 traceback.print_exc()
                 if self.flipbook is not None:
@@ -371,7 +371,7 @@ class RenderService(QObject):
         except CancelledError:
             self._emit(self.renderCancelled, req.request_id)
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if token is not None and token.cancelled:
                 self._emit(self.renderCancelled, req.request_id)
             else:

@@ -231,7 +231,7 @@ class TimelineWidget(QWidget):
         self.set_playhead(frame)
         self.playheadMoved.emit(frame)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.delete_selected():
             return
         super().keyPressEvent(event)

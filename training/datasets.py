@@ -123,7 +123,7 @@ class Clip:
             raise DatasetError(f"{path} has no video frames")
         return np.stack(frames)
 
-    def load_audio(self):  # noqa: ANN201 - engine.audio.AudioClip (lazy import)
+    def load_audio(self):
         """The clip's audio as an :class:`engine.audio.AudioClip` at 16 kHz (raises if there is none)."""
         from engine.audio import load_audio
 
@@ -430,13 +430,13 @@ def _readable_clip(clip: Clip) -> tuple[np.ndarray, Any, np.ndarray, str] | str:
     """
     try:
         frames = clip.load_frames()
-    except Exception as exc:  # noqa: BLE001 - report and go on
+    except Exception as exc:
         return f"unreadable video: {exc}"
     if frames.ndim != 4 or len(frames) == 0:
         return "unreadable video: no frames"
     try:
         audio = clip.load_audio()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"no audio: {exc}"
     landmarks = clip.load_landmarks()
     fmt = "ibug68"
@@ -456,7 +456,7 @@ def _clip_fps(clip: Clip) -> float:
     if fps is None:
         try:
             fps = float(probe_video(clip.source).fps)
-        except Exception:  # noqa: BLE001
+        except Exception:
             fps = DEFAULT_FPS
     return fps
 

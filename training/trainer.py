@@ -91,7 +91,7 @@ class TrainingError(MoEEError):
 
 
 # ============================================================================ data
-def _open_dataset(path: str | Path, custom_name: str | None = None):  # noqa: ANN202
+def _open_dataset(path: str | Path, custom_name: str | None = None):
     """Open a data folder with :func:`training.datasets.open_dataset`.
 
     Thin adapter (``training.datasets`` has no custom emotions): for the ``expert`` stage a
@@ -122,7 +122,7 @@ def _open_dataset(path: str | Path, custom_name: str | None = None):  # noqa: AN
         return datasets.open_dataset(root)
     except MoEEError:
         raise
-    except Exception as exc:  # noqa: BLE001 - unreadable folder: one clear error
+    except Exception as exc:
         raise TrainingError(f"cannot read the data set {root}: {exc}") from exc
 
 
@@ -239,7 +239,7 @@ def set_trainable(model: MoEEModel, stage: str) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _row_mask_hook(index: int, dim: int):  # noqa: ANN202
+def _row_mask_hook(index: int, dim: int):
     def hook(grad: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros_like(grad)
         if dim == 0:
@@ -724,7 +724,7 @@ def _open_log(args: argparse.Namespace, is_main_process: bool, start: int) -> Te
     Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     if args.resume:
         _truncate_log(Path(args.log), start)
-    return open(args.log, "a" if args.resume else "w", buffering=1)  # noqa: SIM115
+    return open(args.log, "a" if args.resume else "w", buffering=1)
 
 
 def _train_step(args: argparse.Namespace, run: TrainingRun, step: int,

@@ -6,10 +6,10 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,7 +23,7 @@ def _private_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def animator():  # noqa: ANN201 - engine type
+def animator():
     """The real untrained tiny model (32x32 frames)."""
     import torch
 
@@ -59,7 +59,7 @@ def speech_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def portrait_animator():  # noqa: ANN201 - engine type
+def portrait_animator():
     """The bundled model's PortraitAnimator (what the studio loads by default)."""
     from studio import engine_api
 
@@ -77,7 +77,7 @@ def astronaut_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-def dispose(win) -> None:  # noqa: ANN001
+def dispose(win) -> None:
     """Shut a window down and delete its C++ side now (not at some later garbage collection)."""
     from PySide6.QtCore import QCoreApplication, QEvent
 
@@ -88,7 +88,7 @@ def dispose(win) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def window(qtbot, animator):  # noqa: ANN001, ANN201
+def window(qtbot, animator):
     """A main window on the tiny model; dialogs off (errors arrive as signals)."""
     from studio.main_window import MainWindow
 
@@ -106,7 +106,7 @@ def window(qtbot, animator):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def ready_window(qtbot, window, portrait_path):  # noqa: ANN001, ANN201
+def ready_window(qtbot, window, portrait_path):
     """A window with the test portrait prepared and its first preview shown."""
     with qtbot.waitSignal(window.previewSettled, timeout=30_000):
         assert window.open_portrait(portrait_path)
@@ -116,17 +116,17 @@ def ready_window(qtbot, window, portrait_path):  # noqa: ANN001, ANN201
 class RenderRecorder:
     """Wraps the real ``animator.render_frame`` and records the arguments the studio passes."""
 
-    def __init__(self, animator) -> None:  # noqa: ANN001
+    def __init__(self, animator) -> None:
         self.calls: list[dict] = []
         self._inner = animator.render_frame
 
-    def __call__(self, prepared, frame_index=0, gates=None, **kwargs):  # noqa: ANN001, ANN003, ANN204
+    def __call__(self, prepared, frame_index=0, gates=None, **kwargs):
         self.calls.append({"frame": frame_index, "gates": gates, **kwargs})
         return self._inner(prepared, frame_index, gates, **kwargs)
 
 
 @pytest.fixture
-def recorder(animator, monkeypatch):  # noqa: ANN001, ANN201
+def recorder(animator, monkeypatch):
     """Record every render_frame call on the real tiny animator (the model still renders)."""
     rec = RenderRecorder(animator)
     monkeypatch.setattr(animator, "render_frame", rec)

@@ -16,7 +16,7 @@ from studio.keyframes import Keyframe
 ANGER = 2
 
 
-def _keys_calm_and_angry(win, last: int = 14) -> None:  # noqa: ANN001
+def _keys_calm_and_angry(win, last: int = 14) -> None:
     n = len(win.doc.emotions)
     angry = [0.0] * n
     angry[ANGER] = 1.0
@@ -25,14 +25,14 @@ def _keys_calm_and_angry(win, last: int = 14) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def clip_window(qtbot, ready_window, speech_path):  # noqa: ANN001, ANN201
+def clip_window(qtbot, ready_window, speech_path):
     """The ready window with a 15-frame voice track."""
     with qtbot.waitSignal(ready_window.preparedReady, timeout=30_000):
         assert ready_window.open_audio(speech_path)
     return ready_window
 
 
-def test_moving_a_key_updates_the_sliders_at_the_playhead(qtbot, clip_window) -> None:  # noqa: ANN001
+def test_moving_a_key_updates_the_sliders_at_the_playhead(qtbot, clip_window) -> None:
     win = clip_window
     _keys_calm_and_angry(win)
     win.set_playhead(7)
@@ -47,7 +47,7 @@ def test_moving_a_key_updates_the_sliders_at_the_playhead(qtbot, clip_window) ->
     assert win.doc.weights[ANGER] == pytest.approx(0.5, abs=0.01)  # 7/14 of the way, linearly
 
 
-def test_reopened_project_shows_the_curve_at_the_playhead(qtbot, clip_window, tmp_path) -> None:  # noqa: ANN001
+def test_reopened_project_shows_the_curve_at_the_playhead(qtbot, clip_window, tmp_path) -> None:
     win = clip_window
     _keys_calm_and_angry(win)
     win.set_playhead(14)  # the live sliders read anger 1
@@ -58,7 +58,7 @@ def test_reopened_project_shows_the_curve_at_the_playhead(qtbot, clip_window, tm
     assert win.doc.weights[ANGER] == pytest.approx(0.0)  # the calm key, not the saved live sliders
 
 
-def test_k_works_after_typing_into_a_spin_box(qtbot, clip_window) -> None:  # noqa: ANN001
+def test_k_works_after_typing_into_a_spin_box(qtbot, clip_window) -> None:
     win = clip_window
     spin = win.palette.rows[ANGER].spin
     spin.setFocus()
@@ -72,7 +72,7 @@ def test_k_works_after_typing_into_a_spin_box(qtbot, clip_window) -> None:  # no
     assert win.doc.keyframes[0].weights[ANGER] == pytest.approx(1.0)
 
 
-def test_slider_keyboard_steps_are_005_and_025(qtbot, clip_window) -> None:  # noqa: ANN001
+def test_slider_keyboard_steps_are_005_and_025(qtbot, clip_window) -> None:
     win = clip_window
     slider = win.palette.rows[0].slider
     slider.setFocus()
@@ -82,7 +82,7 @@ def test_slider_keyboard_steps_are_005_and_025(qtbot, clip_window) -> None:  # n
     assert win.doc.weights[0] == pytest.approx(0.30)
 
 
-def test_navigation_shortcuts(qtbot, clip_window) -> None:  # noqa: ANN001
+def test_navigation_shortcuts(qtbot, clip_window) -> None:
     win = clip_window
     _keys_calm_and_angry(win, last=10)
     win.act_last_frame.trigger()
@@ -104,7 +104,7 @@ def test_navigation_shortcuts(qtbot, clip_window) -> None:  # noqa: ANN001
     assert "(K)" in win.act_key.toolTip()
 
 
-def test_plain_click_on_a_key_moves_the_playhead_without_selecting_it(qtbot, clip_window) -> None:  # noqa: ANN001
+def test_plain_click_on_a_key_moves_the_playhead_without_selecting_it(qtbot, clip_window) -> None:
     win = clip_window
     _keys_calm_and_angry(win)
     win.set_playhead(7)
@@ -129,7 +129,7 @@ def test_plain_click_on_a_key_moves_the_playhead_without_selecting_it(qtbot, cli
     assert win.timeline.selected_uid == key0.uid
 
 
-def test_a_stroke_under_key_masks_is_keyed_and_survives_a_playhead_move(qtbot, clip_window) -> None:  # noqa: ANN001
+def test_a_stroke_under_key_masks_is_keyed_and_survives_a_playhead_move(qtbot, clip_window) -> None:
     win = clip_window
     win.set_playhead(7)
     win.add_keyframe()
@@ -142,7 +142,7 @@ def test_a_stroke_under_key_masks_is_keyed_and_survives_a_playhead_move(qtbot, c
     assert np.allclose(win.doc.masks[ANGER], painted)  # keyed automatically, not lost
 
 
-def test_a_rejected_portrait_does_not_become_the_projects(qtbot, clip_window, tmp_path) -> None:  # noqa: ANN001
+def test_a_rejected_portrait_does_not_become_the_projects(qtbot, clip_window, tmp_path) -> None:
     from studio import engine_api
 
     if engine_api.is_portrait_animator(clip_window.service.animator):
@@ -156,7 +156,7 @@ def test_a_rejected_portrait_does_not_become_the_projects(qtbot, clip_window, tm
 
 
 def test_a_no_face_image_is_refused_and_the_project_keeps_its_portrait(qtbot, portrait_animator, astronaut_path,
-                                                                       tmp_path) -> None:  # noqa: ANN001
+                                                                       tmp_path) -> None:
     from PIL import Image
 
     from studio.main_window import MainWindow

@@ -17,7 +17,7 @@ def test_sound_module_never_raises() -> None:
     assert (module is None) == bool(reason)
 
 
-def test_no_sound_device_gives_message_and_silent_playback(qtbot, ready_window, speech_path, monkeypatch) -> None:  # noqa: ANN001
+def test_no_sound_device_gives_message_and_silent_playback(qtbot, ready_window, speech_path, monkeypatch) -> None:
     import studio.audio_panel as audio_panel
 
     monkeypatch.setattr(audio_panel, "sound_module", lambda kind="output": (None, "no sound device available (test)"))
@@ -40,7 +40,7 @@ def test_no_sound_device_gives_message_and_silent_playback(qtbot, ready_window, 
     assert not win.transport.playing
 
 
-def test_real_missing_portaudio_is_handled(qtbot) -> None:  # noqa: ANN001
+def test_real_missing_portaudio_is_handled(qtbot) -> None:
     """Without PortAudio or a sound card (as on this machine) the studio must cope."""
     module, reason = sound_module("input")
     if module is not None:
@@ -70,7 +70,7 @@ with open(args["--log"], "a") as log:
 """
 
 
-def test_trainer_panel_runs_process_and_plots_loss(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_trainer_panel_runs_process_and_plots_loss(qtbot, tmp_path: Path) -> None:
     """The panel's process/log plumbing, driven by a stand-in script with the trainer's CLI + log format."""
     from studio.trainer_panel import TrainerPanel
 
@@ -95,7 +95,7 @@ def test_trainer_panel_runs_process_and_plots_loss(qtbot, tmp_path: Path) -> Non
     assert "samples/s" in panel.status.text() or "Finished" in panel.status.text()
 
 
-def test_trainer_rejects_bad_fields(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_trainer_rejects_bad_fields(qtbot, tmp_path: Path) -> None:
     from studio.trainer_panel import TrainerPanel
 
     panel = TrainerPanel()
@@ -122,7 +122,7 @@ def test_log_tail_handles_partial_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Path) -> None:
     """End to end: training.trainer (1 step on a tiny labelled set) -> expert pack -> new slider."""
     from engine.checkpoint import save_model
     from engine.config import tiny_config

@@ -109,7 +109,7 @@ def files_state(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 @pytest.fixture
-def current(window, tmp_path: Path) -> Path:  # noqa: ANN001
+def current(window, tmp_path: Path) -> Path:
     """The window holds a saved project (the one that must be kept)."""
     path = tmp_path / "current.moee"
     project_io.save_project(DocumentState(weights=list(CURRENT_WEIGHTS)), path)
@@ -118,7 +118,7 @@ def current(window, tmp_path: Path) -> Path:  # noqa: ANN001
 
 
 @pytest.mark.parametrize(("make", "field"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_project_is_refused_naming_the_problem(qtbot, window, current: Path, tmp_path: Path,  # noqa: ANN001
+def test_bad_project_is_refused_naming_the_problem(qtbot, window, current: Path, tmp_path: Path,
                                                    make: Callable[[], dict[str, Any]], field: str) -> None:
     bad = tmp_path / "bad.moee"
     bad.write_text(json.dumps(make()))
@@ -136,7 +136,7 @@ def test_bad_project_is_refused_naming_the_problem(qtbot, window, current: Path,
     assert files_state(tmp_path) == before
 
 
-def test_load_error_in_the_app_is_a_message_box(qtbot, window, current: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_load_error_in_the_app_is_a_message_box(qtbot, window, current: Path, tmp_path: Path) -> None:
     """Opened from inside the app, a bad mask shows a message box with the specific message."""
     bad = tmp_path / "bomb.moee"
     bad.write_text(json.dumps(project(masks=masks([bomb_png()] + [None] * 5))))

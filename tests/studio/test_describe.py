@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 
-def _describe(qtbot, win, text: str, signal) -> None:  # noqa: ANN001
+def _describe(qtbot, win, text: str, signal) -> None:
     win.palette.text.setText(text)
     with qtbot.waitSignal(signal, timeout=60_000):
         win.palette.describe_button.click()
     qtbot.waitUntil(lambda: win.palette.describe_button.isEnabled(), timeout=5000)
 
 
-def test_unknown_word_leaves_the_sliders_and_says_so(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_unknown_word_leaves_the_sliders_and_says_so(qtbot, ready_window) -> None:
     win = ready_window
     win.palette.set_weight(win.doc.emotions.index("happiness"), 0.5)
     before = list(win.doc.weights)
@@ -22,7 +22,7 @@ def test_unknown_word_leaves_the_sliders_and_says_so(qtbot, ready_window) -> Non
     assert message.isVisibleTo(win.palette) and "asdfgh" in message.text() and "happy" in message.text()
 
 
-def test_a_little_sad_sets_a_low_sadness(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_a_little_sad_sets_a_low_sadness(qtbot, ready_window) -> None:
     win = ready_window
     _describe(qtbot, win, "a little sad", win.service.textMixReady)
     weights = dict(zip(win.doc.emotions, win.doc.weights, strict=True))

@@ -9,7 +9,7 @@ import pytest
 from engine.video import probe_video
 
 
-def _export(qtbot, win, path: Path, fmt: str, stop: int = 6):  # noqa: ANN001, ANN202
+def _export(qtbot, win, path: Path, fmt: str, stop: int = 6):
     dialog = win.show_export()
     assert dialog is not None
     qtbot.addWidget(dialog)
@@ -21,7 +21,7 @@ def _export(qtbot, win, path: Path, fmt: str, stop: int = 6):  # noqa: ANN001, A
     return dialog
 
 
-def test_export_mp4_with_audio_is_readable(qtbot, ready_window, speech_path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_export_mp4_with_audio_is_readable(qtbot, ready_window, speech_path, tmp_path: Path) -> None:
     win = ready_window
     with qtbot.waitSignal(win.preparedReady, timeout=30_000):
         win.open_audio(speech_path)
@@ -37,7 +37,7 @@ def test_export_mp4_with_audio_is_readable(qtbot, ready_window, speech_path, tmp
     assert dialog.bar.value() == 1000
 
 
-def test_export_gif_and_png_sequence(qtbot, ready_window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_export_gif_and_png_sequence(qtbot, ready_window, tmp_path: Path) -> None:
     win = ready_window
     gif = tmp_path / "clip.gif"
     dialog = _export(qtbot, win, gif, "gif", stop=3)
@@ -51,7 +51,7 @@ def test_export_gif_and_png_sequence(qtbot, ready_window, tmp_path: Path) -> Non
     assert sorted(p.name for p in folder.glob("*.png")) == [f"frame_{i:05d}.png" for i in range(3)]
 
 
-def test_cancelled_export_leaves_nothing(qtbot, ready_window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cancelled_export_leaves_nothing(qtbot, ready_window, tmp_path: Path) -> None:
     win = ready_window
     out = tmp_path / "cancelled.mp4"
     dialog = _export(qtbot, win, out, "mp4", stop=40)
@@ -67,7 +67,7 @@ def test_cancelled_export_leaves_nothing(qtbot, ready_window, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_export_png_with_alpha(qtbot, ready_window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_export_png_with_alpha(qtbot, ready_window, tmp_path: Path) -> None:
     from PIL import Image
 
     win = ready_window
@@ -79,7 +79,7 @@ def test_export_png_with_alpha(qtbot, ready_window, tmp_path: Path) -> None:  # 
     assert frame.mode == "RGBA"
 
 
-def test_export_at_another_fps_reprepares_the_clip(qtbot, ready_window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_export_at_another_fps_reprepares_the_clip(qtbot, ready_window, tmp_path: Path) -> None:
     win = ready_window
     gif = tmp_path / "slow.gif"
     dialog = _export(qtbot, win, gif, "gif", stop=2)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_PORTRAIT = REPO / "assets" / "demo" / "portrait.png"
 
 
-def test_describe_the_emotion_sets_sliders_off_the_ui_thread(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_describe_the_emotion_sets_sliders_off_the_ui_thread(qtbot, ready_window) -> None:
     win = ready_window
     win.palette.text.setText("sadly surprised")
     with qtbot.waitSignal(win.service.textMixReady, timeout=60_000):
@@ -27,7 +27,7 @@ def test_describe_the_emotion_sets_sliders_off_the_ui_thread(qtbot, ready_window
     assert win.doc.weights == [0.0] * 6
 
 
-def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Path) -> None:
     from engine.checkpoint import save_expert_pack
     from engine.config import tiny_config
     from engine.pipeline import Animator
@@ -59,7 +59,7 @@ def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Pat
         dispose(win)
 
 
-def test_timeline_keyframes_drive_sliders_and_can_be_dragged_and_deleted(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_timeline_keyframes_drive_sliders_and_can_be_dragged_and_deleted(qtbot, ready_window) -> None:
     win = ready_window
     win.doc.render.interpolation = "linear"
     win.set_playhead(0)
@@ -88,7 +88,7 @@ def test_timeline_keyframes_drive_sliders_and_can_be_dragged_and_deleted(qtbot, 
     assert list(schedule(5).global_weights)[1] == pytest.approx(0.375)
 
 
-def test_shortcuts(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_shortcuts(qtbot, ready_window) -> None:
     win = ready_window
     win.activateWindow()
     radius = win.brush.radius
@@ -113,7 +113,7 @@ def test_shortcuts(qtbot, ready_window) -> None:  # noqa: ANN001
 
 
 @pytest.mark.skipif(not DEMO_PORTRAIT.exists(), reason="no demo portrait in assets/")
-def test_region_preset_fills_a_landmark_region(qtbot, window) -> None:  # noqa: ANN001
+def test_region_preset_fills_a_landmark_region(qtbot, window) -> None:
     win = window
     with qtbot.waitSignal(win.previewSettled, timeout=60_000):
         win.open_portrait(str(DEMO_PORTRAIT))
@@ -128,12 +128,12 @@ def test_region_preset_fills_a_landmark_region(qtbot, window) -> None:  # noqa: 
     assert win.doc.masks[0].max() == 0
 
 
-def test_region_fill_without_landmarks_reports(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_region_fill_without_landmarks_reports(qtbot, ready_window) -> None:
     with qtbot.waitSignal(ready_window.errorReported, timeout=2000):
         assert ready_window.fill_region("eyes") is False
 
 
-def test_screenshot_entry_point(qtbot, portrait_path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_screenshot_entry_point(qtbot, portrait_path, tmp_path: Path) -> None:
     from PIL import Image
 
     from studio import settings
@@ -150,7 +150,7 @@ def test_screenshot_entry_point(qtbot, portrait_path, tmp_path: Path) -> None:  
     assert image.size[0] >= 800 and image.size[1] >= 600
 
 
-def test_dropping_an_image_opens_it_as_portrait(qtbot, window, portrait_path) -> None:  # noqa: ANN001
+def test_dropping_an_image_opens_it_as_portrait(qtbot, window, portrait_path) -> None:
     from PySide6.QtCore import QMimeData, QPointF, QUrl
     from PySide6.QtGui import QDropEvent
 

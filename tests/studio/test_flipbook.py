@@ -14,7 +14,7 @@ ANGER = 2
 
 
 @pytest.fixture
-def fwin(qtbot, portrait_animator, astronaut_path, speech_path):  # noqa: ANN001, ANN201
+def fwin(qtbot, portrait_animator, astronaut_path, speech_path):
     """A window on the bundled model with the astronaut and a 0.6 s voice (15 frames), flipbook on."""
     from studio.main_window import MainWindow
 
@@ -31,7 +31,7 @@ def fwin(qtbot, portrait_animator, astronaut_path, speech_path):  # noqa: ANN001
     dispose(win)
 
 
-def _keys_calm_to_angry(win) -> None:  # noqa: ANN001
+def _keys_calm_to_angry(win) -> None:
     last = win.timeline.num_frames - 1
     n = len(win.doc.emotions)
     angry = [0.0] * n
@@ -40,12 +40,12 @@ def _keys_calm_to_angry(win) -> None:  # noqa: ANN001
     win.doc.add_keyframe(Keyframe(last, angry))
 
 
-def _wait_complete(qtbot, win) -> None:  # noqa: ANN001
+def _wait_complete(qtbot, win) -> None:
     qtbot.waitUntil(win.flipbook.is_complete, timeout=60_000)
     qtbot.waitUntil(lambda: not win.band_timer.isActive(), timeout=5_000)
 
 
-def test_flipbook_renders_the_clip_and_the_band_shows_what_is_missing(qtbot, fwin) -> None:  # noqa: ANN001
+def test_flipbook_renders_the_clip_and_the_band_shows_what_is_missing(qtbot, fwin) -> None:
     win = fwin
     _keys_calm_to_angry(win)
     assert win.timeline.uncached.any() or not win.flipbook.is_complete()
@@ -57,7 +57,7 @@ def test_flipbook_renders_the_clip_and_the_band_shows_what_is_missing(qtbot, fwi
     assert np.abs(first.astype(int) - last.astype(int)).mean() > 0.5  # calm vs angry differ
 
 
-def test_an_edit_rerenders_only_the_frames_it_touches(qtbot, fwin) -> None:  # noqa: ANN001
+def test_an_edit_rerenders_only_the_frames_it_touches(qtbot, fwin) -> None:
     win = fwin
     n = len(win.doc.emotions)
     for frame, anger in ((0, 0.0), (5, 1.0), (14, 0.0)):
@@ -76,7 +76,7 @@ def test_an_edit_rerenders_only_the_frames_it_touches(qtbot, fwin) -> None:  # n
     assert set(rendered) == set(range(6, 14))
 
 
-def test_play_shows_the_performance_moving(qtbot, fwin) -> None:  # noqa: ANN001
+def test_play_shows_the_performance_moving(qtbot, fwin) -> None:
     win = fwin
     _keys_calm_to_angry(win)
     _wait_complete(qtbot, win)
@@ -104,7 +104,7 @@ def test_play_shows_the_performance_moving(qtbot, fwin) -> None:  # noqa: ANN001
     assert win.palette.rows[ANGER].spin.value() == pytest.approx(1.0)  # the sliders follow the curve
 
 
-def test_scrubbing_shows_cached_frames_at_once(qtbot, fwin) -> None:  # noqa: ANN001
+def test_scrubbing_shows_cached_frames_at_once(qtbot, fwin) -> None:
     win = fwin
     _keys_calm_to_angry(win)
     _wait_complete(qtbot, win)

@@ -40,7 +40,7 @@ def test_sample_curves_shape() -> None:
     assert curves[:, 0] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
 
 
-def test_document_gates_follow_the_timeline(qtbot) -> None:  # noqa: ANN001
+def test_document_gates_follow_the_timeline(qtbot) -> None:
     from studio.document import Document
 
     doc = Document()

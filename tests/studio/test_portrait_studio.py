@@ -18,7 +18,7 @@ SURPRISE = 5
 
 
 @pytest.fixture
-def pwin(qtbot, portrait_animator, astronaut_path):  # noqa: ANN001, ANN201
+def pwin(qtbot, portrait_animator, astronaut_path):
     """A window on the PortraitAnimator with the astronaut prepared and its first preview shown."""
     from studio.main_window import MainWindow
 
@@ -48,7 +48,7 @@ def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2)
 
 
-def _render_after(qtbot, win, change) -> np.ndarray:  # noqa: ANN001
+def _render_after(qtbot, win, change) -> np.ndarray:
     """Run ``change`` and return the preview image of the newest request it caused."""
     shown: list = []
     win.previewShown.connect(shown.append)
@@ -67,7 +67,7 @@ def test_default_model_is_the_portrait_animator() -> None:
     assert not engine_api.is_portrait_animator(engine_api.load_animator(engine_api.TINY))
 
 
-def test_default_window_previews_at_the_portraits_size(qtbot, astronaut_path) -> None:  # noqa: ANN001
+def test_default_window_previews_at_the_portraits_size(qtbot, astronaut_path) -> None:
     """No animator given: the window loads the bundled model and previews 512 x 512, not a 64 px crop."""
     from studio.main_window import MainWindow
 
@@ -87,7 +87,7 @@ def test_default_window_previews_at_the_portraits_size(qtbot, astronaut_path) ->
         dispose(win)
 
 
-def test_brush_default_radius_is_in_portrait_pixels(pwin) -> None:  # noqa: ANN001
+def test_brush_default_radius_is_in_portrait_pixels(pwin) -> None:
     landmarks = pwin.canvas.landmarks
     face = float(np.ptp(landmarks[:, 0]))
     brow = landmarks[BROW_LEFT]
@@ -97,7 +97,7 @@ def test_brush_default_radius_is_in_portrait_pixels(pwin) -> None:  # noqa: ANN0
     assert 2 * pwin.brush.radius < brow_height + 0.05 * face
 
 
-def test_slider_changes_the_face_and_nothing_outside_it(qtbot, pwin) -> None:  # noqa: ANN001
+def test_slider_changes_the_face_and_nothing_outside_it(qtbot, pwin) -> None:
     neutral = pwin.last_result.image.copy()
     moved = _render_after(qtbot, pwin, lambda: pwin.palette.rows[SURPRISE].slider.setValue(900))
     assert list(pwin.last_result.gates.global_weights)[SURPRISE] == pytest.approx(0.9)
@@ -119,7 +119,7 @@ def test_slider_changes_the_face_and_nothing_outside_it(qtbot, pwin) -> None:  #
     assert np.array_equal(last, neutral)
 
 
-def test_brush_on_the_brows_changes_the_brows_not_the_mouth(qtbot, pwin) -> None:  # noqa: ANN001
+def test_brush_on_the_brows_changes_the_brows_not_the_mouth(qtbot, pwin) -> None:
     win = pwin
     landmarks = win.canvas.landmarks
     neutral = win.last_result.image.copy()
@@ -145,7 +145,7 @@ def test_brush_on_the_brows_changes_the_brows_not_the_mouth(qtbot, pwin) -> None
     assert diff[mouth].max() <= 2  # the mouth did not move
 
 
-def test_region_preset_fills_the_brows_at_full_resolution(pwin) -> None:  # noqa: ANN001
+def test_region_preset_fills_the_brows_at_full_resolution(pwin) -> None:
     pwin.brush_panel.emotion.setCurrentIndex(SURPRISE)
     assert pwin.fill_region("brows")
     mask = pwin.doc.masks[SURPRISE]
@@ -155,7 +155,7 @@ def test_region_preset_fills_the_brows_at_full_resolution(pwin) -> None:  # noqa
     assert mask[_box(pwin.canvas.landmarks[LIPS], 0.3, mask.shape)].max() < 0.01  # only the feather's tail
 
 
-def test_export_writes_the_portraits_size_with_progress(qtbot, pwin, tmp_path: Path) -> None:  # noqa: ANN001
+def test_export_writes_the_portraits_size_with_progress(qtbot, pwin, tmp_path: Path) -> None:
     from studio import engine_api
 
     pwin.palette.rows[0].slider.setValue(600)
@@ -173,7 +173,7 @@ def test_export_writes_the_portraits_size_with_progress(qtbot, pwin, tmp_path: P
     assert dialog.bar.value() == 1000
 
 
-def test_png_export_replaces_an_earlier_folder_only_when_confirmed(qtbot, pwin, tmp_path: Path) -> None:  # noqa: ANN001
+def test_png_export_replaces_an_earlier_folder_only_when_confirmed(qtbot, pwin, tmp_path: Path) -> None:
     from PIL import Image
 
     dialog = pwin.show_export()
@@ -197,11 +197,11 @@ def test_png_export_replaces_an_earlier_folder_only_when_confirmed(qtbot, pwin, 
     assert sorted(p.name for p in folder.glob("*.png")) == first
 
 
-def test_live_stroke_overlay_matches_a_full_redraw(pwin) -> None:  # noqa: ANN001
+def test_live_stroke_overlay_matches_a_full_redraw(pwin) -> None:
     """While a stroke runs only the dabs' rectangle is redrawn; the result equals a full redraw."""
     from studio.qtutil import overlay_rgba, rgb_to_qimage
 
-    def pixels(image) -> np.ndarray:  # noqa: ANN001
+    def pixels(image) -> np.ndarray:
         image = image.convertToFormat(image.Format.Format_RGBA8888)
         rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
         return rows[:, : 4 * image.width()].reshape(image.height(), image.width(), 4).copy()

@@ -12,7 +12,7 @@ from studio import project_io, settings
 from studio.keyframes import Keyframe
 
 
-def _edit(win) -> None:  # noqa: ANN001
+def _edit(win) -> None:
     win.palette.apply_preset("sadly angry")
     win.brush_panel.emotion.setCurrentIndex(4)
     win.canvas.stroke([(5.0, 5.0), (12.0, 20.0)])
@@ -21,7 +21,7 @@ def _edit(win) -> None:  # noqa: ANN001
     win.doc.render.seed = 42
 
 
-def test_save_open_round_trip(qtbot, ready_window, speech_path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_save_open_round_trip(qtbot, ready_window, speech_path, tmp_path: Path) -> None:
     win = ready_window
     with qtbot.waitSignal(win.preparedReady, timeout=30_000):
         assert win.open_audio(speech_path)
@@ -63,7 +63,7 @@ def test_save_open_round_trip(qtbot, ready_window, speech_path, tmp_path: Path) 
                     "masks": {"height": 4, "width": 4, "png": ["!!notbase64!!", None]}}),
     ],
 )
-def test_corrupt_project_reports_error_and_changes_nothing(qtbot, ready_window, tmp_path: Path, content: str) -> None:  # noqa: ANN001
+def test_corrupt_project_reports_error_and_changes_nothing(qtbot, ready_window, tmp_path: Path, content: str) -> None:
     win = ready_window
     win.palette.apply_preset("awed")
     win.add_keyframe()
@@ -80,13 +80,13 @@ def test_corrupt_project_reports_error_and_changes_nothing(qtbot, ready_window, 
     assert win.doc.undo_stack.count() == undo_count
 
 
-def test_missing_project_file_is_reported(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_project_file_is_reported(qtbot, window, tmp_path: Path) -> None:
     with qtbot.waitSignal(window.errorReported, timeout=2000) as blocker:
         assert not window.open_project(str(tmp_path / "nope.moee"))
     assert "not found" in blocker.args[0]
 
 
-def test_autosave_and_recovery(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_autosave_and_recovery(qtbot, ready_window) -> None:
     win = ready_window
     assert win.doc.is_modified()  # choosing a portrait is an unsaved change
     win.doc.mark_saved()
@@ -110,7 +110,7 @@ def test_autosave_and_recovery(qtbot, ready_window) -> None:  # noqa: ANN001
     assert not recovery.exists()
 
 
-def test_atomic_save_leaves_no_temp_files(qtbot, window, tmp_path: Path) -> None:  # noqa: ANN001
+def test_atomic_save_leaves_no_temp_files(qtbot, window, tmp_path: Path) -> None:
     window.doc.add_keyframe(Keyframe(0, [0.1] * 6))
     path = tmp_path / "p.moee"
     assert window.save_project(str(path))
@@ -118,7 +118,7 @@ def test_atomic_save_leaves_no_temp_files(qtbot, window, tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.moee"]
 
 
-def test_window_state_goes_to_private_settings(qtbot, window, _private_settings: Path) -> None:  # noqa: ANN001
+def test_window_state_goes_to_private_settings(qtbot, window, _private_settings: Path) -> None:
     window.save_window_state()
     assert _private_settings.exists()
     assert "geometry" in _private_settings.read_text()

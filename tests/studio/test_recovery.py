@@ -42,7 +42,7 @@ def recovery_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def make_window(qtbot, animator):  # noqa: ANN001, ANN201
+def make_window(qtbot, animator):
     """Build main windows with dialogs on (the recovery question is a real modal QMessageBox)."""
     from studio.main_window import MainWindow
 
@@ -121,7 +121,7 @@ def snapshot(path: Path) -> tuple[bytes, int]:
 
 
 # --------------------------------------------------------------------------- item 2
-def test_opening_a_project_offers_its_recovery(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_opening_a_project_offers_its_recovery(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:
     """`moee-studio r2.moee` after a kill -9: the autosaved edits are offered, as a copy."""
     project = save(tmp_path / "r2.moee", WEIGHTS_SAVED, age_s=AN_HOUR)
     before = snapshot(project)
@@ -143,7 +143,7 @@ def test_opening_a_project_offers_its_recovery(qtbot, make_window, recovery_dir:
 
 
 # --------------------------------------------------------------------------- item 3
-def test_autosave_older_than_the_save_is_not_offered(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_autosave_older_than_the_save_is_not_offered(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:
     """Edit A, autosave, edit B, save, kill -9: restarting never offers A over B."""
     orphan = leave_recovery(recovery_dir, dead_pid(), WEIGHTS_AUTOSAVED, tmp_path / "p.moee", age_s=AN_HOUR)
     project = save(tmp_path / "p.moee", WEIGHTS_SAVED)
@@ -156,7 +156,7 @@ def test_autosave_older_than_the_save_is_not_offered(qtbot, make_window, recover
     assert snapshot(project) == before
 
 
-def test_autosave_identical_to_the_save_is_not_offered(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_autosave_identical_to_the_save_is_not_offered(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:
     project = save(tmp_path / "same.moee", WEIGHTS_SAVED, age_s=AN_HOUR)
     orphan = leave_recovery(recovery_dir, dead_pid(), WEIGHTS_SAVED, project)
     win = make_window()
@@ -165,7 +165,7 @@ def test_autosave_identical_to_the_save_is_not_offered(qtbot, make_window, recov
     assert answers.asked == [] and not orphan.exists()
 
 
-def test_recovered_copy_is_never_saved_over_the_project(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_recovered_copy_is_never_saved_over_the_project(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:
     """Ctrl+S on a recovered copy asks where to save; it never silently writes over X."""
     project = save(tmp_path / "x.moee", WEIGHTS_SAVED, age_s=AN_HOUR)
     before = snapshot(project)
@@ -186,7 +186,7 @@ def test_recovered_copy_is_never_saved_over_the_project(qtbot, make_window, reco
     assert snapshot(project) == before
 
 
-def test_saving_clears_the_autosave(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_saving_clears_the_autosave(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:
     win = make_window(dialogs=False)
     win.palette.apply_preset("hatred")
     recovery = win.autosave()
@@ -196,7 +196,7 @@ def test_saving_clears_the_autosave(qtbot, make_window, recovery_dir: Path, tmp_
 
 
 # --------------------------------------------------------------------------- item 4
-def test_live_instances_autosave_is_never_offered_or_deleted(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_live_instances_autosave_is_never_offered_or_deleted(qtbot, make_window, recovery_dir: Path, tmp_path: Path) -> None:
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         theirs = leave_recovery(recovery_dir, live.pid, WEIGHTS_AUTOSAVED, None)
@@ -236,7 +236,7 @@ def test_orphan_listing_follows_the_owner_process(recovery_dir: Path) -> None:
 
 
 # --------------------------------------------------------------------------- item 12
-def test_closing_while_the_model_loads_prints_nothing(qtbot, animator, monkeypatch, capfd) -> None:  # noqa: ANN001
+def test_closing_while_the_model_loads_prints_nothing(qtbot, animator, monkeypatch, capfd) -> None:
     """The window is deleted while a (slow) model load runs; the load's end must not emit."""
     from studio import engine_api, render_service
     from studio.engine_thread import engine_pool
@@ -245,7 +245,7 @@ def test_closing_while_the_model_loads_prints_nothing(qtbot, animator, monkeypat
     started, release = threading.Event(), threading.Event()
     real_load = engine_api.load_animator
 
-    def slow_load(model_dir: str | None, device: str = "cpu", seed: int = 0, frame: str = "portrait"):  # noqa: ANN202
+    def slow_load(model_dir: str | None, device: str = "cpu", seed: int = 0, frame: str = "portrait"):
         started.set()
         release.wait(30)
         return real_load(model_dir, device=device, seed=seed, frame=frame)

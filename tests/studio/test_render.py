@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
 
 
-def test_first_preview_shows_a_real_frame(ready_window) -> None:  # noqa: ANN001
+def test_first_preview_shows_a_real_frame(ready_window) -> None:
     result = ready_window.last_result
     assert result is not None
     assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
@@ -18,7 +18,7 @@ def test_first_preview_shows_a_real_frame(ready_window) -> None:  # noqa: ANN001
     assert ready_window.preview.view.image is not None
 
 
-def test_slider_move_sends_global_weight_to_engine(qtbot, ready_window, recorder) -> None:  # noqa: ANN001
+def test_slider_move_sends_global_weight_to_engine(qtbot, ready_window, recorder) -> None:
     win = ready_window
     with qtbot.waitSignal(win.previewSettled, timeout=30_000):
         win.palette.rows[0].slider.setValue(700)  # happiness 0.7
@@ -30,7 +30,7 @@ def test_slider_move_sends_global_weight_to_engine(qtbot, ready_window, recorder
     assert list(recorder.calls[-1]["gates"].global_weights) == pytest.approx([0.7, 0, 0, 0, 0, 0.25])
 
 
-def test_brush_stroke_changes_engine_mask_only_under_stroke(qtbot, ready_window, recorder) -> None:  # noqa: ANN001
+def test_brush_stroke_changes_engine_mask_only_under_stroke(qtbot, ready_window, recorder) -> None:
     win = ready_window
     win.brush_panel.emotion.setCurrentIndex(2)  # anger
     win.brush_panel.radius.setValue(3)
@@ -51,7 +51,7 @@ def test_brush_stroke_changes_engine_mask_only_under_stroke(qtbot, ready_window,
     assert recorder.calls[-1]["gates"].local_masks is None
 
 
-def test_live_policy_running_preview_finishes_pending_ones_are_replaced(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_live_policy_running_preview_finishes_pending_ones_are_replaced(qtbot, ready_window) -> None:
     """Krita's live policy: during a drag the running preview finishes and shows, requests that did not
     start are replaced by the newest (never queued), and the newest request's frame shows last."""
     win = ready_window
@@ -76,7 +76,7 @@ def test_live_policy_running_preview_finishes_pending_ones_are_replaced(qtbot, r
     assert win.preview.shown_request == ids[-1]
 
 
-def test_ui_stays_responsive_during_a_slow_render(qtbot, ready_window) -> None:  # noqa: ANN001
+def test_ui_stays_responsive_during_a_slow_render(qtbot, ready_window) -> None:
     win = ready_window
     gaps: list[float] = []
     clock = QElapsedTimer()
@@ -104,7 +104,7 @@ def test_ui_stays_responsive_during_a_slow_render(qtbot, ready_window) -> None: 
     assert max(gaps) < 100, f"event loop blocked for {max(gaps)} ms during a {render_s:.1f} s render"
 
 
-def test_refine_renders_more_steps(qtbot, ready_window, recorder) -> None:  # noqa: ANN001
+def test_refine_renders_more_steps(qtbot, ready_window, recorder) -> None:
     win = ready_window
     win.doc.render.refine_delay_ms = 50
     results = []

@@ -33,7 +33,7 @@ def make_expert_data(root: Path, name: str = "smug") -> Path:
     return root
 
 
-def _panel(qtbot, tmp_path: Path, data: Path) -> TrainerPanel:  # noqa: ANN001
+def _panel(qtbot, tmp_path: Path, data: Path) -> TrainerPanel:
     panel = TrainerPanel()
     qtbot.addWidget(panel)
     panel.data.setText(str(data))
@@ -42,7 +42,7 @@ def _panel(qtbot, tmp_path: Path, data: Path) -> TrainerPanel:  # noqa: ANN001
     return panel
 
 
-def test_folder_without_the_new_emotion_is_refused(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_folder_without_the_new_emotion_is_refused(qtbot, tmp_path: Path) -> None:
     basic = tmp_path / "basic"
     basic.mkdir()
     (basic / "a.mp4").write_bytes(b"")
@@ -60,14 +60,14 @@ def test_folder_without_the_new_emotion_is_refused(qtbot, tmp_path: Path) -> Non
         assert "labels.csv with the columns file,emotion" in text and "smug_01.mp4,smug" in text  # the layout
 
 
-def test_a_missing_clip_of_the_new_emotion_is_refused(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_missing_clip_of_the_new_emotion_is_refused(qtbot, tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_text("file,emotion\ngone.mp4,smug\n")
     panel = _panel(qtbot, tmp_path, tmp_path)
     assert panel.start() is False
     assert "gone.mp4 is not in" in panel.status.text()
 
 
-def test_progress_text_counts_steps_and_time_left(qtbot) -> None:  # noqa: ANN001
+def test_progress_text_counts_steps_and_time_left(qtbot) -> None:
     panel = TrainerPanel()
     qtbot.addWidget(panel)
     panel.total_steps = 10
@@ -87,7 +87,7 @@ with open(args["--log"], "a") as log:
 """
 
 
-def test_status_shows_step_of_n_and_time_left_while_training(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_status_shows_step_of_n_and_time_left_while_training(qtbot, tmp_path: Path) -> None:
     """Driven by a stand-in with the trainer's CLI and log format (8 steps of 0.3 s)."""
     data = tmp_path / "data"
     data.mkdir()
@@ -107,7 +107,7 @@ def test_status_shows_step_of_n_and_time_left_while_training(qtbot, tmp_path: Pa
     assert any(re.match(r"step [2-7]/8 · \d+ s left", text) for text in seen), seen
 
 
-def test_stop_keeps_a_checkpoint_and_resume_reaches_n_steps(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+def test_stop_keeps_a_checkpoint_and_resume_reaches_n_steps(qtbot, tmp_path: Path) -> None:
     """The real trainer on the tiny model: Stop at once -> stopped after step 1; Resume -> steps 2..3, the pack."""
     from engine.checkpoint import save_model
     from engine.config import tiny_config

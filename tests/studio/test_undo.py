@@ -13,11 +13,11 @@ from studio.palette import PaletteWidget
 
 
 @pytest.fixture
-def doc(qtbot) -> Document:  # noqa: ANN001
+def doc(qtbot) -> Document:
     return Document()
 
 
-def test_slider_moves_merge_and_undo(qtbot, doc: Document) -> None:  # noqa: ANN001
+def test_slider_moves_merge_and_undo(qtbot, doc: Document) -> None:
     palette = PaletteWidget(doc)
     qtbot.addWidget(palette)
     new_slider_session()
@@ -37,7 +37,7 @@ def test_slider_moves_merge_and_undo(qtbot, doc: Document) -> None:  # noqa: ANN
     assert doc.weights[2] == pytest.approx(0.55)
 
 
-def test_preset_and_reset_are_single_steps(qtbot, doc: Document) -> None:  # noqa: ANN001
+def test_preset_and_reset_are_single_steps(qtbot, doc: Document) -> None:
     palette = PaletteWidget(doc)
     qtbot.addWidget(palette)
     palette.apply_preset("happily surprised")
@@ -50,7 +50,7 @@ def test_preset_and_reset_are_single_steps(qtbot, doc: Document) -> None:  # noq
     assert doc.weights == [0.0] * 6
 
 
-def test_stroke_undo_restores_mask(qtbot, doc: Document) -> None:  # noqa: ANN001
+def test_stroke_undo_restores_mask(qtbot, doc: Document) -> None:
     brush = BrushSettings(emotion=1, radius=3, hardness=1.0)
     canvas = PortraitCanvas(doc, brush)
     qtbot.addWidget(canvas)
@@ -64,7 +64,7 @@ def test_stroke_undo_restores_mask(qtbot, doc: Document) -> None:  # noqa: ANN00
     assert doc.masks[1][10, 15] > 0.9
 
 
-def test_keyframe_add_move_delete_undo(qtbot, doc: Document) -> None:  # noqa: ANN001
+def test_keyframe_add_move_delete_undo(qtbot, doc: Document) -> None:
     from studio.commands import AddKeyframeCommand, DeleteKeyframeCommand, MoveKeyframeCommand
     from studio.keyframes import Keyframe
 
@@ -82,7 +82,7 @@ def test_keyframe_add_move_delete_undo(qtbot, doc: Document) -> None:  # noqa: A
     assert doc.keyframes == []
 
 
-def test_mouse_stroke_on_the_canvas_paints_under_the_cursor(qtbot, doc: Document) -> None:  # noqa: ANN001
+def test_mouse_stroke_on_the_canvas_paints_under_the_cursor(qtbot, doc: Document) -> None:
     from PySide6.QtCore import QPoint, Qt
 
     brush = BrushSettings(emotion=0, radius=2, hardness=1.0)
@@ -100,7 +100,7 @@ def test_mouse_stroke_on_the_canvas_paints_under_the_cursor(qtbot, doc: Document
     assert doc.undo_stack.count() == 1
 
 
-def test_normalise_toggle_and_swatch(qtbot, doc: Document) -> None:  # noqa: ANN001
+def test_normalise_toggle_and_swatch(qtbot, doc: Document) -> None:
     palette = PaletteWidget(doc)
     qtbot.addWidget(palette)
     assert palette.swatch.colour.name() == "#808080"  # neutral grey when all zero
