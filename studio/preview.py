@@ -90,8 +90,8 @@ class PreviewPanel(QWidget):
         """Display a finished render (``steps=0``: a renderer without sampling steps, shown as final)."""
         self.shown_request = request_id
         self.shown_quality = quality
-        label = "refined" if quality == "refine" else "preview"
+        label = {"refine": "refined", "flipbook": "flipbook"}.get(quality, "preview")
         h, w = image.shape[:2]
         detail = f"{label} · {steps} steps" if steps > 0 else f"{w} × {h} px"
         self.view.set_frame(image, f"frame {frame} · {detail}")
-        self.status.setText(f"{label}: {seconds * 1000:.0f} ms")
+        self.status.setText("flipbook (cached)" if quality == "flipbook" else f"{label}: {seconds * 1000:.0f} ms")
