@@ -216,3 +216,25 @@ def test_live_stroke_overlay_matches_a_full_redraw(pwin) -> None:
     canvas.end_stroke()
     assert live[..., 3].max() > 0
     assert np.array_equal(live, full)
+
+
+def test_surprised_brows_on_an_angry_face_stay_on_the_brows(qtbot, pwin) -> None:
+    """Issue 18 §2: with Anger=1 and Surprise=0, painting Surprise on the brows shows surprise inside the
+    stroke at the painted strength (it is not multiplied away by the slider at 0) and nothing moves
+    elsewhere: the mouth of the angry face is unchanged."""
+    win = pwin
+    landmarks = win.canvas.landmarks
+    angry = _render_after(qtbot, win, lambda: win.palette.set_weight(2, 1.0))
+    assert win.doc.weights[SURPRISE] == 0.0
+    win.brush_panel.emotion.setCurrentIndex(SURPRISE)
+
+    def paint() -> None:
+        for brow in (BROW_LEFT, BROW_RIGHT):
+            win.canvas.stroke([(float(x), float(y)) for x, y in landmarks[brow]])
+
+    painted = _render_after(qtbot, win, paint)
+    diff = _diff(painted, angry)
+    brows = _box(landmarks[BROW_LEFT + BROW_RIGHT], 0.15, diff.shape)
+    mouth = _box(landmarks[LIPS], 0.3, diff.shape)
+    assert np.count_nonzero(diff[brows] > 8) > 50, "the painted surprise did not show on the angry brows"
+    assert diff[mouth].max() <= 2, "the brows-only stroke moved the mouth"
