@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from studio.document import GateSchedule
-from studio.keyframes import Keyframe, ease, weights_at
+from studio.keyframes import Keyframe, mask_bracket, weights_at
 
 #: Long side, in pixels, of the frames the flipbook keeps (the preview panel's size on a large screen).
 FLIPBOOK_MAX_SIDE = 640
@@ -66,22 +66,6 @@ def downscale(image: np.ndarray, max_side: int = FLIPBOOK_MAX_SIDE) -> np.ndarra
     return np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
-def _mask_bracket(keys: Sequence[Keyframe], frame: int, mode: str) -> tuple[Keyframe, Keyframe, float] | None:
-    """The mask-carrying keyframes around ``frame`` and the eased blend weight (as ``masks_at`` uses them)."""
-    ordered = sorted((k for k in keys if k.masks is not None), key=lambda k: k.frame)
-    if not ordered:
-        return None
-    if frame <= ordered[0].frame:
-        return ordered[0], ordered[0], 0.0
-    if frame >= ordered[-1].frame:
-        return ordered[-1], ordered[-1], 0.0
-    for left, right in itertools.pairwise(ordered):
-        if left.frame <= frame <= right.frame:
-            span = right.frame - left.frame
-            return left, right, 0.0 if span == 0 else ease((frame - left.frame) / span, mode)
-    return ordered[-1], ordered[-1], 0.0
-
-
 def frame_signatures(schedule: GateSchedule, num_frames: int, live_masks_version: int,
                      inputs_version: Hashable = 0) -> list[tuple]:
     """One signature per frame: equal signatures mean equal frames (for the same prepared inputs)."""
@@ -93,7 +77,7 @@ def frame_signatures(schedule: GateSchedule, num_frames: int, live_masks_version
     for frame in range(num_frames):
         weights = weights_at(keys, frame, mode) if keys else None
         weights_part = live[0] if weights is None else round_all((list(weights) + [0.0] * n)[:n])
-        bracket = _mask_bracket(keys, frame, mode) if keys else None
+        bracket = mask_bracket(keys, frame, mode) if keys else None
         if bracket is None:
             masks_part = live[1]
         else:

@@ -73,15 +73,23 @@ def weights_at(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep")
     return [float((1.0 - u) * x + u * y) for x, y in zip(a, b, strict=True)]
 
 
-def masks_at(
-    keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep"
-) -> tuple[np.ndarray, list[float]] | None:
-    """Interpolated (masks, alpha) at ``frame`` from the keyframes that carry masks, or ``None``."""
+def mask_bracket(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep") -> tuple[Keyframe, Keyframe, float] | None:
+    """The mask-carrying keyframes around ``frame`` and the eased blend weight ``u`` (``None``: no masks keyed)."""
     ordered = sorted((k for k in keys if k.masks is not None), key=lambda k: k.frame)
     if not ordered:
         return None
     left, right, t = _bracket(ordered, frame)
-    u = ease(t, mode)
+    return left, right, ease(t, mode)
+
+
+def masks_at(
+    keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep"
+) -> tuple[np.ndarray, list[float]] | None:
+    """Interpolated (masks, alpha) at ``frame`` from the keyframes that carry masks, or ``None``."""
+    bracket = mask_bracket(keys, frame, mode)
+    if bracket is None:
+        return None
+    left, right, u = bracket
     assert left.masks is not None and right.masks is not None
     alpha_l = np.asarray(left.alpha if left.alpha is not None else [1.0] * len(left.masks), np.float32)
     alpha_r = np.asarray(right.alpha if right.alpha is not None else [1.0] * len(right.masks), np.float32)

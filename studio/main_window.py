@@ -636,13 +636,18 @@ class MainWindow(QMainWindow):
         self.follow_timeline()
         self.refresh_flipbook()
 
-    def follow_timeline(self) -> None:
-        """Set the sliders (and keyed masks) to the timeline's values at the playhead (no undo step)."""
+    def follow_timeline(self, with_masks: bool = True, render: bool = True) -> None:
+        """Set the sliders (and keyed masks) to the timeline's values at the playhead (no undo step).
+
+        Playback passes ``with_masks=False, render=False``: the flipbook shows the frame, and blending
+        full-size masks on every tick would only slow the UI thread.
+        """
         keys = self.doc.state.keyframes
         if not keys:
             return
-        weights = weights_at(keys, self.playhead, self.doc.render.interpolation)
-        keyed = masks_at(keys, self.playhead, self.doc.render.interpolation)
+        mode = self.doc.render.interpolation
+        weights = weights_at(keys, self.playhead, mode)
+        keyed = masks_at(keys, self.playhead, mode) if with_masks else None
         self._suspend_render = True  # one render below, not one per change
         try:
             if weights is not None:
@@ -651,7 +656,8 @@ class MainWindow(QMainWindow):
                 self.doc.set_masks(*keyed)
         finally:
             self._suspend_render = False
-        self.schedule_render()
+        if render:
+            self.schedule_render()
 
     def _render_failed(self, _rid: int, message: str) -> None:
         self.preview.set_busy(False, "render failed")
@@ -670,24 +676,13 @@ class MainWindow(QMainWindow):
         self.flipbook.set_focus(self.playhead)
         if self.transport.playing:
             self._show_flipbook_frame(self.playhead)
-            self._update_sliders_quietly()
+            self.follow_timeline(with_masks=False, render=False)
             return
         self._show_flipbook_frame(self.playhead)  # at once, when cached
         if self.doc.state.keyframes:
             self.follow_timeline()  # and renders the frame at full resolution
         else:
             self.schedule_render()
-
-    def _update_sliders_quietly(self) -> None:
-        """During playback: the sliders show the curve, without a render or a flipbook update."""
-        keys = self.doc.state.keyframes
-        weights = weights_at(keys, self.playhead, self.doc.render.interpolation) if keys else None
-        if weights is not None:
-            self._suspend_render = True
-            try:
-                self.doc.set_weights(weights)
-            finally:
-                self._suspend_render = False
 
     def _recording_dir(self) -> Path:
         """Recordings go beside the project file (or to the temp folder for an unsaved project)."""

@@ -307,8 +307,7 @@ class RenderService(QObject):
                     self._render_flipbook_frame(flip)
                 finally:
                     with self._cond:
-                        self._running = None
-                        self._running_token = None
+                        self._clear_running()
                         self._scheduled = False
                         self._kick()  # behind any job queued meanwhile (an export)
                         self._cond.notify_all()
@@ -324,8 +323,12 @@ class RenderService(QObject):
                 self._render(req)
             finally:
                 with self._cond:
-                    self._running = None
-                    self._running_token = None
+                    self._clear_running()
+
+    def _clear_running(self) -> None:
+        """Nothing is being rendered any more (call with ``_cond`` held)."""
+        self._running = None
+        self._running_token = None
 
     def _render_flipbook_frame(self, job: FlipbookJob) -> None:
         """Render one flipbook frame at preview quality and store it (if the state did not change meanwhile)."""
