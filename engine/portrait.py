@@ -30,12 +30,27 @@ import numpy as np
 from engine import audio as audio_io
 from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
+from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
+from engine.head_pose import HeadWarp, parallax
 from engine.moee import GateControl, GateSpec
 from engine.motion import MotionModel
-from engine.portrait_rig import PortraitRig, build_rig, inner_lip_contours
+from engine.performance import (
+    LifeConfig,
+    LifeTracks,
+    blink_closure,
+    emotion_gaze,
+    lid_offset,
+    plan_life,
+    posture,
+)
+from engine.portrait_rig import MESH_ROWS, PortraitRig, build_rig, inner_lip_contours
 from engine.shading import crease_intensities, draw_creases
 from engine.warp import draw_closed_lips, draw_mouth_interior, mesh_warp, relax_foldovers
 
+#: Both eyes' rows in a rig's control points.
+EYES = eye_indices(MESH_ROWS)
+#: Share of the eye opening the upper lid lowers per iris radius of downward gaze (the lid follows the eye).
+GAZE_LID_FOLLOW = 0.15
 #: Frames of a still (no audio).
 STILL_FRAMES = 1
 DEFAULT_FPS = 25
@@ -77,6 +92,39 @@ class PreparedPortrait:
     sitter_motion: np.ndarray  # (68, 2) face units: the sitter's own expression, taken out of every frame
     warnings: list[str] = field(default_factory=list)
     brush_cache: dict = field(default_factory=dict, repr=False)
+    #: Loudness per frame (0..1; zeros without audio): the head nods on its stresses.
+    envelope: np.ndarray | None = None
+    #: Blinks, head motion and gaze (engine/performance.py); replace it to change them, the tracks follow.
+    life: LifeConfig = field(default_factory=LifeConfig)
+    life_cache: dict = field(default_factory=dict, repr=False)
+
+    def life_tracks(self) -> LifeTracks:
+        """The clip's blink, head and gaze tracks for the current :attr:`life` (planned once, then cached)."""
+        key = (self.life, self.num_frames, self.fps)
+        if self.life_cache.get("key") != key:
+            self.life_cache.update(key=key, tracks=plan_life(self.num_frames, self.fps, self.envelope, self.life))
+        return self.life_cache["tracks"]
+
+    def eye_layers(self) -> list[EyeLayer]:
+        """Each eye's eyeball layer (built on first use)."""
+        if "eyes" not in self.life_cache:
+            rig = self.rig
+            self.life_cache["eyes"] = [EyeLayer.build(rig.image, rig.mesh, rig.control, eye) for eye in EYES]
+        return self.life_cache["eyes"]
+
+    def eye_triangles(self) -> np.ndarray:
+        """(T,) bool: the rig's triangles inside the eyes' openings (they may close in a blink)."""
+        if "eye_triangles" not in self.life_cache:
+            self.life_cache["eye_triangles"] = eye_opening_triangles(self.rig.triangles, EYES)
+        return self.life_cache["eye_triangles"]
+
+    def head_warp(self) -> HeadWarp:
+        """The smooth head-motion warp of the portrait (built on first use)."""
+        if "head" not in self.life_cache:
+            rig = self.rig
+            self.life_cache["head"] = HeadWarp.build(rig.image.shape, rig.mesh, rig.face_unit_px,
+                                                     rig.to_pixels.rotation)
+        return self.life_cache["head"]
 
     @property
     def portrait(self) -> np.ndarray:
@@ -143,12 +191,18 @@ class PortraitAnimator:
     # ------------------------------------------------------------------ preparation
     def prepare(self, portrait, audio=None, fps: int | None = None, num_frames: int | None = None,
                 max_size: int | None = None, mesh: np.ndarray | None = None,
-                max_duration: float | None = audio_io.DEFAULT_MAX_DURATION) -> PreparedPortrait:
+                max_duration: float | None = audio_io.DEFAULT_MAX_DURATION,
+                life: LifeConfig | None = None) -> PreparedPortrait:
         """Load the portrait (long side capped), find its face, build the rig; load the audio, derive the lips.
 
         ``portrait``: a path, array or PIL image; ``audio``: a path, an AudioClip, ``(samples, rate)`` or
         None (a still). ``mesh``: the portrait's MediaPipe points if already known (at the capped size).
+        ``life``: blinks, head motion and gaze (default: :class:`LifeConfig`'s natural ones).
         """
+        life = LifeConfig() if life is None else life
+        problems = life.problems()
+        if problems:
+            raise EmotionSpecError("; ".join(problems))
         from engine.face import detect_landmarks
         from engine.image import load_image
 
@@ -165,8 +219,12 @@ class PortraitAnimator:
             envelope = audio_io.envelope_per_frame(clip, int(num_frames), fps)
             openings = self.motion.mouth_openings(envelope) * self.cfg.lip_gain
         else:
+            envelope = np.zeros(int(num_frames), np.float32)
             openings = np.zeros(int(num_frames), np.float32)
-        return self._prepared(rig, clip, fps, int(num_frames), np.clip(openings, 0, 1))
+        prepared = self._prepared(rig, clip, fps, int(num_frames), np.clip(openings, 0, 1))
+        prepared.envelope = np.asarray(envelope, np.float32)
+        prepared.life = life
+        return prepared
 
     def _prepared(self, rig: PortraitRig, clip, fps: int, num_frames: int, openings: np.ndarray) -> PreparedPortrait:
         mean, std = self.motion.mean_shape, self.motion.shape_std
@@ -257,17 +315,63 @@ class PortraitAnimator:
         rig = prepared.rig
         brush = self._painted_at_landmarks(prepared, control)
         speech, expression = self._motion_parts(prepared, GateControl(control.global_weights), frame_index)
-        plain = speech + expression - prepared.sitter_motion
+        turn = parallax(self.head_pose(prepared, gates, frame_index))
+        plain = speech + expression - prepared.sitter_motion + turn
         moved = rig.control_weights @ rig.to_pixels.apply_vectors(plain)
         if brush is not None:
             painted, blend = brush
-            stroked = self.face_motion(prepared, control, frame_index, painted)
+            stroked = self.face_motion(prepared, control, frame_index, painted) + turn
             stroked_px = rig.control_weights @ rig.to_pixels.apply_vectors(stroked)
             moved = moved + blend[:, None] * (stroked_px - moved)
         for _ in range(self.cfg.smoothing_rounds):
             moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
-        return (relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=rig.across_mouth),
+        closure = self.lid_closure(prepared, gates, frame_index)
+        if closure != 0:
+            for eye in EYES:
+                moved = moved + lid_displacements(rig.control + moved, eye, closure)
+        may_close = rig.across_mouth | prepared.eye_triangles()
+        return (relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close),
                 expression)
+
+    # ------------------------------------------------------------------ life: blinks, gaze, head motion
+    def _weights_at(self, gates: GateSpec, frame_index: int) -> dict[str, float]:
+        """The sliders at a frame, by emotion name."""
+        control = self._control(gates, frame_index)
+        if control.global_weights is None:
+            return {}
+        values = np.asarray(control.global_weights, np.float64)[: len(self.emotions)]
+        return {name: float(v) for name, v in zip(self.emotions, values, strict=False)}
+
+    def lid_closure(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> float:
+        """How far the upper lids are lowered at a frame (share of the opening; 1 closed, below 0 widened):
+        the blinks, the emotion's lasting lid position, and the lid following a downward gaze."""
+        life = prepared.life
+        weights = self._weights_at(gates, frame_index)
+
+        def alert_at(frame: int) -> float:
+            peak = self._weights_at(gates, min(max(frame, 0), max(prepared.num_frames - 1, 0)))
+            return max(peak.get("fear", 0.0), peak.get("surprise", 0.0))
+
+        blink = blink_closure(prepared.life_tracks().blinks, frame_index, alert_at, life)
+        base = lid_offset(weights, life) + GAZE_LID_FOLLOW * max(0.0, float(self.gaze(prepared, gates, frame_index)[1]))
+        return float(np.clip(base + (1.0 - base) * blink, -0.5, 1.0))
+
+    def gaze(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
+        """(2,) where the irises look at a frame, in iris radii (x right, y down)."""
+        tracks = prepared.life_tracks()
+        if not len(tracks.gaze):
+            return np.zeros(2)
+        index = min(frame_index, len(tracks.gaze) - 1)
+        weights = self._weights_at(gates, frame_index)
+        return tracks.gaze[index] + emotion_gaze(weights, float(tracks.glance_side[index]), prepared.life)
+
+    def head_pose(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
+        """(6,) the head's pose at a frame (engine.performance.POSE_CHANNELS): speech and idle motion + posture."""
+        tracks = prepared.life_tracks()
+        base = tracks.pose[min(frame_index, len(tracks.pose) - 1)] if len(tracks.pose) else np.zeros(6)
+        return base + posture(self._weights_at(gates, frame_index), prepared.life)
+
+
 
     def _control(self, gates: GateSpec, frame_index: int) -> GateControl:
         if gates is None:
@@ -291,7 +395,13 @@ class PortraitAnimator:
             if any(v > 0 for v in strength.values()):
                 points = rig.points68 + rig.to_pixels.apply_vectors(expression)
                 draw_creases(frame, points, rig.face_unit_px, strength)
+        gaze = self.gaze(prepared, gates, frame_index)
+        for layer in prepared.eye_layers():
+            layer.draw(frame, target, rig.control, gaze)
         self._draw_mouth(prepared, target, frame)
+        pose = self.head_pose(prepared, gates, frame_index)
+        if np.any(pose != 0):
+            frame = prepared.head_warp().apply(frame, pose)
         return frame
 
     def _draw_mouth(self, prepared: PreparedPortrait, target: np.ndarray, frame: np.ndarray) -> None:

@@ -174,6 +174,8 @@ class PortraitRig:
 
 _MESH_KEPT = tuple(i for i in range(478) if i not in MP_IRIS)
 _MESH_ROWS = {mp: row for row, mp in enumerate(_MESH_KEPT)}
+#: Row of each MediaPipe point (iris left out) in :attr:`PortraitRig.control`.
+MESH_ROWS: dict[int, int] = _MESH_ROWS
 
 
 def _spans_mouth(triangles: np.ndarray, mesh_side: np.ndarray, count: int) -> np.ndarray:
