@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from engine.audio import DEFAULT_MAX_DURATION
 from engine.config import DEFAULT_MAX_SIZE, MAX_FPS, sampling_value_problem
 from engine.errors import MoEEError, OutputError
+from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
 
 #: Most denoising steps a render accepts (more is a typo; the schedule has 1000 steps).
 MAX_STEPS = 1000
@@ -141,6 +142,14 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=number_flag("--fps", low=1, high=MAX_FPS, integer=True), default=None,
                    help=f"frames per second, 1..{MAX_FPS} (default: the model's, 25)")
     p.add_argument("--frames-dir", default=None, help="also write a PNG sequence to this folder")
+    p.add_argument("--blinks", type=number_flag("--blinks", low=0, high=MAX_BLINKS_PER_MINUTE),
+                   default=DEFAULT_BLINKS_PER_MINUTE, metavar="PER_MINUTE",
+                   help=f"blinks per minute (default {DEFAULT_BLINKS_PER_MINUTE:g}; 0: none); portrait renderer")
+    p.add_argument("--head-motion", type=number_flag("--head-motion", low=0, high=MAX_HEAD_MOTION), default=1.0,
+                   metavar="SCALE", help="head nods, turns and sway (1: natural, 0: a perfectly still head); "
+                                         "portrait renderer")
+    p.add_argument("--gaze", type=number_flag("--gaze", low=0, high=MAX_HEAD_MOTION), default=1.0, metavar="SCALE",
+                   help="eye movements (1: natural, 0: a fixed look at the viewer); portrait renderer")
     p.add_argument("--frame", default="portrait", choices=["portrait", "crop"],
                    help="portrait: the whole portrait at its own resolution, animated by the motion model "
                         "(default); crop: the pixel model's own face crop (64 px; training and evaluation)")
@@ -268,6 +277,7 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     from engine.config import DEFAULT_MODEL_DIR
     from engine.export import export_clip
     from engine.motion import MOTION_CONFIG
+    from engine.performance import LifeConfig
     from engine.portrait import PortraitAnimator
 
     motion_dir = checked.model_dir
@@ -282,8 +292,9 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     if args.emotion_audio:
         print("note: --emotion-audio conditions the pixel model only (--frame crop); set the mix with "
               "--emotion or --text", file=sys.stderr)
+    life = LifeConfig(blinks_per_minute=args.blinks, head_motion=args.head_motion, gaze=args.gaze, seed=args.seed)
     prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_size=args.max_size,
-                                max_duration=args.max_duration)
+                                max_duration=args.max_duration, life=life)
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)

@@ -32,6 +32,9 @@ class RenderSettings:
     fps: int = 25
     interpolation: str = "smoothstep"  # keyframe interpolation: linear | smoothstep
     refine_delay_ms: int = 400
+    blinks_per_minute: float = 20.0  # the portrait renderer's blinks (0: none)
+    head_motion: float = 1.0  # scale of head nods, turns and sway (0: a still head)
+    gaze: float = 1.0  # scale of the eyes' movements (0: a fixed look at the viewer)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,10 +23,12 @@ from engine.emotions import (
 )
 from engine.errors import CancelledError, MoEEError
 from engine.moee import GateControl  # the studio builds these
+from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION, LifeConfig
 
 __all__ = [
-    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "EMOTION_COLOURS", "CancelledError", "GateControl", "MoEEError",
-    "atomic_path", "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",
+    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
+    "MAX_HEAD_MOTION", "CancelledError", "GateControl", "LifeConfig", "MoEEError", "atomic_path",
+    "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",
 ]
 
 TINY = "tiny"  # pseudo model folder: an untrained tiny pixel model (tests, screenshots without assets)
@@ -103,6 +105,12 @@ def animator_label(animator: Any) -> str:
     if is_portrait_animator(animator):
         return "portrait (motion MoE)"
     return str(getattr(getattr(animator, "cfg", None), "name", "model"))
+
+
+def apply_life(prepared: Any, life: LifeConfig | None) -> None:
+    """Give prepared inputs the blinks, head motion and gaze to render with (renderers without them ignore it)."""
+    if life is not None and hasattr(prepared, "life"):
+        prepared.life = life
 
 
 def gate_maps(animator: Any) -> Any:

@@ -94,6 +94,7 @@ class ExportJob(QObject):
         lock: threading.RLock | None = None,
         prepare_args: tuple[Any, Any] | None = None,
         overwrite: bool = False,
+        life: Any = None,
     ) -> None:
         super().__init__()
         self.animator, self.prepared, self.schedule = animator, prepared, schedule
@@ -104,6 +105,7 @@ class ExportJob(QObject):
         self.lock = lock or threading.RLock()
         self.prepare_args = prepare_args
         self.overwrite = bool(overwrite)
+        self.life = life  # blinks, head motion and gaze (engine_api.LifeConfig) or None: the renderer's own
         self.token = engine_api.cancel_token()
         self.result: tuple[bool, str] | None = None
         self._finished = threading.Event()
@@ -146,6 +148,7 @@ class ExportJob(QObject):
             if self.fps and int(self.fps) != int(prepared.fps) and self.prepare_args is not None:
                 portrait, audio = self.prepare_args
                 prepared = self.animator.prepare(portrait, audio, fps=int(self.fps))
+            engine_api.apply_life(prepared, self.life)
             stop = min(self.stop_frame, prepared.num_frames)
             start = min(self.start_frame, stop - 1)
             if self.fmt != "mp4" and prepared.audio is not None:  # only the MP4 carries the track
@@ -300,7 +303,7 @@ class ExportDialog(QDialog):
             w.service.animator, prepared, w.doc.schedule(), path, self.fmt(),
             self.start.value(), self.stop.value(), self.steps.value(), self.seed.value(), self.fps.value(),
             w.service.engine_lock, (w.doc.state.portrait_path or prepared.portrait, w.doc.state.audio_path),
-            bool(overwrite),
+            bool(overwrite), w.life_config(seed=self.seed.value()),
         )
         self.job.progress.connect(lambda _i, p: self.bar.setValue(int(p * 1000)))
         self.job.done.connect(self._done)

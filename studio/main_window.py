@@ -40,6 +40,7 @@ from studio.document import Document, DocumentState
 from studio.engine_api import MoEEError, atomic_write_text
 from studio.flipbook import Flipbook
 from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
+from studio.life_panel import LifePanel
 from studio.palette import PaletteWidget
 from studio.preview import PreviewPanel
 from studio.render_service import RenderResult, RenderService
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
         self.palette = PaletteWidget(self.doc)
         self.brush_panel = BrushPanel(self.doc, self.brush, engine_api.face_regions())
         self.trainer = TrainerPanel()
+        self.life_panel = LifePanel(self.doc)
         self.timeline = TimelineWidget(self.doc)
         self.audio_panel = AudioPanel(self.transport)
 
@@ -161,6 +163,8 @@ class MainWindow(QMainWindow):
         self.brush_dock = self._dock("Brush", self.brush_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.trainer_dock = self._dock("Custom experts", self.trainer, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.brush_dock, self.trainer_dock)
+        self.life_dock = self._dock("Performance", self.life_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.trainer_dock, self.life_dock)
         self.brush_dock.raise_()
         self.timeline_dock = self._dock("Timeline", bottom, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.model_label = QLabel("no model")
@@ -366,6 +370,8 @@ class MainWindow(QMainWindow):
             changed.connect(self.refresh_flipbook)
         d.keyframesChanged.connect(self._timeline_edited)
         d.settingsChanged.connect(self._timeline_edited)
+        d.settingsChanged.connect(self._life_changed)
+        self.life_panel.changed.connect(self._life_changed)
         s.flipbookFrame.connect(self._flipbook_frame)
         d.inputsChanged.connect(self.prepare_inputs)
         d.modifiedChanged.connect(lambda _m: self._update_title())
@@ -601,8 +607,9 @@ class MainWindow(QMainWindow):
             return
         r = self.doc.render
         self.service.flipbook_steps, self.service.flipbook_seed = r.preview_steps, r.seed
-        stale = self.flipbook.update(self.doc.schedule(copy=False), int(prepared.num_frames),
-                                     self.doc.mask_revision, (self._inputs_version, r.preview_steps, r.seed))
+        self.service.life = self.life_config()
+        stale = self.flipbook.update(self.doc.schedule(copy=False), int(prepared.num_frames), self.doc.mask_revision,
+                                     (self._inputs_version, r.preview_steps, r.seed, self.service.life))
         self.flipbook.set_focus(self.playhead)
         if stale or not self.flipbook.is_complete():
             self.service.flipbook_changed()
@@ -630,6 +637,18 @@ class MainWindow(QMainWindow):
         prepared = self.service.prepared_inputs
         last = max(0, int(getattr(prepared, "num_frames", 1)) - 1) if prepared is not None else 0
         return min(max(0, self.playhead), last)
+
+    def life_config(self, seed: int | None = None) -> engine_api.LifeConfig:
+        """The blinks, head motion and gaze of the document's render settings (with the project's seed)."""
+        r = self.doc.render
+        return engine_api.LifeConfig(blinks_per_minute=r.blinks_per_minute, head_motion=r.head_motion, gaze=r.gaze,
+                                     seed=r.seed if seed is None else int(seed))
+
+    def _life_changed(self) -> None:
+        """Blinks, head motion or gaze changed: the preview and every flipbook frame follow."""
+        self.service.life = self.life_config()
+        self.refresh_flipbook()
+        self.schedule_render()
 
     def _timeline_edited(self) -> None:
         """Keyframes or interpolation changed: the sliders (and keyed masks) show the curve at the playhead."""

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from studio.document import DocumentState, RenderSettings
-from studio.engine_api import MoEEError, atomic_write_text
+from studio.engine_api import MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION, MoEEError, atomic_write_text
 from studio.keyframes import INTERPOLATIONS, Keyframe
 
 FORMAT = "moee-project"
@@ -55,6 +55,12 @@ RENDER_LIMITS: dict[str, tuple[int, int]] = {
     "seed": (0, 2**32 - 1),
     "fps": (1, 240),
     "refine_delay_ms": (0, 600_000),
+}
+#: Allowed range of each real-valued render setting (the portrait renderer's life: engine/performance.py).
+RENDER_REAL_LIMITS: dict[str, tuple[float, float]] = {
+    "blinks_per_minute": (0.0, MAX_BLINKS_PER_MINUTE),
+    "head_motion": (0.0, MAX_HEAD_MOTION),
+    "gaze": (0.0, MAX_HEAD_MOTION),
 }
 
 
@@ -243,6 +249,15 @@ def _path_field(value: Any, field: str) -> str | None:
     return value or None
 
 
+def _real(value: Any, field: str, low: float, high: float) -> float:
+    """A finite number within ``low..high`` (ProjectError naming the field otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProjectError(f"'{field}' must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ProjectError(f"'{field}' must be within {low:g}..{high:g}, got {value!r}")
+    return float(value)
+
+
 def render_from_json(data: Any) -> RenderSettings:
     """Validate the ``"render"`` object field by field (raises ProjectError naming the field).
 
@@ -256,6 +271,9 @@ def render_from_json(data: Any) -> RenderSettings:
     for name, (low, high) in RENDER_LIMITS.items():
         if name in data:
             values[name] = _whole(data[name], f"render.{name}", low, high)
+    for name, (low, high) in RENDER_REAL_LIMITS.items():
+        if name in data:
+            values[name] = _real(data[name], f"render.{name}", low, high)
     if "interpolation" in data:
         mode = data["interpolation"]
         if mode not in INTERPOLATIONS:

@@ -98,6 +98,9 @@ class RenderService(QObject):
         self.flipbook: Flipbook | None = None  # background render of the whole clip (set by the window)
         self.flipbook_steps = 4
         self.flipbook_seed = 0
+        #: Blinks, head motion and gaze of every frame rendered from now on (set from the UI thread; each
+        #: render applies it to the prepared inputs under the engine lock).
+        self.life: engine_api.LifeConfig | None = None
 
     # ------------------------------------------------------------ requests
     def load_model(self, model_dir: str | None, device: str = "cpu", frame: str = "portrait") -> None:
@@ -339,6 +342,7 @@ class RenderService(QObject):
                 if prepared is None or job.frame >= int(getattr(prepared, "num_frames", 1)):
                     return
                 gates = engine_api.fit_gates(job.schedule(job.frame), len(self.animator.emotions))
+                engine_api.apply_life(prepared, self.life)
                 image = self.animator.render_frame(prepared, job.frame, gates, steps=self.flipbook_steps,
                                                    seed=self.flipbook_seed, cancel=token)
         except CancelledError:
@@ -367,6 +371,7 @@ class RenderService(QObject):
                 prepared = self.prepared_inputs
                 frame = min(max(0, req.frame), max(0, int(getattr(prepared, "num_frames", 1)) - 1))
                 gates = engine_api.fit_gates(req.gates, len(self.animator.emotions))
+                engine_api.apply_life(prepared, self.life)
                 image = self.animator.render_frame(
                     prepared, frame, gates, steps=req.steps, seed=req.seed, cancel=token
                 )

@@ -98,6 +98,7 @@ def test_brush_default_radius_is_in_portrait_pixels(pwin) -> None:
 
 
 def test_slider_changes_the_face_and_nothing_outside_it(qtbot, pwin) -> None:
+    _render_after(qtbot, pwin, lambda: pwin.life_panel.spins["head_motion"].setValue(0.0))  # surprise lifts the head
     neutral = pwin.last_result.image.copy()
     moved = _render_after(qtbot, pwin, lambda: pwin.palette.rows[SURPRISE].slider.setValue(900))
     assert list(pwin.last_result.gates.global_weights)[SURPRISE] == pytest.approx(0.9)
@@ -110,6 +111,11 @@ def test_slider_changes_the_face_and_nothing_outside_it(qtbot, pwin) -> None:
     assert np.count_nonzero(diff[~inside]) == 0  # the rest of the photograph is the photograph
     assert not pwin.refine_timer.isActive()  # the preview is already the final frame: no refine pass
     assert "512 × 512 px" in pwin.preview.view.caption
+    lifted = _render_after(qtbot, pwin, lambda: pwin.life_panel.spins["head_motion"].setValue(1.0))
+    assert pwin.doc.render.head_motion == 1.0 and pwin.doc.is_modified
+    head_moved = _diff(lifted, moved)
+    assert np.count_nonzero(head_moved[~inside] > 8) > 200  # with head motion the head lifts, hair and all
+    assert np.count_nonzero(head_moved[:, :40]) == 0 and np.count_nonzero(head_moved[-40:, :]) == 0  # far away: still
 
     # the live preview follows the slider: newest request wins, the last value is what is shown
     for value in (100, 300, 600):
