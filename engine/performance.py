@@ -79,11 +79,11 @@ class LifeConfig:
     alert_lid_raise: float = 0.12  # lid raise of fear / surprise at 1 (share of the eye's opening)
 
     # -- head motion (amplitudes at head_motion = 1, pose units of POSE_CHANNELS)
-    sway_amplitude: tuple[float, ...] = (1.2, 0.02, 0.012, 0.004, 0.012, 0.008)
+    sway_amplitude: tuple[float, ...] = (2.0, 0.04, 0.025, 0.008, 0.04, 0.025)
     sway_hz: tuple[float, float] = (0.07, 0.3)
     speech_sway_gain: float = 1.6  # sway grows while the person speaks
-    nod_pitch: float = 0.035  # face units of nose travel of a full-strength nod
-    nod_yaw: float = 0.012
+    nod_pitch: float = 0.06  # face units of nose travel of a full-strength nod
+    nod_yaw: float = 0.02
     nod_seconds: float = 0.45
     min_nod_gap: float = 0.5  # seconds between nods
     stress_threshold: float = 0.12  # rise of the loudness envelope (0..1) that makes a stress
