@@ -115,10 +115,9 @@ def mesh_warp(image: np.ndarray, source: np.ndarray, target: np.ndarray, triangl
     ids = np.zeros((y1 - y0, x1 - x0), np.int32)
     offset = np.array([x0, y0], np.float64)
     scale = 1 << RASTER_SHIFT
-    for t, tri in enumerate(tris):
-        if valid[t]:
-            poly = np.round((target[tri] - offset) * scale).astype(np.int32)
-            cv2.fillConvexPoly(ids, poly, t + 1, cv2.LINE_8, RASTER_SHIFT)
+    polys = np.round((target[tris] - offset) * scale).astype(np.int32)  # (T, 3, 2), all at once
+    for t in np.flatnonzero(valid).tolist():
+        cv2.fillConvexPoly(ids, polys[t], t + 1, cv2.LINE_8, RASTER_SHIFT)
     ys, xs = np.nonzero(ids)
     if ys.size == 0:
         return result, WarpStats(0, (0, 0, 0, 0))
