@@ -35,6 +35,8 @@ HEAD_HALF_AXES = (1.35, 1.75)
 HEAD_FADE_END = 1.8
 #: The pivot of tilts: below the chin, in face units from the face outline's centre.
 PIVOT_OFFSET = (0.0, 1.6)
+#: Width (face units) over which the motion fades to nothing at the image's edges.
+EDGE_FADE = 0.3
 #: How far a nod lowers the whole head (face units per face unit of nose travel).
 NOD_DROP = 0.4
 #: Poses whose largest pixel motion is below this leave the frame untouched.
@@ -81,6 +83,9 @@ class HeadWarp:
         local_y = rel @ axes_y / half[1]
         radius = np.sqrt(local_x**2 + local_y**2)
         weight = 1.0 - _smoothstep((radius - 1.0) / (HEAD_FADE_END - 1.0))
+        # Still at the image's edges: nothing there to pull in from outside the picture.
+        edge = np.minimum(np.minimum(gx, (w - 1) - gx), np.minimum(gy, (h - 1) - gy))
+        weight *= _smoothstep(edge / (EDGE_FADE * unit))
         pivot = centre + unit * (PIVOT_OFFSET[0] * axes_x + PIVOT_OFFSET[1] * axes_y)
         return cls((x0, y0, x1, y1), weight.astype(np.float32), gx, gy, pivot, float(unit), rotation)
 
