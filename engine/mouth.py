@@ -220,9 +220,10 @@ class MouthShape:
     upper_teeth_taper: float = 0.45  # ... and this much shorter at the end of the span (the arch recedes)
     lower_teeth_share: float = 0.16
     lower_teeth_height: float = 0.035
-    lower_teeth_span: float = 0.6  # share of the half-width the lower teeth show over
-    lower_teeth_from_gap: float = 0.22  # lower teeth show once the gap exceeds this share of the width
-    lower_teeth_light: float = 0.6  # in the upper teeth's shadow
+    lower_teeth_span: float = 0.55  # share of the half-width the lower teeth show over
+    lower_tooth_edges: tuple[float, ...] = (0.09, 0.26, 0.42)
+    lower_teeth_from_gap: float = 0.28  # lower teeth show once the gap exceeds this share of the width
+    lower_teeth_light: float = 0.7  # in the upper teeth's shadow
     teeth_span: float = 0.78  # share of the half-width the visible teeth cover
     #: Gaps between teeth (central incisors, laterals, canines): small notches at the biting edge.
     tooth_edges: tuple[float, ...] = (0.0, 0.25, 0.45, 0.62)
@@ -239,9 +240,11 @@ class MouthShape:
     tongue_from_gap: float = 0.1  # the tongue shows once the gap exceeds this share of the width
     tongue_back_light: float = 0.55  # the top of the tongue's hump (going back into the mouth) against its front
     tongue_top_soft: float = 0.35  # share of the hump's height over which its top fades into the cavity
+    corner_fade: float = 0.15  # the drawing fades over this share of the half-width at the mouth corners ...
+    corner_alpha: float = 0.35  # ... to this opacity (the lips' own corner shows through)
     side_shade: float = 0.5  # brightness change across the mouth per unit of the palette's side light
     edge: float = 0.01  # softness of the drawn shapes' edges
-    feather: float = 0.012  # inward feather along the inner lip contour
+    feather: float = 0.015  # inward feather along the inner lip contour
     min_edge_px: float = 0.8
 
 
@@ -277,18 +280,24 @@ def _mouth_coordinates(upper: np.ndarray, lower: np.ndarray, width: float,
     return along, depth, top, bottom
 
 
-def _upper_teeth(along: np.ndarray, below: np.ndarray, gap: np.ndarray, width: float, edge: float,
-                 shape: MouthShape) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage 0..1, light) of the upper teeth; ``below``: px under the upper lip."""
+def _tooth_gaps(along: np.ndarray, width: float, positions: tuple[float, ...], shape: MouthShape) -> np.ndarray:
+    """0..1 near the gaps between teeth at ``positions`` (half-widths from the middle, mirrored)."""
     half = width / 2
-    span = np.abs(along) / shape.teeth_span
-    length = np.minimum(shape.upper_teeth_share * gap, shape.upper_teeth_height * width)
-    length = length * (1.0 - shape.upper_teeth_taper * np.clip(span, 0, 1) ** 2)
     gaps = np.zeros_like(along)
-    for position in shape.tooth_edges:
+    for position in positions:
         for sign in ((1.0,) if position == 0 else (1.0, -1.0)):
             gaps = np.maximum(gaps, np.exp(-0.5 * ((along - sign * position) * half
                                                   / (shape.tooth_notch_width * width)) ** 2))
+    return gaps
+
+
+def _upper_teeth(along: np.ndarray, below: np.ndarray, gap: np.ndarray, width: float, edge: float,
+                 shape: MouthShape) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage 0..1, light) of the upper teeth; ``below``: px under the upper lip."""
+    span = np.abs(along) / shape.teeth_span
+    length = np.minimum(shape.upper_teeth_share * gap, shape.upper_teeth_height * width)
+    length = length * (1.0 - shape.upper_teeth_taper * np.clip(span, 0, 1) ** 2)
+    gaps = _tooth_gaps(along, width, shape.tooth_edges, shape)
     length = length * (1.0 - shape.tooth_notch * gaps)
     cover = _smoothstep((length - below) / edge + 0.5) * _smoothstep((below + edge) / edge)
     cover = cover * _smoothstep((1.0 - span) * 6.0)
@@ -304,10 +313,12 @@ def _lower_teeth(along: np.ndarray, above: np.ndarray, gap: np.ndarray, width: f
     """(coverage 0..1, light) of the lower teeth, shown once the mouth is wide open; ``above``: px over the lower lip."""
     span = np.abs(along) / shape.lower_teeth_span
     length = np.minimum(shape.lower_teeth_share * gap, shape.lower_teeth_height * width) * (1.0 - 0.5 * np.clip(span, 0, 1) ** 2)
-    cover = _smoothstep((length - above) / edge + 0.5) * _smoothstep((1.0 - span) * 6.0)
-    cover = cover * _smoothstep((gap / width - shape.lower_teeth_from_gap) * 25.0)
-    light = shape.lower_teeth_light * (0.8 + 0.2 * _smoothstep(above / np.maximum(length, 1e-3)))
-    light = light * (1.0 - (1.0 - shape.corner_shade) * np.clip(span, 0, 1) ** 2)
+    gaps = _tooth_gaps(along, width, shape.lower_tooth_edges, shape)
+    length = length * (1.0 - 2 * shape.tooth_notch * gaps)
+    cover = _smoothstep((length - above) / edge + 0.5) * _smoothstep((1.0 - span) * 4.0)
+    cover = cover * _smoothstep((float(np.max(gap)) / width - shape.lower_teeth_from_gap) * 25.0)
+    light = shape.lower_teeth_light * (0.75 + 0.25 * _smoothstep(above / np.maximum(length, 1e-3)))
+    light = light * (1.0 - (1.0 - shape.corner_shade) * np.clip(span, 0, 1) ** 2) * (1.0 - shape.tooth_line * gaps)
     return cover, light
 
 
@@ -361,6 +372,10 @@ def _mouth_box(polygon: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, i
     return int(x0), int(y0), int(x1), int(y1)
 
 
+#: The feathered coverage counts as full from this blurred coverage on (the contour itself is at 0.5).
+FEATHER_FULL = 0.9
+
+
 def _inside(polygon: np.ndarray, box: tuple[int, int, int, int], feather_px: float) -> np.ndarray:
     """Coverage (H, W) of the polygon in ``box``, anti-aliased and feathered inward only (0 outside it)."""
     x0, y0, x1, y1 = box
@@ -369,7 +384,11 @@ def _inside(polygon: np.ndarray, box: tuple[int, int, int, int], feather_px: flo
     cv2.fillPoly(mask, [points], 255, cv2.LINE_AA, RASTER_SHIFT)
     cover = mask.astype(np.float32) / 255.0
     soft = cv2.GaussianBlur(cover, (0, 0), feather_px, borderType=cv2.BORDER_CONSTANT)
-    return cover * np.clip(soft * 1.25, 0.0, 1.0)
+    return cover * np.clip(soft / FEATHER_FULL, 0.0, 1.0)
+
+
+#: Lips parted by less than this area (px²) are closed: nothing is drawn.
+MIN_AREA_PX = 1.0
 
 
 def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, strength: float,
@@ -384,7 +403,9 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
         return
     polygon = np.concatenate([upper, lower[::-1]]).astype(np.float64)
     width = float(np.linalg.norm(upper[-1] - upper[0]))
-    if width < 2:
+    area = 0.5 * abs(float(np.dot(polygon[:, 0], np.roll(polygon[:, 1], 1))
+                           - np.dot(polygon[:, 1], np.roll(polygon[:, 0], 1))))
+    if width < 2 or area < MIN_AREA_PX:
         return
     box = _mouth_box(polygon, image.shape)
     if box is None:
@@ -396,6 +417,7 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
     if alpha.max() <= 0:
         return
     along, depth, top, bottom = _mouth_coordinates(upper, lower, width, box)
+    alpha = alpha * (shape.corner_alpha + (1 - shape.corner_alpha) * _smoothstep((1.0 - np.abs(along)) / shape.corner_fade))
     colour = interior_colours(along, depth, top, bottom, width, palette, shape)
     patch = image[y0:y1, x0:x1]
     blended = patch.astype(np.float32) + (colour - patch) * alpha[..., None]
