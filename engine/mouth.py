@@ -291,15 +291,27 @@ def _tooth_gaps(along: np.ndarray, width: float, positions: tuple[float, ...], s
     return gaps
 
 
-def _upper_teeth(along: np.ndarray, below: np.ndarray, gap: np.ndarray, width: float, edge: float,
-                 shape: MouthShape) -> tuple[np.ndarray, np.ndarray]:
-    """(coverage 0..1, light) of the upper teeth; ``below``: px under the upper lip."""
+def _arch(along: np.ndarray, top: np.ndarray, span: float) -> np.ndarray:
+    """The upper lip's line smoothed to a parabola (least squares over the teeth's span): where the teeth's
+    biting edge hangs from, so a wavy or notched lip contour does not make wavy teeth."""
+    inside = np.abs(along) <= span
+    if int(inside.sum()) < 3:
+        return top
+    coeffs = np.polyfit(along[inside].ravel(), top[inside].ravel(), 2)
+    return np.polyval(coeffs, along)
+
+
+def _upper_teeth(along: np.ndarray, depth: np.ndarray, top: np.ndarray, bottom: np.ndarray, width: float,
+                 edge: float, shape: MouthShape) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage 0..1, light) of the upper teeth: from under the upper lip down to a smooth biting edge."""
     span = np.abs(along) / shape.teeth_span
-    length = np.minimum(shape.upper_teeth_share * gap, shape.upper_teeth_height * width)
+    arch = _arch(along, top, shape.teeth_span)
+    below = depth - top
+    length = np.minimum(shape.upper_teeth_share * np.maximum(bottom - arch, 0.0), shape.upper_teeth_height * width)
     length = length * (1.0 - shape.upper_teeth_taper * np.clip(span, 0, 1) ** 2)
     gaps = _tooth_gaps(along, width, shape.tooth_edges, shape)
     length = length * (1.0 - shape.tooth_notch * gaps)
-    cover = _smoothstep((length - below) / edge + 0.5) * _smoothstep((below + edge) / edge)
+    cover = _smoothstep((arch + length - depth) / edge + 0.5) * _smoothstep((below + edge) / edge)
     cover = cover * _smoothstep((1.0 - span) * 6.0)
     share = below / np.maximum(length, 1e-3)
     light = shape.lip_shadow + (1 - shape.lip_shadow) * _smoothstep(share / shape.lip_shadow_depth)
@@ -353,7 +365,7 @@ def interior_colours(along: np.ndarray, depth: np.ndarray, top: np.ndarray, bott
     layers = (
         (_tongue(along, depth, bottom, gap, width, edge, shape), palette.tongue),
         (_lower_teeth(along, above, gap, width, edge, shape), palette.teeth),
-        (_upper_teeth(along, below, gap, width, edge, shape), palette.teeth),
+        (_upper_teeth(along, depth, top, bottom, width, edge, shape), palette.teeth),
     )
     for (cover, light), tone in layers:  # shade toward the warm shadow of the cavity, never toward grey
         layer = front_c + (np.asarray(tone, np.float32) - front_c) * light[..., None].astype(np.float32)
