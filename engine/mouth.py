@@ -242,6 +242,7 @@ class MouthShape:
     tongue_top_soft: float = 0.35  # share of the hump's height over which its top fades into the cavity
     corner_fade: float = 0.15  # the drawing fades over this share of the half-width at the mouth corners ...
     corner_alpha: float = 0.35  # ... to this opacity (the lips' own corner shows through)
+    reveal_soft: float = 0.35  # share of the half-gap over which a partly revealed drawing fades out
     side_shade: float = 0.5  # brightness change across the mouth per unit of the palette's side light
     edge: float = 0.01  # softness of the drawn shapes' edges
     feather: float = 0.015  # inward feather along the inner lip contour
@@ -399,6 +400,13 @@ def _inside(polygon: np.ndarray, box: tuple[int, int, int, int], feather_px: flo
     return cover * np.clip(soft / FEATHER_FULL, 0.0, 1.0)
 
 
+def _reveal(depth: np.ndarray, top: np.ndarray, bottom: np.ndarray, strength: float, soft: float) -> np.ndarray:
+    """0..1: how much of the drawing shows at ``strength``, from the middle line of the gap (first) to the lips."""
+    half = np.maximum(0.5 * (bottom - top), 1e-3)
+    inward = np.clip(np.minimum(depth - top, bottom - depth) / half, 0.0, 1.0)  # 0 at the lips, 1 midway
+    return _smoothstep((inward + strength * (1.0 + soft) - 1.0) / soft)
+
+
 #: Lips parted by less than this area (px²) are closed: nothing is drawn.
 MIN_AREA_PX = 1.0
 
@@ -408,7 +416,10 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
     """Paint a mouth interior between the inner lip contours, in place, in the palette's tones.
 
     ``upper`` / ``lower``: the inner lip contours (K, 2) in pixels, from one mouth corner to the other.
-    ``strength`` (0..1) fades the drawing in (1 where the portrait has no interior of its own to show).
+    ``strength`` (0..1) reveals the drawing from the middle of the gap outward (1: all of it, where the
+    portrait has no interior of its own to show): a mouth that opens past the sitter's own parted lips
+    darkens first between them, while her own teeth stay by the lips, and a barely parted one shows a dark
+    slit, never a half-transparent grey veil over the whole opening.
     Only pixels inside the contour change; the edge along the lips is anti-aliased and feathered inward.
     """
     if strength <= 0:
@@ -425,10 +436,11 @@ def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray,
     x0, y0, x1, y1 = box
     gap = float(np.max(lower[:, 1] - upper[:, 1]))
     feather = max(shape.min_edge_px, min(shape.feather * width, 0.2 * max(gap, 0.0)))
-    alpha = _inside(polygon, box, feather) * float(np.clip(strength, 0, 1))
+    alpha = _inside(polygon, box, feather)
     if alpha.max() <= 0:
         return
     along, depth, top, bottom = _mouth_coordinates(upper, lower, width, box)
+    alpha = alpha * _reveal(depth, top, bottom, float(np.clip(strength, 0, 1)), shape.reveal_soft)
     alpha = alpha * (shape.corner_alpha + (1 - shape.corner_alpha) * _smoothstep((1.0 - np.abs(along)) / shape.corner_fade))
     colour = interior_colours(along, depth, top, bottom, width, palette, shape)
     patch = image[y0:y1, x0:x1]

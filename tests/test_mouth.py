@@ -141,15 +141,18 @@ def test_the_drawing_is_the_same_at_256_and_2048_pixels():
     assert np.abs(shrunk - small.astype(float))[inside].mean() < 6
 
 
-def test_strength_fades_the_interior_and_nothing_is_drawn_when_closed():
+def test_strength_reveals_the_interior_from_the_middle_and_nothing_is_drawn_when_closed():
     image = np.full((256, 256, 3), 180, np.uint8)
     upper, lower = open_mouth()
     half = image.copy()
     draw_mouth_interior(half, upper, lower, 0.5, MouthPalette())
     full = image.copy()
     draw_mouth_interior(full, upper, lower, 1.0, MouthPalette())
-    centre = (slice(125, 132), slice(125, 132))
-    assert full[centre].mean() < half[centre].mean() < image[centre].mean()
+    middle = (slice(132, 136), slice(125, 132))  # midway between the lips (128 - 14 .. 128 + 26)
+    by_the_lip = (slice(116, 118), slice(125, 132))  # just under the upper lip (the teeth)
+    assert np.abs(half[middle].astype(int) - full[middle]).max() <= 2  # the middle is drawn first ...
+    assert np.array_equal(half[by_the_lip], image[by_the_lip])  # ... the portrait stays by the lips
+    assert np.abs(full[by_the_lip].astype(int) - image[by_the_lip]).max() > 10
     untouched = image.copy()
     draw_mouth_interior(untouched, upper, lower, 0.0, MouthPalette())
     draw_mouth_interior(untouched, upper, upper.copy(), 1.0, MouthPalette())
