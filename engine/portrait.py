@@ -12,7 +12,7 @@ studio's preview and every export. Per frame:
 3. the displacement reaches the mesh (:class:`engine.portrait_rig.PortraitRig`), blended by the
    feathered brush mask so that outside a stroke the motion equals the unpainted render exactly;
 4. :func:`engine.warp.mesh_warp` moves the portrait's pixels; where the lips part further than the
-   portrait's own mouth, :func:`engine.warp.draw_mouth_interior` paints a cavity with teeth.
+   portrait's own mouth, :func:`engine.mouth.draw_mouth_interior` paints a cavity with teeth.
 
 Outside a ring at 1.45 x the face outline every pixel is the portrait's own. A neutral, silent frame of a
 portrait without an expression of its own is the portrait, bit for bit.
@@ -34,6 +34,7 @@ from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displa
 from engine.head_pose import HeadWarp, parallax
 from engine.moee import GateControl, GateSpec
 from engine.motion import MotionModel
+from engine.mouth import draw_mouth_interior
 from engine.performance import (
     LifeConfig,
     LifeTracks,
@@ -45,7 +46,7 @@ from engine.performance import (
 )
 from engine.portrait_rig import MESH_ROWS, PortraitRig, build_rig, inner_lip_contours
 from engine.shading import crease_intensities, draw_creases
-from engine.warp import draw_closed_lips, draw_mouth_interior, mesh_warp, relax_foldovers
+from engine.warp import draw_closed_lips, mesh_warp, relax_foldovers
 
 #: Both eyes' rows in a rig's control points.
 EYES = eye_indices(MESH_ROWS)
@@ -417,8 +418,9 @@ class PortraitAnimator:
         if gap <= 0.5 or width <= 0:
             return
         fade_in = float(np.clip(gap / (0.04 * width), 0.0, 1.0))
-        strength = float(np.clip(1.0 - max(own_gap, 0.0) / gap, 0.0, 1.0)) * fade_in
-        draw_mouth_interior(frame, upper, lower, strength, grey=rig.grey, brightness=rig.brightness)
+        # Past the sitter's own gap her stretched interior gives way to the drawn one within half that gap again.
+        strength = float(np.clip((gap - max(own_gap, 0.0)) / (0.5 * max(own_gap, 1e-6)), 0.0, 1.0)) * fade_in
+        draw_mouth_interior(frame, upper, lower, strength, rig.mouth_palette)
 
     def render_clip(self, prepared: PreparedPortrait, gates: GateSpec = None, start: int = 0, stop: int | None = None,
                     cancel=None, on_frame: Callable[[int], None] | None = None,

@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.errors import NoFaceError
 from engine.face import MP_FACE_OVAL
+from engine.mouth import MouthPalette, mouth_palette
 
 #: MediaPipe Face Mesh index of each iBUG 68 landmark (the widely used correspondence, e.g. LatentSync's).
 LM68_FROM_MP478: tuple[int, ...] = (
@@ -161,6 +162,7 @@ class PortraitRig:
     grey: bool  # a black-and-white portrait (the mouth is drawn in grey)
     brightness: float  # face brightness relative to a mid-tone (scales the drawn mouth)
     lip_colour: np.ndarray  # (3,) median colour of the lips (covers a seam the warp closed)
+    mouth_palette: MouthPalette  # tones of the drawn mouth interior, from the portrait's lips, skin and eyes
 
     @property
     def face_unit_px(self) -> float:
@@ -264,7 +266,7 @@ def build_rig(image: np.ndarray, mesh: np.ndarray, mean_shape: np.ndarray) -> Po
                        smoothing=neighbour_average(triangles, np.concatenate([mesh_side, np.zeros(len(control) - len(kept))]),
                                                    len(control)),
                        across_mouth=_spans_mouth(triangles, mesh_side, len(control)), grey=grey, brightness=brightness,
-                       lip_colour=lip_colour)
+                       lip_colour=lip_colour, mouth_palette=mouth_palette(image, mesh, grey, lip_colour))
 
 
 def _lip_colour(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:

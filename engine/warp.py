@@ -1,10 +1,10 @@
-"""Image warps for carrying motion onto a full-resolution portrait: a piecewise-affine mesh warp and a drawn mouth.
+"""Image warps for carrying motion onto a full-resolution portrait: a piecewise-affine mesh warp, closed lips.
 
 Pure numpy + OpenCV, no model. :func:`mesh_warp` moves the pixels of a triangulated control mesh from
 their source to their target positions (each target triangle samples its source triangle through the
 affine map between them, so the warp is exact and continuous); pixels outside every moving triangle are
-copied unchanged. :func:`draw_mouth_interior` paints a cavity with teeth inside a lip contour that the
-warp opened wider than the portrait's own mouth.
+copied unchanged. :func:`draw_closed_lips` covers the seam where the warp closed parted lips (the interior
+of a mouth opened wider than the portrait's own is drawn by :mod:`engine.mouth`).
 """
 
 from __future__ import annotations
@@ -131,138 +131,11 @@ def mesh_warp(image: np.ndarray, source: np.ndarray, target: np.ndarray, triangl
     return result, WarpStats(int(moving.sum()), (int(x0), int(y0), int(x1), int(y1)))
 
 
-@dataclass(frozen=True)
-class MouthStyle:
-    """Colours and proportions of a drawn mouth interior (RGB; lengths as shares of the mouth width)."""
-
-    cavity: tuple[int, int, int] = (40, 14, 18)
-    tongue: tuple[int, int, int] = (128, 52, 58)
-    teeth: tuple[int, int, int] = (222, 216, 202)
-    upper_teeth_share: float = 0.5  # upper teeth fill at most this share of the local gap ...
-    upper_teeth_height: float = 0.085  # ... and are at most this tall
-    lower_teeth_share: float = 0.22
-    lower_teeth_height: float = 0.05
-    lower_teeth_from_gap: float = 0.2  # lower teeth show once the gap exceeds this share of the width
-    teeth_span: float = 0.8  # share of the half-width the visible teeth cover
-    #: Gaps between teeth, as positions along the half-width (central incisors, laterals, canines).
-    tooth_edges: tuple[float, ...] = (0.0, 0.27, 0.48, 0.66)
-    tooth_edge_width: float = 0.012
-    lip_shadow: float = 0.45  # teeth brightness right under the upper lip
-    corner_shade: float = 0.5  # teeth brightness at the ends of the span
-    soften: float = 0.006  # blur of the drawing, to match a photo's softness
-
-
 def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(mask, [np.round(polygon * (1 << RASTER_SHIFT)).astype(np.int32)], 255, cv2.LINE_AA,
                  RASTER_SHIFT)
     return mask.astype(np.float32) / 255.0
-
-
-def _profile(contour: np.ndarray, mid: np.ndarray, axis: np.ndarray, down: np.ndarray,
-             half: float) -> tuple[np.ndarray, np.ndarray]:
-    """A lip contour as (position along the mouth in half-widths, depth below the corners' line in px), sorted."""
-    along = (contour - mid) @ axis / half
-    depth = (contour - mid) @ down
-    order = np.argsort(along)
-    return along[order], depth[order]
-
-
-def _mouth_box(polygon: np.ndarray, width: float, shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
-    """The padded pixel box ``(x0, y0, x1, y1)`` around the mouth polygon inside the image (None when empty)."""
-    h, w = shape[:2]
-    pad = int(np.ceil(width * 0.05)) + 3
-    x0, y0 = np.maximum(np.floor(polygon.min(axis=0)).astype(int) - pad, 0)
-    x1, y1 = np.minimum(np.ceil(polygon.max(axis=0)).astype(int) + pad, [w, h])
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1
-
-
-def _mouth_coordinates(upper: np.ndarray, lower: np.ndarray, width: float,
-                       box: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
-    """Per pixel of ``box``: (position along the mouth in half-widths, depth below the corners' line,
-    depth of the upper lip there, depth of the lower lip there), depths in px."""
-    x0, y0, x1, y1 = box
-    half = width / 2
-    axis = (upper[-1] - upper[0]) / width
-    down = np.array([-axis[1], axis[0]])
-    mid = (upper[0] + upper[-1]) / 2
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    rel_x, rel_y = xx - mid[0], yy - mid[1]
-    along = (rel_x * axis[0] + rel_y * axis[1]) / half
-    depth = rel_x * down[0] + rel_y * down[1]
-    top = np.interp(along, *_profile(upper, mid, axis, down, half))
-    bottom = np.interp(along, *_profile(lower, mid, axis, down, half))
-    return along, depth, top, bottom
-
-
-def _teeth(along: np.ndarray, depth: np.ndarray, top: np.ndarray, bottom: np.ndarray, width: float,
-           style: MouthStyle) -> tuple[np.ndarray, np.ndarray]:
-    """(teeth coverage 0..1, light on the teeth): upper teeth from the upper lip, lower ones once wide open."""
-    half = width / 2
-    gap = np.maximum(bottom - top, 1e-3)
-    # Upper teeth: from the upper lip down, shadowed under the lip, darker toward the corners.
-    upper_len = np.minimum(style.upper_teeth_share * gap, style.upper_teeth_height * width)
-    below_lip = (depth - top) / np.maximum(upper_len, 1e-3)
-    span = np.clip(np.abs(along) / style.teeth_span, 0, 1)
-    in_span = np.clip((1.0 - span) * 8.0, 0, 1)
-    upper_teeth = np.clip((1.0 - below_lip) * 3.0, 0, 1) * (below_lip > -0.5) * in_span
-    light = style.lip_shadow + (1 - style.lip_shadow) * np.clip(below_lip * 1.6, 0, 1)
-    light *= 1.0 - (1.0 - style.corner_shade) * span**2
-    for edge in style.tooth_edges:
-        for sign in ((1.0,) if edge == 0 else (1.0, -1.0)):
-            light *= 1.0 - 0.28 * np.exp(-0.5 * ((along * half - sign * edge * half) / (style.tooth_edge_width * width)) ** 2)
-    teeth = upper_teeth
-    if float(gap.max()) > style.lower_teeth_from_gap * width:
-        lower_len = np.minimum(style.lower_teeth_share * gap, style.lower_teeth_height * width)
-        above_lip = (bottom - depth) / np.maximum(lower_len, 1e-3)
-        lower_teeth = np.clip((1.0 - above_lip) * 3.0, 0, 1) * in_span * 0.8
-        lower_teeth *= np.clip((gap / width - style.lower_teeth_from_gap) * 20.0, 0, 1)
-        teeth = np.maximum(teeth, lower_teeth)
-    return teeth, light
-
-
-def draw_mouth_interior(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, strength: float,
-                        style: MouthStyle = MouthStyle(), grey: bool = False, brightness: float = 1.0) -> None:
-    """Paint a mouth cavity with teeth between the inner lip contours, in place.
-
-    ``upper`` / ``lower``: the inner lip contours (K, 2) in pixels, from one mouth corner to the other.
-    Upper teeth hang from the upper lip (shadowed right under it, darker toward the corners, with the gaps
-    between incisors, laterals and canines), lower teeth show once the mouth is wide open, and the rest is a
-    dark cavity with the tongue toward the lower lip. ``strength`` (0..1) fades the drawing in (1 where the
-    portrait has no interior of its own to show); ``grey`` draws in grey (black-and-white portraits);
-    ``brightness`` scales the colours to the face's.
-    """
-    if strength <= 0:
-        return
-    polygon = np.concatenate([upper, lower[::-1]])
-    width = float(np.linalg.norm(upper[-1] - upper[0]))
-    if width < 2:
-        return
-    box = _mouth_box(polygon, width, image.shape)
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    cavity = _polygon_mask((y1 - y0, x1 - x0), polygon - np.array([x0, y0], np.float64))
-    if cavity.max() <= 0:
-        return
-    along, depth, top, bottom = _mouth_coordinates(upper, lower, width, box)
-    teeth, light = _teeth(along, depth, top, bottom, width, style)
-    gap = np.maximum(bottom - top, 1e-3)
-    tongue = np.clip((depth - top) / gap * 1.6 - 0.6, 0, 1)
-    colour_cavity = (np.array(style.cavity, np.float32) * (1 - tongue[..., None])
-                     + np.array(style.tongue, np.float32) * tongue[..., None] * 0.8)
-    colour_teeth = np.array(style.teeth, np.float32) * light[..., None]
-    colour = colour_cavity * (1 - teeth[..., None]) + colour_teeth * teeth[..., None]
-    colour = (colour * float(np.clip(brightness, 0.5, 1.2))).astype(np.float32)
-    if grey:
-        colour = np.repeat(colour @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(colour.shape)
-    sigma = max(0.5, style.soften * width)
-    colour = cv2.GaussianBlur(colour, (0, 0), sigma)
-    alpha = (cv2.GaussianBlur(cavity, (0, 0), sigma) * float(np.clip(strength, 0, 1)))[..., None]
-    patch = image[y0:y1, x0:x1].astype(np.float32)
-    image[y0:y1, x0:x1] = np.clip(patch * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
 def draw_closed_lips(image: np.ndarray, upper: np.ndarray, lower: np.ndarray, lip_colour: np.ndarray,
