@@ -66,8 +66,9 @@ TARGETS = {"lipsync_corr": 0.7, "jitter_px_at_512": 0.5, "brush_locality": 5.0}
 COMPOUND_PAIRS = (("happiness", "surprise"), ("sadness", "anger"), ("fear", "surprise"), ("anger", "disgust"))
 COMPOUND_LEVELS = (0.5, 1.0)
 #: What the appearance reader is (the report names it).
-APPEARANCE_READER = ("FER2013 CNN of facial-emotion-recognition 0.3.4 (training/fer_reader.py) on the MediaPipe "
-                     "face box of the output, grey 48 x 48, averaged over 3 scales and the mirror image")
+APPEARANCE_READER = ("FER2013 CNN of facial-emotion-recognition 0.3.4 (training/fer_reader.py) on an MTCNN-like "
+                     "face box from MediaPipe's mesh of the output, grey 48 x 48, averaged over 3 scales and "
+                     "the mirror image")
 #: Long side the liveliness measures' pixel ranges are given at.
 REPORT_SIZE = 512.0
 
