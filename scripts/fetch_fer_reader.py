@@ -104,4 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from engine.errors import MoEEError
+
+    try:
+        sys.exit(main())
+    except MoEEError as exc:  # e.g. an unwritable --out
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
