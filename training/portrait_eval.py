@@ -11,6 +11,14 @@ For every image in the folder (long side capped at ``--max-size``):
   in inter-ocular units) are compared with each emotion's EMFACS signature (:data:`EMOTION_SIGNATURES`);
   the emotion whose signature is closest (cosine) is what the frame "reads as". This instrument reads
   geometry only, never the model's own numbers;
+* **read by appearance**: the same renders, plus compound mixes, read by a network trained on photographs
+  of expressions (FER2013; :mod:`training.fer_reader`, a development tool whose weights
+  ``scripts/fetch_fer_reader.py`` fetches): each emotion it knows at 1.0 (the label read, and whether it is
+  the one asked for), the neutral render's and the portrait's own label, and for each pair of
+  :data:`COMPOUND_PAIRS` at 0.5/0.5 and 1/1 whether both parts are its top two labels. ``null`` with a
+  note when its weights are not there;
+* **liveliness**: blinks per minute, head-motion range (degrees, px at 512) and gaze range on the speech
+  clip's frames (:mod:`training.liveliness`, from MediaPipe's mesh on the output);
 * **lip sync**: a clip with the bundled speech; Pearson r between the inner-lip opening MediaPipe reads on
   the output and the audio's loudness per frame (target >= 0.7);
 * **stability**: landmark jitter (px at 512 px) over the speech clip's silent frames (target <= 0.5);
@@ -25,6 +33,7 @@ have no licence to ship, so their sheet stays out of the repository; the README 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -52,6 +61,16 @@ EMOTION_SIGNATURES: dict[str, tuple[float, ...]] = {
 #: Mouth opening below which a frame of the speech clip counts as silent (for the jitter measure).
 SILENT_OPENING = 0.02
 TARGETS = {"lipsync_corr": 0.7, "jitter_px_at_512": 0.5, "brush_locality": 5.0}
+#: Compound mixes read by appearance (Du, Tao and Martinez 2014's happily surprised, sadly angry,
+#: fearfully surprised, angrily disgusted), each at these slider levels.
+COMPOUND_PAIRS = (("happiness", "surprise"), ("sadness", "anger"), ("fear", "surprise"), ("anger", "disgust"))
+COMPOUND_LEVELS = (0.5, 1.0)
+#: What the appearance reader is (the report names it).
+APPEARANCE_READER = ("FER2013 CNN of facial-emotion-recognition 0.3.4 (training/fer_reader.py) on an MTCNN-like "
+                     "face box from MediaPipe's mesh of the output, grey 48 x 48, averaged over 3 scales and "
+                     "the mirror image")
+#: Long side the liveliness measures' pixel ranges are given at.
+REPORT_SIZE = 512.0
 
 
 def _interocular(mesh: np.ndarray) -> float:
@@ -102,6 +121,72 @@ def _mesh(image: np.ndarray) -> np.ndarray | None:
     return None if found is None else found.points.astype(np.float64)
 
 
+def _mesh3d(image: np.ndarray) -> np.ndarray | None:
+    """MediaPipe's (478, 3) points of the one face: x, y pixels and its relative depth (same units)."""
+    from engine.face import landmarks_or_none
+
+    found = landmarks_or_none(image)
+    return None if found is None else np.column_stack([found.points, found.z]).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def appearance_reader():
+    """``(FerReader, None)``, or ``(None, why)`` when its weights are not there (it is a development tool)."""
+    from engine.errors import MoEEError
+    from training.fer_reader import FerReader
+
+    try:
+        return FerReader.load(), None
+    except MoEEError as exc:
+        return None, str(exc)
+
+
+def _gates(emotions: tuple[str, ...], levels: dict[str, float]) -> GateControl:
+    weights = np.zeros(len(emotions), np.float32)
+    for name, level in levels.items():
+        weights[emotions.index(name)] = level
+    return GateControl(weights)
+
+
+def read_appearance(reader, animator, still, renders: dict[str, np.ndarray], neutral: np.ndarray,
+                    neutral_mesh: np.ndarray | None) -> dict:
+    """The appearance reader on the renders of one portrait: each emotion it knows at 1.0, the neutral render,
+    the portrait itself, and the compound mixes of :data:`COMPOUND_PAIRS` (rendered here)."""
+    from training.fer_reader import FER_EMOTIONS
+
+    def read(image: np.ndarray, mesh: np.ndarray | None = None) -> dict:
+        reading = reader.read(image, mesh)
+        if reading is None:
+            return {"read_as": None, "note": "no face found on the output"}
+        return {"read_as": reading.label, "top2": reading.top(2), "scores": reading.rounded()}
+
+    emotions = animator.emotions
+    known = [name for name in emotions if name in FER_EMOTIONS]
+    per_emotion = {}
+    for name in known:
+        entry = read(renders[name])
+        entry["right"] = entry["read_as"] == name
+        per_emotion[name] = entry
+    compounds = {}
+    for pair in COMPOUND_PAIRS:
+        if not all(name in emotions for name in pair):
+            continue
+        for level in COMPOUND_LEVELS:
+            frame = animator.render_frame(still, 0, _gates(emotions, dict.fromkeys(pair, level)))
+            entry = read(frame)
+            entry["both_in_top2"] = entry["read_as"] is not None and set(pair) <= set(entry["top2"])
+            compounds[f"{pair[0]}+{pair[1]}@{level:g}"] = entry
+    return {
+        "portrait": read(still.portrait),
+        "neutral": read(neutral, neutral_mesh),
+        "emotions": per_emotion,
+        "emotions_read": sum(entry["right"] for entry in per_emotion.values()),
+        "emotions_known": len(known),
+        "compounds": compounds,
+        "compounds_both_in_top2": sum(entry["both_in_top2"] for entry in compounds.values()),
+    }
+
+
 def _one_hot(emotions: tuple[str, ...], name: str) -> np.ndarray:
     weights = np.zeros(len(emotions), np.float32)
     weights[emotions.index(name)] = 1.0
@@ -120,12 +205,14 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     neutral_mesh = _mesh(neutral)
     row = [neutral]
     reads: dict[str, dict] = {}
+    renders: dict[str, np.ndarray] = {}
     times = []
     for name in emotions:
         t0 = time.perf_counter()
         frame = animator.render_frame(still, 0, GateControl(_one_hot(emotions, name)))
         times.append(time.perf_counter() - t0)
         row.append(frame)
+        renders[name] = frame
         mesh = _mesh(frame)
         if mesh is None or neutral_mesh is None:
             reads[name] = {"read_as": None, "note": "no face found on the output"}
@@ -140,7 +227,8 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     from engine.audio import envelope_per_frame
 
     envelope = envelope_per_frame(talking.audio, talking.num_frames, talking.fps)
-    meshes = [_mesh(result.image) for result in animator.render_clip(talking, neutral_gates)]
+    meshes3d = [_mesh3d(result.image) for result in animator.render_clip(talking, neutral_gates)]
+    meshes = [None if m is None else m[:, :2] for m in meshes3d]
     gaps = np.array([np.nan if m is None else np.linalg.norm(m[13] - m[14]) / _interocular(m) for m in meshes])
     valid = np.isfinite(gaps)
     lipsync = float(np.corrcoef(gaps[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
@@ -149,6 +237,16 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
              if m is not None and opening < SILENT_OPENING]
     scale = 512.0 / max(portrait.shape[:2])
     jitter = float(np.mean(np.std(np.stack(quiet), axis=0))) * scale if len(quiet) >= 3 else None
+
+    from training.liveliness import liveliness
+
+    found = [m for m in meshes3d if m is not None]
+    sequence = (np.stack([np.full_like(found[0], np.nan) if m is None else m for m in meshes3d])
+                if found else None)
+    lively = liveliness(sequence, talking.fps, px_scale=REPORT_SIZE / max(portrait.shape[:2]))
+    reader, why = appearance_reader()
+    appearance = (read_appearance(reader, animator, still, renders, neutral, neutral_mesh) if reader is not None
+                  else {"note": why})
 
     locality = _brush_locality(animator, still)
     outside = _outside_ring(still)
@@ -161,6 +259,8 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
         "changed_outside_ring": changed_outside,
         "emotions": reads,
         "emotions_read": hits,
+        "appearance": appearance,
+        "liveliness": lively,
         "lipsync_corr": round(lipsync, 3),
         "jitter_px_at_512": None if jitter is None else round(jitter, 4),
         "brush_locality": round(locality, 2),
@@ -213,6 +313,51 @@ def sheet(rows: list[list[np.ndarray]], height: int) -> np.ndarray:
                            for line in lines], axis=0)
 
 
+def summarise_appearance(results: list[dict]) -> dict | None:
+    """The appearance reader over all portraits: per emotion and in total (``right/renders``), the neutral
+    render read as neutral, the labels the neutral renders were read as, compounds with both parts in the
+    top two. ``None`` when no portrait was read (no weights)."""
+    read = [r["appearance"] for r in results if "emotions" in r.get("appearance", {})]
+    if not read:
+        return None
+    names = list(read[0]["emotions"])
+    by_emotion = {name: f"{sum(a['emotions'][name]['right'] for a in read)}/{len(read)}" for name in names}
+    neutral_labels = [a["neutral"]["read_as"] for a in read]
+    compounds = {key: f"{sum(a['compounds'][key]['both_in_top2'] for a in read)}/{len(read)}"
+                 for key in read[0]["compounds"]}
+    return {
+        "emotions_read": f"{sum(a['emotions_read'] for a in read)}/{sum(a['emotions_known'] for a in read)}",
+        "by_emotion": by_emotion,
+        "neutral_read_neutral": f"{neutral_labels.count('neutral')}/{len(read)}",
+        "neutral_read_as": {label: neutral_labels.count(label) for label in sorted(set(map(str, neutral_labels)))},
+        "compounds_both_in_top2": f"{sum(a['compounds_both_in_top2'] for a in read)}/"
+                                  f"{sum(len(a['compounds']) for a in read)}",
+        "by_compound": compounds,
+    }
+
+
+def summarise_liveliness(results: list[dict]) -> dict:
+    """Mean blinks per minute and the largest head-motion and gaze ranges over the portraits (None if unmeasured)."""
+    def values(part: str, key: str) -> list[float]:
+        return [r["liveliness"][part][key] for r in results
+                if r.get("liveliness", {}).get(part) and r["liveliness"][part].get(key) is not None]
+
+    def largest(part: str, key: str) -> float | None:
+        found = values(part, key)
+        return max(found) if found else None
+
+    rates = values("blinks", "per_minute")
+    return {
+        "blinks_per_minute_mean": round(float(np.mean(rates)), 2) if rates else None,
+        "head_yaw_range_deg_max": largest("head_motion", "yaw_range_deg"),
+        "head_pitch_range_deg_max": largest("head_motion", "pitch_range_deg"),
+        "head_roll_range_deg_max": largest("head_motion", "roll_range_deg"),
+        "head_translation_range_px_at_512_max": largest("head_motion", "translation_range_px"),
+        "gaze_horizontal_range_deg_max": largest("gaze", "horizontal_range_deg"),
+        "gaze_vertical_range_deg_max": largest("gaze", "vertical_range_deg"),
+    }
+
+
 def add_eval_portraits_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", help="a folder of portrait images (or one image)")
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
@@ -256,10 +401,13 @@ def run_eval_portraits(args: argparse.Namespace) -> int:
         "lipsync_corr_mean": round(float(np.nanmean([r["lipsync_corr"] for r in results])), 3) if results else None,
         "brush_locality_min": min((r["brush_locality"] for r in results), default=None),
         "jitter_px_at_512_max": max((r["jitter_px_at_512"] or 0 for r in results), default=None),
+        "appearance": summarise_appearance(results),
+        "liveliness": summarise_liveliness(results),
         "targets": TARGETS,
     }
     report = {"summary": summary, "portraits": results, "skipped": skipped,
-              "reader": "geometric AU measures of MediaPipe's mesh on the output vs EMFACS signatures"}
+              "reader": "geometric AU measures of MediaPipe's mesh on the output vs EMFACS signatures",
+              "appearance_reader": APPEARANCE_READER}
     text = json.dumps(report, indent=2)
     if args.json:
         atomic_write_text(args.json, text)
