@@ -86,16 +86,18 @@ def _local_frame(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return a, along, down
 
 
-def lid_displacements(points: np.ndarray, eye: EyeIndices, closure: float) -> np.ndarray:
-    """Displacement (N, 2) of every control point for one eye's lids at ``closure``.
+def lid_displacements(points: np.ndarray, eye: EyeIndices, closure: float, squint: float = 0.0) -> np.ndarray:
+    """Displacement (N, 2) of every control point for one eye's lids at ``closure`` and ``squint``.
 
-    ``points`` (N, 2): the control points' current target positions (pixels). ``closure`` 1 closes the eye
-    (the upper margin meets the lower one, which rises by :data:`LOWER_LID_RISE` of the opening); between 0
-    and 1 the upper lid lowers that share of the opening; negative values raise it (a widened eye). The
-    rings of lid skin follow by :data:`RING_FOLLOW`; the corners stay.
+    ``points`` (N, 2): the control points' current target positions (pixels). ``squint`` (0..1) first raises
+    the lower lid by that share of the opening (AU6 / AU7: a smile's cheeks, anger's tightened lids).
+    ``closure`` 1 then closes what is left (the upper margin meets the lower one, which rises by
+    :data:`LOWER_LID_RISE` of it); between 0 and 1 the upper lid lowers that share; negative values raise
+    it (AU5: a widened eye). The rings of lid skin follow by :data:`RING_FOLLOW`; the corners stay.
     """
     moved = np.zeros_like(points)
-    if closure == 0:
+    squint = float(np.clip(squint, 0.0, 0.9))
+    if closure == 0 and squint == 0:
         return moved
     origin, along, down = _local_frame(points[eye.corners])
     local = lambda rows: np.stack([(points[rows] - origin) @ along, (points[rows] - origin) @ down], 1)  # noqa: E731
@@ -106,12 +108,13 @@ def lid_displacements(points: np.ndarray, eye: EyeIndices, closure: float) -> np
     upper_at_lower = np.interp(lower[:, 0], upper[order_u, 0], upper[order_u, 1])
     opening_u = np.maximum(lower_at_upper - upper[:, 1], 0.0)
     opening_l = np.maximum(lower[:, 1] - upper_at_lower, 0.0)
+    left = 1.0 - squint  # the opening left after the squint
     if closure > 0:
-        upper_step = closure * (1 - LOWER_LID_RISE) * opening_u
-        lower_step = -closure * LOWER_LID_RISE * opening_l
+        upper_step = closure * (1 - LOWER_LID_RISE) * left * opening_u
+        lower_step = -(squint + closure * LOWER_LID_RISE * left) * opening_l
     else:
         upper_step = closure * opening_u
-        lower_step = np.zeros_like(opening_l)
+        lower_step = -squint * opening_l
     moved[eye.upper] = upper_step[:, None] * down
     moved[eye.lower] = lower_step[:, None] * down
     for name, rows in eye.rings.items():
@@ -155,14 +158,19 @@ def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, origin: np.ndarra
 
 @dataclass
 class EyeLayer:
-    """One eye's eyeball as the portrait shows it, ready to be redrawn with a moved iris (module docstring)."""
+    """One eye's eyeball as the portrait shows it, ready to be redrawn with a moved iris (module docstring).
+
+    Beyond the portrait's own opening (under its lids) the eyeball is completed from the portrait: the
+    sclera's colour, and the iris's colour inside its full disk, so a widened eye (fear, surprise) shows
+    white above the iris as a real one does.
+    """
 
     eye: EyeIndices
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the patch in the portrait
-    patch: np.ndarray  # (h, w, 3) float32: the portrait's pixels
-    background: np.ndarray  # (h, w, 3) float32: the patch with the iris inpainted away
-    iris_alpha: np.ndarray  # (h, w) float32: the iris disk inside the opening
-    opening: np.ndarray  # (h, w) float32: the eroded opening in the portrait
+    background: np.ndarray  # (h, w, 3) float32: the eyeball without its iris (sclera inpainted and completed)
+    iris: np.ndarray  # (h, w, 3) float32: the iris, completed over its whole disk
+    iris_alpha: np.ndarray  # (h, w) float32: the iris's full disk
+    shown: np.ndarray  # (h, w) float32: where the layer may replace the warp (all but the rim of the opening)
     iris_radius: float  # pixels (0: no iris found; the gaze does not move this eye)
 
     @classmethod
@@ -181,19 +189,28 @@ class EyeLayer:
         origin = np.array([x0, y0], np.float64)
         opening = _polygon_mask(patch.shape[:2], polygon, origin)
         erosion = max(1, int(round(OPENING_EROSION * max(radius, 4.0))))
-        opening = cv2.erode(opening, np.ones((2 * erosion + 1, 2 * erosion + 1), np.uint8))
-        iris = np.zeros(patch.shape[:2], np.float32)
+        inner = cv2.erode(opening, np.ones((2 * erosion + 1, 2 * erosion + 1), np.uint8))
+        disk = np.zeros(patch.shape[:2], np.float32)
         if radius > 0:
-            cv2.circle(iris, tuple(int(v) for v in np.round((iris_centre - origin) * 16)), int(round(radius * 16)),
+            cv2.circle(disk, tuple(int(v) for v in np.round((iris_centre - origin) * 16)), int(round(radius * 16)),
                        1.0, -1, lineType=cv2.LINE_AA, shift=4)
-        iris_alpha = iris * opening
-        hole = (cv2.dilate(iris, np.ones((5, 5), np.uint8)) > 0.01) & (opening > 0.01)
-        background = patch
+        seen_iris = (disk > 0.5) & (inner > 0.5)
+        sclera_px = (inner > 0.5) & (disk < 0.01)
+        sclera = _bright_median(patch[sclera_px]) if sclera_px.any() else patch[inner > 0.5].mean(0) \
+            if (inner > 0.5).any() else patch.reshape(-1, 3).mean(0)
+        iris_colour = np.median(patch[seen_iris], axis=0) if seen_iris.any() else sclera * 0.5
+        # The eyeball without its iris: the portrait's own pixels inside the opening (iris inpainted away),
+        # the sclera's colour beyond them.
+        hole = (cv2.dilate(disk, np.ones((5, 5), np.uint8)) > 0.01) & (inner > 0.01)
+        inside = patch
         if hole.any():
-            inpainted = cv2.inpaint(np.clip(patch, 0, 255).astype(np.uint8), hole.astype(np.uint8),
-                                    max(2.0, radius * 0.3), cv2.INPAINT_TELEA)
-            background = inpainted.astype(np.float32)
-        return cls(eye, (x0, y0, x1, y1), patch, background, iris_alpha, opening, radius)
+            inside = cv2.inpaint(np.clip(patch, 0, 255).astype(np.uint8), hole.astype(np.uint8),
+                                 max(2.0, radius * 0.3), cv2.INPAINT_TELEA).astype(np.float32)
+        keep = inner[..., None]
+        background = inside * keep + sclera[None, None, :] * (1 - keep)
+        iris_full = patch * keep + iris_colour[None, None, :] * (1 - keep)
+        rim = np.clip(opening - inner, 0.0, 1.0)
+        return cls(eye, (x0, y0, x1, y1), background, iris_full, disk, 1.0 - rim, radius)
 
     def draw(self, frame: np.ndarray, targets: np.ndarray, source: np.ndarray, gaze: np.ndarray) -> None:
         """Redraw this eye in ``frame`` (in place): the eyeball, moved with the eye's corners and its iris by
@@ -201,27 +218,30 @@ class EyeLayer:
         x0, y0, x1, y1 = self.box
         if x1 <= x0 or y1 <= y0:
             return
+        rows = np.concatenate([self.eye.upper, self.eye.lower])
         shift = (targets[self.eye.corners] - source[self.eye.corners]).mean(0)
         iris_shift = np.asarray(gaze, np.float64) * self.iris_radius
-        lids_still = np.abs(targets[np.concatenate([self.eye.upper, self.eye.lower])]
-                            - source[np.concatenate([self.eye.upper, self.eye.lower])]).max() < 1e-3
+        lids_still = np.abs(targets[rows] - source[rows]).max() < 1e-3
         if lids_still and np.abs(shift).max() < 1e-3 and np.abs(iris_shift).max() < STILL_GAZE_PX:
             return
         size = (x1 - x0, y1 - y0)
-        if np.abs(iris_shift).max() >= STILL_GAZE_PX:
-            iris_move = _translation(iris_shift)
-            alpha = cv2.warpAffine(self.iris_alpha, iris_move, size, flags=cv2.INTER_LINEAR)[..., None]
-            iris = cv2.warpAffine(self.patch, iris_move, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            eyeball = self.background * (1 - alpha) + iris * alpha
-        else:
-            eyeball = self.patch
+        iris_move = _translation(iris_shift)
+        alpha = cv2.warpAffine(self.iris_alpha, iris_move, size, flags=cv2.INTER_LINEAR)[..., None]
+        iris = cv2.warpAffine(self.iris, iris_move, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        eyeball = self.background * (1 - alpha) + iris * alpha
         move = _translation(shift)
         eyeball = cv2.warpAffine(eyeball, move, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        inside = cv2.warpAffine(self.opening, move, size, flags=cv2.INTER_LINEAR)
-        shown = _polygon_mask((y1 - y0, x1 - x0), opening_polygon(targets, self.eye), np.array([x0, y0], np.float64))
-        weight = (np.minimum(inside, shown))[..., None]
+        allowed = cv2.warpAffine(self.shown, move, size, flags=cv2.INTER_LINEAR, borderValue=1.0)
+        opening = _polygon_mask((y1 - y0, x1 - x0), opening_polygon(targets, self.eye), np.array([x0, y0], np.float64))
+        weight = (opening * allowed)[..., None]
         region = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(np.rint(region + weight * (eyeball - region)), 0, 255).astype(np.uint8)
+
+
+def _bright_median(pixels: np.ndarray) -> np.ndarray:
+    """Median colour of the brighter half of some pixels (the sclera without lash shadows)."""
+    luma = pixels.mean(1)
+    return np.median(pixels[luma >= np.median(luma)], axis=0)
 
 
 def _translation(offset: np.ndarray) -> np.ndarray:

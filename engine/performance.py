@@ -3,10 +3,10 @@
 A talking portrait whose eyes never blink and whose head never moves looks dead, whatever its lips do.
 This module plans, once per clip, *when* things happen; the emotion of each frame then shapes them:
 
-* **blinks** (:func:`blink_track`): a jittered schedule at a natural rate for speech (about 15-30 per
+* **blinks** (:func:`plan_blinks`, :func:`blink_closure`): a jittered schedule at a natural rate for speech (about 15-30 per
   minute, gaps drawn from a gamma distribution, 100-200 ms each, fast close and slower open, the peak on a
   frame so every blink reaches full closure). Fear and surprise blink less (a blink is dropped with
-  probability :attr:`LifeConfig.alert_blink_drop` x the emotion), sadness droops the lids.
+  probability :attr:`LifeConfig.alert_blink_drop` x the emotion).
 * **head motion** (:func:`head_track`): idle sway (a few slow sinusoids), nods on the stressed syllables
   (rises of the speech envelope) and a settle at phrase ends, plus an emotion posture
   (:data:`EMOTION_POSTURE`: sadness lowers the head, surprise lifts it, anger pushes forward).
@@ -75,8 +75,6 @@ class LifeConfig:
     min_blink_gap: float = 0.6  # seconds
     first_blink_by: float = 2.5  # seconds: any clip of 3 s or more has a blink
     alert_blink_drop: float = 0.7  # share of blinks fear / surprise at 1 drop
-    sad_lid_droop: float = 0.25  # lid lowering of sadness at 1 (share of the eye's opening)
-    alert_lid_raise: float = 0.12  # lid raise of fear / surprise at 1 (share of the eye's opening)
 
     # -- head motion (amplitudes at head_motion = 1, pose units of POSE_CHANNELS)
     sway_amplitude: tuple[float, ...] = (2.0, 0.04, 0.025, 0.008, 0.04, 0.025)
@@ -176,13 +174,6 @@ def blink_closure(blinks: tuple[Blink, ...], frame: int, alert_at: Callable[[int
             continue
         closure = max(closure, float(blink_profile(frame - blink.peak, blink.frames, cfg.blink_close_share)))
     return closure
-
-
-def lid_offset(weights: dict[str, float], cfg: LifeConfig) -> float:
-    """Lasting lid position from the emotion (share of the opening; positive lowers the lid):
-    sadness droops the lids, fear and surprise open them wider."""
-    alert = max(weights.get("fear", 0.0), weights.get("surprise", 0.0))
-    return cfg.sad_lid_droop * weights.get("sadness", 0.0) - cfg.alert_lid_raise * alert
 
 
 def moving_average(values: np.ndarray, width: int, kernel: np.ndarray | None = None) -> np.ndarray:

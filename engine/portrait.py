@@ -40,7 +40,6 @@ from engine.performance import (
     LifeTracks,
     blink_closure,
     emotion_gaze,
-    lid_offset,
     plan_life,
     posture,
 )
@@ -68,6 +67,9 @@ class TransferConfig:
         "happiness": 1.4, "sadness": 1.8, "anger": 1.8, "disgust": 1.7, "fear": 1.4, "surprise": 1.3})
     #: Take the sitter's own smile and parted lips out before adding the performance.
     neutralise: bool = True
+    #: The smile taken out, relative to the estimated one (a real smile also lifts the cheeks and widens
+    #: the mouth more than the corners' lift says).
+    neutralise_gain: float = 1.0
     #: Radius (face units) over which a painted mask is averaged at each landmark.
     brush_sample_radius: float = 0.05
     #: Feather (face units) of the brush's blend of the motion.
@@ -78,6 +80,11 @@ class TransferConfig:
     smoothing_rounds: int = 2
     #: Mouth opening of speech relative to the synthetic mouth.
     lip_gain: float = 1.0
+    #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
+    #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
+    lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (0.1, 0.3), "disgust": (0.1, 0.25),
+        "fear": (-0.3, 0.0), "surprise": (-0.35, 0.0)})
 
 
 @dataclass
@@ -234,7 +241,7 @@ class PortraitAnimator:
         shape = clamp_shape(rig.shape, mean, std)
         if self.cfg.neutralise and (rig.sitter_smile > 0 or rig.sitter_opening > 0):
             weights = np.zeros(len(self.emotions), np.float32)
-            weights[self.emotions.index("happiness")] = rig.sitter_smile
+            weights[self.emotions.index("happiness")] = rig.sitter_smile * self.cfg.neutralise_gain
             sitter = self.motion.displacement(shape, [rig.sitter_opening], weights)[0]
             shape = clamp_shape(rig.shape - sitter, mean, std)
             if rig.sitter_smile > 0.2:
@@ -327,9 +334,10 @@ class PortraitAnimator:
         for _ in range(self.cfg.smoothing_rounds):
             moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
         closure = self.lid_closure(prepared, gates, frame_index)
-        if closure != 0:
+        squint = self.lid_shape(gates, frame_index)[1]
+        if closure != 0 or squint != 0:
             for eye in EYES:
-                moved = moved + lid_displacements(rig.control + moved, eye, closure)
+                moved = moved + lid_displacements(rig.control + moved, eye, closure, squint)
         may_close = rig.across_mouth | prepared.eye_triangles()
         return (relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close),
                 expression)
@@ -347,15 +355,25 @@ class PortraitAnimator:
         """How far the upper lids are lowered at a frame (share of the opening; 1 closed, below 0 widened):
         the blinks, the emotion's lasting lid position, and the lid following a downward gaze."""
         life = prepared.life
-        weights = self._weights_at(gates, frame_index)
 
         def alert_at(frame: int) -> float:
             peak = self._weights_at(gates, min(max(frame, 0), max(prepared.num_frames - 1, 0)))
             return max(peak.get("fear", 0.0), peak.get("surprise", 0.0))
 
         blink = blink_closure(prepared.life_tracks().blinks, frame_index, alert_at, life)
-        base = lid_offset(weights, life) + GAZE_LID_FOLLOW * max(0.0, float(self.gaze(prepared, gates, frame_index)[1]))
+        upper, _squint = self.lid_shape(gates, frame_index)
+        base = upper + GAZE_LID_FOLLOW * max(0.0, float(self.gaze(prepared, gates, frame_index)[1]))
         return float(np.clip(base + (1.0 - base) * blink, -0.5, 1.0))
+
+    def lid_shape(self, gates: GateSpec, frame_index: int) -> tuple[float, float]:
+        """(upper lid lowered, lower lid raised) of the emotion mix at a frame: each emotion's
+        :attr:`TransferConfig.lid_shape` times its slider (summed, the upper lid's rise and fall apart)."""
+        upper = squint = 0.0
+        for name, value in self._weights_at(gates, frame_index).items():
+            lowered, raised = self.cfg.lid_shape.get(name, (0.0, 0.0))
+            upper += value * lowered
+            squint += value * raised
+        return float(np.clip(upper, -0.5, 0.6)), float(np.clip(squint, 0.0, 0.5))
 
     def gaze(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
         """(2,) where the irises look at a frame, in iris radii (x right, y down)."""
