@@ -56,10 +56,4 @@ def export_clip(
 
 def _audio_slice(prepared: PreparedInputs, start: int, stop: int | None):
     """The part of the track under frames ``start..stop-1`` (so a partial export stays in sync)."""
-    from engine.audio import AudioClip
-
-    clip = prepared.audio
-    rate = clip.sample_rate
-    first = int(round(start / prepared.fps * rate))
-    last = len(clip.samples) if stop is None else int(round(stop / prepared.fps * rate))
-    return AudioClip(clip.samples[first:last], rate, clip.source)
+    return prepared.audio.between(start / prepared.fps, None if stop is None else stop / prepared.fps)

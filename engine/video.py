@@ -36,7 +36,7 @@ from engine.atomic import (
     few_names,
     output_error_from,
 )
-from engine.audio import AudioClip
+from engine.audio import AudioClip, resample
 from engine.config import MAX_FPS
 from engine.errors import MoEEError, OutputError
 
@@ -46,8 +46,17 @@ DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 #: Pixel format of the H.264 stream (the one every player decodes).
 MP4_PIXEL_FORMAT = "yuv420p"
-#: AAC bit rate (bits per second) of the muxed audio.
-AAC_BIT_RATE = 128_000
+#: AAC bit rates (bits per second): a mono track, and each stereo pair of a track with more channels
+#: (a mono channel left over from the pairs gets the mono rate).
+AAC_MONO_BIT_RATE = 96_000
+AAC_STEREO_PAIR_BIT_RATE = 128_000
+#: Sample rates AAC stores (Hz); a recording at another rate is exported at the next one up (at most the last).
+AAC_SAMPLE_RATES = (7_350, 8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000,
+                    88_200, 96_000)
+#: Channel layouts of the exported AAC track, by channel count (the WAV / FFmpeg channel order); a recording
+#: with more channels is folded to stereo (even channels to the left, odd ones to the right).
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1"}
+STEREO = 2
 #: Largest denominator used when turning a float frame rate (29.97) into a fraction.
 FPS_MAX_DENOMINATOR = 1001
 #: Name pattern of the files of a PNG sequence, and the audio file written beside them.
@@ -266,8 +275,33 @@ class _ContainerWriter(_Writer):
                 container.close()
 
 
+def aac_bit_rate(channels: int) -> int:
+    """AAC bit rate of a track with ``channels`` channels (:data:`AAC_STEREO_PAIR_BIT_RATE` per pair)."""
+    pairs, single = divmod(int(channels), STEREO)
+    return pairs * AAC_STEREO_PAIR_BIT_RATE + single * AAC_MONO_BIT_RATE
+
+
+def aac_track(clip: AudioClip) -> tuple[np.ndarray, int]:
+    """The sound an MP4 export carries: ``(samples (n, channels) float32, rate)``.
+
+    The recording as it was (:meth:`AudioClip.export_samples`): its channels (folded to stereo beyond
+    :data:`AAC_LAYOUTS`) and its rate, or the next rate AAC stores (:data:`AAC_SAMPLE_RATES`).
+    """
+    samples, rate = clip.export_samples(), clip.export_rate
+    if samples.shape[1] not in AAC_LAYOUTS:
+        samples = np.stack([samples[:, 0::2].mean(axis=1), samples[:, 1::2].mean(axis=1)], axis=1)
+    if rate not in AAC_SAMPLE_RATES:
+        target = next((r for r in AAC_SAMPLE_RATES if r >= rate), AAC_SAMPLE_RATES[-1])
+        samples = np.stack([resample(channel, rate, target) for channel in samples.T], axis=1)
+        rate = target
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False), int(rate)
+
+
 class Mp4Writer(_ContainerWriter):
     """Stream frames into an MP4 file: H.264 (yuv420p) video, optional AAC audio.
+
+    The audio is the recording as it was (its sample rate and channels, :func:`aac_track`), at
+    :func:`aac_bit_rate`; the analysis copy (16 kHz mono) is never exported.
 
     Odd frame sizes are padded by one edge pixel to even ones. The audio track is trimmed or padded
     with silence to exactly the length of the video written, and interleaved with it as frames arrive.
@@ -282,6 +316,9 @@ class Mp4Writer(_ContainerWriter):
         self._container: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
         self._audio: av.AudioStream | None = None
+        self._track: np.ndarray | None = None  # (n, channels) float32 at the AAC stream's rate
+        self._layout = AAC_LAYOUTS[1]
+        self._audio_rate = 0
         self._audio_cursor = 0
 
     def open(self) -> None:
@@ -305,10 +342,12 @@ class Mp4Writer(_ContainerWriter):
         video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
         self._video = video
         if self.audio is not None:
-            audio = self._container.add_stream("aac", rate=int(self.audio.sample_rate))
-            audio.layout = "mono"
-            audio.bit_rate = AAC_BIT_RATE
-            audio.time_base = Fraction(1, int(self.audio.sample_rate))
+            samples, rate = aac_track(self.audio)
+            self._track, self._layout, self._audio_rate = samples, AAC_LAYOUTS[samples.shape[1]], rate
+            audio = self._container.add_stream("aac", rate=rate)
+            audio.layout = self._layout
+            audio.bit_rate = aac_bit_rate(samples.shape[1])
+            audio.time_base = Fraction(1, rate)
             self._audio = audio
 
     def write(self, frame: np.ndarray) -> None:
@@ -327,16 +366,16 @@ class Mp4Writer(_ContainerWriter):
 
     def _write_audio_until(self, frames: int) -> None:
         """Encode the audio that plays during the first ``frames`` video frames (silence past its end)."""
-        if self._audio is None or self.audio is None:
+        if self._audio is None or self._track is None:
             return
-        rate = int(self.audio.sample_rate)
+        rate = self._audio_rate
         end = int(round(frames * rate / self.fps))
         if end <= self._audio_cursor:
             return
-        chunk = np.zeros(end - self._audio_cursor, dtype=np.float32)
-        source = np.asarray(self.audio.samples, dtype=np.float32)[self._audio_cursor : end]
-        chunk[: source.size] = source
-        audio_frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+        chunk = np.zeros((self._track.shape[1], end - self._audio_cursor), dtype=np.float32)
+        source = self._track[self._audio_cursor : end]
+        chunk[:, : len(source)] = source.T
+        audio_frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self._layout)
         audio_frame.sample_rate = rate
         audio_frame.pts = self._audio_cursor
         audio_frame.time_base = Fraction(1, rate)
@@ -403,8 +442,8 @@ class PngSequenceWriter(_Writer):
             import soundfile
 
             assert self._tmp is not None
-            soundfile.write(str(self._tmp / PNG_AUDIO_NAME), np.asarray(self.audio.samples, np.float32),
-                            int(self.audio.sample_rate), subtype="PCM_16")
+            soundfile.write(str(self._tmp / PNG_AUDIO_NAME), self.audio.export_samples(),
+                            self.audio.export_rate, subtype="PCM_16")
 
 
 def _quantise(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
