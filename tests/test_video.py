@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -84,6 +85,28 @@ def test_mp4_keeps_the_recordings_rate_and_channels(tmp_path: Path, rate: int) -
     left, right = _rms(samples[0]), _rms(samples[1])
     assert left == pytest.approx(0.4 / np.sqrt(2), rel=0.05)
     assert right < 0.01 * left  # the tone stays on the left
+
+
+@pytest.mark.parametrize(("fps", "seconds"), [(1, 1.61), (1, 1.4), (7, 1.61), (25, 1.37), (Fraction(30000, 1001), 0.75)])
+def test_mp4_keeps_the_clips_duration_at_any_frame_rate(tmp_path: Path, fps: int | Fraction, seconds: float) -> None:
+    clip = load_audio(_left_only_recording(tmp_path, 48_000, seconds))
+    frames = num_video_frames(clip.duration, fps)
+    path = tmp_path / "out.mp4"
+    with open_writer(path, fps, clip) as writer:
+        for i in range(frames):
+            writer.write(_frame(i))
+    info = probe_video(path)
+    assert info.frames == frames
+    if frames > 1:  # (one frame has no rate: it is shown for the whole clip)
+        assert info.fps == pytest.approx(float(fps), rel=1e-3)
+    assert info.duration == pytest.approx(seconds, abs=1e-3)  # the last frame lasts until the clip ends
+    samples, rate = _decoded_audio(path)
+    assert abs(samples.shape[1] - seconds * rate) <= 1024  # within one AAC frame of the input
+    assert info.audio_duration == pytest.approx(seconds, abs=1024 / rate)
+    starts = []
+    with av.open(str(path)) as container:
+        starts = [float(frame.time) for frame in container.decode(video=0)]
+    np.testing.assert_allclose(starts, np.arange(frames) / float(fps), atol=1e-3)
 
 
 def test_png_sequence_keeps_the_recording(tmp_path: Path) -> None:
