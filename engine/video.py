@@ -583,13 +583,16 @@ VideoWriter = Mp4Writer | PngSequenceWriter | GifWriter
 
 def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
                 format: str | None = None, *, fmt: str | None = None, alpha: bool = False,
-                overwrite: bool = False, **options: object) -> VideoWriter:
+                overwrite: bool = False, duration: float | None = None, silent_audio: bool = False,
+                **options: object) -> VideoWriter:
     """Make the writer for a destination: ``.mp4``/``.m4v``/``.mov`` -> MP4, ``.gif`` -> GIF, a folder
     (no suffix, or an existing folder) -> PNG sequence.
 
     ``format`` (or its alias ``fmt``): "mp4", "gif", "png" or "png-alpha" overrides the guess.
-    ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. Extra keyword ``options``
-    go to the writer (e.g. ``crf``). Use the result in a ``with`` block.
+    ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. ``duration`` (seconds; default:
+    the audio's) and ``silent_audio`` (a silent AAC track when there is no audio) shape an MP4
+    (:class:`Mp4Writer`); the other formats ignore them. Extra keyword ``options`` go to the writer
+    (e.g. ``crf``). Use the result in a ``with`` block.
 
     The destination is checked here, before anything is rendered (:func:`check_output`); a PNG sequence
     replaces an earlier one of ours only with ``overwrite``, and never a folder holding anything else.
@@ -597,7 +600,8 @@ def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audi
     path = Path(path_or_dir)
     kind = check_output(path, format or fmt, alpha=alpha, overwrite=overwrite)
     if kind in MP4_FORMATS:
-        return Mp4Writer(path, fps, audio, **options)  # type: ignore[arg-type]
+        return Mp4Writer(path, fps, audio, duration=duration, silent_audio=silent_audio,
+                         **options)  # type: ignore[arg-type]
     if kind in GIF_FORMATS:
         return GifWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
     return PngSequenceWriter(path, fps, audio=audio, overwrite=overwrite, **options)  # type: ignore[arg-type]
