@@ -675,7 +675,10 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         if not container.streams.video:
             raise VideoReadError(f"{path} has no video stream")
         video = container.streams.video[0]
-        rate = video.guessed_rate or video.average_rate or video.base_rate  # the last frame may be shorter
+        # An MP4's last frame may be shorter or longer than the others (it ends the clip): its average
+        # rate is not the frame rate; a GIF's guessed rate is its 1/100 s time base.
+        guessed = video.guessed_rate if "mp4" in container.format.name.split(",") else None
+        rate = guessed or video.average_rate or video.guessed_rate or video.base_rate
         frames = int(video.frames or 0)
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_info = (
