@@ -2,7 +2,8 @@
 
 * :func:`load_audio` turns a file (wav/flac/ogg via soundfile; mp3/m4a/aac/anything else via PyAV),
   an ``(array, rate)`` pair or an :class:`AudioClip` into a mono ``float32`` clip at 16 kHz, with a
-  windowed-sinc polyphase resampler (:func:`resample`) and clear :class:`InputAudioError` messages.
+  windowed-sinc polyphase resampler (:func:`resample`) and clear :class:`InputAudioError` messages;
+  the clip also keeps the recording as it was (its rate and channels) for exports.
 * :func:`log_mel` computes a log-mel spectrogram (own STFT + Slaney mel filterbank) normalised by a
   *fixed* affine map, so the same sound gives the same features in every clip.
 * :func:`frame_windows` cuts it into one fixed-length window per video frame (the audio attention's
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,8 @@ PCM_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32"
 UNCOMPRESSED_FORMATS = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU"})
 #: Suffixes read with soundfile (libsndfile); anything else is decoded with PyAV (FFmpeg).
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".w64"})
+#: An array with at most this many rows and more columns than rows is read as ``(channels, n)``.
+MAX_CHANNELS_FIRST = 8
 
 # --- resampler -------------------------------------------------------------------------------------
 #: Zero crossings of the sinc kernel on each side, measured at the lower of the two rates.
@@ -125,11 +128,19 @@ PROSODY_FEATURE_NAMES: tuple[str, ...] = (
 
 @dataclass
 class AudioClip:
-    """Mono audio: ``samples`` float32 in -1..1 at ``sample_rate`` Hz, and where it came from."""
+    """Mono audio for analysis: ``samples`` float32 in -1..1 at ``sample_rate`` Hz, and where it came from.
+
+    ``recording`` (optional) is the sound as it was recorded: float32 ``(n, channels)`` at
+    ``recording_rate`` Hz, before the conversion to mono at the model's rate. Exports carry it
+    (:meth:`export_samples`), so a 48 kHz stereo take leaves the program as 48 kHz stereo; the lips,
+    envelope and mel features read ``samples``.
+    """
 
     samples: np.ndarray
     sample_rate: int
     source: str = "<array>"
+    recording: np.ndarray | None = field(default=None, repr=False)
+    recording_rate: int | None = None
 
     @property
     def duration(self) -> float:
@@ -140,6 +151,36 @@ class AudioClip:
     def num_samples(self) -> int:
         """Number of samples."""
         return len(self.samples)
+
+    @property
+    def export_rate(self) -> int:
+        """Sample rate of :meth:`export_samples` (the recording's, where it is kept)."""
+        return int(self.recording_rate if self.recording is not None and self.recording_rate else self.sample_rate)
+
+    @property
+    def channels(self) -> int:
+        """Number of channels of :meth:`export_samples`."""
+        return int(self.recording.shape[1]) if self.recording is not None else 1
+
+    def export_samples(self) -> np.ndarray:
+        """The sound to write into an export: float32 ``(n, channels)`` at :attr:`export_rate`."""
+        if self.recording is not None:
+            return np.asarray(self.recording, dtype=np.float32)
+        return np.asarray(self.samples, dtype=np.float32)[:, None]
+
+    def between(self, start: float, stop: float | None = None) -> AudioClip:
+        """The part from ``start`` to ``stop`` seconds (None: to the end), analysis and recording alike."""
+
+        def cut(rate: int, length: int) -> slice:
+            first = min(length, max(0, int(round(start * rate))))
+            last = length if stop is None else min(length, max(first, int(round(stop * rate))))
+            return slice(first, last)
+
+        recording = None
+        if self.recording is not None:
+            recording = self.recording[cut(self.export_rate, len(self.recording))]
+        return AudioClip(self.samples[cut(self.sample_rate, len(self.samples))], self.sample_rate, self.source,
+                         recording, self.recording_rate)
 
 
 #: What :func:`load_audio` accepts.
@@ -167,9 +208,11 @@ def load_audio(
     seconds (None: no limit; checked from the header before decoding), empty, non-finite, too short or
     silent audio.
     """
-    if isinstance(source, AudioClip):
+    recording: np.ndarray | None = None
+    if isinstance(source, AudioClip):  # already analysed: keep the recording it carries
         name = source.source
         data, rate = np.asarray(source.samples), _check_rate(source.sample_rate, name)
+        recording, recording_rate = source.recording, source.recording_rate
     elif isinstance(source, tuple):
         if len(source) != 2:
             raise InputAudioError("give audio as a file path, an AudioClip or an (array, sample_rate) pair")
@@ -181,10 +224,11 @@ def load_audio(
         raise InputAudioError(
             f"cannot use a {type(source).__name__} as audio; give a file path, an AudioClip or (array, rate)"
         )
-    mono = _to_mono_float(data, name)
+    channels = _to_channels_float(data, name)
+    mono = channels.mean(axis=1, dtype=np.float32)
     if mono.size == 0:
         raise InputAudioError(f"{name} contains no audio samples")
-    if not np.all(np.isfinite(mono)):
+    if not np.all(np.isfinite(channels)):
         raise InputAudioError(f"{name} contains NaN or infinite samples; re-export the audio")
     duration = mono.size / rate
     _check_duration(duration, max_duration, name)
@@ -195,11 +239,15 @@ def load_audio(
     peak = float(np.max(np.abs(mono)))
     if peak < SILENCE_PEAK:
         raise InputAudioError(f"{name} is silent (peak level {peak:.1e}); choose a recording with speech")
+    if recording is None:  # the recording as it is, for exports (float beyond full scale is scaled down)
+        loudest = float(np.max(np.abs(channels)))
+        recording = channels / loudest if loudest > 1.0 else channels
+        recording_rate = rate
     if peak > 1.0:  # float input beyond full scale: scale down rather than clip
         mono = mono / peak
     samples = resample(mono, rate, target_rate)
     return AudioClip(samples=np.clip(samples, -1.0, 1.0).astype(np.float32), sample_rate=int(target_rate),
-                     source=name)
+                     source=name, recording=recording, recording_rate=recording_rate)
 
 
 def _check_rate(rate: object, name: str) -> int:
@@ -229,8 +277,8 @@ def _check_duration(seconds: float, max_duration: float | None, name: str) -> No
         )
 
 
-def _to_mono_float(data: np.ndarray, name: str) -> np.ndarray:
-    """PCM of any integer/float type and ``(n,)``, ``(n, ch)`` or ``(ch, n)`` layout -> mono float32."""
+def _to_channels_float(data: np.ndarray, name: str) -> np.ndarray:
+    """PCM of any integer/float type and ``(n,)``, ``(n, ch)`` or ``(ch, n)`` layout -> float32 ``(n, ch)``."""
     if data.ndim == 0 or data.ndim > 2:
         raise InputAudioError(f"{name}: audio must be 1-D or 2-D (samples x channels), got {data.shape}")
     if np.issubdtype(data.dtype, np.integer):
@@ -244,12 +292,13 @@ def _to_mono_float(data: np.ndarray, name: str) -> np.ndarray:
         data = data.astype(np.float64)
     else:
         raise InputAudioError(f"{name}: unsupported sample type {data.dtype}")
-    if data.ndim == 2 and data.size == 0:
-        return np.zeros(0, dtype=np.float32)
-    if data.ndim == 2:
-        channel_axis = 0 if data.shape[0] < data.shape[1] and data.shape[0] <= 8 else 1
-        data = data.mean(axis=channel_axis)
-    return data.astype(np.float32)
+    if data.ndim == 1:
+        return data.astype(np.float32)[:, None]
+    if data.size == 0:
+        return np.zeros((0, 1), dtype=np.float32)
+    if data.shape[0] < data.shape[1] and data.shape[0] <= MAX_CHANNELS_FIRST:
+        data = data.T
+    return np.ascontiguousarray(data, dtype=np.float32)
 
 
 def _read_file(path: Path, max_duration: float | None = DEFAULT_MAX_DURATION) -> tuple[np.ndarray, int]:

@@ -106,7 +106,13 @@ def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
 def _add_render(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
     p.add_argument("portrait", help="portrait image (png, jpg, ...)")
-    p.add_argument("audio", help="speech audio (wav, mp3, flac, m4a, ...)")
+    p.add_argument("audio", nargs="?", default=None,
+                   help="speech audio (wav, mp3, flac, m4a, ...); leave it out and give --duration for a "
+                        "silent, emotion-only clip")
+    p.add_argument("--duration", type=number_flag("--duration", low=0, low_open=True), default=None,
+                   metavar="SECONDS",
+                   help="length of a clip without audio (mouth closed; the emotions play); at most --max-duration. "
+                        "With an audio file the audio sets the length, so --duration is refused")
     p.add_argument("-o", "--output", required=True,
                    help="output .mp4 or .gif (written atomically), or a new or empty folder for PNG frames")
     p.add_argument("--overwrite", action="store_true",
@@ -213,7 +219,7 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
         curves_from_argument(args.calibration)
 
     portrait = load_image(args.portrait)
-    audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
+    audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration) if args.audio else None
     emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
                      if args.emotion_audio is not None else None)
     if args.emotion is not None:
@@ -224,6 +230,31 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
         parse_mix(name, emotions)
     masks = [load_mask(path) for path in args.mask]
     return CheckedInputs(portrait, audio, emotion_audio, masks, model_dir, emotions)
+
+
+def check_clip_length(args: argparse.Namespace) -> None:
+    """An audio file or ``--duration`` (not both) sets the clip's length; ``--duration`` is at most
+    ``--max-duration`` seconds. Raises :class:`InputAudioError` (exit 2) otherwise."""
+    from engine.errors import InputAudioError
+
+    if args.audio is None and args.duration is None:
+        raise InputAudioError("no audio: give a speech file, or --duration SECONDS for a silent clip "
+                              "(mouth closed, the emotions and keyframes play)")
+    if args.audio is not None and args.duration is not None:
+        raise InputAudioError(f"--duration sets the length of a clip without audio; {args.audio} sets this "
+                              "one's: leave out --duration (or trim the audio)")
+    if args.duration is not None and args.duration > args.max_duration:
+        raise InputAudioError(f"--duration {args.duration:g} is longer than clips may be ({args.max_duration:g} s); "
+                              "shorten it, or raise the limit with --max-duration SECONDS")
+
+
+def silent_frames(args: argparse.Namespace, default_fps: int) -> int | None:
+    """Frames of a ``--duration`` clip without audio at ``--fps`` (or ``default_fps``); None with audio."""
+    from engine.audio import num_video_frames
+
+    if args.duration is None:
+        return None
+    return num_video_frames(args.duration, args.fps or default_fps)
 
 
 def _gate_control(args: argparse.Namespace, animator, prepared, checked: CheckedInputs):
@@ -292,16 +323,19 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     if args.emotion_audio:
         print("note: --emotion-audio conditions the pixel model only (--frame crop); set the mix with "
               "--emotion or --text", file=sys.stderr)
+    from engine.portrait import DEFAULT_FPS
+
     life = LifeConfig(blinks_per_minute=args.blinks, head_motion=args.head_motion, gaze=args.gaze, seed=args.seed)
     prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_size=args.max_size,
-                                max_duration=args.max_duration, life=life)
+                                max_duration=args.max_duration, num_frames=silent_frames(args, DEFAULT_FPS),
+                                life=life)
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)
     bar = tqdm(total=prepared.num_frames, unit="frame", desc="rendering")
     try:
         export_clip(animator, prepared, args.output, gates=gates, frames_dir=args.frames_dir,
-                    overwrite=args.overwrite, on_frame=lambda _i, _p: bar.update(1))
+                    overwrite=args.overwrite, on_frame=lambda _i, _p: bar.update(1), duration=args.duration)
     finally:
         bar.close()
     height, width = prepared.portrait.shape[:2]
@@ -310,6 +344,7 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    check_clip_length(args)
     checked = check_render_inputs(args)
     if args.frame == "portrait":
         return _render_portrait(args, checked)
@@ -330,7 +365,7 @@ def run_render(args: argparse.Namespace) -> int:
         print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
     prepared = animator.prepare(checked.portrait, checked.audio, crop=args.crop, emotion_text=args.text,
                                 emotion_audio=checked.emotion_audio, fps=args.fps,
-                                max_duration=args.max_duration)
+                                max_duration=args.max_duration, num_frames=silent_frames(args, animator.cfg.fps))
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)
@@ -344,7 +379,7 @@ def run_render(args: argparse.Namespace) -> int:
                   strength=args.strength)
     try:
         export_clip(animator, prepared, args.output, on_frame=on_frame, frames_dir=args.frames_dir,
-                    overwrite=args.overwrite, **common)
+                    overwrite=args.overwrite, duration=args.duration, **common)
     finally:
         bar.close()
     print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps)")

@@ -27,6 +27,7 @@ def export_clip(
     on_frame: Callable[[int, float], None] | None = None,
     frames_dir: str | Path | None = None,
     overwrite: bool = False,
+    duration: float | None = None,
 ) -> Path:
     """Render frames ``start..stop-1`` into ``output`` (``.mp4`` with the audio, ``.gif``, or a PNG folder).
 
@@ -35,12 +36,18 @@ def export_clip(
     writes every frame as a PNG sequence there, from the same render. A PNG-sequence folder replaces an
     earlier one of ours only with ``overwrite``, and never a folder holding anything else; both
     destinations are checked before the first frame is rendered.
+
+    The MP4 lasts as long as the audio under the frames; a clip without audio (an emotion-only clip) lasts
+    ``duration`` seconds (None: ``num_frames / fps``) and carries a silent AAC track of that length,
+    which video editors expect of a clip.
     """
     audio = prepared.audio
     if audio is not None and (start != 0 or (stop is not None and stop != prepared.num_frames)):
         audio = _audio_slice(prepared, start, stop)
+    length = None if audio is not None else _silent_length(prepared, start, stop, duration)
     with contextlib.ExitStack() as stack:
-        writers = [stack.enter_context(open_writer(output, prepared.fps, audio, format=format, overwrite=overwrite))]
+        writers = [stack.enter_context(open_writer(output, prepared.fps, audio, format=format, overwrite=overwrite,
+                                                   duration=length, silent_audio=audio is None))]
         if frames_dir is not None:
             writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png",
                                                            overwrite=overwrite)))
@@ -56,10 +63,12 @@ def export_clip(
 
 def _audio_slice(prepared: PreparedInputs, start: int, stop: int | None):
     """The part of the track under frames ``start..stop-1`` (so a partial export stays in sync)."""
-    from engine.audio import AudioClip
+    return prepared.audio.between(start / prepared.fps, None if stop is None else stop / prepared.fps)
 
-    clip = prepared.audio
-    rate = clip.sample_rate
-    first = int(round(start / prepared.fps * rate))
-    last = len(clip.samples) if stop is None else int(round(stop / prepared.fps * rate))
-    return AudioClip(clip.samples[first:last], rate, clip.source)
+
+def _silent_length(prepared: PreparedInputs, start: int, stop: int | None, duration: float | None) -> float | None:
+    """Seconds under frames ``start..stop-1`` of a clip without audio that lasts ``duration`` seconds."""
+    if duration is None:
+        return None
+    end = duration if stop is None or stop >= prepared.num_frames else stop / prepared.fps
+    return end - start / prepared.fps

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ from engine.atomic import (
     few_names,
     output_error_from,
 )
-from engine.audio import AudioClip
+from engine.audio import AudioClip, resample
 from engine.config import MAX_FPS
 from engine.errors import MoEEError, OutputError
 
@@ -46,8 +47,21 @@ DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 #: Pixel format of the H.264 stream (the one every player decodes).
 MP4_PIXEL_FORMAT = "yuv420p"
-#: AAC bit rate (bits per second) of the muxed audio.
-AAC_BIT_RATE = 128_000
+#: AAC bit rates (bits per second): a mono track, and each stereo pair of a track with more channels
+#: (a mono channel left over from the pairs gets the mono rate).
+AAC_MONO_BIT_RATE = 96_000
+AAC_STEREO_PAIR_BIT_RATE = 128_000
+#: Sample rates AAC stores (Hz); a recording at another rate is exported at the next one up (at most the last).
+AAC_SAMPLE_RATES = (7_350, 8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000,
+                    88_200, 96_000)
+#: Channel layouts of the exported AAC track, by channel count (the WAV / FFmpeg channel order); a recording
+#: with more channels is folded to stereo (even channels to the left, odd ones to the right).
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1"}
+STEREO = 2
+#: Sample rate of the silent track of a clip without audio (Hz).
+SILENT_TRACK_RATE = 48_000
+#: Time-base ticks per video frame: the last frame of an MP4 ends the clip to 1/1000 of a frame.
+VIDEO_TICKS_PER_FRAME = 1000
 #: Largest denominator used when turning a float frame rate (29.97) into a fraction.
 FPS_MAX_DENOMINATOR = 1001
 #: Name pattern of the files of a PNG sequence, and the audio file written beside them.
@@ -108,6 +122,19 @@ def _fps_fraction(fps: float | Fraction) -> Fraction:
     if not 0 < rate <= MAX_FPS:
         raise OutputError(f"frame rate must be above 0 and at most {MAX_FPS} frames per second, got {fps}")
     return rate
+
+
+def _check_duration(seconds: float | None) -> float | None:
+    """A clip duration in seconds (positive and finite), or None."""
+    if seconds is None:
+        return None
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError) as exc:
+        raise OutputError(f"clip duration must be a number of seconds, got {seconds!r}") from exc
+    if not math.isfinite(value) or value <= 0:
+        raise OutputError(f"clip duration must be a positive number of seconds, got {seconds!r}")
+    return value
 
 
 def check_frames_folder(folder: str | os.PathLike[str], overwrite: bool = False) -> None:
@@ -266,23 +293,69 @@ class _ContainerWriter(_Writer):
                 container.close()
 
 
+def aac_bit_rate(channels: int) -> int:
+    """AAC bit rate of a track with ``channels`` channels (:data:`AAC_STEREO_PAIR_BIT_RATE` per pair)."""
+    pairs, single = divmod(int(channels), STEREO)
+    return pairs * AAC_STEREO_PAIR_BIT_RATE + single * AAC_MONO_BIT_RATE
+
+
+def aac_track(clip: AudioClip) -> tuple[np.ndarray, int]:
+    """The sound an MP4 export carries: ``(samples (n, channels) float32, rate)``.
+
+    The recording as it was (:meth:`AudioClip.export_samples`): its channels (folded to stereo beyond
+    :data:`AAC_LAYOUTS`) and its rate, or the next rate AAC stores (:data:`AAC_SAMPLE_RATES`).
+    """
+    samples, rate = clip.export_samples(), clip.export_rate
+    if samples.shape[1] not in AAC_LAYOUTS:
+        samples = np.stack([samples[:, 0::2].mean(axis=1), samples[:, 1::2].mean(axis=1)], axis=1)
+    if rate not in AAC_SAMPLE_RATES:
+        target = next((r for r in AAC_SAMPLE_RATES if r >= rate), AAC_SAMPLE_RATES[-1])
+        samples = np.stack([resample(channel, rate, target) for channel in samples.T], axis=1)
+        rate = target
+    return np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False), int(rate)
+
+
 class Mp4Writer(_ContainerWriter):
     """Stream frames into an MP4 file: H.264 (yuv420p) video, optional AAC audio.
 
-    Odd frame sizes are padded by one edge pixel to even ones. The audio track is trimmed or padded
-    with silence to exactly the length of the video written, and interleaved with it as frames arrive.
+    The audio is the recording as it was (its sample rate and channels, :func:`aac_track`), at
+    :func:`aac_bit_rate`; the analysis copy (16 kHz mono) is never exported.
+
+    Both tracks last the clip's ``duration`` (default: the audio's) at any frame rate: the last frame is
+    shown until the clip ends (a 1.61 s clip at 1 fps is two frames, of 1 s and 0.61 s), and the audio is
+    trimmed, or padded with silence, to the video. When the frames written do not fit the clip (more
+    than a frame more or fewer than it needs), the frames decide: the video lasts ``frames / fps``.
+    ``silent_audio``: without ``audio``, carry a silent AAC track of the video's length (what video
+    editors expect of a clip); without either, the file has no audio stream.
+
+    Odd frame sizes are padded by one edge pixel to even ones. Audio is interleaved with the video as
+    frames arrive; one frame is held back until the next arrives (the last one's length is known at the end).
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
-                 crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET) -> None:
+                 crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, duration: float | None = None,
+                 silent_audio: bool = False) -> None:
         super().__init__(path, fps)
         self.audio = audio
         self.crf = int(crf)
         self.preset = preset
+        self.duration = _check_duration(duration if duration is not None else (audio.duration if audio else None))
+        self.silent_audio = bool(silent_audio) and audio is None
         self._container: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
         self._audio: av.AudioStream | None = None
+        self._track: np.ndarray | None = None  # (n, channels) float32 at the AAC stream's rate
+        self._layout = AAC_LAYOUTS[1]
+        self._audio_rate = 0
         self._audio_cursor = 0
+        # Video timing: ticks of 1 / (fps numerator * VIDEO_TICKS_PER_FRAME) s, so the last frame can end anywhere.
+        self._ticks = self.fps.denominator * VIDEO_TICKS_PER_FRAME  # ticks per frame
+        self._time_base = Fraction(1, self.fps.numerator * VIDEO_TICKS_PER_FRAME)
+        self._held_frame: av.VideoFrame | None = None
+        self._held_packet: av.Packet | None = None
+        self._frames_encoded = 0
+        self._last_pts: int | None = None
+        self._last_ticks = self._ticks
 
     def open(self) -> None:
         """Create the temporary file beside the destination."""
@@ -301,18 +374,24 @@ class Mp4Writer(_ContainerWriter):
         video = self._container.add_stream("libx264", rate=self.fps)
         video.width, video.height = width + width % 2, height + height % 2
         video.pix_fmt = MP4_PIXEL_FORMAT
-        video.time_base = 1 / self.fps
+        video.time_base = video.codec_context.time_base = self._time_base
         video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
         self._video = video
         if self.audio is not None:
-            audio = self._container.add_stream("aac", rate=int(self.audio.sample_rate))
-            audio.layout = "mono"
-            audio.bit_rate = AAC_BIT_RATE
-            audio.time_base = Fraction(1, int(self.audio.sample_rate))
-            self._audio = audio
+            samples, rate = aac_track(self.audio)
+        elif self.silent_audio:
+            samples, rate = np.zeros((0, 1), np.float32), SILENT_TRACK_RATE
+        else:
+            return
+        self._track, self._layout, self._audio_rate = samples, AAC_LAYOUTS[samples.shape[1]], rate
+        audio = self._container.add_stream("aac", rate=rate)
+        audio.layout = self._layout
+        audio.bit_rate = aac_bit_rate(samples.shape[1])
+        audio.time_base = Fraction(1, rate)
+        self._audio = audio
 
     def write(self, frame: np.ndarray) -> None:
-        """Encode one ``H x W x 3`` uint8 RGB frame."""
+        """Encode one ``H x W x 3`` uint8 RGB frame (the one before it, in fact: the newest is held back)."""
         frame = self._validate(frame)
         if self._video is None:
             self._start_streams(frame.shape[0], frame.shape[1])
@@ -320,23 +399,48 @@ class Mp4Writer(_ContainerWriter):
         if frame.shape[0] % 2 or frame.shape[1] % 2:
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-        video_frame.pts = self.frames_written
-        self._mux(self._video.encode(video_frame))
+        video_frame.pts = self.frames_written * self._ticks
         self.frames_written += 1
-        self._write_audio_until(self.frames_written)
+        if self._held_frame is not None:
+            self._encode_video(self._held_frame)
+            self._write_audio_until(self._frames_encoded * self._ticks * self._time_base)
+        self._held_frame = video_frame
 
-    def _write_audio_until(self, frames: int) -> None:
-        """Encode the audio that plays during the first ``frames`` video frames (silence past its end)."""
-        if self._audio is None or self.audio is None:
+    def _clip_end(self) -> Fraction:
+        """When the video ends (seconds): the clip's duration if the frames written fit it, else ``frames / fps``."""
+        frames = Fraction(self.frames_written) / self.fps
+        if self.duration is not None:
+            end = Fraction(self.duration).limit_denominator(self.fps.numerator * VIDEO_TICKS_PER_FRAME)
+            if frames - 1 / self.fps < end < frames + 1 / self.fps:
+                return max(end, frames - 1 / self.fps + self._time_base)
+        return frames
+
+    def _encode_video(self, frame: av.VideoFrame | None) -> None:
+        assert self._video is not None
+        if frame is not None:
+            self._frames_encoded += 1
+        self._mux_video(self._video.encode(frame))
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        """Mux the packets but the newest (held until the next: the last one's duration ends the track)."""
+        for packet in packets:
+            packet.duration = self._last_ticks if packet.pts == self._last_pts else self._ticks
+            if self._held_packet is not None:
+                self._mux([self._held_packet])
+            self._held_packet = packet
+
+    def _write_audio_until(self, seconds: Fraction) -> None:
+        """Encode the audio that plays during the first ``seconds`` of the video (silence past its end)."""
+        if self._audio is None or self._track is None:
             return
-        rate = int(self.audio.sample_rate)
-        end = int(round(frames * rate / self.fps))
+        rate = self._audio_rate
+        end = int(round(seconds * rate))
         if end <= self._audio_cursor:
             return
-        chunk = np.zeros(end - self._audio_cursor, dtype=np.float32)
-        source = np.asarray(self.audio.samples, dtype=np.float32)[self._audio_cursor : end]
-        chunk[: source.size] = source
-        audio_frame = av.AudioFrame.from_ndarray(chunk[None, :], format="fltp", layout="mono")
+        chunk = np.zeros((self._track.shape[1], end - self._audio_cursor), dtype=np.float32)
+        source = self._track[self._audio_cursor : end]
+        chunk[:, : len(source)] = source.T
+        audio_frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self._layout)
         audio_frame.sample_rate = rate
         audio_frame.pts = self._audio_cursor
         audio_frame.time_base = Fraction(1, rate)
@@ -344,8 +448,18 @@ class Mp4Writer(_ContainerWriter):
         self._audio_cursor = end
 
     def _flush(self) -> None:
-        assert self._video is not None
-        self._mux(self._video.encode(None))
+        assert self._video is not None and self._held_frame is not None
+        end = self._clip_end()
+        last = self._held_frame
+        self._last_pts = int(last.pts)
+        self._last_ticks = int(round((end - (self.frames_written - 1) / self.fps) / self._time_base))
+        self._encode_video(last)
+        self._encode_video(None)
+        if self._held_packet is not None:  # the last packet in decoding order takes the last frame's slot
+            packet, self._held_packet = self._held_packet, None
+            packet.duration = self._last_ticks
+            self._mux([packet])
+        self._write_audio_until(end)
         if self._audio is not None:
             self._mux(self._audio.encode(None))
 
@@ -403,8 +517,8 @@ class PngSequenceWriter(_Writer):
             import soundfile
 
             assert self._tmp is not None
-            soundfile.write(str(self._tmp / PNG_AUDIO_NAME), np.asarray(self.audio.samples, np.float32),
-                            int(self.audio.sample_rate), subtype="PCM_16")
+            soundfile.write(str(self._tmp / PNG_AUDIO_NAME), self.audio.export_samples(),
+                            self.audio.export_rate, subtype="PCM_16")
 
 
 def _quantise(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -469,13 +583,16 @@ VideoWriter = Mp4Writer | PngSequenceWriter | GifWriter
 
 def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
                 format: str | None = None, *, fmt: str | None = None, alpha: bool = False,
-                overwrite: bool = False, **options: object) -> VideoWriter:
+                overwrite: bool = False, duration: float | None = None, silent_audio: bool = False,
+                **options: object) -> VideoWriter:
     """Make the writer for a destination: ``.mp4``/``.m4v``/``.mov`` -> MP4, ``.gif`` -> GIF, a folder
     (no suffix, or an existing folder) -> PNG sequence.
 
     ``format`` (or its alias ``fmt``): "mp4", "gif", "png" or "png-alpha" overrides the guess.
-    ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. Extra keyword ``options``
-    go to the writer (e.g. ``crf``). Use the result in a ``with`` block.
+    ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. ``duration`` (seconds; default:
+    the audio's) and ``silent_audio`` (a silent AAC track when there is no audio) shape an MP4
+    (:class:`Mp4Writer`); the other formats ignore them. Extra keyword ``options`` go to the writer
+    (e.g. ``crf``). Use the result in a ``with`` block.
 
     The destination is checked here, before anything is rendered (:func:`check_output`); a PNG sequence
     replaces an earlier one of ours only with ``overwrite``, and never a folder holding anything else.
@@ -483,7 +600,8 @@ def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audi
     path = Path(path_or_dir)
     kind = check_output(path, format or fmt, alpha=alpha, overwrite=overwrite)
     if kind in MP4_FORMATS:
-        return Mp4Writer(path, fps, audio, **options)  # type: ignore[arg-type]
+        return Mp4Writer(path, fps, audio, duration=duration, silent_audio=silent_audio,
+                         **options)  # type: ignore[arg-type]
     if kind in GIF_FORMATS:
         return GifWriter(path, fps, audio=audio, **options)  # type: ignore[arg-type]
     return PngSequenceWriter(path, fps, audio=audio, overwrite=overwrite, **options)  # type: ignore[arg-type]
@@ -557,7 +675,10 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         if not container.streams.video:
             raise VideoReadError(f"{path} has no video stream")
         video = container.streams.video[0]
-        rate = video.average_rate or video.guessed_rate or video.base_rate
+        # An MP4's last frame may be shorter or longer than the others (it ends the clip): its average
+        # rate is not the frame rate; a GIF's guessed rate is its 1/100 s time base.
+        guessed = video.guessed_rate if "mp4" in container.format.name.split(",") else None
+        rate = guessed or video.average_rate or video.guessed_rate or video.base_rate
         frames = int(video.frames or 0)
         audio = container.streams.audio[0] if container.streams.audio else None
         audio_info = (

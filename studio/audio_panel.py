@@ -13,9 +13,13 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QWidget
 
 AUDIO_FILTER = "Audio (*.wav *.flac *.ogg *.mp3 *.m4a *.aac);;All files (*)"
+#: The "Length" box of a clip without audio: longest value (s, the engine's longest clip), step (s), decimals.
+MAX_LENGTH_SECONDS = 600.0
+LENGTH_STEP_SECONDS = 0.5
+LENGTH_DECIMALS = 2
 
 
 def sound_module(kind: str = "output") -> tuple[Any, str]:
@@ -182,9 +186,11 @@ class Recorder(QObject):
 
 
 class AudioPanel(QWidget):
-    """A compact transport row: open audio, record, play/pause, time read-out."""
+    """A compact transport row: open audio, record, play/pause, time read-out, and the length of a clip
+    without audio (an emotion-only clip: "still" = one frame)."""
 
     openRequested = Signal(str)
+    lengthChanged = Signal(float)  # seconds of a clip without audio (0: a still)
     message = Signal(str)
 
     def __init__(self, transport: Transport, parent: QWidget | None = None) -> None:
@@ -201,12 +207,24 @@ class AudioPanel(QWidget):
         self.time_label = QLabel("0.00 s · frame 0")
         self.track_label = QLabel("no audio")
         self.track_label.setObjectName("title")
+        self.length_box = QDoubleSpinBox()
+        self.length_box.setRange(0.0, MAX_LENGTH_SECONDS)
+        self.length_box.setDecimals(LENGTH_DECIMALS)
+        self.length_box.setSingleStep(LENGTH_STEP_SECONDS)
+        self.length_box.setSuffix(" s")
+        self.length_box.setSpecialValueText("still")
+        self.length_box.setKeyboardTracking(False)  # one change per committed value, not per keystroke
+        self.length_box.setToolTip("Length of a clip without audio: the emotions and keyframes play, the mouth "
+                                   "stays closed (\"still\" = one frame)")
         for w in (self.play_button, self.open_button, self.record_button):
             layout.addWidget(w)
         layout.addSpacing(12)
         layout.addWidget(self.time_label)
         layout.addStretch(1)
         layout.addWidget(self.track_label)
+        layout.addWidget(QLabel("Length"))
+        layout.addWidget(self.length_box)
+        self.length_box.valueChanged.connect(self.lengthChanged.emit)
         self.open_button.clicked.connect(self._open)
         self.record_button.toggled.connect(self._record_toggled)
         self.recorder.message.connect(self.message.emit)
@@ -219,6 +237,16 @@ class AudioPanel(QWidget):
 
     def set_track(self, name: str | None, duration: float | None = None) -> None:
         self.track_label.setText("no audio" if not name else f"{name} · {duration or 0:.1f} s")
+
+    def set_length(self, seconds: float | None, has_audio: bool) -> None:
+        """Show the clip's length; it can be set only without audio (the audio's length decides otherwise)."""
+        self.length_box.blockSignals(True)
+        self.length_box.setValue(float(seconds or 0.0))
+        self.length_box.blockSignals(False)
+        self.length_box.setEnabled(not has_audio)
+        self.length_box.setToolTip("The audio sets the clip's length" if has_audio else
+                                   "Length of a clip without audio: the emotions and keyframes play, the mouth "
+                                   "stays closed (\"still\" = one frame)")
 
     def _open(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open audio", "", AUDIO_FILTER)

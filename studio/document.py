@@ -62,6 +62,9 @@ class DocumentState:
     keyframes: list[Keyframe] = field(default_factory=list)
     portrait_path: str | None = None
     audio_path: str | None = None
+    #: Length in seconds of a clip without audio (an emotion-only clip); None: a still (one frame).
+    #: With an audio track the audio sets the length and this is kept for when the audio is removed.
+    duration: float | None = None
     model_dir: str | None = None
     expert_packs: list[str] = field(default_factory=list)
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -74,7 +77,7 @@ class Document(QObject):
     masksChanged = Signal(int)  # emotion index, -1 = all
     keyframesChanged = Signal()
     emotionsChanged = Signal()
-    inputsChanged = Signal()  # portrait or audio path
+    inputsChanged = Signal()  # portrait or audio path, or the length of a clip without audio
     settingsChanged = Signal()
     modifiedChanged = Signal(bool)
 
@@ -244,6 +247,15 @@ class Document(QObject):
             self.state.portrait_path = portrait
         if audio is not ...:
             self.state.audio_path = audio
+        self.mark_dirty()
+        self.inputsChanged.emit()
+
+    def set_duration(self, seconds: float | None) -> None:
+        """Set the length of a clip without audio (None or 0: a still); re-prepares the inputs."""
+        value = float(seconds) if seconds else None
+        if value == self.state.duration:
+            return
+        self.state.duration = value
         self.mark_dirty()
         self.inputsChanged.emit()
 

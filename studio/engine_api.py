@@ -166,6 +166,27 @@ def load_audio(path: str) -> Any:
     return _load(path)
 
 
+def prepare_inputs(animator: Any, portrait: Any, audio: Any = None, duration: float | None = None,
+                   fps: int | None = None) -> Any:
+    """Prepare a portrait and audio track; without audio, ``duration`` seconds (None: a still) set the frames.
+
+    ``fps`` None: the animator's own frame rate.
+    """
+    from engine.audio import num_video_frames
+
+    options: dict[str, Any] = {} if fps is None else {"fps": int(fps)}
+    if audio is None and duration:
+        options["num_frames"] = num_video_frames(duration, fps or animator_fps(animator))
+    return animator.prepare(portrait, audio, **options)
+
+
+def animator_fps(animator: Any) -> int:
+    """The frame rate an animator renders at unless told otherwise (the pixel model's, or the portrait path's)."""
+    from engine.portrait import DEFAULT_FPS
+
+    return int(getattr(getattr(animator, "cfg", None), "fps", 0) or DEFAULT_FPS)
+
+
 def region_mask(points: np.ndarray, region: str, height: int, width: int) -> np.ndarray:
     """Float mask of a face region (brows, eyes, nose, mouth, cheeks, jaw, forehead) from landmarks."""
     from engine.face import region_mask as _region

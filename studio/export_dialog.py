@@ -92,7 +92,7 @@ class ExportJob(QObject):
         seed: int,
         fps: int | None = None,
         lock: threading.RLock | None = None,
-        prepare_args: tuple[Any, Any] | None = None,
+        prepare_args: tuple[Any, Any, float | None] | None = None,
         overwrite: bool = False,
         life: Any = None,
     ) -> None:
@@ -145,9 +145,9 @@ class ExportJob(QObject):
     def _export(self) -> None:
         with self.lock:
             prepared = self.prepared
+            portrait, audio, duration = self.prepare_args or (None, None, None)
             if self.fps and int(self.fps) != int(prepared.fps) and self.prepare_args is not None:
-                portrait, audio = self.prepare_args
-                prepared = self.animator.prepare(portrait, audio, fps=int(self.fps))
+                prepared = engine_api.prepare_inputs(self.animator, portrait, audio, duration, fps=int(self.fps))
             engine_api.apply_life(prepared, self.life)
             stop = min(self.stop_frame, prepared.num_frames)
             start = min(self.start_frame, stop - 1)
@@ -167,7 +167,7 @@ class ExportJob(QObject):
             engine_api.export_clip(
                 animator, prepared, self.path, gates=gates, steps=self.steps, seed=self.seed, start=start,
                 stop=stop, format="png" if self.fmt == "png-alpha" else self.fmt, cancel=self.token,
-                on_frame=on_frame, overwrite=self.overwrite,
+                on_frame=on_frame, overwrite=self.overwrite, duration=duration if prepared.audio is None else None,
             )
 
 
@@ -302,7 +302,8 @@ class ExportDialog(QDialog):
         self.job = ExportJob(
             w.service.animator, prepared, w.doc.schedule(), path, self.fmt(),
             self.start.value(), self.stop.value(), self.steps.value(), self.seed.value(), self.fps.value(),
-            w.service.engine_lock, (w.doc.state.portrait_path or prepared.portrait, w.doc.state.audio_path),
+            w.service.engine_lock,
+            (w.doc.state.portrait_path or prepared.portrait, w.doc.state.audio_path, w.doc.state.duration),
             bool(overwrite), w.life_config(seed=self.seed.value()),
         )
         self.job.progress.connect(lambda _i, p: self.bar.setValue(int(p * 1000)))

@@ -397,6 +397,9 @@ class MainWindow(QMainWindow):
         self.timeline.playheadMoved.connect(self.set_playhead)
         self.transport.frameChanged.connect(self.set_playhead)
         self.audio_panel.openRequested.connect(self.open_audio)
+        self.audio_panel.lengthChanged.connect(self.set_clip_length)
+        self.audio_panel.play_button.clicked.connect(self.toggle_play)
+        d.inputsChanged.connect(lambda: self._show_length())
         self.audio_panel.message.connect(self.status)
         self.transport.playingChanged.connect(lambda on: None if on else self.schedule_render())
         self.trainer.expertReady.connect(self.load_expert_pack)
@@ -482,7 +485,7 @@ class MainWindow(QMainWindow):
         # the project adopts the image only once the engine has found a face in it (see _prepared)
         self._pending_portrait = str(Path(path).resolve())
         self.preview.set_busy(True, "preparing…")
-        self.service.prepare(self._pending_portrait, self.doc.state.audio_path)
+        self.service.prepare(self._pending_portrait, self.doc.state.audio_path, self.doc.state.duration)
         return True
 
     def _prepare_failed(self, message: str) -> None:
@@ -518,7 +521,17 @@ class MainWindow(QMainWindow):
             return  # the model's arrival prepares the inputs
         self._pending_portrait = None
         self.preview.set_busy(True, "preparing…")
-        self.service.prepare(st.portrait_path, st.audio_path)
+        self.service.prepare(st.portrait_path, st.audio_path, st.duration)
+
+    def set_clip_length(self, seconds: float) -> None:
+        """Length of a clip without audio (0: a still): the timeline, playback and export follow."""
+        self.doc.set_duration(seconds)
+
+    def _show_length(self, audio_seconds: float | None = None) -> None:
+        """The audio panel's length box: the audio's length (locked), or the project's for a clip without audio."""
+        st = self.doc.state
+        has_audio = bool(st.audio_path)
+        self.audio_panel.set_length(audio_seconds if has_audio and audio_seconds else st.duration, has_audio)
 
     def _prepared(self, prepared: Any) -> None:
         if self._pending_portrait is not None:  # a newly opened image passed the face check: adopt it
@@ -535,6 +548,9 @@ class MainWindow(QMainWindow):
         self.transport.configure(prepared.num_frames, prepared.fps, prepared.audio)
         if prepared.audio is not None:
             self.audio_panel.set_track(Path(str(prepared.audio.source)).name, prepared.audio.duration)
+        else:
+            self.audio_panel.set_track(None)
+        self._show_length(prepared.audio.duration if prepared.audio is not None else None)
         for warning in getattr(prepared, "warnings", []) or []:
             self.status(warning)
         self.playhead = min(self.playhead, prepared.num_frames - 1)

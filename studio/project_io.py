@@ -5,6 +5,7 @@ Layout (version 2)::
     {"format": "moee-project", "version": 2,
      "portrait": "face.png" | null,        # relative to the project file when possible
      "audio": "speech.wav" | null,
+     "duration": 4.0 | null,               # seconds of a clip without audio (null or absent: a still)
      "model_dir": "assets/models/demo" | null,
      "expert_packs": ["smug.moeexpert.safetensors", ...],
      "emotions": ["happiness", ..., "smug"],
@@ -14,7 +15,8 @@ Layout (version 2)::
      "mask_pool": ["<base64 PNG>", ...],   # every distinct mask once, shared by all keys using it
      "render": {"preview_steps": 4, "refine_steps": 16, "seed": 0, "fps": 25, ...}}
 
-Version 1 files (each mask set embeds its PNGs: ``"png": [null | "<base64 PNG>", ...]``) still load.
+Version 1 files (each mask set embeds its PNGs: ``"png": [null | "<base64 PNG>", ...]``) still load;
+``"duration"`` is optional (files without it load as before: no audio makes a still).
 Masks are embedded (one PNG per emotion, 16-bit greyscale, ``null`` when empty) so a project is
 one self-contained file that can be written atomically. Masks are at most
 :data:`MAX_MASK_SIDE` pixels a side, checked on the declared size and on each PNG header before
@@ -45,6 +47,8 @@ SUFFIX = ".moee"
 #: Largest mask side in pixels. Masks live at the prepared portrait's resolution (the model size,
 #: 512 px at most today); anything larger is refused before a pixel is decoded.
 MAX_MASK_SIDE = 1024
+#: Longest clip without audio a project may ask for (seconds; the engine's longest clip).
+MAX_DURATION = 600.0
 #: Largest keyframe index (about 11 hours at 25 fps).
 MAX_FRAME = 1_000_000
 #: Allowed range of each whole-number render setting.
@@ -282,6 +286,17 @@ def render_from_json(data: Any) -> RenderSettings:
     return RenderSettings(**values)
 
 
+def _duration(value: Any) -> float | None:
+    """The optional ``duration`` field: null, or seconds in (0, :data:`MAX_DURATION`]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 < value <= MAX_DURATION:
+        raise ProjectError(f"'duration' must be null or a number of seconds above 0 and at most {MAX_DURATION:g}, "
+                           f"got {value!r}")
+    return float(value)
+
+
 # ------------------------------------------------------------------ API
 def state_to_json(state: DocumentState, project_path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON object of a project file saved at ``project_path`` (each distinct mask stored once)."""
@@ -297,6 +312,7 @@ def state_to_json(state: DocumentState, project_path: str | os.PathLike[str]) ->
         "version": VERSION,
         "portrait": _rel(state.portrait_path, base),
         "audio": _rel(state.audio_path, base),
+        "duration": state.duration,
         "model_dir": state.model_dir if state.model_dir in (None, "tiny") else _rel(state.model_dir, base),
         "expert_packs": [_rel(p, base) for p in state.expert_packs],
         "emotions": list(state.emotions),
@@ -332,6 +348,7 @@ def state_from_json(data: Any, project_path: str | os.PathLike[str]) -> Document
         render = render_from_json(data.get("render"))
         portrait = _path_field(data.get("portrait"), "portrait")
         audio = _path_field(data.get("audio"), "audio")
+        duration = _duration(data.get("duration"))
         model_dir = _path_field(data.get("model_dir"), "model_dir")
         packs = data.get("expert_packs", [])
         if not isinstance(packs, list):
@@ -361,6 +378,7 @@ def state_from_json(data: Any, project_path: str | os.PathLike[str]) -> Document
             keyframes=keyframes,
             portrait_path=_abs(portrait, base),
             audio_path=_abs(audio, base),
+            duration=duration,
             model_dir=model_dir if model_dir in (None, "tiny") else _abs(model_dir, base),
             expert_packs=[p for p in (_abs(p, base) for p in packs) if p],
             render=render,

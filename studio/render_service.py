@@ -120,15 +120,16 @@ class RenderService(QObject):
 
         self._post("load_model", task)
 
-    def prepare(self, portrait: Any, audio: Any = None) -> None:
+    def prepare(self, portrait: Any, audio: Any = None, duration: float | None = None) -> None:
         """Prepare (cache) a portrait and audio track; emits ``prepared`` or ``prepareFailed``.
 
-        A render of the previous inputs that is still pending or running is cancelled.
+        Without audio, ``duration`` seconds (None: a still) set the clip's length. A render of the
+        previous inputs that is still pending or running is cancelled.
         """
         self.cancel_render()
 
         def call(animator: Any) -> Any:
-            self.prepared_inputs = animator.prepare(portrait, audio)
+            self.prepared_inputs = engine_api.prepare_inputs(animator, portrait, audio, duration)
             return self.prepared_inputs
 
         self._post_engine_call("prepare", call, lambda p: self._emit(self.prepared, p), self.prepareFailed)

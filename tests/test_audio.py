@@ -79,6 +79,21 @@ def test_array_inputs_int32_and_channels_first() -> None:
     np.testing.assert_array_equal(again.samples, clip.samples)
 
 
+def test_the_recording_is_kept_for_exports(tmp_path: Path) -> None:
+    left, right = _tone(48_000, 1.0), _tone(48_000, 1.0, freq=660.0, amplitude=0.2)
+    soundfile.write(tmp_path / "take.wav", np.stack([left, right], axis=1), 48_000, subtype="FLOAT")
+    clip = load_audio(tmp_path / "take.wav")
+    assert (clip.sample_rate, clip.export_rate, clip.channels) == (TARGET, 48_000, 2)
+    np.testing.assert_array_equal(clip.export_samples(), np.stack([left, right], axis=1))
+    again = load_audio(clip)  # re-loading the clip (as the render does) keeps the recording
+    assert again.export_rate == 48_000 and again.export_samples().shape == (48_000, 2)
+    part = clip.between(0.25, 0.75)
+    assert part.duration == pytest.approx(0.5) and part.export_samples().shape == (24_000, 2)
+    np.testing.assert_array_equal(part.export_samples()[:, 1], right[12_000:36_000])
+    plain = AudioClip(np.zeros(TARGET, np.float32), TARGET)  # no recording: the analysis samples are exported
+    assert (plain.export_rate, plain.channels, plain.export_samples().shape) == (TARGET, 1, (TARGET, 1))
+
+
 def test_resampler_does_not_alias() -> None:
     high = _tone(48_000, 1.0, freq=12_000.0)  # above the 8 kHz Nyquist of 16 kHz
     out = resample(high, 48_000, TARGET)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
+import soundfile
 from PIL import Image
 
 from engine import atomic
-from engine.audio import AudioClip, num_video_frames
+from engine.audio import AudioClip, load_audio, num_video_frames
 from engine.errors import OutputError
 from engine.video import (
     FRAMES_MARKER,
@@ -39,6 +42,81 @@ def _frame(i: int, height: int = 48, width: int = 64, channels: int = 3) -> np.n
     if channels == 4:
         frame[..., 3] = 128
     return frame
+
+
+def _decoded_audio(path: Path) -> tuple[np.ndarray, int]:
+    """The MP4's audio track decoded with PyAV: ``(samples (channels, n) float32, sample rate)``."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        planes = [frame.to_ndarray().reshape(stream.codec_context.channels, -1)
+                  for frame in container.decode(stream)]
+        return np.concatenate(planes, axis=1).astype(np.float32), int(stream.codec_context.sample_rate)
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+def _left_only_recording(folder: Path, rate: int, seconds: float) -> Path:
+    """A WAV with a 440 Hz tone on the left channel and near-silence on the right."""
+    t = np.arange(int(round(rate * seconds))) / rate
+    left = 0.4 * np.sin(2 * np.pi * 440 * t)
+    right = 0.001 * np.sin(2 * np.pi * 220 * t)
+    path = folder / f"take_{rate}.wav"
+    soundfile.write(path, np.stack([left, right], axis=1).astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("rate", [48_000, 44_100])
+def test_mp4_keeps_the_recordings_rate_and_channels(tmp_path: Path, rate: int) -> None:
+    seconds = 1.3
+    clip = load_audio(_left_only_recording(tmp_path, rate, seconds))
+    assert (clip.sample_rate, clip.samples.ndim) == (16_000, 1)  # the analysis copy stays 16 kHz mono
+    path = tmp_path / "out.mp4"
+    with open_writer(path, FPS, clip) as writer:
+        for i in range(num_video_frames(clip.duration, FPS)):
+            writer.write(_frame(i))
+    info = probe_video(path)
+    assert info.audio_sample_rate == rate
+    samples, decoded_rate = _decoded_audio(path)
+    assert decoded_rate == rate and samples.shape[0] == 2
+    assert abs(samples.shape[1] - seconds * rate) <= 1024  # within one AAC frame
+    assert info.audio_duration == pytest.approx(seconds, abs=1024 / rate)
+    left, right = _rms(samples[0]), _rms(samples[1])
+    assert left == pytest.approx(0.4 / np.sqrt(2), rel=0.05)
+    assert right < 0.01 * left  # the tone stays on the left
+
+
+@pytest.mark.parametrize(("fps", "seconds"), [(1, 1.61), (1, 1.4), (7, 1.61), (25, 1.37), (Fraction(30000, 1001), 0.75)])
+def test_mp4_keeps_the_clips_duration_at_any_frame_rate(tmp_path: Path, fps: int | Fraction, seconds: float) -> None:
+    clip = load_audio(_left_only_recording(tmp_path, 48_000, seconds))
+    frames = num_video_frames(clip.duration, fps)
+    path = tmp_path / "out.mp4"
+    with open_writer(path, fps, clip) as writer:
+        for i in range(frames):
+            writer.write(_frame(i))
+    info = probe_video(path)
+    assert info.frames == frames
+    if frames > 1:  # (one frame has no rate: it is shown for the whole clip)
+        assert info.fps == pytest.approx(float(fps), rel=1e-3)
+    assert info.duration == pytest.approx(seconds, abs=1e-3)  # the last frame lasts until the clip ends
+    samples, rate = _decoded_audio(path)
+    assert abs(samples.shape[1] - seconds * rate) <= 1024  # within one AAC frame of the input
+    assert info.audio_duration == pytest.approx(seconds, abs=1024 / rate)
+    starts = []
+    with av.open(str(path)) as container:
+        starts = [float(frame.time) for frame in container.decode(video=0)]
+    np.testing.assert_allclose(starts, np.arange(frames) / float(fps), atol=1e-3)
+
+
+def test_png_sequence_keeps_the_recording(tmp_path: Path) -> None:
+    clip = load_audio(_left_only_recording(tmp_path, 48_000, 0.5))
+    with open_writer(tmp_path / "frames", FPS, clip) as writer:
+        for i in range(num_video_frames(clip.duration, FPS)):
+            writer.write(_frame(i))
+    samples, rate = soundfile.read(tmp_path / "frames" / "audio.wav", always_2d=True)
+    assert rate == 48_000 and samples.shape == (24_000, 2)
+    assert _rms(samples[:, 1]) < 0.01 * _rms(samples[:, 0])
 
 
 def _hidden(folder: Path) -> list[str]:
