@@ -51,6 +51,10 @@ LOWER_LID_RISE = 0.15
 #: Inward erosion of the eye's opening (share of the iris radius) before the eyeball shows: keeps the lash
 #: line's own pixels out of the eyeball layer.
 OPENING_EROSION = 0.15
+#: Share of the brightest pixels of the opening (iris left out) whose median is the sclera's colour, and how
+#: much darker the completed sclera gets one iris radius beyond the portrait's opening (the lid's shadow).
+SCLERA_SHARE = 0.2
+SCLERA_LID_SHADE = 0.25
 #: Gaze shifts smaller than this (pixels) leave the eye exactly as the warp drew it.
 STILL_GAZE_PX = 0.05
 
@@ -148,8 +152,18 @@ def opening_polygon(points: np.ndarray, eye: EyeIndices) -> np.ndarray:
     return np.concatenate([[a], upper, [b], lower[::-1]])
 
 
+def smooth_closed(polygon: np.ndarray, rounds: int = 2) -> np.ndarray:
+    """A closed polygon rounded by Chaikin's corner cutting (each round: every edge's 1/4 and 3/4 points)."""
+    points = np.asarray(polygon, np.float64)
+    for _ in range(rounds):
+        nxt = np.roll(points, -1, axis=0)
+        points = np.stack([0.75 * points + 0.25 * nxt, 0.25 * points + 0.75 * nxt], 1).reshape(-1, 2)
+    return points
+
+
 def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray, origin: np.ndarray, shift: int = 4) -> np.ndarray:
-    """Anti-aliased float mask (0..1) of a polygon in a patch whose top-left is ``origin``."""
+    """Anti-aliased float mask (0..1) of a (rounded) polygon in a patch whose top-left is ``origin``."""
+    polygon = smooth_closed(polygon)
     mask = np.zeros(shape, np.uint8)
     pts = np.round((polygon - origin) * (1 << shift)).astype(np.int32)
     cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=shift)
@@ -196,8 +210,8 @@ class EyeLayer:
                        1.0, -1, lineType=cv2.LINE_AA, shift=4)
         seen_iris = (disk > 0.5) & (inner > 0.5)
         sclera_px = (inner > 0.5) & (disk < 0.01)
-        sclera = _bright_median(patch[sclera_px]) if sclera_px.any() else patch[inner > 0.5].mean(0) \
-            if (inner > 0.5).any() else patch.reshape(-1, 3).mean(0)
+        sclera = _bright_median(patch[sclera_px if sclera_px.any() else (inner > 0.5) if (inner > 0.5).any()
+                                      else np.ones(patch.shape[:2], bool)])
         iris_colour = np.median(patch[seen_iris], axis=0) if seen_iris.any() else sclera * 0.5
         # The eyeball without its iris: the portrait's own pixels inside the opening (iris inpainted away),
         # the sclera's colour beyond them.
@@ -206,9 +220,22 @@ class EyeLayer:
         if hole.any():
             inside = cv2.inpaint(np.clip(patch, 0, 255).astype(np.uint8), hole.astype(np.uint8),
                                  max(2.0, radius * 0.3), cv2.INPAINT_TELEA).astype(np.float32)
-        keep = inner[..., None]
-        background = inside * keep + sclera[None, None, :] * (1 - keep)
-        iris_full = patch * keep + iris_colour[None, None, :] * (1 - keep)
+        # Beyond the portrait's opening the sclera continues its own texture and shading (inpainted from the
+        # opening's edge), darkening toward the sclera's shadowed colour farther out (under a raised lid).
+        known = inner > 0.5
+        far = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 3)
+        reach = max(radius, 2.0)
+        shade = 1.0 - SCLERA_LID_SHADE * np.clip(far / reach, 0.0, 1.0)
+        shaded = (sclera[None, None, :] * shade[..., None]).astype(np.float32)
+        seed = np.where(known[..., None], inside, shaded)
+        band = ~known & (far <= reach)
+        background = inside
+        if band.any():
+            background = cv2.inpaint(np.clip(seed, 0, 255).astype(np.uint8), band.astype(np.uint8), max(2.0, 0.5 * reach),
+                                     cv2.INPAINT_TELEA).astype(np.float32)
+            background = np.where(band[..., None], 0.5 * (background + shaded), background)
+        background = np.where(known[..., None], inside, background)
+        iris_full = np.where(known[..., None], patch, iris_colour[None, None, :]).astype(np.float32)
         rim = np.clip(opening - inner, 0.0, 1.0)
         return cls(eye, (x0, y0, x1, y1), background, iris_full, disk, 1.0 - rim, radius)
 
@@ -239,9 +266,9 @@ class EyeLayer:
 
 
 def _bright_median(pixels: np.ndarray) -> np.ndarray:
-    """Median colour of the brighter half of some pixels (the sclera without lash shadows)."""
+    """Median colour of the brightest :data:`SCLERA_SHARE` of some pixels (the sclera, not lashes or shadow)."""
     luma = pixels.mean(1)
-    return np.median(pixels[luma >= np.median(luma)], axis=0)
+    return np.median(pixels[luma >= np.quantile(luma, 1.0 - SCLERA_SHARE)], axis=0)
 
 
 def _translation(offset: np.ndarray) -> np.ndarray:

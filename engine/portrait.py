@@ -84,7 +84,7 @@ class TransferConfig:
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
         "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (0.1, 0.3), "disgust": (0.1, 0.25),
-        "fear": (-0.3, 0.0), "surprise": (-0.35, 0.0)})
+        "fear": (-0.15, 0.0), "surprise": (-0.2, 0.0)})
 
 
 @dataclass
@@ -98,6 +98,9 @@ class PreparedPortrait:
     openings: np.ndarray  # (num_frames,) mouth opening per frame, 0..1
     model_shape: np.ndarray  # (68, 2) the neutralised shape the motion model reads (face units)
     sitter_motion: np.ndarray  # (68, 2) face units: the sitter's own expression, taken out of every frame
+    #: (68, 2) face units: the part of :attr:`sitter_motion` that closes the sitter's parted lips (a smile
+    #: with teeth keeps them when happiness is asked for again).
+    sitter_lips: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     brush_cache: dict = field(default_factory=dict, repr=False)
     #: Loudness per frame (0..1; zeros without audio): the head nods on its stresses.
@@ -237,18 +240,29 @@ class PortraitAnimator:
     def _prepared(self, rig: PortraitRig, clip, fps: int, num_frames: int, openings: np.ndarray) -> PreparedPortrait:
         mean, std = self.motion.mean_shape, self.motion.shape_std
         warnings: list[str] = []
-        sitter = np.zeros((68, 2))
+        sitter = lips = np.zeros((68, 2))
         shape = clamp_shape(rig.shape, mean, std)
         if self.cfg.neutralise and (rig.sitter_smile > 0 or rig.sitter_opening > 0):
             weights = np.zeros(len(self.emotions), np.float32)
             weights[self.emotions.index("happiness")] = rig.sitter_smile * self.cfg.neutralise_gain
-            sitter = self.motion.displacement(shape, [rig.sitter_opening], weights)[0]
+            sitter, smile = self.motion.displacement(shape, [rig.sitter_opening, 0.0], np.stack([weights, weights]))
+            lips = sitter - smile
             shape = clamp_shape(rig.shape - sitter, mean, std)
             if rig.sitter_smile > 0.2:
                 warnings.append(f"the sitter smiles (about {rig.sitter_smile:.0%}); the smile is taken out so "
                                 "other emotions can read")
         return PreparedPortrait(rig=rig, audio=clip, fps=fps, num_frames=num_frames, openings=openings,
-                                model_shape=shape, sitter_motion=sitter, warnings=warnings)
+                                model_shape=shape, sitter_motion=sitter, sitter_lips=lips, warnings=warnings)
+
+    def sitter_removal(self, prepared: PreparedPortrait, weights: np.ndarray) -> np.ndarray:
+        """(68, 2) face units of the sitter's own expression taken out of a frame with these sliders: all of
+        it, except that a smiling sitter's parted lips come back as happiness reaches the sitter's smile."""
+        smile = prepared.rig.sitter_smile
+        if prepared.sitter_lips is None or smile <= 0 or "happiness" not in self.emotions:
+            return prepared.sitter_motion
+        happiness = float(np.asarray(weights, np.float64)[self.emotions.index("happiness")])
+        keep = float(np.clip(happiness / smile, 0.0, 1.0))
+        return prepared.sitter_motion - keep * prepared.sitter_lips
 
     # ------------------------------------------------------------------ motion
     def _gain(self, strengths: np.ndarray) -> float:
@@ -294,15 +308,20 @@ class PortraitAnimator:
                     painted: np.ndarray | None = None) -> np.ndarray:
         """Displacement (68, 2) in face units of the portrait's landmarks at one frame (sitter taken out)."""
         speech, expression = self._motion_parts(prepared, gates, frame_index, painted)
-        return speech + expression - prepared.sitter_motion
+        return speech + expression - self.sitter_removal(prepared, self._weights(gates))
+
+    def _weights(self, gates: GateControl) -> np.ndarray:
+        """The sliders of a gate control as a vector of the animator's emotions (zeros where unset)."""
+        weights = np.zeros(len(self.emotions), np.float32)
+        if gates.global_weights is not None:
+            weights[:] = np.asarray(gates.global_weights, np.float32)[: len(self.emotions)]
+        return weights
 
     def _motion_parts(self, prepared: PreparedPortrait, gates: GateControl, frame_index: int,
                       painted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(speech motion, expression motion with its gain), each (68, 2) face units."""
         opening = float(prepared.openings[frame_index]) if prepared.num_frames else 0.0
-        weights = np.zeros(len(self.emotions), np.float32)
-        if gates.global_weights is not None:
-            weights[:] = np.asarray(gates.global_weights, np.float32)[: len(self.emotions)]
+        weights = self._weights(gates)
         alpha = None if painted is None else np.asarray(gates.local_alpha, np.float32)[: len(self.emotions)]
         zero = np.zeros_like(weights)
         rows = self.motion.displacement(prepared.model_shape, [opening, opening], np.stack([zero, weights]),
@@ -324,7 +343,7 @@ class PortraitAnimator:
         brush = self._painted_at_landmarks(prepared, control)
         speech, expression = self._motion_parts(prepared, GateControl(control.global_weights), frame_index)
         turn = parallax(self.head_pose(prepared, gates, frame_index))
-        plain = speech + expression - prepared.sitter_motion + turn
+        plain = speech + expression - self.sitter_removal(prepared, self._weights(control)) + turn
         moved = rig.control_weights @ rig.to_pixels.apply_vectors(plain)
         if brush is not None:
             painted, blend = brush
