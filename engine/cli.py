@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import signal
 import sys
@@ -163,11 +162,18 @@ class CheckedInputs:
     emotions: list[str]
 
 
-def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """(outputs, inputs) of ``moee render`` as ``(label, path)`` pairs, for :func:`engine.paths.check_outputs_spare_inputs`."""
+    from engine.config import DEFAULT_MODEL_DIR
+
+    outputs = [("-o", args.output), ("--frames-dir", args.frames_dir)]
+    inputs = [("the portrait", args.portrait), ("the audio", args.audio),
+              ("the --emotion-audio clip", args.emotion_audio),
+              *(("the --mask", mask) for mask in args.mask),
+              ("the model folder", args.model if args.model is not None else DEFAULT_MODEL_DIR),
+              *(("the --expert pack", pack) for pack in args.expert),
+              ("the --calibration file", None if args.calibration in (None, "off") else args.calibration)]
+    return outputs, inputs
 
 
 def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
@@ -179,19 +185,15 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     from engine.emotions import parse_mix
     from engine.errors import EmotionSpecError
     from engine.image import load_image, load_mask
+    from engine.paths import check_outputs_spare_inputs
     from engine.video import check_output
 
-    inputs = [path for path in (args.portrait, args.audio, args.emotion_audio, *args.mask) if path]
-    outputs = [args.output] + ([args.frames_dir] if args.frames_dir is not None else [])
-    for output in outputs:
-        for source in inputs:
-            if _same_file(output, source):
-                raise OutputError(f"the output {output} is one of the inputs; choose another output name")
     if args.frames_dir is not None and Path(args.frames_dir).resolve() == Path(args.output).resolve():
         raise OutputError(f"--frames-dir and -o are the same path ({args.output}); give them different names")
     check_output(args.output, overwrite=args.overwrite)
     if args.frames_dir is not None:
         check_output(args.frames_dir, format="png", overwrite=args.overwrite)
+    check_outputs_spare_inputs(*render_paths(args))
 
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
     config = read_model_config(model_dir)
