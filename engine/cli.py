@@ -205,7 +205,8 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     if args.calibration is not None:
         curves_from_argument(args.calibration)
 
-    portrait = load_image(args.portrait)
+    # The portrait path needs the portrait at --max-size only: a huge file is decoded reduced (engine/image.py).
+    portrait = load_image(args.portrait, max_side=args.max_size if args.frame == "portrait" else None)
     audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
     emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
                      if args.emotion_audio is not None else None)

@@ -121,3 +121,31 @@ def test_the_path_check_itself():
     assert output_input_conflict(here.parent, here) == "contains"
     assert output_input_conflict(here.parent / "new.mp4", here) is None
     assert output_input_conflict(here, here.parent) is None  # a file beside its folder's other files
+
+
+def test_a_huge_rgba_png_is_converted_in_bands_and_reduced(tmp_path):
+    """Issue 30 item 2: a 6000 x 4000 RGBA PNG is composited and shrunk band by band: the numpy
+    temporaries stay far below the full-size float copies (about 1 GB for this image before)."""
+    import tracemalloc
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from engine.image import load_image
+
+    rgba = np.zeros((4000, 6000, 4), np.uint8)
+    rgba[..., :3] = cv2.resize(np.asarray(Image.open(ASSETS / "portrait.png").convert("RGB")), (6000, 4000))
+    rgba[..., 3] = 255
+    rgba[:400, :, 3] = 0  # a transparent band on top: composited onto white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "huge.png", compress_level=1)
+    del rgba
+    tracemalloc.start()
+    try:
+        image = load_image(tmp_path / "huge.png", max_side=512)
+        _size, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert image.shape == (341, 512, 3)
+    assert (image[:30] == 255).all()  # the transparent band is white
+    assert peak < 150 * 2**20, f"{peak / 2**20:.0f} MB of numpy temporaries"
