@@ -102,3 +102,37 @@ def check_outputs_spare_inputs(outputs: Sequence[LabelledPath], inputs: Sequence
             if conflict == "contains":
                 raise OutputError(f"{out_label} {output} contains one of the inputs: {in_label} {source}; writing "
                                   f"that folder would replace it, so choose another {out_label} path")
+
+
+#: Longest file name most file systems take (bytes), when the folder cannot be asked (os.pathconf).
+DEFAULT_NAME_MAX = 255
+#: Bytes a temporary name adds to an output's name (engine/atomic.py: ``.NAME.<pid>.<8 random>.tmp``).
+TEMP_NAME_OVERHEAD = 32
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or of its nearest existing parent) takes."""
+    for candidate in (folder, *folder.parents):
+        try:
+            return int(os.pathconf(candidate, "PC_NAME_MAX"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return DEFAULT_NAME_MAX
+
+
+def check_output_name(flag: str, path: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`OutputError`, naming ``flag``) an output path with a name longer than the file system
+    takes, counting what the temporary name of an atomic write adds to the last part."""
+    target = Path(os.path.abspath(path))
+    limit = _name_max(target.parent)
+    parts = target.parts[1:]
+    for index, part in enumerate(parts):
+        size = len(os.fsencode(part))
+        last = index == len(parts) - 1
+        allowed = limit - TEMP_NAME_OVERHEAD if last else limit
+        if size > allowed:
+            what = "file name" if last else "folder name"
+            raise OutputError(f"{flag}: the {what} {part[:40]}... is {size} bytes long; at most {allowed} fit "
+                              f"(the file system takes {limit}" + (f", and the temporary name of the write adds "
+                                                                   f"{TEMP_NAME_OVERHEAD}" if last else "")
+                              + "): choose a shorter name")

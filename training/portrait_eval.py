@@ -239,7 +239,9 @@ def _check_file_output(flag: str, path: str, suffixes: tuple[str, ...] | None = 
     whose folder is missing or read-only: checked before minutes of measuring."""
     from engine.atomic import check_writable_folder
     from engine.errors import OutputError
+    from engine.paths import check_output_name
 
+    check_output_name(flag, path)
     target = Path(path)
     if suffixes is not None and target.suffix.lower() not in suffixes:
         raise OutputError(f"{flag} {path}: cannot tell the image format; use a file name ending in "
