@@ -84,6 +84,9 @@ def output_error_from(exc: OSError, target: str | os.PathLike[str]) -> OutputErr
         return OutputError(f"no space left on device while writing {target}; free some disk space")
     if code in _READ_ONLY_ERRNOS:
         return OutputError(f"cannot write to {target.parent}: folder is read-only ({os.strerror(code)})")
+    if code == errno.ENAMETOOLONG:
+        return OutputError(f"cannot write {target.name[:40]}...: the name is too long for the file system; "
+                           "choose a shorter name")
     return None
 
 

@@ -26,6 +26,7 @@ import psutil
 import torch
 
 from engine.config import get_config
+from engine.errors import MoEEError
 from engine.moee import GateControl
 from engine.pipeline import DEFAULT_MODEL_DIR, Animator, PreparedInputs
 from engine.resources import demo_audio, demo_portrait
@@ -55,6 +56,13 @@ def peak_rss() -> dict:
     finally:
         stop.set()
         thread.join()
+
+
+def check_counts(**counts: int) -> None:
+    """Refuse (:class:`MoEEError` naming the setting) a count below 1: a median of nothing is no figure."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MoEEError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 def _inputs(tmp: Path, size: int) -> tuple[object, object]:
@@ -171,6 +179,7 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
     """Run the measurements (module docstring). ``crop`` is the portrait crop of ``Animator.prepare`` and
     ``keep_background`` overrides the model's sampling setting (None: the model's); "none" and False
     leave MediaPipe out (its face detection and person matte), e.g. on a GPU machine without it."""
+    check_counts(steps=steps, repeats=repeats, frames=frames)
     animator, source = _bench_animator(model_dir, config, device, keep_background)
     cfg = animator.cfg
     rng = np.random.default_rng(0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import signal
 import sys
@@ -18,15 +17,17 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.audio import DEFAULT_MAX_DURATION
-from engine.config import DEFAULT_MAX_SIZE, MAX_FPS, sampling_value_problem
+# Only light modules at import time (numpy and the rest load inside the commands): a Ctrl-C while
+# ``moee`` starts lands inside main(), which prints "interrupted" instead of a traceback.
 from engine.errors import MoEEError, OutputError
 from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 #: Most denoising steps a render accepts (more is a typo; the schedule has 1000 steps).
 MAX_STEPS = 1000
@@ -36,6 +37,15 @@ MAX_SEED = 2**63 - 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+#: Signals that stop a command like Ctrl-C (unwinding through the atomic writers): SIGTERM (``kill``) and,
+#: where the platform has it, SIGHUP (the terminal was closed). The exit code is 128 + the signal.
+TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+#: Devices ``--device`` names (``cuda:N`` picks one GPU).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+#: Bench defaults.
+BENCH_STEPS, BENCH_REPEATS, BENCH_FRAMES = 8, 7, 8
+#: Most repeats and frames a bench takes (more is a typo: the 4x clip alone would take hours).
+MAX_BENCH_REPEATS, MAX_BENCH_FRAMES = 1000, 1000
 #: A render estimated to take longer than this (seconds) or hold more than this memory (bytes) gets a note.
 LONG_RENDER_SECONDS = 10 * 60
 LARGE_RENDER_BYTES = 4 * 2**30
@@ -49,7 +59,11 @@ BYTES_PER_FRAME_PIXEL = 64
 
 
 class TerminatedError(KeyboardInterrupt):
-    """SIGTERM arrived: unwinds like Ctrl-C, so every temporary file is removed on the way out."""
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every temporary file is removed on the way out."""
+
+    def __init__(self, signum: int = int(signal.SIGTERM)) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = int(signum)
 
 
 def number_flag(flag: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -63,6 +77,8 @@ def number_flag(flag: str, *, low: float | None = None, high: float | None = Non
     """
 
     def parse(text: str) -> float:
+        from engine.config import sampling_value_problem
+
         try:
             value: float = int(text) if integer else float(text)
         except ValueError:
@@ -104,6 +120,9 @@ def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
 
 
 def _add_render(sub: argparse._SubParsersAction) -> None:
+    from engine.audio import DEFAULT_MAX_DURATION
+    from engine.config import DEFAULT_MAX_SIZE, MAX_FPS
+
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
     p.add_argument("portrait", help="portrait image (png, jpg, ...)")
     p.add_argument("audio", nargs="?", default=None,
@@ -162,7 +181,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True),
                    default=DEFAULT_MAX_SIZE, help=f"cap of the output's long side in pixels (default {DEFAULT_MAX_SIZE})")
     p.add_argument("--crop", default="auto", choices=["auto", "face", "none"], help="face crop of --frame crop")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--face", type=number_flag("--face", low=1, integer=True), default=None, metavar="N",
+                   help="which face to animate when the portrait shows several: 1 = the leftmost (--frame portrait)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (--frame crop)")
     p.set_defaults(func=run_render)
 
 
@@ -176,49 +197,111 @@ class CheckedInputs:
     masks: list[Any]  # float32 H x W in 0..1, one per --mask
     model_dir: Path
     emotions: list[str]
+    mesh: Any = None  # the portrait's MediaPipe points (--frame portrait: found before any weights are read)
 
 
-def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """(outputs, inputs) of ``moee render`` as ``(label, path)`` pairs, for :func:`engine.paths.check_outputs_spare_inputs`."""
+    from engine.config import DEFAULT_MODEL_DIR
+
+    outputs = [("-o", args.output), ("--frames-dir", args.frames_dir)]
+    inputs = [("the portrait", args.portrait), ("the audio", args.audio),
+              ("the --emotion-audio clip", args.emotion_audio),
+              *(("the --mask", mask) for mask in args.mask),
+              ("the model folder", args.model if args.model is not None else DEFAULT_MODEL_DIR),
+              *(("the --expert pack", pack) for pack in args.expert),
+              ("the --calibration file", None if args.calibration in (None, "off") else args.calibration)]
+    return outputs, inputs
+
+
+def check_device(device: str, flag: str = "--device") -> None:
+    """Refuse (:class:`DeviceError`) a device this machine does not have, before any model loads."""
+    from engine.errors import DeviceError
+
+    kind, _, index = device.partition(":")
+    if kind not in DEVICE_CHOICES or (index and (kind != "cuda" or not index.isdigit())):
+        raise DeviceError(f"{flag} {device!r} is not a device; choose {', '.join(DEVICE_CHOICES)} or cuda:N")
+    if kind in ("auto", "cpu"):
+        return
+    import torch
+
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "without CUDA"
+            raise DeviceError(f"{flag} {device}: no CUDA GPU is usable here (PyTorch {torch.__version__}, built "
+                              f"{build}); use --device cpu or auto")
+        if index and int(index) >= count:
+            raise DeviceError(f"{flag} {device}: this machine has {count} CUDA GPU(s), numbered 0 to {count - 1}")
+    elif not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise DeviceError(f"{flag} mps: Apple's Metal (MPS) is not available here; use --device cpu or auto")
+
+
+def _render_emotions(args: argparse.Namespace, model_dir: Path) -> list[str]:
+    """The sliders the render will have, from the model folder's config (read and checked, no weights).
+
+    The portrait path needs only the motion model (``motion.json`` + ``motion.safetensors``); a folder with
+    the pixel model alone is animated by the bundled motion model (a note says so when it renders).
+    """
+    from engine.config import CONFIG_FILE, DEFAULT_MODEL_DIR, read_model_config
+    from engine.errors import CheckpointError
+    from engine.motion import MOTION_CONFIG, MOTION_WEIGHTS, read_motion_config
+
+    if args.frame == "portrait":
+        if (model_dir / MOTION_CONFIG).is_file():
+            return list(read_motion_config(model_dir).emotions)
+        if not (model_dir / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{model_dir} is not a MoEE model folder: {CONFIG_FILE} is missing, and so is "
+                                  f"{MOTION_CONFIG}, the motion model the default renderer needs (with {MOTION_WEIGHTS})")
+        read_model_config(model_dir)
+        return list(read_motion_config(DEFAULT_MODEL_DIR).emotions)
+    config = read_model_config(model_dir)
+    return list(config.get("emotions", config["config"].get("moee", {}).get("emotions", [])))
 
 
 def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
-    """Check everything a render reads and writes before the model loads (25-35 s): outputs, model
-    folder, portrait, audio, masks and the emotion mix. Raises the matching :class:`MoEEError`."""
+    """Check everything a render reads and writes before the model loads: outputs (names, formats, never
+    an input), the device, the model folder's config, portrait, audio, masks, the emotion mix and, on the
+    portrait path, the face itself. Raises the matching :class:`MoEEError`."""
     from engine.audio import DEFAULT_SAMPLE_RATE, load_audio
     from engine.calibration import curves_from_argument
-    from engine.config import DEFAULT_MODEL_DIR, read_model_config
+    from engine.config import DEFAULT_MODEL_DIR
     from engine.emotions import parse_mix
     from engine.errors import EmotionSpecError
     from engine.image import load_image, load_mask
+    from engine.paths import check_output_name, check_outputs_spare_inputs
     from engine.video import check_output
 
-    inputs = [path for path in (args.portrait, args.audio, args.emotion_audio, *args.mask) if path]
-    outputs = [args.output] + ([args.frames_dir] if args.frames_dir is not None else [])
-    for output in outputs:
-        for source in inputs:
-            if _same_file(output, source):
-                raise OutputError(f"the output {output} is one of the inputs; choose another output name")
+    for flag, path in (("-o", args.output), ("--frames-dir", args.frames_dir)):
+        if path is not None:
+            check_output_name(flag, path)
     if args.frames_dir is not None and Path(args.frames_dir).resolve() == Path(args.output).resolve():
         raise OutputError(f"--frames-dir and -o are the same path ({args.output}); give them different names")
     check_output(args.output, overwrite=args.overwrite)
     if args.frames_dir is not None:
         check_output(args.frames_dir, format="png", overwrite=args.overwrite)
+    check_outputs_spare_inputs(*render_paths(args))
+    if args.text is not None and not args.text.strip():
+        raise EmotionSpecError("--text is empty; describe the emotion (e.g. 'sadly surprised') or leave --text out")
+    if args.face is not None and args.frame != "portrait":
+        raise EmotionSpecError("--face picks a face for --frame portrait; for --frame crop, crop the portrait to "
+                               "one face")
+    if args.frame == "crop":
+        check_device(args.device)
 
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
-    config = read_model_config(model_dir)
-    emotions = list(config.get("emotions", config["config"].get("moee", {}).get("emotions", [])))
+    emotions = _render_emotions(args, model_dir)
     if args.expert:
         from engine.checkpoint import read_expert_metadata
 
-        emotions += [read_expert_metadata(pack).get("emotion", "") for pack in args.expert]
+        packs = [read_expert_metadata(pack).get("emotion", "") for pack in args.expert]
+        if args.frame == "crop":
+            emotions += packs
     if args.calibration is not None:
         curves_from_argument(args.calibration)
 
-    portrait = load_image(args.portrait)
+    # The portrait path needs the portrait at --max-size only: a huge file is decoded reduced (engine/image.py).
+    portrait = load_image(args.portrait, max_side=args.max_size if args.frame == "portrait" else None)
     audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration) if args.audio else None
     emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
                      if args.emotion_audio is not None else None)
@@ -229,7 +312,19 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     for name in args.mask_emotion:
         parse_mix(name, emotions)
     masks = [load_mask(path) for path in args.mask]
-    return CheckedInputs(portrait, audio, emotion_audio, masks, model_dir, emotions)
+    mesh = _portrait_face(portrait, args.face) if args.frame == "portrait" else None
+    return CheckedInputs(portrait, audio, emotion_audio, masks, model_dir, emotions, mesh)
+
+
+def _portrait_face(portrait: Any, face: int | None) -> Any:
+    """The face the portrait path will animate (MediaPipe points), checked as the rig checks it: no face,
+    several without ``--face``, a tiny or turned face are refused here, before any weights are read."""
+    from engine.face import detect_landmarks
+    from engine.portrait_rig import check_face
+
+    points = detect_landmarks(portrait, face=face).points
+    check_face(points, portrait.shape)
+    return points
 
 
 def check_clip_length(args: argparse.Namespace) -> None:
@@ -328,7 +423,7 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     life = LifeConfig(blinks_per_minute=args.blinks, head_motion=args.head_motion, gaze=args.gaze, seed=args.seed)
     prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_size=args.max_size,
                                 max_duration=args.max_duration, num_frames=silent_frames(args, DEFAULT_FPS),
-                                life=life)
+                                mesh=checked.mesh, life=life)
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)
@@ -387,14 +482,20 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from engine.config import CONFIGS
+
     p = sub.add_parser("bench", help="measure preview latency, clip speed and memory (JSON)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.add_argument("--model", default=None, help="model folder (default: the bundled demo model)")
-    p.add_argument("--config", default=None, help="benchmark an untrained config instead (tiny, demo, sd15)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--steps", type=int, default=8, help="denoising steps of the preview")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--frames", type=int, default=8, help="clip length of the base clip measurement")
+    p.add_argument("--config", default=None, choices=sorted(CONFIGS),
+                   help="benchmark an untrained config instead (tiny, demo, sd15)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--steps", type=number_flag("--steps", low=1, high=MAX_STEPS, integer=True), default=BENCH_STEPS,
+                   help="denoising steps of the preview")
+    p.add_argument("--repeats", type=number_flag("--repeats", low=1, high=MAX_BENCH_REPEATS, integer=True),
+                   default=BENCH_REPEATS, help="measurements of each figure (the median is reported)")
+    p.add_argument("--frames", type=number_flag("--frames", low=1, high=MAX_BENCH_FRAMES, integer=True),
+                   default=BENCH_FRAMES, help="clip length of the base clip measurement")
     p.add_argument("--crop", default="auto", choices=["auto", "face", "none"],
                    help="portrait crop (none: no face detection, the portrait as it is)")
     p.add_argument("--keep-background", choices=("yes", "no"), default=None,
@@ -409,7 +510,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import json
 
+    check_device(args.device)
     if args.portrait is not None:
+        from engine.image import load_image
+
+        load_image(args.portrait, max_side=args.max_size)  # a bad portrait is refused before the model loads
         from engine.portrait_bench import run_portrait_benchmarks
 
         result = run_portrait_benchmarks(args.portrait, model_dir=args.model, max_size=args.max_size,
@@ -475,6 +580,8 @@ class Command(Protocol):
 
 def installed_commands() -> list[EntryPoint]:
     """The :data:`COMMAND_GROUP` entry points of the installed distributions (the first of each name)."""
+    from importlib.metadata import entry_points
+
     found: dict[str, EntryPoint] = {}
     for point in entry_points(group=COMMAND_GROUP):
         found.setdefault(point.name, point)
@@ -522,38 +629,44 @@ def build_parser(commands: Iterable[EntryPoint] | None = None) -> argparse.Argum
 
 
 def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
-    raise TerminatedError(f"signal {signum}")
+    raise TerminatedError(signum)
 
 
 @contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`TerminatedError` (main thread only; elsewhere a no-op),
-    so a killed render unwinds through the atomic writers and leaves no hidden temporary file behind."""
+    """While the block runs, SIGTERM and SIGHUP (:data:`TERMINATING_SIGNALS`) raise :class:`TerminatedError`
+    (main thread only; elsewhere a no-op), so a killed render, or one whose terminal was closed, unwinds
+    through the atomic writers and leaves no hidden temporary file behind."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in TERMINATING_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None, commands: Iterable[EntryPoint] | None = None) -> int:
     """Run ``moee`` with ``argv`` (default: the process's); ``commands``: as :func:`build_parser`. The exit code."""
     try:
-        args = build_parser(commands).parse_args(argv)
-    except SystemExit as exc:  # --help (0), or a bad argument: argparse printed why (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
-    try:
-        with sigterm_unwinds():
+        with sigterm_unwinds():  # from the start: Ctrl-C while the subcommands load is a message too
+            try:
+                args = build_parser(commands).parse_args(argv)
+            except SystemExit as exc:  # --help (0), or a bad argument: argparse printed why (2)
+                return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
             return int(args.func(args) or 0)
     except MoEEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except TerminatedError:
-        print("terminated; nothing was written", file=sys.stderr)
-        return EXIT_TERMINATED
+    except TerminatedError as exc:
+        try:
+            name = signal.Signals(exc.signum).name
+        except ValueError:
+            name = f"signal {exc.signum}"
+        print(f"terminated; nothing was written ({name})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -39,5 +39,9 @@ class OutputError(MoEEError):
     """An output file cannot be written (read-only folder, full disk, ...)."""
 
 
+class DeviceError(MoEEError):
+    """The requested device (``--device cuda``, ``mps``, ...) is not available on this machine."""
+
+
 class CancelledError(MoEEError):
     """A render was cancelled through its cancel token."""

@@ -35,6 +35,8 @@ SYNTHETIC_POINTS = 68
 REGIONS: tuple[str, ...] = ("brows", "eyes", "nose", "mouth", "cheeks", "jaw", "forehead")
 
 MIN_DETECTION_CONFIDENCE = 0.5
+#: Most faces one detection reports (a portrait with more is said to have "at least" this many).
+MAX_FACES = 6
 DEFAULT_CROP_MARGIN = 0.45  # extra side length around the landmark box, as a fraction of it
 DEFAULT_FEATHER = 0.02  # Gaussian feather of region masks, as a fraction of min(height, width)
 DEFAULT_MOUTH_DILATE = 0.2  # growth of the mouth mask, as a fraction of the mouth width
@@ -119,7 +121,7 @@ def _run_graph(name: str, create: Callable[[], Any], image: np.ndarray) -> Any:
 
 def _face_mesh() -> Any:
     mp = _mediapipe("finding the face (--crop auto or face)")
-    return mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=2,
+    return mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=MAX_FACES,
                                            min_detection_confidence=MIN_DETECTION_CONFIDENCE)
 
 
@@ -139,20 +141,31 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def detect_landmarks(image: np.ndarray) -> FaceLandmarks:
-    """MediaPipe Face Mesh landmarks (478 points) of the single face in an RGB uint8 image.
+def detect_landmarks(image: np.ndarray, face: int | None = None) -> FaceLandmarks:
+    """MediaPipe Face Mesh landmarks (478 points) of one face in an RGB uint8 image.
 
-    Raises :class:`NoFaceError` when there is no face or more than one.
+    ``face``: which face of several, numbered 1, 2, ... from left to right (by the middle of each face);
+    None asks for the single face. Raises :class:`NoFaceError` when there is no face, when there are
+    several and ``face`` is None (the message says how many and how to pick one), or when ``face`` is
+    past the last one.
     """
     image = _check_image(image)
     result = _run_graph("face_mesh", _face_mesh, image)
     faces = result.multi_face_landmarks or []
     if not faces:
         raise NoFaceError("no face found in the portrait; use a clear, frontal photo of one face")
-    if len(faces) > 1:
-        raise NoFaceError(f"found {len(faces)} faces; crop the portrait to one face")
     h, w = image.shape[:2]
-    arr = np.array([(p.x * w, p.y * h, p.z * w) for p in faces[0].landmark], dtype=np.float32)
+    found = [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], dtype=np.float32) for f in faces]
+    found.sort(key=lambda arr: float(arr[:, 0].mean()))
+    count = f"at least {len(found)}" if len(found) >= MAX_FACES else str(len(found))
+    if face is None and len(found) > 1:
+        raise NoFaceError(f"found {count} faces in the portrait; pick one with --face N (1 = the leftmost, "
+                          f"{len(found)} = the rightmost), or crop the portrait to one face")
+    index = 1 if face is None else int(face)
+    if not 1 <= index <= len(found):
+        raise NoFaceError(f"--face {index} asks for face {index} from the left, but {count} "
+                          f"face{'s were' if len(found) > 1 else ' was'} found; choose 1 to {len(found)}")
+    arr = found[index - 1]
     pts = arr[:, :2].copy()
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     return FaceLandmarks(points=pts, z=arr[:, 2].copy(), box=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])))

@@ -54,6 +54,12 @@ LIP_CONTEXT = 2
 LIP_LEVEL_FLOOR = 1e-3
 
 
+#: Accepted range of each size of a motion config (the shipped model: width 64, 4 tokens of 32, 4 heads).
+MOTION_SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    "width": (1, 4096), "emotion_tokens": (1, 256), "emotion_dim": (1, 4096), "heads": (1, 64),
+    "trunk_layers": (0, 64), "lip_hidden": (1, 4096), "lip_context": (0, 64)}
+
+
 @dataclass(frozen=True)
 class MotionConfig:
     """Sizes of the motion MoE (small: it trains in minutes and runs in about a millisecond on a CPU)."""
@@ -77,16 +83,27 @@ class MotionConfig:
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
         try:
-            kwargs["emotions"] = tuple(str(e) for e in kwargs.get("emotions", cls.emotions))
+            emotions = kwargs.get("emotions", list(cls.emotions))
+            if not (isinstance(emotions, list) and emotions and all(isinstance(e, str) and e.strip() for e in emotions)
+                    and len(set(emotions)) == len(emotions)):
+                raise ValueError(f"emotions must be a list of distinct emotion names, not {emotions!r}")
+            kwargs["emotions"] = tuple(emotions)
             cfg = cls(**kwargs)
-            for name in ("width", "emotion_tokens", "emotion_dim", "heads", "lip_hidden"):
-                if int(getattr(cfg, name)) < 1:
-                    raise ValueError(f"{name} must be at least 1")
+            for name, (low, high) in MOTION_SIZE_BOUNDS.items():
+                value = getattr(cfg, name)
+                if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                    raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
             if cfg.width % cfg.heads:
                 raise ValueError(f"width {cfg.width} is not divisible by heads {cfg.heads}")
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{source}: bad motion config: {exc}") from exc
         return cfg
+
+    def weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the tensors that pin each size of this config down (``moe.`` / ``lips.`` names)."""
+        return {"moe.token_embedding": (MOTION_LANDMARKS, self.width),
+                "moe.emotion_latents": (len(self.emotions), self.emotion_tokens, self.emotion_dim),
+                "lips.net.0.weight": (self.lip_hidden, 2 * self.lip_context + 1)}
 
 
 def painted_token_weights(g: torch.Tensor, s: torch.Tensor, painted: torch.Tensor | None,
@@ -285,29 +302,77 @@ class MotionModel:
 
         folder = Path(folder)
         config_path, weights_path = folder / MOTION_CONFIG, folder / MOTION_WEIGHTS
-        if not config_path.is_file() or not weights_path.is_file():
-            raise CheckpointError(
-                f"{folder} has no motion model ({MOTION_CONFIG} + {MOTION_WEIGHTS}); train one with "
-                "`moee train-motion --out FOLDER` or render the model-size crop with --output crop")
-        try:
-            meta = json.loads(config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{config_path}: not a readable JSON file ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format_version") != MOTION_FORMAT_VERSION:
-            raise CheckpointError(f"{config_path}: unsupported motion model format "
-                                  f"(expected format_version {MOTION_FORMAT_VERSION})")
-        cfg = MotionConfig.from_json(meta.get("config"), str(config_path))
+        meta, cfg = _read_motion_meta(folder)
         try:
             tensors = load_file(str(weights_path))
         except (OSError, SafetensorError) as exc:
             raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from exc
+        _check_weights(cfg, tensors, weights_path, config_path)
         moe, lips = MotionMoE(cfg), LipModel(cfg)
         for prefix, module in (("moe.", moe), ("lips.", lips)):
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{weights_path}: weights do not match {config_path}: {exc}") from exc
+            problem = _state_problem(module, state, prefix)
+            if problem:
+                raise CheckpointError(f"{weights_path} does not fit {config_path}: {problem}")
+            module.load_state_dict(state, strict=True)
         moe.eval()
         lips.eval()
         return cls(moe, lips, dict(meta.get("notes") or {}))
+
+
+def _check_weights(cfg: MotionConfig, tensors: dict[str, torch.Tensor], weights_path: Path, config_path: Path) -> None:
+    """Refuse (CheckpointError) weights holding NaN or infinity, or whose sizes are not the config's."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights_path}: the tensor {name} holds NaN or infinite values; the motion model "
+                                  "is damaged: restore the file or train it again (moee train-motion)")
+    for name, expected in cfg.weight_shapes().items():
+        found = tensors.get(name)
+        if found is None:
+            raise CheckpointError(f"{weights_path}: the tensor {name} is missing; not a motion model of this version")
+        if tuple(found.shape) != expected:
+            raise CheckpointError(
+                f"{weights_path} does not fit {config_path}: {name} is {'x'.join(map(str, found.shape))} in the "
+                f"weights but {'x'.join(map(str, expected))} by the config (width {cfg.width}, "
+                f"{len(cfg.emotions)} emotions, {cfg.emotion_tokens} tokens of {cfg.emotion_dim}, lip_hidden "
+                f"{cfg.lip_hidden}, lip_context {cfg.lip_context}): use the motion.json written with these weights")
+
+
+def _state_problem(module: nn.Module, state: dict[str, torch.Tensor], prefix: str) -> str | None:
+    """The first way ``state`` does not fit ``module`` (missing, unexpected or mis-shaped tensor), or None."""
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    if missing:
+        return f"the tensor {prefix}{missing[0]} is missing ({len(missing)} in all)"
+    unexpected = sorted(state.keys() - expected.keys())
+    if unexpected:
+        return f"the weights hold {prefix}{unexpected[0]}, which the config has no place for ({len(unexpected)} in all)"
+    for key in sorted(expected):
+        if tuple(state[key].shape) != tuple(expected[key].shape):
+            return (f"{prefix}{key} is {'x'.join(map(str, state[key].shape))} in the weights but "
+                    f"{'x'.join(map(str, expected[key].shape))} by the config")
+    return None
+
+
+def _read_motion_meta(folder: Path) -> tuple[dict, MotionConfig]:
+    """``motion.json`` of a model folder as read (format checked) and its checked :class:`MotionConfig`."""
+    config_path, weights_path = folder / MOTION_CONFIG, folder / MOTION_WEIGHTS
+    if not config_path.is_file() or not weights_path.is_file():
+        missing = MOTION_CONFIG if not config_path.is_file() else MOTION_WEIGHTS
+        raise CheckpointError(
+            f"{folder} has no motion model ({missing} is missing); train one with `moee train-motion --out FOLDER` "
+            "or render the model-size crop with --frame crop")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != MOTION_FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: unsupported motion model format "
+                              f"(expected format_version {MOTION_FORMAT_VERSION})")
+    return meta, MotionConfig.from_json(meta.get("config"), str(config_path))
+
+
+def read_motion_config(folder: str | Path) -> MotionConfig:
+    """The checked :class:`MotionConfig` of a model folder's ``motion.json`` (the weights are not read):
+    what ``moee render`` checks before anything loads. Raises :class:`CheckpointError`."""
+    return _read_motion_meta(Path(folder))[1]

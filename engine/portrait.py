@@ -217,7 +217,8 @@ class PortraitAnimator:
         from engine.face import detect_landmarks
         from engine.image import load_image
 
-        image = fit_to_max_size(load_image(portrait), int(max_size or self.cfg.max_size))
+        longest = int(max_size or self.cfg.max_size)
+        image = fit_to_max_size(load_image(portrait, max_side=longest), longest)
         points = detect_landmarks(image).points if mesh is None else np.asarray(mesh, np.float64)
         rig = build_rig(image, points, self.motion.mean_shape)
         fps = int(fps or DEFAULT_FPS)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench import _slider_sequence, _summary, peak_rss
+from engine.bench import _slider_sequence, _summary, check_counts, peak_rss
 from engine.moee import GateControl
 from engine.portrait import PortraitAnimator
 
@@ -38,6 +38,7 @@ def run_portrait_benchmarks(portrait: str | os.PathLike[str], model_dir: str | N
                             max_size: int = BENCH_MAX_SIZE, repeats: int = 7,
                             clip_seconds: float = DEFAULT_CLIP_SECONDS) -> dict:
     """Run the measurements of the module docstring on ``portrait`` (long side capped at ``max_size``)."""
+    check_counts(repeats=repeats)
     from engine.export import export_clip
     from engine.face import region_mask
 

@@ -258,7 +258,9 @@ def test_an_empty_existing_folder_takes_a_png_sequence(world, model_dir, capsys)
     assert len(list((world / "empty").glob("frame_*.png"))) == round(0.6 * 25)
 
 
-def test_sigterm_mid_render_leaves_no_temporary_file(world, model_dir):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_mid_render_leaves_no_temporary_file(world, model_dir, signame):
+    """SIGTERM (kill) and SIGHUP (the terminal closed) unwind like Ctrl-C: no temporary file is left."""
     import signal
     import subprocess
     import sys
@@ -274,10 +276,11 @@ def test_sigterm_mid_render_leaves_no_temporary_file(world, model_dir):
     while not list(world.glob(".out.*.tmp.mp4")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(world.glob(".out.*.tmp.mp4")), "the render never started writing"
-    process.send_signal(signal.SIGTERM)
+    signum = getattr(signal, signame)
+    process.send_signal(signum)
     _out, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, err
-    assert "terminated; nothing was written" in err
+    assert process.returncode == 128 + signum, err
+    assert f"terminated; nothing was written ({signame})" in err
     assert not (world / "out.mp4").exists() and list(world.glob(".out.*")) == []
 
 

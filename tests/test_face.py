@@ -70,8 +70,13 @@ def test_no_face_raises() -> None:
 def test_two_faces_raise(astronaut: np.ndarray) -> None:
     crop = astronaut[20:240, 130:320]
     double = np.concatenate([crop, crop], axis=1)
-    with pytest.raises(NoFaceError, match="found 2 faces; crop the portrait to one face"):
-        face.detect_landmarks(np.ascontiguousarray(double))
+    double = np.ascontiguousarray(double)
+    with pytest.raises(NoFaceError, match=r"found 2 faces in the portrait; pick one with --face N"):
+        face.detect_landmarks(double)
+    left, right = face.detect_landmarks(double, face=1), face.detect_landmarks(double, face=2)
+    assert left.box[2] < crop.shape[1] + 5 < right.box[0] + 10 and right.box[0] > crop.shape[1] - 5
+    with pytest.raises(NoFaceError, match="--face 3 asks for face 3 from the left, but 2 faces were found"):
+        face.detect_landmarks(double, face=3)
 
 
 def test_crop_face_aligns(astronaut: np.ndarray, astro_landmarks: face.FaceLandmarks) -> None:

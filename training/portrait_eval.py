@@ -43,6 +43,11 @@ import numpy as np
 from engine.moee import GateControl
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+#: File names the --sheet may have (the image format follows the suffix).
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+#: Bounds of --max-size (as ``moee render``) and --sheet-height, in pixels.
+MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 8192
+MIN_SHEET_HEIGHT, MAX_SHEET_HEIGHT = 16, 4096
 #: Geometric action-unit measures, in the order of the signatures below.
 FEATURES = ("brow_inner_raise", "brow_outer_raise", "brow_lower", "eye_open", "corner_raise", "mouth_width",
             "jaw_open", "upper_lip_raise", "lip_press")
@@ -359,30 +364,86 @@ def summarise_liveliness(results: list[dict]) -> dict:
 
 
 def add_eval_portraits_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.cli import number_flag
+
     parser.add_argument("folder", help="a folder of portrait images (or one image)")
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--audio", default=None, help="speech for the lip-sync measure (default: the bundled demo)")
-    parser.add_argument("--max-size", type=int, default=1024, help="cap of the long side (default 1024)")
+    parser.add_argument("--max-size", type=number_flag("--max-size", low=MIN_MAX_SIZE, high=MAX_MAX_SIZE, integer=True),
+                        default=1024, help="cap of the long side (default 1024)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the results here (default: stdout)")
-    parser.add_argument("--sheet", default=None, metavar="PNG", help="write portraits x (neutral + six emotions)")
-    parser.add_argument("--sheet-height", type=int, default=512, help="row height of the sheet in pixels")
+    parser.add_argument("--sheet", default=None, metavar="PNG",
+                        help=f"write portraits x (neutral + six emotions) ({', '.join(SHEET_SUFFIXES)})")
+    parser.add_argument("--sheet-height", type=number_flag("--sheet-height", low=MIN_SHEET_HEIGHT,
+                                                           high=MAX_SHEET_HEIGHT, integer=True),
+                        default=512, help="row height of the sheet in pixels")
 
 
-def run_eval_portraits(args: argparse.Namespace) -> int:
-    from engine.atomic import atomic_write_text
-    from engine.errors import InputImageError, MoEEError
-    from engine.portrait import PortraitAnimator
+def _check_file_output(flag: str, path: str, suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse (OutputError) an output file whose suffix is not one of ``suffixes``, that is a folder, or
+    whose folder is missing or read-only: checked before minutes of measuring."""
+    from engine.atomic import check_writable_folder
+    from engine.errors import OutputError
+    from engine.paths import check_output_name
+
+    check_output_name(flag, path)
+    target = Path(path)
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        raise OutputError(f"{flag} {path}: cannot tell the image format; use a file name ending in "
+                          f"{', '.join(suffixes)}")
+    if target.is_dir():
+        raise OutputError(f"{flag} {path} is a folder; give a file name")
+    try:
+        check_writable_folder(target.parent if str(target.parent) else Path("."))
+    except OutputError as exc:
+        raise OutputError(f"{flag}: {exc}") from None
+
+
+def check_eval_inputs(args: argparse.Namespace) -> tuple[list[Path], str | Path]:
+    """The portraits and the speech of ``moee eval-portraits``, after checking every path before a model loads:
+    the folder exists and holds portraits, the audio reads, the outputs can be written and none is an input."""
+    from engine.audio import load_audio
+    from engine.config import DEFAULT_MODEL_DIR
+    from engine.errors import InputImageError, OutputError
+    from engine.paths import check_outputs_spare_inputs, output_input_conflict
 
     folder = Path(args.folder)
-    paths = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not folder.exists():
+        raise InputImageError(f"portrait folder not found: {folder}")
+    try:
+        paths = [folder] if folder.is_file() else sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise InputImageError(f"cannot list the portrait folder {folder} ({exc.strerror})") from exc
     if not paths:
         raise InputImageError(f"no portrait images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     if args.audio is None:
         from engine.resources import demo_audio
 
-        speech = demo_audio()
+        speech: str | Path = demo_audio()
     else:
         speech = args.audio
+    outputs = [("--json", args.json), ("--sheet", args.sheet)]
+    inputs = [("the portrait folder", folder), *(("the portrait", path) for path in paths),
+              ("the --audio clip", speech),
+              ("the model folder", args.model if args.model is not None else DEFAULT_MODEL_DIR)]
+    check_outputs_spare_inputs(outputs, inputs)
+    if args.json and args.sheet and output_input_conflict(args.json, args.sheet):
+        raise OutputError(f"--json and --sheet are the same path ({args.json}); give them different names")
+    if args.json:
+        _check_file_output("--json", args.json)
+    if args.sheet:
+        _check_file_output("--sheet", args.sheet, SHEET_SUFFIXES)
+    load_audio(speech)  # a bad clip is refused now, not once per portrait
+    return paths, speech
+
+
+def run_eval_portraits(args: argparse.Namespace) -> int:
+    from engine.atomic import atomic_path, atomic_write_text
+    from engine.errors import MoEEError
+    from engine.portrait import PortraitAnimator
+
+    paths, speech = check_eval_inputs(args)
     animator = PortraitAnimator.from_pretrained(args.model)
     results, rows, skipped = [], [], []
     for path in paths:
@@ -416,8 +477,8 @@ def run_eval_portraits(args: argparse.Namespace) -> int:
     if args.sheet and rows:
         from PIL import Image
 
-        Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(sheet(rows, args.sheet_height)).save(args.sheet)
+        with atomic_path(args.sheet) as tmp:
+            Image.fromarray(sheet(rows, args.sheet_height)).save(tmp)
     if args.json:
         print(json.dumps(summary))
     return 0 if results else 2
