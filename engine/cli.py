@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 # Only light modules at import time (numpy and the rest load inside the commands): a Ctrl-C while
 # ``moee`` starts lands inside main(), which prints "interrupted" instead of a traceback.
 from engine.errors import MoEEError, OutputError
-from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -124,6 +123,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     from engine.config import DEFAULT_MAX_SIZE, MAX_FPS
 
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
+    from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
+
     p.add_argument("portrait", help="portrait image (png, jpg, ...)")
     p.add_argument("audio", nargs="?", default=None,
                    help="speech audio (wav, mp3, flac, m4a, ...); leave it out and give --duration for a "
