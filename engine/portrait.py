@@ -31,6 +31,7 @@ from engine import audio as audio_io
 from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
 from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
+from engine.facs import au_motion, emotion_emphasis, emphasis
 from engine.head_pose import HeadWarp, parallax
 from engine.moee import GateControl, GateSpec
 from engine.motion import MotionModel
@@ -47,6 +48,9 @@ from engine.portrait_rig import MESH_ROWS, PortraitRig, build_rig, inner_lip_con
 from engine.shading import crease_intensities, draw_creases
 from engine.warp import draw_closed_lips, mesh_warp, relax_foldovers
 
+#: The iBUG 68 landmarks by part of the face.
+FACE_REGIONS_68: dict[str, range] = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),
+                                     "eyes": range(36, 48), "mouth": range(48, 68)}
 #: Both eyes' rows in a rig's control points.
 EYES = eye_indices(MESH_ROWS)
 #: Share of the eye opening the upper lid lowers per iris radius of downward gaze (the lid follows the eye).
@@ -64,12 +68,19 @@ class TransferConfig:
     #: Motion of each emotion at slider 1, relative to the synthetic people's (a real face needs more to
     #: read; fear and surprise less, or the eyes bulge).
     expression_gain: dict[str, float] = field(default_factory=lambda: {
-        "happiness": 1.4, "sadness": 1.8, "anger": 1.8, "disgust": 1.7, "fear": 1.4, "surprise": 1.3})
+        "happiness": 1.8, "sadness": 2.3, "anger": 2.3, "disgust": 2.2, "fear": 1.8, "surprise": 1.7})
+    #: Part of each emotion's motion per region of the face (FACE_REGIONS_68), on top of expression_gain:
+    #: anger's lips are pressed, not puckered, and its lids glare rather than close.
+    region_gain: dict[str, dict[str, float]] = field(default_factory=lambda: {
+        "anger": {"mouth": 0.5, "eyes": 0.5}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.7},
+        "surprise": {"mouth": 0.8}})
     #: Take the sitter's own smile and parted lips out before adding the performance.
     neutralise: bool = True
     #: The smile taken out, relative to the estimated one (a real smile also lifts the cheeks and widens
     #: the mouth more than the corners' lift says).
-    neutralise_gain: float = 1.0
+    neutralise_gain: float = 1.8
+    #: FACS AU12 taken out per unit of the sitter's smile beyond the model's (doubled under other emotions).
+    neutralise_facs: float = 1.0
     #: Radius (face units) over which a painted mask is averaged at each landmark.
     brush_sample_radius: float = 0.05
     #: Feather (face units) of the brush's blend of the motion.
@@ -80,10 +91,13 @@ class TransferConfig:
     smoothing_rounds: int = 2
     #: Mouth opening of speech relative to the synthetic mouth.
     lip_gain: float = 1.0
+    #: Scale of the FACS emphasis (engine/facs.py: each emotion's EMFACS action units as landmark motion,
+    #: added to the model's; 0 leaves the model's motion alone).
+    facs_emphasis: float = 1.5
     #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
-        "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (0.1, 0.3), "disgust": (0.1, 0.25),
+        "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.05, 0.25), "disgust": (0.1, 0.25),
         "fear": (-0.15, 0.0), "surprise": (-0.2, 0.0)})
 
 
@@ -261,17 +275,29 @@ class PortraitAnimator:
         smile = prepared.rig.sitter_smile
         if prepared.sitter_lips is None or smile <= 0 or "happiness" not in self.emotions:
             return prepared.sitter_motion
-        happiness = float(np.asarray(weights, np.float64)[self.emotions.index("happiness")])
+        weights = np.asarray(weights, np.float64)
+        happiness = float(weights[self.emotions.index("happiness")])
         keep = float(np.clip(happiness / smile, 0.0, 1.0))
-        return prepared.sitter_motion - keep * prepared.sitter_lips
+        # What the model's smile leaves (cheeks, width) goes with FACS's AU12, more so when another emotion
+        # is asked for: it must not read through a frown.
+        others = float(np.clip(weights.sum() - happiness, 0.0, 1.0))
+        extra = self.cfg.neutralise_facs * (1.0 + others) * max(0.0, smile - happiness)
+        return prepared.sitter_motion - keep * prepared.sitter_lips + extra * au_motion(12)
 
     # ------------------------------------------------------------------ motion
-    def _gain(self, strengths: np.ndarray) -> float:
+    def _gain(self, strengths: np.ndarray) -> np.ndarray:
+        """(68, 1) gain of the model's expression motion at each landmark: each emotion's
+        :attr:`TransferConfig.expression_gain` times its :attr:`TransferConfig.region_gain` for the landmark's
+        part of the face, averaged over the emotions by their strengths."""
         total = float(strengths.sum())
         if total <= 0:
-            return 1.0
-        gains = np.array([self.cfg.expression_gain.get(name, 1.0) for name in self.emotions])
-        return float((strengths * gains).sum() / total)
+            return np.ones((68, 1))
+        per_emotion = np.ones((len(self.emotions), 68))
+        for e, name in enumerate(self.emotions):
+            per_emotion[e] = self.cfg.expression_gain.get(name, 1.0)
+            for region, gain in self.cfg.region_gain.get(name, {}).items():
+                per_emotion[e, list(FACE_REGIONS_68[region])] *= gain
+        return ((strengths[:, None] * per_emotion).sum(0) / total)[:, None]
 
     def _painted_at_landmarks(self, prepared: PreparedPortrait, gates: GateControl) -> tuple[np.ndarray, np.ndarray] | None:
         """Painted strength at the 68 landmarks (68, E) and the feathered blend factor at the control points."""
@@ -330,7 +356,17 @@ class PortraitAnimator:
                                         None if alpha is None else np.stack([zero, alpha]))
         speech, performed = rows[0], rows[1]
         strengths = weights if painted is None else np.maximum(weights, alpha * painted.max(axis=0))
-        return speech, self._gain(strengths) * (performed - speech)
+        expression = self._gain(strengths) * (performed - speech)
+        if self.cfg.facs_emphasis > 0:
+            tokens = weights if painted is None else np.maximum(weights[None, :], alpha[None, :] * painted)
+            expression = expression + self.cfg.facs_emphasis * emphasis(self._facs_table(), tokens)
+        return speech, expression
+
+    def _facs_table(self) -> np.ndarray:
+        """(E, 68, 2) each emotion's FACS emphasis at slider 1 (engine/facs.py), for the loaded emotions."""
+        if getattr(self, "_facs", None) is None or len(self._facs) != len(self.emotions):
+            self._facs = emotion_emphasis(self.emotions)
+        return self._facs
 
     def control_targets(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
         """Where the rig's control points go at one frame (N, 2), pixels."""
