@@ -273,7 +273,7 @@ class PortraitAnimator:
         """(68, 2) face units of the sitter's own expression taken out of a frame with these sliders: all of
         it, except that a smiling sitter's parted lips come back as happiness reaches the sitter's smile."""
         smile = prepared.rig.sitter_smile
-        if prepared.sitter_lips is None or smile <= 0 or "happiness" not in self.emotions:
+        if not self.cfg.neutralise or prepared.sitter_lips is None or smile <= 0 or "happiness" not in self.emotions:
             return prepared.sitter_motion
         weights = np.asarray(weights, np.float64)
         happiness = float(weights[self.emotions.index("happiness")])
