@@ -21,7 +21,8 @@ For every image in the folder (long side capped at ``--max-size``):
   clip's frames (:mod:`training.liveliness`, from MediaPipe's mesh on the output);
 * **lip sync**: a clip with the bundled speech; Pearson r between the inner-lip opening MediaPipe reads on
   the output and the audio's loudness per frame (target >= 0.7);
-* **stability**: landmark jitter (px at 512 px) over the speech clip's silent frames (target <= 0.5);
+* **stability**: landmark jitter (px at 512 px) over the speech clip's silent frames, rendered with a still head,
+  no blink and a fixed gaze (target <= 0.5);
 * **brush locality**: surprise painted on the brows of an angry face: mean change inside the stroke over
   the mean change elsewhere inside the face ring (background excluded; target >= 5);
 * **speed**: median milliseconds of a frame.
@@ -237,9 +238,13 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     gaps = np.array([np.nan if m is None else np.linalg.norm(m[13] - m[14]) / _interocular(m) for m in meshes])
     valid = np.isfinite(gaps)
     lipsync = float(np.corrcoef(gaps[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
-    # Jitter: landmark spread over the clip's silent stretch (mouth closed), measured on the output frames.
-    quiet = [m for m, opening in zip(meshes, talking.openings, strict=True)
-             if m is not None and opening < SILENT_OPENING]
+    # Jitter: landmark spread over the clip's silent stretch (mouth closed), measured on the output frames of
+    # the same clip with a still head, no blink and a fixed gaze (the living clip moves on purpose).
+    from engine.performance import STILL_LIFE
+
+    steady = animator.prepare(path, speech, max_size=max_size, mesh=still.rig.mesh, life=STILL_LIFE)
+    quiet = [m for m in (_mesh(animator.render_frame(steady, index, neutral_gates))
+                         for index in np.flatnonzero(steady.openings < SILENT_OPENING)) if m is not None]
     scale = 512.0 / max(portrait.shape[:2])
     jitter = float(np.mean(np.std(np.stack(quiet), axis=0))) * scale if len(quiet) >= 3 else None
 
