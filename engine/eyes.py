@@ -55,6 +55,8 @@ OPENING_EROSION = 0.15
 #: much darker the completed sclera gets one iris radius beyond the portrait's opening (the lid's shadow).
 SCLERA_SHARE = 0.2
 SCLERA_LID_SHADE = 0.25
+#: Feather (share of the iris radius) of where the eyeball layer meets the warped rim of the opening.
+EDGE_FEATHER = 0.12
 #: Gaze shifts smaller than this (pixels) leave the eye exactly as the warp drew it.
 STILL_GAZE_PX = 0.05
 
@@ -222,7 +224,7 @@ class EyeLayer:
                                  max(2.0, radius * 0.3), cv2.INPAINT_TELEA).astype(np.float32)
         # Beyond the portrait's opening the sclera continues its own texture and shading (inpainted from the
         # opening's edge), darkening toward the sclera's shadowed colour farther out (under a raised lid).
-        known = inner > 0.5
+        known = opening > 0.5
         far = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 3)
         reach = max(radius, 2.0)
         shade = 1.0 - SCLERA_LID_SHADE * np.clip(far / reach, 0.0, 1.0)
@@ -260,6 +262,7 @@ class EyeLayer:
         eyeball = cv2.warpAffine(eyeball, move, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         allowed = cv2.warpAffine(self.shown, move, size, flags=cv2.INTER_LINEAR, borderValue=1.0)
         opening = _polygon_mask((y1 - y0, x1 - x0), opening_polygon(targets, self.eye), np.array([x0, y0], np.float64))
+        allowed = cv2.GaussianBlur(allowed, (0, 0), max(0.5, EDGE_FEATHER * self.iris_radius))
         weight = (opening * allowed)[..., None]
         region = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(np.rint(region + weight * (eyeball - region)), 0, 255).astype(np.uint8)

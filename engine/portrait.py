@@ -72,8 +72,8 @@ class TransferConfig:
     #: Part of each emotion's motion per region of the face (FACE_REGIONS_68), on top of expression_gain:
     #: anger's lips are pressed, not puckered, and its lids glare rather than close.
     region_gain: dict[str, dict[str, float]] = field(default_factory=lambda: {
-        "anger": {"mouth": 0.5, "eyes": 0.5}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.7},
-        "surprise": {"mouth": 0.8}})
+        "anger": {"mouth": 0.5, "eyes": 0.5}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.7, "eyes": 0.6},
+        "surprise": {"mouth": 0.8, "eyes": 0.6}})
     #: Take the sitter's own smile and parted lips out before adding the performance.
     neutralise: bool = True
     #: The smile taken out, relative to the estimated one (a real smile also lifts the cheeks and widens
@@ -98,7 +98,7 @@ class TransferConfig:
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
         "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.05, 0.25), "disgust": (0.1, 0.25),
-        "fear": (-0.15, 0.0), "surprise": (-0.2, 0.0)})
+        "fear": (-0.12, 0.0), "surprise": (-0.15, 0.0)})
 
 
 @dataclass
