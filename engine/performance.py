@@ -71,6 +71,7 @@ class LifeConfig:
     # -- blinks
     blink_seconds: tuple[float, float] = (0.10, 0.20)
     blink_close_share: float = 0.4  # of a blink's duration spent closing (the rest opens, slower)
+    blink_hold_seconds: float = 0.04  # closed after the peak (within the blink's duration: one frame at 25 fps)
     blink_gap_shape: float = 3.0  # gamma shape of the gaps (higher: more regular)
     min_blink_gap: float = 0.6  # seconds
     first_blink_by: float = 2.5  # seconds: any clip of 3 s or more has a blink
@@ -119,6 +120,7 @@ class Blink:
     peak: int
     frames: float
     draw: float  # uniform 0..1: dropped when below the frame's drop probability
+    seconds: float = 0.15  # its duration
 
 
 @dataclass(frozen=True)
@@ -149,17 +151,17 @@ def plan_blinks(num_frames: int, fps: float, cfg: LifeConfig) -> tuple[Blink, ..
         seconds = rng.uniform(*cfg.blink_seconds)
         peak = int(round(t * fps))
         if peak < num_frames:
-            blinks.append(Blink(peak, seconds * fps, float(rng.uniform())))
+            blinks.append(Blink(peak, seconds * fps, float(rng.uniform()), seconds))
         t += max(cfg.min_blink_gap, rng.gamma(cfg.blink_gap_shape, mean_gap / cfg.blink_gap_shape))
     return tuple(blinks)
 
 
-def blink_profile(offset: np.ndarray | float, frames: float, close_share: float) -> np.ndarray:
+def blink_profile(offset: np.ndarray | float, frames: float, close_share: float, hold: float = 0.0) -> np.ndarray:
     """Lid closure (0 open .. 1 closed) at ``offset`` frames from a blink's peak: a raised-cosine close over
-    ``close_share`` of the blink and a slower open over the rest."""
+    ``close_share`` of the blink, closed for ``hold`` frames after the peak, and a slower open over the rest."""
     offset = np.asarray(offset, np.float64)
-    close, open_ = max(frames * close_share, 1e-6), max(frames * (1 - close_share), 1e-6)
-    phase = np.where(offset < 0, -offset / close, offset / open_)
+    close, open_ = max(frames * close_share, 1e-6), max(frames * (1 - close_share) - hold, 1e-6)
+    phase = np.where(offset < 0, -offset / close, np.maximum(offset - hold, 0.0) / open_)
     return np.where(phase < 1, 0.5 + 0.5 * np.cos(np.pi * np.clip(phase, 0, 1)), 0.0)
 
 
@@ -172,7 +174,8 @@ def blink_closure(blinks: tuple[Blink, ...], frame: int, alert_at: Callable[[int
             continue
         if blink.draw < cfg.alert_blink_drop * alert_at(blink.peak):
             continue
-        closure = max(closure, float(blink_profile(frame - blink.peak, blink.frames, cfg.blink_close_share)))
+        hold = cfg.blink_hold_seconds * blink.frames / max(blink.seconds, 1e-6)
+        closure = max(closure, float(blink_profile(frame - blink.peak, blink.frames, cfg.blink_close_share, hold)))
     return closure
 
 

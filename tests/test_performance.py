@@ -77,6 +77,8 @@ def test_blink_profile_closes_fast_and_opens_slower() -> None:
     opening = blink_profile(1.0, frames, 0.4)
     assert blink_profile(0.0, frames, 0.4) == 1.0 and opening > closing > 0
     assert blink_profile(-2.0, frames, 0.4) == 0.0 and blink_profile(3.0, frames, 0.4) == 0.0
+    held = blink_profile(np.array([-1.0, 0.0, 1.0, 2.0, 3.0]), frames, 0.4, hold=1.0)
+    assert held[1] == held[2] == 1.0 and 0 < held[3] < 1 and held[4] == 0.0  # closed a frame, open within 4
 
 
 def test_fear_and_surprise_blink_less() -> None:
