@@ -169,12 +169,12 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    help=f"frames per second, 1..{MAX_FPS} (default: the model's, 25)")
     p.add_argument("--frames-dir", default=None, help="also write a PNG sequence to this folder")
     p.add_argument("--blinks", type=number_flag("--blinks", low=0, high=MAX_BLINKS_PER_MINUTE),
-                   default=DEFAULT_BLINKS_PER_MINUTE, metavar="PER_MINUTE",
+                   default=None, metavar="PER_MINUTE",
                    help=f"blinks per minute (default {DEFAULT_BLINKS_PER_MINUTE:g}; 0: none); portrait renderer")
-    p.add_argument("--head-motion", type=number_flag("--head-motion", low=0, high=MAX_HEAD_MOTION), default=1.0,
+    p.add_argument("--head-motion", type=number_flag("--head-motion", low=0, high=MAX_HEAD_MOTION), default=None,
                    metavar="SCALE", help="head nods, turns and sway (1: natural, 0: a perfectly still head); "
                                          "portrait renderer")
-    p.add_argument("--gaze", type=number_flag("--gaze", low=0, high=MAX_HEAD_MOTION), default=1.0, metavar="SCALE",
+    p.add_argument("--gaze", type=number_flag("--gaze", low=0, high=MAX_HEAD_MOTION), default=None, metavar="SCALE",
                    help="eye movements (1: natural, 0: a fixed look at the viewer); portrait renderer")
     p.add_argument("--frame", default="portrait", choices=["portrait", "crop"],
                    help="portrait: the whole portrait at its own resolution, animated by the motion model "
@@ -289,6 +289,11 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
                                "one face")
     if args.frame == "crop":
         check_device(args.device)
+        given = [flag for flag, value in (("--blinks", args.blinks), ("--head-motion", args.head_motion),
+                                          ("--gaze", args.gaze)) if value is not None]
+        if given:
+            raise EmotionSpecError(f"{', '.join(given)} animate the portrait renderer; the pixel model "
+                                   "(--frame crop) has no blinks, head motion or gaze: leave them out")
 
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
     emotions = _render_emotions(args, model_dir)
@@ -421,7 +426,8 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
               "--emotion or --text", file=sys.stderr)
     from engine.portrait import DEFAULT_FPS
 
-    life = LifeConfig(blinks_per_minute=args.blinks, head_motion=args.head_motion, gaze=args.gaze, seed=args.seed)
+    life = LifeConfig(seed=args.seed, **{name: value for name, value in (
+        ("blinks_per_minute", args.blinks), ("head_motion", args.head_motion), ("gaze", args.gaze)) if value is not None})
     prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_size=args.max_size,
                                 max_duration=args.max_duration, num_frames=silent_frames(args, DEFAULT_FPS),
                                 mesh=checked.mesh, life=life)

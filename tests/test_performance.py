@@ -245,3 +245,6 @@ def test_render_flags_turn_life_off(tmp_path) -> None:
     assert spread < 1.0  # silent, still, no blink: the clip does not change
     assert main(["render", str(tmp_path / "a.png"), str(tmp_path / "s.wav"), "-o", str(tmp_path / "x.mp4"),
                  "--blinks", "-1"]) == 2
+    assert main(["render", str(tmp_path / "a.png"), str(tmp_path / "s.wav"), "-o", str(tmp_path / "x.mp4"),
+                 "--frame", "crop", "--head-motion", "0"]) == 2  # the pixel model has no head motion: refused
+    assert not (tmp_path / "x.mp4").exists()
