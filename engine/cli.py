@@ -532,6 +532,15 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from engine.batch import add_arguments, run_command
+
+    p = sub.add_parser("batch", help="render many clips from a manifest (CSV or JSON lines): each portrait "
+                                     "prepared once, resumable, on all cores or a Ray cluster")
+    add_arguments(p)
+    p.set_defaults(func=run_command)
+
+
 def _add_init(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("init", help="create a new (untrained) model folder, optionally from local SD weights")
     p.add_argument("output", help="model folder to create")
@@ -620,6 +629,7 @@ def build_parser(commands: Iterable[EntryPoint] | None = None) -> argparse.Argum
     sub = parser.add_subparsers(dest="command", required=True)
     _add_render(sub)
     _add_bench(sub)
+    _add_batch(sub)
     _add_init(sub)
     commands = installed_commands() if commands is None else list(commands)
     _add_commands(sub, commands)
