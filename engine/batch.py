@@ -549,9 +549,11 @@ class JobRunner:
     """Renders jobs in one process: the motion model loaded once, each portrait's face found once."""
 
     def __init__(self, model_dir: str | os.PathLike[str]) -> None:
+        from engine.motion import MotionModel
         from engine.portrait import PortraitAnimator
 
-        self.animator = PortraitAnimator.from_pretrained(model_dir)
+        # MotionModel.load, not PortraitAnimator.from_pretrained: a worker never imports the pixel model's modules.
+        self.animator = PortraitAnimator(MotionModel.load(Path(model_dir)))
         self.portraits: OrderedDict[tuple[str, int, int | None], Any] = OrderedDict()
         self.projects: dict[str, Any] = {}
         #: Portraits prepared so far (their face found) by this runner.
