@@ -505,6 +505,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="benchmark the full-resolution path (motion model + transfer) on this portrait")
     p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True), default=512,
                    help="long side of --portrait's renders (default 512)")
+    p.add_argument("--batch", type=number_flag("--batch", low=2, high=MAX_BENCH_FRAMES, integer=True), default=None,
+                   metavar="JOBS", help="benchmark moee batch: JOBS one-second clips of --portrait (default: the demo "
+                                        "portrait) in one batch against a loop of moee render processes")
+    p.add_argument("--loops", type=number_flag("--loops", low=0, high=MAX_BENCH_REPEATS, integer=True), default=3,
+                   help="moee render processes timed by --batch (default 3; 0: none)")
     p.set_defaults(func=run_bench)
 
 
@@ -512,6 +517,12 @@ def run_bench(args: argparse.Namespace) -> int:
     import json
 
     check_device(args.device)
+    if args.batch is not None:
+        from engine.batch_bench import run_batch_benchmark
+
+        print(json.dumps(run_batch_benchmark(args.batch, args.portrait, model_dir=args.model, max_size=args.max_size,
+                                             loops=args.loops), indent=2))
+        return 0
     if args.portrait is not None:
         from engine.image import load_image
 

@@ -178,3 +178,13 @@ def test_jobs_render_on_a_local_ray_cluster(inputs, tmp_path):
     assert (summary.done, summary.failed) == (2, 0)
     assert frame_count(out / "r0.mp4") == 25 and frame_count(out / "r1.mp4") == 25
     assert plan_batch(manifest, out, BatchDefaults(max_size=int(MAX_SIZE))).pending == []
+
+
+def test_the_batch_benchmark_reports_jobs_per_minute_and_overhead(inputs):
+    from engine.batch_bench import run_batch_benchmark
+
+    result = run_batch_benchmark(3, inputs / "astronaut.png", max_size=int(MAX_SIZE), loops=0)
+    batch = result["batch"]
+    assert batch["jobs"] == 3 and batch["jobs_per_minute"] > 0 and batch["per_job_s"] > 0
+    assert batch["overhead_per_job_ms"] == pytest.approx(1000 * (batch["per_job_s"] - batch["render_only_s"]), abs=1)
+    assert "render_loop" not in result  # loops=0: no moee render process
