@@ -60,6 +60,8 @@ PORTRAIT_CACHE = 16
 HASH_CHUNK = 1 << 20
 #: Exit code of a batch where some job failed (the others are written).
 EXIT_JOBS_FAILED = 1
+#: How often a process-pool batch looks at its stop event (seconds).
+POLL_SECONDS = 0.2
 #: Ray tasks in flight per CPU of the cluster (enough to keep every CPU busy; cancelling stays cheap).
 RAY_TASKS_PER_CPU = 2
 
@@ -723,7 +725,7 @@ def run_batch(plan: BatchPlan, workers: int = 1, ray_address: str | None = None,
 def _run_in_pool(jobs: Sequence[Job], workers: int, record: Callable[[JobResult], None], stop_event: Any) -> None:
     """The jobs on a process pool (spawned processes: the parent may hold threads of torch or MediaPipe)."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
@@ -732,15 +734,24 @@ def _run_in_pool(jobs: Sequence[Job], workers: int, record: Callable[[JobResult]
                                initargs=(stop,))
     futures = {pool.submit(run_job, job): job for job in jobs}
     try:
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                result = future.result()
-            except BrokenProcessPool as exc:
-                result = JobResult(job.line, job.name, "failed", f"a worker process died ({exc})")
-            record(result)
+        running = set(futures)
+        while running:
+            finished, running = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = futures[future]
+                if future.cancelled():
+                    continue
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    result = JobResult(job.line, job.name, "failed", f"a worker process died ({exc})")
+                record(result)
             if stop_event is not None and stop_event.is_set():
-                stop.set()
+                stop.set()  # the workers stop within a frame
+                pool.shutdown(wait=True, cancel_futures=True)
+                for future in running:  # a job that finished as the stop came is kept
+                    if not future.cancelled() and future.exception() is None:
+                        record(future.result())
                 break
     except BaseException:
         stop.set()  # the workers stop within a frame; their unfinished outputs are removed
