@@ -205,7 +205,8 @@ def read_manifest(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any
                 header = [_column(f) for f in fields]
                 continue
             if len(fields) > len(header):
-                problems.append(f"line {number}: {len(fields)} values but the header names {len(header)} columns")
+                problems.append(f"line {number}: {len(fields)} values but the header names {len(header)} columns "
+                                "(quote a value that holds a comma: \"surprise=0.4,fear=0.3\")")
                 continue
             rows.append((number, {h: f.strip() for h, f in zip(header, fields, strict=False) if f.strip()}))
         if header is None:
@@ -511,12 +512,28 @@ def completed_jobs(out_dir: Path, jobs: Iterable[Job]) -> set[str]:
     return done
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether a file ends without a newline (its last line was cut short by a crash)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return False
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) != b"\n"
+    except OSError:
+        return False
+
+
 class _Ledger:
     """The output folder's state (appended per finished job) and this run's report (one line per job)."""
 
     def __init__(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        torn = _ends_torn(out_dir / STATE_FILE)
         self.state = open(out_dir / STATE_FILE, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+        if torn:  # a line torn by a crash ends here, so the next entry reads whole
+            self.state.write("\n")
         self.report = open(out_dir / REPORT_FILE, "w", encoding="utf-8")  # noqa: SIM115
 
     def record(self, job: Job, result: JobResult) -> None:

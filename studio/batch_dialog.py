@@ -13,6 +13,7 @@ It runs on its own thread (the preview stays live), with progress, and Cancel st
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -209,7 +210,8 @@ class BatchDialog(QDialog):
         if not self.source.text().strip() or not self.output.text().strip():
             self.status.setText("Choose a source (audio folder or manifest) and an output folder.")
             return None
-        self.job = BatchJob(self.source.text().strip(), self.output.text().strip(), state, self.workers.value())
+        snapshot = copy.deepcopy(state)  # the user may go on editing while the batch runs
+        self.job = BatchJob(self.source.text().strip(), self.output.text().strip(), snapshot, self.workers.value())
         self.job.progress.connect(self._progress)
         self.job.done.connect(self._done)
         self.render_button.setEnabled(False)
