@@ -1,6 +1,6 @@
 """``moee bench --batch N``: what ``moee batch`` saves against a loop of ``moee render`` calls (JSON).
 
-On one portrait (``--portrait``, default the bundled demo portrait) and N clips of synthetic speech:
+On one portrait (``--portrait``, default the bundled demo portrait at 1024 px at least) and N clips of synthetic speech:
 
 * ``batch``: the N jobs through :func:`engine.batch.run_batch` in one process: ``startup_s`` (the motion
   model), ``first_job_s`` (its face found, MediaPipe started), ``per_job_s`` (median of the later jobs),
@@ -29,6 +29,8 @@ from engine.errors import MoEEError
 CLIP_SECONDS = 1.0
 #: ``moee render`` processes timed by default (each costs seconds of start-up).
 DEFAULT_LOOPS = 3
+#: Smallest long side the bundled demo portrait is benchmarked at (its face is too small below).
+DEMO_MAX_SIZE = 1024
 #: The target of the per-job overhead after a portrait's first job (milliseconds).
 TARGET_OVERHEAD_MS = 100.0
 
@@ -46,7 +48,9 @@ def run_batch_benchmark(jobs: int, portrait: str | os.PathLike[str] | None = Non
     from engine.resources import demo_portrait
 
     jobs = max(2, int(jobs))
-    portrait = Path(portrait) if portrait is not None else demo_portrait()
+    if portrait is None:
+        portrait, max_size = demo_portrait(), max(max_size, DEMO_MAX_SIZE)
+    portrait = Path(portrait)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         samples, rate = _speech(CLIP_SECONDS)

@@ -507,7 +507,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="long side of --portrait's renders (default 512)")
     p.add_argument("--batch", type=number_flag("--batch", low=2, high=MAX_BENCH_FRAMES, integer=True), default=None,
                    metavar="JOBS", help="benchmark moee batch: JOBS one-second clips of --portrait (default: the demo "
-                                        "portrait) in one batch against a loop of moee render processes")
+                                        "portrait, at 1024 px at least) in one batch against a loop of moee render processes")
     p.add_argument("--loops", type=number_flag("--loops", low=0, high=MAX_BENCH_REPEATS, integer=True), default=3,
                    help="moee render processes timed by --batch (default 3; 0: none)")
     p.set_defaults(func=run_bench)
