@@ -750,8 +750,16 @@ def _run_in_pool(jobs: Sequence[Job], workers: int, record: Callable[[JobResult]
     pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
                                initargs=(stop,))
     futures = {pool.submit(run_job, job): job for job in jobs}
+    running = set(futures)
+
+    def stop_and_keep_finished() -> None:
+        stop.set()  # the workers stop within a frame; their unfinished outputs are removed
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in running:  # a job that finished as the stop came is kept
+            if future.done() and not future.cancelled() and future.exception() is None:
+                record(future.result())
+
     try:
-        running = set(futures)
         while running:
             finished, running = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -764,14 +772,10 @@ def _run_in_pool(jobs: Sequence[Job], workers: int, record: Callable[[JobResult]
                     result = JobResult(job.line, job.name, "failed", f"a worker process died ({exc})")
                 record(result)
             if stop_event is not None and stop_event.is_set():
-                stop.set()  # the workers stop within a frame
-                pool.shutdown(wait=True, cancel_futures=True)
-                for future in running:  # a job that finished as the stop came is kept
-                    if not future.cancelled() and future.exception() is None:
-                        record(future.result())
+                stop_and_keep_finished()
                 break
     except BaseException:
-        stop.set()  # the workers stop within a frame; their unfinished outputs are removed
+        stop_and_keep_finished()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
