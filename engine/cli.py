@@ -1,6 +1,6 @@
 """``moee``: the command line.
 
-The engine's own subcommands (render, bench, init) are defined here; other packages add theirs through
+The engine's own subcommands (render, bench, batch, init) are defined here; other packages add theirs through
 entry points of the group :data:`COMMAND_GROUP` (``[project.entry-points."moee.commands"]`` in
 pyproject.toml), each naming an object with the :class:`Command` protocol. The engine never imports
 them by name: a package that is not installed, or cannot be imported, takes only its own subcommands away.
