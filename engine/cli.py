@@ -1,6 +1,6 @@
 """``moee``: the command line.
 
-The engine's own subcommands (render, bench, init) are defined here; other packages add theirs through
+The engine's own subcommands (render, bench, batch, init) are defined here; other packages add theirs through
 entry points of the group :data:`COMMAND_GROUP` (``[project.entry-points."moee.commands"]`` in
 pyproject.toml), each naming an object with the :class:`Command` protocol. The engine never imports
 them by name: a package that is not installed, or cannot be imported, takes only its own subcommands away.
@@ -511,6 +511,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="benchmark the full-resolution path (motion model + transfer) on this portrait")
     p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True), default=512,
                    help="long side of --portrait's renders (default 512)")
+    p.add_argument("--batch", type=number_flag("--batch", low=2, high=MAX_BENCH_FRAMES, integer=True), default=None,
+                   metavar="JOBS", help="benchmark moee batch: JOBS one-second clips of --portrait (default: the demo "
+                                        "portrait, at 1024 px at least) in one batch against a loop of moee render processes")
+    p.add_argument("--loops", type=number_flag("--loops", low=0, high=MAX_BENCH_REPEATS, integer=True), default=3,
+                   help="moee render processes timed by --batch (default 3; 0: none)")
     p.set_defaults(func=run_bench)
 
 
@@ -518,6 +523,12 @@ def run_bench(args: argparse.Namespace) -> int:
     import json
 
     check_device(args.device)
+    if args.batch is not None:
+        from engine.batch_bench import run_batch_benchmark
+
+        print(json.dumps(run_batch_benchmark(args.batch, args.portrait, model_dir=args.model, max_size=args.max_size,
+                                             loops=args.loops), indent=2))
+        return 0
     if args.portrait is not None:
         from engine.image import load_image
 
@@ -536,6 +547,15 @@ def run_bench(args: argparse.Namespace) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     return 0
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from engine.batch import add_arguments, run_command
+
+    p = sub.add_parser("batch", help="render many clips from a manifest (CSV or JSON lines): each portrait "
+                                     "prepared once, resumable, on all cores or a Ray cluster")
+    add_arguments(p)
+    p.set_defaults(func=run_command)
 
 
 def _add_init(sub: argparse._SubParsersAction) -> None:
@@ -626,6 +646,7 @@ def build_parser(commands: Iterable[EntryPoint] | None = None) -> argparse.Argum
     sub = parser.add_subparsers(dest="command", required=True)
     _add_render(sub)
     _add_bench(sub)
+    _add_batch(sub)
     _add_init(sub)
     commands = installed_commands() if commands is None else list(commands)
     _add_commands(sub, commands)

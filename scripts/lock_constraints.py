@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PROJECT = "moee-studio"
-EXTRAS = ("dev",)
+EXTRAS = ("dev", "cluster")
 NOT_LOCKED = {"torch", "pip", "setuptools", "wheel", PROJECT}
 
 

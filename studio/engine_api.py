@@ -13,6 +13,8 @@ import numpy as np
 
 # Light engine names the studio uses directly, re-exported so this module stays the one doorway.
 from engine.atomic import atomic_path, atomic_write_text
+from engine.batch import REPORT_FILE as BATCH_REPORT_FILE
+from engine.batch import BatchDefaults, ManifestError, plan_batch, read_manifest, run_batch
 from engine.emotions import (
     BASIC_EMOTIONS,
     COMPOUND_PRESETS,
@@ -26,6 +28,7 @@ from engine.moee import GateControl  # the studio builds these
 from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION, LifeConfig
 
 __all__ = [
+    "BATCH_REPORT_FILE", "BatchDefaults", "ManifestError", "plan_batch", "read_manifest", "run_batch",
     "BASIC_EMOTIONS", "COMPOUND_PRESETS", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
     "MAX_HEAD_MOTION", "CancelledError", "GateControl", "LifeConfig", "MoEEError", "atomic_path",
     "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",

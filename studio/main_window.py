@@ -264,6 +264,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         for act in (self.act_save, self.act_save_as, self.act_export, self.act_expert):
             file_menu.addAction(act)
+        file_menu.addAction("Batch export…", self.show_batch_export)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         edit = menu.addMenu("&Edit")
@@ -836,6 +837,17 @@ class MainWindow(QMainWindow):
             return None
         dialog = ExportDialog(self, self)
         dialog.exported.connect(lambda p: self.status(f"Exported {p}"))
+        self._dialogs.append(dialog)
+        if self.show_dialogs:
+            dialog.open()
+        return dialog
+
+    def show_batch_export(self) -> Any:
+        """File > Batch export…: many clips with this project's settings (studio/batch_dialog.py)."""
+        from studio.batch_dialog import BatchDialog
+
+        dialog = BatchDialog(self, self)
+        dialog.finished_batch.connect(lambda _ok, message: self.status(message))
         self._dialogs.append(dialog)
         if self.show_dialogs:
             dialog.open()
