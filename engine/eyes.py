@@ -222,21 +222,21 @@ class EyeLayer:
         if hole.any():
             inside = cv2.inpaint(np.clip(patch, 0, 255).astype(np.uint8), hole.astype(np.uint8),
                                  max(2.0, radius * 0.3), cv2.INPAINT_TELEA).astype(np.float32)
-        # Beyond the portrait's opening the sclera continues its own texture and shading (inpainted from the
-        # opening's edge), darkening toward the sclera's shadowed colour farther out (under a raised lid).
+        # Beyond the portrait's opening the sclera continues its own colours (inpainted from the sclera's
+        # pixels, not from the lashes or the iris), darkening farther out (the shadow of a raised lid).
         known = opening > 0.5
+        sclera_seen = (inner > 0.5) & ~hole
         far = cv2.distanceTransform((~known).astype(np.uint8), cv2.DIST_L2, 3)
         reach = max(radius, 2.0)
         shade = 1.0 - SCLERA_LID_SHADE * np.clip(far / reach, 0.0, 1.0)
-        shaded = (sclera[None, None, :] * shade[..., None]).astype(np.float32)
-        seed = np.where(known[..., None], inside, shaded)
-        band = ~known & (far <= reach)
         background = inside
-        if band.any():
-            background = cv2.inpaint(np.clip(seed, 0, 255).astype(np.uint8), band.astype(np.uint8), max(2.0, 0.5 * reach),
-                                     cv2.INPAINT_TELEA).astype(np.float32)
-            background = np.where(band[..., None], 0.5 * (background + shaded), background)
-        background = np.where(known[..., None], inside, background)
+        if sclera_seen.any():
+            seed = np.where(sclera_seen[..., None], inside, sclera[None, None, :]).astype(np.float32)
+            unknown = ~sclera_seen & (cv2.distanceTransform((~sclera_seen).astype(np.uint8), cv2.DIST_L2, 3)
+                                      <= 2 * reach)
+            grown = cv2.inpaint(np.clip(seed, 0, 255).astype(np.uint8), unknown.astype(np.uint8),
+                                max(2.0, 0.5 * reach), cv2.INPAINT_TELEA).astype(np.float32)
+            background = np.where(known[..., None], inside, grown * shade[..., None])
         iris_full = np.where(known[..., None], patch, iris_colour[None, None, :]).astype(np.float32)
         rim = np.clip(opening - inner, 0.0, 1.0)
         return cls(eye, (x0, y0, x1, y1), background, iris_full, disk, 1.0 - rim, radius)
