@@ -104,19 +104,17 @@ class HeadWarp:
         x0, y0, x1, y1 = self.box
         if x1 <= x0 or y1 <= y0:
             return frame
-        affine = self.similarity(pose)
-        dx = (affine[0, 0] - 1) * self.grid_x + affine[0, 1] * self.grid_y + affine[0, 2]
-        dy = affine[1, 0] * self.grid_x + (affine[1, 1] - 1) * self.grid_y + affine[1, 2]
-        dx *= self.weight
-        dy *= self.weight
-        if max(float(np.abs(dx).max()), float(np.abs(dy).max())) < STILL_PX:
+        (a, b, c), (d, e, f) = (tuple(float(v) for v in row) for row in self.similarity(pose))
+        corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
+        reach = np.abs(corners @ np.array([[a - 1, d], [b, e - 1]]) + (c, f)).max()
+        if reach < STILL_PX:
             return frame
-        map_x = (self.grid_x - dx).astype(np.float32) - x0
-        map_y = (self.grid_y - dy).astype(np.float32) - y0
+        # Output pixel q samples q - w(q) (S(q) - q) (float32 throughout; where w is 0 the map is the identity,
+        # so bilinear sampling returns those pixels exactly).
+        map_x = self.grid_x - self.weight * ((a - 1) * self.grid_x + b * self.grid_y + c) - x0
+        map_y = self.grid_y - self.weight * (d * self.grid_x + (e - 1) * self.grid_y + f) - y0
         region = frame[y0:y1, x0:x1]
         moved = cv2.remap(region, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        still = self.weight <= 0
-        moved[still] = region[still]
         result = frame.copy()
         result[y0:y1, x0:x1] = moved
         return result
