@@ -207,6 +207,20 @@ class PortraitAnimator:
     def emotions(self) -> tuple[str, ...]:
         return self.motion.cfg.emotions
 
+    @property
+    def colours(self) -> dict[str, str]:
+        """Display colours of the custom emotions loaded from expert packs (the six have fixed ones)."""
+        return dict(self.motion.colours)
+
+    def load_expert_pack(self, path: str | Path) -> str:
+        """Add a custom emotion from a motion expert pack (``moee train expert``): one more slider, which mixes
+        with the six and takes the brush. Its expression gain, region gains and lids are neutral (1, none); FACS
+        emphasis names no AU for it (engine/facs.py). Returns its name; :class:`CheckpointError` for a pixel
+        pack or one trained on another motion model."""
+        name = self.motion.load_expert_pack(path)
+        self._facs = None  # the FACS table follows the emotions
+        return name
+
     def emotion_from_text(self, text: str) -> dict[str, float]:
         """Slider weights from a description such as ``"sadly surprised"`` (see engine.emotion_text)."""
         from engine.emotion_text import emotion_weights_from_text
