@@ -57,7 +57,7 @@ PROFILES: dict[str, dict[str, float]] = {
     "disgust": {"pitch_level": -0.7, "rate": -0.7, "brightness": -0.3},
 }
 #: Score (weighted mean z) at which an emotion starts to show, and the span over which it reaches slider 1.
-SCORE_THRESHOLD = 0.6
+SCORE_THRESHOLD = 1.0
 SCORE_SPAN = 1.5
 #: Emotions kept per window (the strongest), and the smoothing of the weights over time (seconds).
 KEEP_PER_WINDOW = 2

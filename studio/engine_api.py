@@ -120,14 +120,27 @@ def gate_maps(animator: Any) -> Any:
 
 
 def load_expert_pack(animator: Any, path: str) -> str:
-    """Load a custom expert pack into the animator; returns the emotion name."""
+    """Load a custom expert pack into the animator (a new slider); returns the emotion name.
+
+    Both renderers load packs: the portrait path a motion expert pack (``moee train expert``, the trainer panel),
+    the pixel model a pixel pack; a pack of the other kind is refused with a message saying which it is.
+    """
     load = getattr(animator, "load_expert_pack", None)
     if load is None:
         from engine.errors import EmotionSpecError
 
-        raise EmotionSpecError("custom expert packs drive the crop model only; start the studio with "
-                               "--frame crop to use them")
+        raise EmotionSpecError("this renderer cannot load custom expert packs")
     return str(load(path))
+
+
+def voice_emotion_keyframes(animator: Any, audio: Any, duration: float, fps: float) -> list[tuple[float, dict]]:
+    """"From the voice": (time s, {emotion: weight}) keyframes the voice's tone suggests (engine.voice_emotion),
+    for the timeline to add as ordinary, editable keys. ``audio``: a path or an AudioClip."""
+    from engine.audio import load_audio, num_video_frames
+    from engine.voice_emotion import voice_emotion_track
+
+    clip = load_audio(audio)
+    return voice_emotion_track(clip, num_video_frames(duration, fps), fps, tuple(animator.emotions)).keyframes()
 
 
 def export_clip(animator: Any, prepared: Any, output: str, **options: Any) -> Any:

@@ -191,3 +191,50 @@ def test_cli_render_with_the_pack_changes_the_face(smug_pack, tmp_path, astronau
         assert "loaded custom emotion 'smug'" in capsys.readouterr().out
         frames[mix] = np.asarray(Image.open(sorted(out.glob("*.png"))[0]).convert("RGB"), np.int16)
     assert np.abs(frames["smug=1"] - frames["smug=0"]).max() > 20
+
+
+# ------------------------------------------------------------------------------- emotion from the voice's tone
+def _espeak(speed: int, pitch: int):
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    from engine.audio import AudioClip
+    from training.synthetic.speech import espeak_speech
+
+    text = "I really did not expect to see you here today, after all this time away from home."
+    return AudioClip(espeak_speech(text, "en", speed, pitch, 16000).astype(np.float32), 16000, "espeak")
+
+
+def test_the_voice_sets_the_sliders_over_time():
+    from engine.emotions import BASIC_EMOTIONS
+    from engine.voice_emotion import voice_emotion_track
+
+    emotions = (*BASIC_EMOTIONS, "smug")
+    calm = voice_emotion_track(_espeak(160, 50), 60, 25, emotions)
+    agitated = voice_emotion_track(_espeak(230, 85), 60, 25, emotions)
+    for track in (calm, agitated):
+        assert track.weights.shape == (60, len(emotions))
+        assert track.weights.min() >= 0 and track.weights.max() <= 1 and not track.weights[:, -1].any()
+    arousal = [BASIC_EMOTIONS.index("anger"), BASIC_EMOTIONS.index("fear")]
+    assert calm.weights.mean(0).max() < 0.3  # neutral read speech: a faint mix at most
+    assert agitated.weights[:, arousal].max() >= 0.5 > calm.weights[:, arousal].max()
+    keys = agitated.keyframes()
+    assert keys[0][0] == 0.0 and set(keys[0][1]) == set(emotions)
+    assert all(b[0] > a[0] for a, b in zip(keys, keys[1:], strict=False))
+
+
+def test_cli_emotion_audio_drives_the_portrait_sliders(tmp_path, astronaut, capsys):
+    import soundfile
+    from PIL import Image
+
+    from engine.cli import main
+
+    clip = _espeak(230, 85)
+    soundfile.write(tmp_path / "tone.wav", clip.samples, clip.sample_rate)
+    Image.fromarray(astronaut).save(tmp_path / "astro.png")
+    assert main(["render", str(tmp_path / "astro.png"), "--duration", "0.1", "-o", str(tmp_path / "v.mp4"),
+                 "--emotion-audio", str(tmp_path / "tone.wav")]) == 0
+    out = capsys.readouterr()
+    assert "the voice's tone: " in out.out and "fear up to" in out.out
+    assert "pixel model only" not in out.err
