@@ -133,14 +133,17 @@ def load_expert_pack(animator: Any, path: str) -> str:
     return str(load(path))
 
 
-def voice_emotion_keyframes(animator: Any, audio: Any, duration: float, fps: float) -> list[tuple[float, dict]]:
-    """"From the voice": (time s, {emotion: weight}) keyframes the voice's tone suggests (engine.voice_emotion),
-    for the timeline to add as ordinary, editable keys. ``audio``: a path or an AudioClip."""
-    from engine.audio import load_audio, num_video_frames
+def voice_emotion_keyframes(emotions: Any, audio: Any, num_frames: int, fps: float) -> list[tuple[int, list[float]]]:
+    """"From the voice": (frame, slider weights in ``emotions`` order) keyframes that the voice's tone suggests
+    (engine.voice_emotion), for the timeline to add as ordinary, editable keys. ``audio``: a path or an AudioClip."""
+    from engine.audio import AudioClip, load_audio
     from engine.voice_emotion import voice_emotion_track
 
-    clip = load_audio(audio)
-    return voice_emotion_track(clip, num_video_frames(duration, fps), fps, tuple(animator.emotions)).keyframes()
+    clip = audio if isinstance(audio, AudioClip) else load_audio(audio)
+    names = tuple(emotions)
+    track = voice_emotion_track(clip, int(num_frames), float(fps), names)
+    last = max(int(num_frames) - 1, 0)
+    return [(min(int(round(t * fps)), last), [float(mix[n]) for n in names]) for t, mix in track.keyframes()]
 
 
 def export_clip(animator: Any, prepared: Any, output: str, **options: Any) -> Any:
