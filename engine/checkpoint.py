@@ -192,6 +192,9 @@ def read_expert_metadata(path: str | Path) -> dict[str, str]:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable safetensors expert pack: {exc}") from exc
+    if metadata.get("format") == "moee-motion-expert":
+        raise CheckpointError(f"{path} is a motion expert pack (the default portrait renderer); the pixel model "
+                              "(--frame crop) cannot load it")
     if metadata.get("format") != EXPERT_FORMAT:
         raise CheckpointError(f"{path} is not a MoEE expert pack")
     if metadata.get("format_version") != str(EXPERT_FORMAT_VERSION):

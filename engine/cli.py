@@ -297,12 +297,12 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
 
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
     emotions = _render_emotions(args, model_dir)
-    if args.expert:
-        from engine.checkpoint import read_expert_metadata
-
-        packs = [read_expert_metadata(pack).get("emotion", "") for pack in args.expert]
+    if args.expert:  # each renderer reads its own kind of pack (the other kind is refused, saying why)
         if args.frame == "crop":
-            emotions += packs
+            from engine.checkpoint import read_expert_metadata as read_pack
+        else:
+            from engine.motion import read_motion_expert_metadata as read_pack
+        emotions += [read_pack(pack).get("emotion", "") for pack in args.expert]
     if args.calibration is not None:
         curves_from_argument(args.calibration)
 
@@ -418,12 +418,8 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
               "(--frame crop renders this folder's pixel model)", file=sys.stderr)
         motion_dir = DEFAULT_MODEL_DIR
     animator = PortraitAnimator.from_pretrained(motion_dir)
-    if args.expert:
-        print("note: expert packs add sliders to the pixel model only; render them with --frame crop",
-              file=sys.stderr)
-    if args.emotion_audio:
-        print("note: --emotion-audio conditions the pixel model only (--frame crop); set the mix with "
-              "--emotion or --text", file=sys.stderr)
+    for pack in args.expert:
+        print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
     from engine.portrait import DEFAULT_FPS
 
     life = LifeConfig(seed=args.seed, **{name: value for name, value in (
@@ -434,6 +430,8 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)
+    if checked.emotion_audio is not None:
+        gates = _voice_gates(animator, prepared, checked.emotion_audio, gates)
     bar = tqdm(total=prepared.num_frames, unit="frame", desc="rendering")
     try:
         export_clip(animator, prepared, args.output, gates=gates, frames_dir=args.frames_dir,
@@ -443,6 +441,27 @@ def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
     height, width = prepared.portrait.shape[:2]
     print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {width}x{height})")
     return 0
+
+
+def _voice_gates(animator, prepared, clip, gates):
+    """``--emotion-audio`` on the portrait path: the voice's tone sets the sliders over time (engine.voice_emotion),
+    added to the --emotion / --text mix (each slider capped at 1); --mask strokes are kept."""
+    import numpy as np
+
+    from engine.moee import GateControl
+    from engine.voice_emotion import voice_emotion_track
+
+    track = voice_emotion_track(clip, prepared.num_frames, prepared.fps, animator.emotions)
+    base = np.zeros(len(animator.emotions), np.float32) if gates.global_weights is None else gates.global_weights
+    summary = ", ".join(f"{name} up to {track.weights[:, i].max():.2f}" for i, name in enumerate(animator.emotions)
+                        if track.weights[:, i].max() >= 0.05)
+    print(f"the voice's tone: {summary or 'neutral'}")
+
+    def at(frame: int) -> GateControl:
+        row = track.weights[min(max(frame, 0), len(track.weights) - 1)] if len(track.weights) else 0.0
+        return GateControl(np.clip(base + row, 0.0, 1.0).astype(np.float32), gates.local_masks, gates.local_alpha)
+
+    return at
 
 
 def run_render(args: argparse.Namespace) -> int:

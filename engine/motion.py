@@ -27,6 +27,8 @@ default model folder as ``motion.safetensors`` + ``motion.json``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -45,6 +47,15 @@ MOTION_LANDMARKS = 68
 MOTION_WEIGHTS = "motion.safetensors"
 MOTION_CONFIG = "motion.json"
 MOTION_FORMAT_VERSION = 1
+
+#: ``format`` of a motion expert pack's safetensors metadata: one custom emotion of the motion MoE (its expert,
+#: latent tokens and gate column). A pixel-model pack says ``moee-expert`` (engine.checkpoint.EXPERT_FORMAT).
+MOTION_EXPERT_FORMAT = "moee-motion-expert"
+MOTION_EXPERT_FORMAT_VERSION = 1
+#: File name ending of an expert pack (the same for both renderers; the metadata's ``format`` tells them apart).
+EXPERT_PACK_SUFFIX = ".moeexpert.safetensors"
+#: Tensors of a motion expert pack besides the expert's own (``expert.*``).
+PACK_LATENTS, PACK_GATE_WEIGHT, PACK_GATE_BIAS = "latents", "gate.weight", "gate.bias"
 
 #: Loudness percentile of a clip mapped to a fully open mouth (as the synthetic speech model does).
 LIP_REFERENCE_PERCENTILE = 95.0
@@ -143,6 +154,10 @@ class MotionMoE(nn.Module):
         for expert in self.experts:  # unlike a U-Net layer, a motion expert must not start as zero
             nn.init.normal_(expert.to_out.weight, std=0.02)
         self.gate_local = nn.Linear(c, num)
+        # Custom emotions (expert packs): each slot's latent tokens and gate column live apart from the six,
+        # so the six's gate logits are computed exactly as before (bit-identical output with a custom slider at 0).
+        self.custom_latents = nn.ParameterList()
+        self.custom_gates = nn.ModuleList()
         self.head = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, c), nn.GELU(), nn.Linear(c, 2))
         # Normalisation of the neutral shape input (set from the training data, saved with the weights).
         self.register_buffer("shape_mean", torch.zeros(n, 2))
@@ -151,6 +166,50 @@ class MotionMoE(nn.Module):
     @property
     def emotions(self) -> tuple[str, ...]:
         return self.cfg.emotions
+
+    @property
+    def base_count(self) -> int:
+        """How many emotions the model was trained with (the custom slots follow them)."""
+        return len(self.cfg.emotions) - len(self.custom_gates)
+
+    def add_emotion(self, name: str) -> int:
+        """Append a custom expert slot (expert, latent tokens, gate column) for ``name``; returns its index.
+
+        The new expert starts small and random (as the six did), its gate column at zero logits.
+        """
+        if name in self.cfg.emotions:
+            raise CheckpointError(f"the motion model already has an emotion called {name!r}")
+        c, cfg = self.cfg.width, self.cfg
+        reference = self.emotion_latents
+        latents = nn.Parameter(torch.randn(1, cfg.emotion_tokens, cfg.emotion_dim) * 0.5)
+        expert = EmotionExpert(c, cfg.emotion_dim, cfg.heads)
+        nn.init.normal_(expert.to_out.weight, std=0.02)
+        gate = nn.Linear(c, 1)
+        nn.init.zeros_(gate.weight)
+        nn.init.zeros_(gate.bias)
+        self.custom_latents.append(latents.to(reference.device))
+        self.experts.append(expert.to(reference.device))
+        self.custom_gates.append(gate.to(reference.device))
+        self.cfg = dataclasses.replace(cfg, emotions=(*cfg.emotions, name))
+        return len(self.cfg.emotions) - 1
+
+    def slot_modules(self, index: int) -> tuple[nn.Module, nn.Parameter, nn.Linear]:
+        """(expert, latent tokens (1, K, D), gate (C -> 1)) of the custom slot at emotion ``index``."""
+        custom = index - self.base_count
+        if not 0 <= custom < len(self.custom_gates):
+            raise IndexError(f"emotion {index} is not a custom slot")
+        return self.experts[index], self.custom_latents[custom], self.custom_gates[custom]
+
+    def _latents(self, index: int) -> torch.Tensor:
+        base = self.base_count
+        return self.emotion_latents[index : index + 1] if index < base else self.custom_latents[index - base]
+
+    def gates(self, x_norm: torch.Tensor) -> torch.Tensor:
+        """Local gates ``s`` (B, n, E): the six's columns, then each custom slot's."""
+        s = local_gate(self.gate_local(x_norm))
+        if len(self.custom_gates):
+            s = torch.cat([s, *(local_gate(gate(x_norm)) for gate in self.custom_gates)], dim=-1)
+        return s
 
     def tokens(self, shape: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
         """``X``: tokens ``(B, n, C)`` from neutral shapes ``(B, n, 2)`` and mouth openings ``(B,)``."""
@@ -169,12 +228,11 @@ class MotionMoE(nn.Module):
         """
         x = self.tokens(shape, opening)
         x_norm = self.norm(x)
-        s = local_gate(self.gate_local(x_norm))
+        s = self.gates(x_norm)
         w = painted_token_weights(g, s, painted, alpha)
         out = x
-        latents = self.emotion_latents
         for i in torch.nonzero((w != 0).any(dim=0).any(dim=0)).flatten().tolist():
-            context = latents[i : i + 1].expand(x.shape[0], -1, -1)
+            context = self._latents(i).expand(x.shape[0], -1, -1)
             out = out + w[..., i : i + 1] * self.experts[i](x_norm, context)
         rest = self.tokens(shape, torch.zeros_like(opening))
         return self.head(out) - self.head(rest)
@@ -233,6 +291,8 @@ class MotionModel:
     moe: MotionMoE
     lips: LipModel
     notes: dict = field(default_factory=dict)
+    #: Display colours of the custom emotions loaded from expert packs (``#rrggbb``; the six have fixed ones).
+    colours: dict = field(default_factory=dict)
 
     @property
     def cfg(self) -> MotionConfig:
@@ -280,12 +340,101 @@ class MotionModel:
         with single_threaded():
             return self.lips(feats).numpy().astype(np.float32)
 
+    def fingerprint(self) -> str:
+        """A short hash of the base motion model (its config with the trained emotions and first weights).
+
+        A pack trained on one base model is refused by another: its expert reads token features that only
+        this base model produces.
+        """
+        moe = self.moe
+        base = dataclasses.replace(self.cfg, emotions=self.cfg.emotions[: moe.base_count])
+        digest = hashlib.sha256(json.dumps(base.to_json(), sort_keys=True).encode())
+        for tensor in (moe.token_embedding, moe.gate_local.weight):
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def add_emotion(self, name: str, colour: str | None = None) -> int:
+        """Append an untrained custom slot (see :meth:`MotionMoE.add_emotion`); returns its index."""
+        index = self.moe.add_emotion(name)
+        if colour:
+            self.colours[name] = colour
+        return index
+
+    def save_expert_pack(self, emotion: str, path: str | Path, extra: dict[str, str] | None = None) -> Path:
+        """Write the custom slot ``emotion`` to a motion expert pack (safetensors, atomically); returns the path.
+
+        The pack holds the slot's expert (``expert.*``), latent tokens and gate column, and metadata
+        (``format`` :data:`MOTION_EXPERT_FORMAT`, the emotion's name and colour, the base model's fingerprint).
+        """
+        from safetensors.torch import save as save_bytes
+
+        from engine.atomic import atomic_write_bytes
+
+        if emotion not in self.cfg.emotions[self.moe.base_count:]:
+            raise CheckpointError(f"the motion model has no custom emotion called {emotion!r}")
+        expert, latents, gate = self.moe.slot_modules(self.cfg.emotions.index(emotion))
+        tensors = {f"expert.{k}": v for k, v in expert.state_dict().items()}
+        tensors.update({PACK_LATENTS: latents, PACK_GATE_WEIGHT: gate.weight, PACK_GATE_BIAS: gate.bias})
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
+        metadata = {"format": MOTION_EXPERT_FORMAT, "format_version": str(MOTION_EXPERT_FORMAT_VERSION),
+                    "emotion": emotion, "colour": self.colours.get(emotion, ""),
+                    "base_fingerprint": self.fingerprint(), **(extra or {})}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, save_bytes(tensors, metadata=metadata))
+        return path
+
+    def load_expert_pack(self, path: str | Path) -> str:
+        """Add a custom emotion from a motion expert pack (a new slider); returns its name.
+
+        Refuses (:class:`CheckpointError`) a pixel-model pack, a pack of another base model, an emotion the
+        model already has, or damaged tensors. Safetensors only: nothing is unpickled.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        metadata = read_motion_expert_metadata(path)
+        if metadata.get("base_fingerprint") != self.fingerprint():
+            raise CheckpointError(f"{path} was trained for another motion model (fingerprint "
+                                  f"{metadata.get('base_fingerprint')}, this model is {self.fingerprint()}); "
+                                  "train the emotion again on this model (moee train expert --model FOLDER)")
+        name = metadata.get("emotion", "").strip()
+        if not name:
+            raise CheckpointError(f"{path}: the pack names no emotion")
+        if name in self.cfg.emotions:
+            raise CheckpointError(f"{path}: the model already has an emotion called {name!r}")
+        tensors = load_file(str(path))
+        expert = EmotionExpert(self.cfg.width, self.cfg.emotion_dim, self.cfg.heads)
+        expected = {f"expert.{k}": tuple(v.shape) for k, v in expert.state_dict().items()}
+        expected.update({PACK_LATENTS: (1, self.cfg.emotion_tokens, self.cfg.emotion_dim),
+                         PACK_GATE_WEIGHT: (1, self.cfg.width), PACK_GATE_BIAS: (1,)})
+        found = {k: tuple(v.shape) for k, v in tensors.items()}
+        if found != expected:
+            wrong = sorted(set(found.items()) ^ set(expected.items()))
+            raise CheckpointError(f"{path} does not hold a motion expert of this model's sizes "
+                                  f"(first difference: {wrong[0][0]})")
+        for key, tensor in tensors.items():
+            if not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"{path}: the tensor {key} holds NaN or infinite values; the pack is damaged")
+        index = self.add_emotion(name, metadata.get("colour") or None)
+        slot_expert, latents, gate = self.moe.slot_modules(index)
+        with torch.no_grad():
+            slot_expert.load_state_dict({k[len("expert."):]: v for k, v in tensors.items() if k.startswith("expert.")})
+            latents.copy_(tensors[PACK_LATENTS])
+            gate.weight.copy_(tensors[PACK_GATE_WEIGHT])
+            gate.bias.copy_(tensors[PACK_GATE_BIAS])
+        self.moe.eval()
+        return name
+
     def save(self, folder: str | Path) -> None:
         """Write ``motion.safetensors`` + ``motion.json`` into ``folder`` (atomically)."""
         from safetensors.torch import save as save_bytes
 
         from engine.atomic import atomic_write_bytes, atomic_write_text
 
+        if len(self.moe.custom_gates):
+            raise CheckpointError("a motion model with custom emotions is saved as its base model plus expert packs "
+                                  "(save_expert_pack), not as one folder")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"moe.{k}": v.detach().cpu().contiguous() for k, v in self.moe.state_dict().items()}
@@ -376,3 +525,31 @@ def read_motion_config(folder: str | Path) -> MotionConfig:
     """The checked :class:`MotionConfig` of a model folder's ``motion.json`` (the weights are not read):
     what ``moee render`` checks before anything loads. Raises :class:`CheckpointError`."""
     return _read_motion_meta(Path(folder))[1]
+
+
+def read_motion_expert_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a motion expert pack, checked for kind and version (the weights are not read).
+
+    A pack of the pixel model (``format`` ``moee-expert``) is refused with a message saying which renderer
+    it belongs to. Raises :class:`CheckpointError`.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"expert pack {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors expert pack: {exc}") from exc
+    kind = metadata.get("format")
+    if kind == "moee-expert":
+        raise CheckpointError(f"{path} is an expert pack of the pixel model (--renderer pixel / --frame crop); the "
+                              "portrait renderer needs a motion expert pack: train one with `moee train expert`")
+    if kind != MOTION_EXPERT_FORMAT:
+        raise CheckpointError(f"{path} is not a MoEE motion expert pack (its format is {kind!r})")
+    if metadata.get("format_version") != str(MOTION_EXPERT_FORMAT_VERSION):
+        raise CheckpointError(f"{path} has motion expert-pack version {metadata.get('format_version')}; this MoEE "
+                              f"Studio reads version {MOTION_EXPERT_FORMAT_VERSION}")
+    return metadata

@@ -31,7 +31,7 @@ from engine import audio as audio_io
 from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
 from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
-from engine.facs import au_motion, emotion_emphasis, emphasis
+from engine.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
 from engine.head_pose import HeadWarp, parallax
 from engine.moee import GateControl, GateSpec
 from engine.motion import MotionModel
@@ -207,6 +207,20 @@ class PortraitAnimator:
     def emotions(self) -> tuple[str, ...]:
         return self.motion.cfg.emotions
 
+    @property
+    def colours(self) -> dict[str, str]:
+        """Display colours of the custom emotions loaded from expert packs (the six have fixed ones)."""
+        return dict(self.motion.colours)
+
+    def load_expert_pack(self, path: str | Path) -> str:
+        """Add a custom emotion from a motion expert pack (``moee train expert``): one more slider, which mixes
+        with the six and takes the brush. Its expression gain, region gains and lids are neutral (1, none); FACS
+        emphasis names no AU for it (engine/facs.py). Returns its name; :class:`CheckpointError` for a pixel
+        pack or one trained on another motion model."""
+        name = self.motion.load_expert_pack(path)
+        self._facs = None  # the FACS table follows the emotions
+        return name
+
     def emotion_from_text(self, text: str) -> dict[str, float]:
         """Slider weights from a description such as ``"sadly surprised"`` (see engine.emotion_text)."""
         from engine.emotion_text import emotion_weights_from_text
@@ -279,8 +293,10 @@ class PortraitAnimator:
         happiness = float(weights[self.emotions.index("happiness")])
         keep = float(np.clip(happiness / smile, 0.0, 1.0))
         # What the model's smile leaves (cheeks, width) goes with FACS's AU12, more so when another emotion
-        # is asked for: it must not read through a frown.
-        others = float(np.clip(weights.sum() - happiness, 0.0, 1.0))
+        # is asked for: it must not read through a frown. Custom emotions (expert packs) do not count: one may
+        # be a smile itself (a smirk).
+        named = [e for e, name in enumerate(self.emotions) if name in EMOTION_AUS and name != "happiness"]
+        others = float(np.clip(weights[named].sum(), 0.0, 1.0))
         extra = self.cfg.neutralise_facs * (1.0 + others) * max(0.0, smile - happiness)
         return prepared.sitter_motion - keep * prepared.sitter_lips + extra * au_motion(12)
 

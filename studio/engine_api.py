@@ -123,14 +123,30 @@ def gate_maps(animator: Any) -> Any:
 
 
 def load_expert_pack(animator: Any, path: str) -> str:
-    """Load a custom expert pack into the animator; returns the emotion name."""
+    """Load a custom expert pack into the animator (a new slider); returns the emotion name.
+
+    Both renderers load packs: the portrait path a motion expert pack (``moee train expert``, the trainer panel),
+    the pixel model a pixel pack; a pack of the other kind is refused with a message saying which it is.
+    """
     load = getattr(animator, "load_expert_pack", None)
     if load is None:
         from engine.errors import EmotionSpecError
 
-        raise EmotionSpecError("custom expert packs drive the crop model only; start the studio with "
-                               "--frame crop to use them")
+        raise EmotionSpecError("this renderer cannot load custom expert packs")
     return str(load(path))
+
+
+def voice_emotion_keyframes(emotions: Any, audio: Any, num_frames: int, fps: float) -> list[tuple[int, list[float]]]:
+    """"From the voice": (frame, slider weights in ``emotions`` order) keyframes that the voice's tone suggests
+    (engine.voice_emotion), for the timeline to add as ordinary, editable keys. ``audio``: a path or an AudioClip."""
+    from engine.audio import AudioClip, load_audio
+    from engine.voice_emotion import voice_emotion_track
+
+    clip = audio if isinstance(audio, AudioClip) else load_audio(audio)
+    names = tuple(emotions)
+    track = voice_emotion_track(clip, int(num_frames), float(fps), names)
+    last = max(int(num_frames) - 1, 0)
+    return [(min(int(round(t * fps)), last), [float(mix[n]) for n in names]) for t, mix in track.keyframes()]
 
 
 def export_clip(animator: Any, prepared: Any, output: str, **options: Any) -> Any:

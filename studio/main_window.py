@@ -235,6 +235,7 @@ class MainWindow(QMainWindow):
         self.addAction(self.act_redo)
         self.act_play = a("Play / pause", self.toggle_play, "Space")
         self.act_key = a("Add keyframe", self.add_keyframe, "K")
+        self.act_voice_keys = a("Keyframes from the voice's tone", self.keys_from_voice)
         self.act_del_key = a("Delete keyframe", self.timeline.delete_selected, "Delete")
         tools = QActionGroup(self)
         self.act_brush = a("Brush", lambda: self.set_tool("brush"), "B", checkable=True)
@@ -278,7 +279,8 @@ class MainWindow(QMainWindow):
         for act in (self.act_brush, self.act_eraser, self.act_smaller, self.act_bigger, self.act_landmarks):
             tool_menu.addAction(act)
         anim = menu.addMenu("&Animate")
-        for act in (self.act_play, self.act_key, self.act_del_key, self.act_prev_frame, self.act_next_frame,
+        for act in (self.act_play, self.act_key, self.act_voice_keys, self.act_del_key, self.act_prev_frame,
+                    self.act_next_frame,
                     self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
             anim.addAction(act)
         view = menu.addMenu("&View")
@@ -740,6 +742,26 @@ class MainWindow(QMainWindow):
         self.doc.undo_stack.push(AddKeyframeCommand(self.doc, key))
         self.status(f"Keyframe at frame {self.playhead}")
         return key
+
+    def keys_from_voice(self) -> int:
+        """"From the voice": key the sliders the audio's tone suggests (engine.voice_emotion) across the clip, as
+        ordinary keyframes the user edits (one undo step). Returns how many keys were added."""
+        path = self.doc.state.audio_path
+        if not path:
+            self.status("Open an audio clip first: the keyframes follow its tone of voice")
+            return 0
+        try:
+            keys = engine_api.voice_emotion_keyframes(self.doc.emotions, path, self.timeline.num_frames,
+                                                      self.timeline.fps)
+        except MoEEError as exc:
+            self.status(f"Could not read the voice: {exc}")
+            return 0
+        self.doc.undo_stack.beginMacro("Keyframes from the voice")
+        for frame, weights in keys:
+            self.doc.undo_stack.push(AddKeyframeCommand(self.doc, Keyframe(frame, weights)))
+        self.doc.undo_stack.endMacro()
+        self.status(f"{len(keys)} keyframes from the voice's tone (edit them on the timeline)")
+        return len(keys)
 
     def autokey_masks(self, what: str) -> Keyframe | None:
         """Auto-key: with keyframes and "Key masks" on, a mask edit is keyed at the playhead at once.

@@ -349,6 +349,11 @@ def check_custom_emotion_data(path: str | os.PathLike[str], name: str) -> int:
     root = Path(path)
     key = name.strip().lower()
     expected = f"Expected {custom_emotion_layout(key)}"
+    if (root / "recipe.json").is_file():  # an AU recipe (training.motion_expert): no clips needed
+        from training.motion_expert import read_recipe
+
+        read_recipe(root)
+        return 1
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder. {expected}")
     csv_path = root / "labels.csv"

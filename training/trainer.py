@@ -525,6 +525,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="base model folder for the expert stage (default: bundled)")
     parser.add_argument("--name", default=None, help="expert stage: the new emotion's name")
     parser.add_argument("--colour", default=None, help="expert stage: the new emotion's colour (#rrggbb)")
+    parser.add_argument("--renderer", default="auto", choices=("auto", "portrait", "pixel"),
+                        help="expert stage: train a slot of the motion model (portrait, the default renderer) or of "
+                             "the pixel model; auto: portrait when the base model folder has a motion model")
     parser.add_argument("--steps", type=int, default=None,
                         help="optimiser steps (default per stage: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()) + ")")
     parser.add_argument("--batch", type=int, default=2)
@@ -609,6 +612,11 @@ def calibrate_latent_scale(model: MoEEModel, data: StepSampler, items: int = LAT
 
 def run_train(args: argparse.Namespace) -> int:
     """Run one training stage; returns the exit code (0 on success)."""
+    if args.stage == "expert":
+        from training.motion_expert import expert_renderer, run_motion_expert
+
+        if expert_renderer(args) == "portrait":
+            return run_motion_expert(args)
     try:
         return _train(args)
     finally:

@@ -41,6 +41,9 @@ LIPS_OUTER, LIPS_INNER = slice(48, 60), slice(60, 68)
 
 # mouth opening in face units
 SPEECH_OPEN_GAIN = 0.22  # face units of lip separation at mouth_open = 1
+#: Action units the geometry draws beyond :data:`AU_LIST` (not in the data sets' AU columns): AU14, the
+#: dimpler (lip corners tightened and drawn in, a little up; lips thinned), for custom-emotion recipes.
+GEOMETRY_ONLY_AUS: tuple[int, ...] = (14,)
 AU26_OPEN_GAIN = 0.20  # face units of lip separation added by AU26 at intensity 1
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
@@ -152,7 +155,7 @@ class FaceRenderer:
         ``brows`` (left, right: 5 points each), ``eyes`` (left, right: lid curves) and ``au`` (the
         intensity of every AU of :data:`AU_LIST`).
         """
-        au = {k: float(aus.get(k, 0.0)) for k in AU_LIST}
+        au = {k: float(aus.get(k, 0.0)) for k in (*AU_LIST, *GEOMETRY_ONLY_AUS)}
         mouth = self._mouth_geometry(au, mouth_open)
         return {
             "mouth": mouth,
@@ -173,8 +176,8 @@ class FaceRenderer:
         idn = self.identity
         opening = SPEECH_OPEN_GAIN * float(np.clip(mouth_open, 0, 1)) + AU26_OPEN_GAIN * au[26]
         my = idn.mouth_y
-        corner_dy = -0.13 * au[12] + 0.12 * au[15] + 0.025 * au[20] - 0.02 * au[9]
-        mw = idn.mouth_w * (1 + 0.22 * au[12] + 0.3 * au[20] - 0.18 * au[23] - 0.05 * au[9])
+        corner_dy = -0.13 * au[12] + 0.12 * au[15] + 0.025 * au[20] - 0.02 * au[9] - 0.02 * au[14]
+        mw = idn.mouth_w * (1 + 0.22 * au[12] + 0.3 * au[20] - 0.18 * au[23] - 0.05 * au[9] - 0.12 * au[14])
         up_c = my - 0.3 * opening - 0.05 * au[9]
         lo_c = my + 0.7 * opening
         u = _U
@@ -183,8 +186,8 @@ class FaceRenderer:
         corner_y = my + corner_dy
         in_up = corner_y + (up_c - corner_y) * fb
         in_lo = corner_y + (lo_c - corner_y) * fb + 0.09 * au[16] * f
-        t_up = idn.lip_upper * (1 - 0.55 * au[23] - 0.3 * au[20] - 0.35 * au[12])
-        t_lo = idn.lip_lower * (1 - 0.5 * au[23] - 0.2 * au[20] - 0.25 * au[12]) + 0.015 * au[16]
+        t_up = idn.lip_upper * (1 - 0.55 * au[23] - 0.3 * au[20] - 0.35 * au[12] - 0.15 * au[14])
+        t_lo = idn.lip_lower * (1 - 0.5 * au[23] - 0.2 * au[20] - 0.25 * au[12] - 0.1 * au[14]) + 0.015 * au[16]
         cupid = 1 - 0.3 * np.exp(-((u / 0.16) ** 2)) + 0.12 * np.exp(-(((np.abs(u) - 0.3) / 0.15) ** 2))
         out_up = in_up - t_up * fb ** 0.6 * cupid
         out_lo = in_lo + t_lo * fb ** 0.6
