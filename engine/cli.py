@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 # Only light modules at import time (numpy and the rest load inside the commands): a Ctrl-C while
 # ``moee`` starts lands inside main(), which prints "interrupted" instead of a traceback.
-from engine.errors import MoEEError, OutputError
+from engine.errors import EmotionSpecError, MoEEError, OutputError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -149,9 +149,11 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-emotion", action="append", default=[], help="the emotion each --mask paints")
     p.add_argument("--mask-alpha", type=number_flag("--mask-alpha", low=0, high=1), default=1.0,
                    help="how much masks override the model's local gate, 0..1")
-    p.add_argument("--steps", type=number_flag("--steps", low=1, high=MAX_STEPS, integer=True), default=12)
+    p.add_argument("--steps", type=number_flag("--steps", low=1, high=MAX_STEPS, integer=True), default=None,
+                   help=f"denoising steps of --frame crop (default {PIXEL_DEFAULTS['steps']})")
     p.add_argument("--seed", type=number_flag("--seed", low=0, high=MAX_SEED, integer=True), default=0)
-    p.add_argument("--sampler", default="dpm", choices=["dpm", "ddim", "euler"])
+    p.add_argument("--sampler", default=None, choices=["dpm", "ddim", "euler"],
+                   help=f"sampler of --frame crop (default {PIXEL_DEFAULTS['sampler']})")
     p.add_argument("--guidance", type=number_flag("--guidance", sampling="guidance_scale"), default=None,
                    help="emotion guidance scale, >= 0 (1 = off; default: the model's)")
     p.add_argument("--strength", type=number_flag("--strength", sampling="strength"), default=None,
@@ -181,10 +183,12 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                         "(default); crop: the pixel model's own face crop (64 px; training and evaluation)")
     p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True),
                    default=DEFAULT_MAX_SIZE, help=f"cap of the output's long side in pixels (default {DEFAULT_MAX_SIZE})")
-    p.add_argument("--crop", default="auto", choices=["auto", "face", "none"], help="face crop of --frame crop")
+    p.add_argument("--crop", default=None, choices=["auto", "face", "none"],
+                   help=f"face crop of --frame crop (default {PIXEL_DEFAULTS['crop']})")
     p.add_argument("--face", type=number_flag("--face", low=1, integer=True), default=None, metavar="N",
                    help="which face to animate when the portrait shows several: 1 = the leftmost (--frame portrait)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (--frame crop)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (--frame crop; the portrait "
+                                                  "renderer runs on the CPU)")
     p.set_defaults(func=run_render)
 
 
@@ -213,6 +217,32 @@ def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[
               *(("the --expert pack", pack) for pack in args.expert),
               ("the --calibration file", None if args.calibration in (None, "off") else args.calibration)]
     return outputs, inputs
+
+
+#: Defaults of the flags only the pixel model (--frame crop) reads; on the portrait path they must stay unset.
+PIXEL_DEFAULTS: dict[str, Any] = {"steps": 12, "sampler": "dpm", "crop": "auto", "device": "auto"}
+#: Flags each renderer alone reads (argparse destination -> flag).
+PIXEL_ONLY_FLAGS = {"steps": "--steps", "sampler": "--sampler", "guidance": "--guidance", "strength": "--strength",
+                    "lip_guidance": "--lip-guidance", "keep_background": "--keep-background",
+                    "calibration": "--calibration", "crop": "--crop"}
+PORTRAIT_ONLY_FLAGS = {"blinks": "--blinks", "head_motion": "--head-motion", "gaze": "--gaze"}
+
+
+def refuse_flags_of_the_other_renderer(args: argparse.Namespace) -> None:
+    """A render flag the chosen renderer does not read is refused (EmotionSpecError naming it), never ignored."""
+    if args.frame == "portrait":
+        given = [flag for name, flag in PIXEL_ONLY_FLAGS.items() if getattr(args, name, None) is not None]
+        if args.device not in (None, "auto", "cpu"):
+            given.append(f"--device {args.device}")
+        if given:
+            raise EmotionSpecError(f"{', '.join(given)} set the pixel model (--frame crop); the portrait renderer "
+                                   "(the default) has no sampling steps, guidance or crop and runs on the CPU: "
+                                   "leave them out, or add --frame crop")
+        return
+    given = [flag for name, flag in PORTRAIT_ONLY_FLAGS.items() if getattr(args, name, None) is not None]
+    if given:
+        raise EmotionSpecError(f"{', '.join(given)} animate the portrait renderer; the pixel model "
+                               "(--frame crop) has no blinks, head motion or gaze: leave them out")
 
 
 def check_device(device: str, flag: str = "--device") -> None:
@@ -287,13 +317,12 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     if args.face is not None and args.frame != "portrait":
         raise EmotionSpecError("--face picks a face for --frame portrait; for --frame crop, crop the portrait to "
                                "one face")
+    refuse_flags_of_the_other_renderer(args)
     if args.frame == "crop":
+        for name, value in PIXEL_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
         check_device(args.device)
-        given = [flag for flag, value in (("--blinks", args.blinks), ("--head-motion", args.head_motion),
-                                          ("--gaze", args.gaze)) if value is not None]
-        if given:
-            raise EmotionSpecError(f"{', '.join(given)} animate the portrait renderer; the pixel model "
-                                   "(--frame crop) has no blinks, head motion or gaze: leave them out")
 
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
     emotions = _render_emotions(args, model_dir)
