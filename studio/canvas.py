@@ -205,8 +205,13 @@ class PortraitCanvas(QWidget):
         self._last = None
         self.doc.masks[index] = before  # the command re-applies "after" (and notifies)
         text = "Erase" if self.brush.eraser else f"Paint {self.doc.emotions[index]}"
-        self.doc.undo_stack.push(MaskEditCommand(self.doc, index, before, after, text))
-        self.strokeFinished.emit(index)
+        stack = self.doc.undo_stack
+        stack.beginMacro(text)  # the stroke and what listeners add for it (an auto-key) undo as one step
+        try:
+            stack.push(MaskEditCommand(self.doc, index, before, after, text))
+            self.strokeFinished.emit(index)
+        finally:
+            stack.endMacro()
 
     def stroke(self, points: list[tuple[float, float]]) -> None:
         """Paint a whole stroke through portrait pixel points (used by scripts and tests)."""

@@ -82,10 +82,15 @@ def frame_signatures(schedule: GateSchedule, num_frames: int, live_masks_version
             masks_part = live[1]
         else:
             left, right, u = bracket
-            masks_part = (array_token(left.masks), round_all(left.alpha or []),
-                          array_token(right.masks), round_all(right.alpha or []), round(u, SIGNATURE_DECIMALS))
+            masks_part = (mask_token(left), round_all(left.alpha or []),
+                          mask_token(right), round_all(right.alpha or []), round(u, SIGNATURE_DECIMALS))
         out.append((inputs_version, schedule.normalise, weights_part, masks_part))
     return out
+
+
+def mask_token(key: Keyframe) -> int:
+    """The identity of a keyframe's mask set for signatures: 0 for a "no mask" key."""
+    return 0 if key.masks is None else array_token(key.masks)
 
 
 def round_all(values: Sequence[float]) -> tuple[float, ...]:
@@ -95,7 +100,8 @@ def round_all(values: Sequence[float]) -> tuple[float, ...]:
 def snapshot_schedule(schedule: GateSchedule, live_masks: np.ndarray) -> GateSchedule:
     """A copy of ``schedule`` safe to read on another thread: keyframes copied shallowly (their mask
     arrays are never changed in place), the live masks replaced by ``live_masks`` (a copy)."""
-    keys = [Keyframe(k.frame, list(k.weights), k.masks, None if k.alpha is None else list(k.alpha), k.uid)
+    keys = [Keyframe(k.frame, list(k.weights), k.masks, None if k.alpha is None else list(k.alpha), k.uid,
+                     k.no_mask)
             for k in schedule.keyframes]
     return replace(schedule, weights=list(schedule.weights), alpha=list(schedule.alpha), keyframes=keys,
                    masks=live_masks)

@@ -139,6 +139,9 @@ class MainWindow(QMainWindow):
         self.audio_panel = AudioPanel(self.transport)
 
         self.key_button = QPushButton("◆ Add key (K)")
+        self.no_mask_key_button = QPushButton("◇ No-mask key")
+        self.no_mask_key_button.setToolTip("Key the sliders and \"no mask here\" at the playhead (Shift+K): "
+                                           "masks keyed elsewhere fade out towards this frame")
         self.del_key_button = QPushButton("Delete key")
         self.interp = QComboBox()
         self.interp.addItems(list(INTERPOLATIONS))
@@ -152,6 +155,7 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout()
         row.addWidget(self.audio_panel, 1)
         row.addWidget(self.key_button)
+        row.addWidget(self.no_mask_key_button)
         row.addWidget(self.del_key_button)
         row.addWidget(QLabel("Interpolation"))
         row.addWidget(self.interp)
@@ -234,7 +238,8 @@ class MainWindow(QMainWindow):
         self.addAction(self.act_undo)
         self.addAction(self.act_redo)
         self.act_play = a("Play / pause", self.toggle_play, "Space")
-        self.act_key = a("Add keyframe", self.add_keyframe, "K")
+        self.act_key = a("Add keyframe", lambda: self.add_keyframe(), "K")
+        self.act_key_no_mask = a("Add \"no mask\" keyframe", lambda: self.add_no_mask_keyframe(), "Shift+K")
         self.act_del_key = a("Delete keyframe", self.timeline.delete_selected, "Delete")
         tools = QActionGroup(self)
         self.act_brush = a("Brush", lambda: self.set_tool("brush"), "B", checkable=True)
@@ -277,7 +282,7 @@ class MainWindow(QMainWindow):
         for act in (self.act_brush, self.act_eraser, self.act_smaller, self.act_bigger, self.act_landmarks):
             tool_menu.addAction(act)
         anim = menu.addMenu("&Animate")
-        for act in (self.act_play, self.act_key, self.act_del_key, self.act_prev_frame, self.act_next_frame,
+        for act in (self.act_play, self.act_key, self.act_key_no_mask, self.act_del_key, self.act_prev_frame, self.act_next_frame,
                     self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
             anim.addAction(act)
         view = menu.addMenu("&View")
@@ -404,7 +409,8 @@ class MainWindow(QMainWindow):
         self.transport.playingChanged.connect(lambda on: None if on else self.schedule_render())
         self.trainer.expertReady.connect(self.load_expert_pack)
         self.trainer.message.connect(self.status)
-        self.key_button.clicked.connect(self.add_keyframe)
+        self.key_button.clicked.connect(lambda: self.add_keyframe())
+        self.no_mask_key_button.clicked.connect(lambda: self.add_no_mask_keyframe())
         self.del_key_button.clicked.connect(self.timeline.delete_selected)
         self.interp.currentTextChanged.connect(self._interp_changed)
 
@@ -682,7 +688,7 @@ class MainWindow(QMainWindow):
             return
         mode = self.doc.render.interpolation
         weights = weights_at(keys, self.playhead, mode)
-        keyed = masks_at(keys, self.playhead, mode) if with_masks else None
+        keyed = masks_at(keys, self.playhead, mode, self.doc.masks.shape) if with_masks else None
         self._suspend_render = True  # one render below, not one per change
         try:
             if weights is not None:
@@ -730,22 +736,48 @@ class MainWindow(QMainWindow):
     def toggle_play(self) -> None:
         self.transport.toggle(self.playhead)
 
-    def add_keyframe(self) -> Keyframe:
-        """Key the current sliders (and masks, if enabled) at the playhead (undoable)."""
+    def add_keyframe(self, no_mask: bool = False) -> Keyframe:
+        """Key the current sliders at the playhead (undoable).
+
+        With "Key masks" on the key also stores the painted masks, or "no mask" when nothing is painted
+        (so a mask keyed later does not leak back to this frame). ``no_mask=True`` keys "no mask here"
+        whatever is painted (Animate › Add "no mask" keyframe).
+        """
         masks = alpha = None
-        if self.key_masks.isChecked() and float(self.doc.masks.max(initial=0.0)) > 0:
-            masks, alpha = self.doc.masks.copy(), self.doc.alpha
-        key = Keyframe(self.playhead, self.doc.weights, masks, alpha)
+        empty = no_mask
+        if self.key_masks.isChecked() and not no_mask:
+            if float(self.doc.masks.max(initial=0.0)) > 0:
+                masks, alpha = self.doc.masks.copy(), self.doc.alpha
+            else:
+                empty = True
+        key = Keyframe(self.playhead, self.doc.weights, masks, alpha, no_mask=empty)
         self.doc.undo_stack.push(AddKeyframeCommand(self.doc, key))
-        self.status(f"Keyframe at frame {self.playhead}")
+        self.status(f"Keyframe at frame {self.playhead}{' (no mask)' if empty else ''}")
         return key
+
+    def add_no_mask_keyframe(self) -> Keyframe:
+        """Key the sliders and "no mask here" at the playhead; the live masks are cleared to match (one undo step)."""
+        stack = self.doc.undo_stack
+        stack.beginMacro(f"Add no-mask keyframe at {self.playhead}")
+        try:
+            if float(self.doc.masks.max(initial=0.0)) > 0:
+                stack.push(SetMasksCommand(self.doc, np.zeros_like(self.doc.masks), self.doc.alpha))
+            key = self.add_keyframe(no_mask=True)
+        finally:
+            stack.endMacro()
+        return key
+
+    def autokey_active(self) -> bool:
+        """True when a mask edit is keyed at the playhead at once (keyframes exist and "Key masks" is on)."""
+        return self.key_masks.isChecked() and bool(self.doc.state.keyframes)
 
     def autokey_masks(self, what: str) -> Keyframe | None:
         """Auto-key: with keyframes and "Key masks" on, a mask edit is keyed at the playhead at once.
 
-        Otherwise moving the playhead would replace the edit with the keyed masks and lose it.
+        Otherwise moving the playhead would replace the edit with the keyed masks and lose it. Callers
+        wrap the edit and this key in one undo macro, so one undo takes both back.
         """
-        if not self.key_masks.isChecked() or not self.doc.state.keyframes:
+        if not self.autokey_active():
             return None
         key = self.add_keyframe()
         self.status(f"{what} keyed at frame {self.playhead} (auto-key: Key masks is on)")
@@ -795,13 +827,29 @@ class MainWindow(QMainWindow):
         i = self.brush.emotion
         before = self.doc.masks[i].copy()
         after = fill_region(before, region_mask, self.brush.value, self.brush.eraser)
-        self.doc.undo_stack.push(MaskEditCommand(self.doc, i, before, after, f"Fill {region}"))
-        self.autokey_masks(f"Fill {region}")
+        with self._autokeyed_edit(f"Fill {region}"):
+            self.doc.undo_stack.push(MaskEditCommand(self.doc, i, before, after, f"Fill {region}"))
         return True
 
     def clear_masks(self) -> None:
         masks = self.doc.masks
-        self.doc.undo_stack.push(SetMasksCommand(self.doc, np.zeros_like(masks), self.doc.alpha))
+        with self._autokeyed_edit("Clear masks"):
+            self.doc.undo_stack.push(SetMasksCommand(self.doc, np.zeros_like(masks), self.doc.alpha))
+
+    @contextlib.contextmanager
+    def _autokeyed_edit(self, what: str) -> Any:
+        """A mask edit and its auto-key (when active) as one undo step."""
+        stack = self.doc.undo_stack
+        keyed = self.autokey_active()
+        if keyed:
+            stack.beginMacro(f"{what} (keyed at frame {self.playhead})")
+        try:
+            yield
+            if keyed:
+                self.autokey_masks(what)
+        finally:
+            if keyed:
+                stack.endMacro()
 
     # --------------------------------------------------------------- text mix
     def describe_emotion(self, text: str) -> None:
