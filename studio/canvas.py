@@ -44,6 +44,7 @@ class PortraitCanvas(QWidget):
         self.setAcceptDrops(True)
         self.setMouseTracking(True)
         self.setMinimumSize(260, 260)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # Enter in a spin box hands the focus back here
         doc.masksChanged.connect(self._masks_changed)
 
     # ------------------------------------------------------------- content

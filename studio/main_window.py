@@ -316,11 +316,19 @@ class MainWindow(QMainWindow):
         QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus.
+        """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus,
+        and hand the focus back to the canvas after Enter (or Escape) in a spin box.
 
         A spin box claims every printable key for its text field; letters and brackets can never be part
         of a number, so they go to the window's shortcuts instead (the describe box keeps its letters).
         """
+        if (event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape)):
+            spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
+            if isinstance(spin, QAbstractSpinBox) and spin.window() is self:
+                # the typed value is taken (the spin box sees Enter first), then the navigation keys
+                # (Home, End, ".", Alt+Left) work again: they are number-editing keys inside a spin box
+                QTimer.singleShot(0, self.focus_canvas)
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
             spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
             no_modifier = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
@@ -330,6 +338,10 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return True
         return super().eventFilter(obj, event)
+
+    def focus_canvas(self) -> None:
+        """Give the keyboard focus to the portrait canvas (the window's shortcuts all work there)."""
+        self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def shortcut_table(self) -> list[tuple[str, str]]:
         """(action, keys) of every action with a shortcut, as the Help menu lists them."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractSpinBox, QApplication
 
 from studio.keyframes import Keyframe, masks_at
 
@@ -72,3 +73,35 @@ def test_shift_k_keys_no_mask_over_painted_masks_in_one_undo_step(qtbot, clip_wi
     assert key.no_mask and not win.doc.masks.any()
     win.doc.undo_stack.undo()
     assert not win.doc.keyframes and np.allclose(win.doc.masks, painted)
+
+
+# --------------------------------------------------------- 4. Enter hands the focus back
+def test_enter_in_a_spin_box_hands_focus_back_so_navigation_keys_work(qtbot, clip_window) -> None:
+    win = clip_window
+    last = win.timeline.num_frames - 1
+    win.doc.add_keyframe(Keyframe(4, [0.0] * len(win.doc.emotions)))
+    spin = win.palette.rows[ANGER].spin
+    spin.setFocus()
+    qtbot.waitUntil(spin.hasFocus, timeout=2_000)
+    spin.selectAll()
+    qtbot.keyClicks(spin, "0.5")
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
+    assert win.doc.weights[ANGER] == pytest.approx(0.5)
+    qtbot.waitUntil(win.canvas.hasFocus, timeout=2_000)
+    target = QApplication.focusWidget()
+    qtbot.keyClick(target, Qt.Key.Key_End)
+    assert win.playhead == last
+    qtbot.keyClick(target, Qt.Key.Key_Home)
+    assert win.playhead == 0
+    qtbot.keyClick(target, Qt.Key.Key_Period)
+    assert win.playhead == 1
+    win.set_playhead(last)
+    qtbot.keyClick(target, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)
+    assert win.playhead == 4
+    # the life panel's boxes and the audio panel's Length box hand the focus back too
+    box = win.life_panel.findChildren(QAbstractSpinBox)[0]
+    box.setFocus()
+    qtbot.waitUntil(box.hasFocus, timeout=2_000)
+    qtbot.keyClick(box, Qt.Key.Key_Enter)
+    qtbot.waitUntil(win.canvas.hasFocus, timeout=2_000)
+
