@@ -209,10 +209,6 @@ class ExportDialog(QDialog):
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(window.doc.render.seed)
-        if engine_api.is_portrait_animator(window.service.animator):  # no sampling: steps and seed do nothing
-            for box in (self.steps, self.seed):
-                box.setEnabled(False)
-                box.setToolTip("The portrait renderer has no sampling steps or seed")
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.status = QLabel("")
@@ -229,6 +225,10 @@ class ExportDialog(QDialog):
         form.addRow("FPS", self.fps)
         form.addRow("Steps", self.steps)
         form.addRow("Seed", self.seed)
+        if engine_api.is_portrait_animator(window.service.animator):
+            # the portrait renderer has no sampling steps or seed: no fields that look editable but do nothing
+            form.setRowVisible(self.steps, False)
+            form.setRowVisible(self.seed, False)
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")

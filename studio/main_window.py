@@ -349,7 +349,9 @@ class MainWindow(QMainWindow):
         for act in self.actions():
             keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
             if keys:
-                rows.append((act.text().replace("&", "").rstrip("…"), keys))
+                name = {id(self.act_undo): "Undo", id(self.act_redo): "Redo"}.get(
+                    id(act), act.text().replace("&", "").rstrip("…"))  # not "Redo Paint happiness"
+                rows.append((name, keys))
         rows.append(("Redo", "Ctrl+Y"))
         return rows
 
@@ -404,7 +406,7 @@ class MainWindow(QMainWindow):
         s.textMixReady.connect(self._text_mix)
         s.textMixFailed.connect(self._text_failed)
         s.expertLoaded.connect(self._expert_loaded)
-        s.expertFailed.connect(lambda m: self.report_error(f"Cannot load the expert pack: {m}"))
+        s.expertFailed.connect(self._expert_failed)
         self.palette.describeRequested.connect(self.describe_emotion)
         self.canvas.imageDropped.connect(self.open_portrait)
         self.brush_panel.regionFillRequested.connect(self.fill_region)
@@ -481,7 +483,12 @@ class MainWindow(QMainWindow):
         """Load an expert pack (from the trainer or a file) as one more slider."""
         self.service.load_expert_pack(path)
 
+    def _expert_failed(self, message: str) -> None:
+        self.trainer.pack_refused(message)
+        self.report_error(f"Cannot load the expert pack: {message}")
+
     def _expert_loaded(self, name: str, path: str) -> None:
+        self.trainer.pack_loaded(name, path)
         if path not in self.doc.state.expert_packs:
             self.doc.state.expert_packs.append(path)
             self.doc.mark_dirty()
@@ -511,10 +518,13 @@ class MainWindow(QMainWindow):
         a project whose own inputs fail shows no face rather than the previous project's."""
         rejected = self._pending_portrait
         self._pending_portrait = None
-        self.preview.set_busy(False, "portrait not loaded")
         if rejected is not None:
+            kept = self.canvas.portrait is not None
+            self.preview.set_busy(False, f"{Path(rejected).name} refused · previous portrait kept" if kept
+                                  else "portrait not loaded")
             self.report_error(f"Cannot use {Path(rejected).name}: {message}")
             return
+        self.preview.set_busy(False, "portrait not loaded")
         self.report_error(f"Cannot use these inputs: {message}")
         self.service.drop_prepared()
         self.flipbook.clear()

@@ -75,9 +75,16 @@ class PreviewPanel(QWidget):
         layout.addWidget(self.progress)
         self.shown_request = 0
         self.shown_quality = ""
+        self.busy = False
+        self.idle_text = "idle"  # the status line when no work runs (the shown frame's line)
 
     def set_busy(self, busy: bool, text: str = "") -> None:
-        """Show an indeterminate bar while the worker renders."""
+        """Show an indeterminate bar while the worker renders.
+
+        Done without a ``text`` of its own, the status goes back to what the frame on screen is (the
+        last result's line, or "idle"): a busy text such as "rendering…" never outlives the work.
+        """
+        self.busy = busy
         if busy:
             self.progress.setRange(0, 0)
         else:
@@ -85,6 +92,10 @@ class PreviewPanel(QWidget):
             self.progress.setValue(1)
         if text:
             self.status.setText(text)
+            if not busy:
+                self.idle_text = text
+        elif not busy:
+            self.status.setText(self.idle_text)
 
     def show_result(self, image: np.ndarray, request_id: int, quality: str, frame: int, steps: int, seconds: float) -> None:
         """Display a finished render (``steps=0``: a renderer without sampling steps, shown as final)."""
@@ -94,4 +105,6 @@ class PreviewPanel(QWidget):
         h, w = image.shape[:2]
         detail = f"{label} · {steps} steps" if steps > 0 else f"{w} × {h} px"
         self.view.set_frame(image, f"frame {frame} · {detail}")
-        self.status.setText("flipbook (cached)" if quality == "flipbook" else f"{label}: {seconds * 1000:.0f} ms")
+        self.idle_text = "flipbook (cached)" if quality == "flipbook" else f"{label}: {seconds * 1000:.0f} ms"
+        if not self.busy:
+            self.status.setText(self.idle_text)

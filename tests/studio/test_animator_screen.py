@@ -105,3 +105,90 @@ def test_enter_in_a_spin_box_hands_focus_back_so_navigation_keys_work(qtbot, cli
     qtbot.keyClick(box, Qt.Key.Key_Enter)
     qtbot.waitUntil(win.canvas.hasFocus, timeout=2_000)
 
+
+
+# ------------------------------------------------------------------------ 6. honest status
+def test_status_lines_tell_the_truth_on_the_tiny_model(qtbot, clip_window, tmp_path) -> None:
+    win = clip_window
+    # "rendering…" ends with the work, even when the finished frame is not shown (the playhead moved on)
+    qtbot.waitUntil(lambda: not win.service._busy, timeout=10_000)
+    with qtbot.waitSignal(win.service.busyChanged, timeout=10_000, check_params_cb=lambda b: not b):
+        win.service.request_render(win.playhead + 3, win.doc.gates_for_frame(None), 2, 0, "preview")
+    assert win.preview.status.text() != "rendering…"
+    assert win.preview.status.text() == win.preview.idle_text
+    # the shortcut list names Undo and Redo, not "Redo Paint anger"
+    win.brush_panel.emotion.setCurrentIndex(ANGER)
+    win.canvas.stroke([(10.0, 10.0), (30.0, 10.0)])
+    win.doc.undo_stack.undo()
+    assert win.act_redo.text().startswith("Redo ")
+    names = [name for name, _keys in win.shortcut_table()]
+    assert "Redo" in names and "Undo" in names and not any(n.startswith("Redo ") for n in names)
+    # an auto-keyed stroke and a Clear all are one undo step each
+    win.doc.undo_stack.redo()
+    win.set_playhead(6)
+    qtbot.mouseClick(win.key_button, Qt.MouseButton.LeftButton)
+    count = win.doc.undo_stack.count()
+    win.set_playhead(10)
+    win.canvas.stroke([(12.0, 30.0), (40.0, 30.0)])
+    assert win.doc.undo_stack.count() == count + 1 and {k.frame for k in win.doc.keyframes} == {6, 10}
+    qtbot.mouseClick(win.brush_panel.clear_button, Qt.MouseButton.LeftButton)
+    assert win.doc.undo_stack.count() == count + 2
+    assert next(k for k in win.doc.keyframes if k.frame == 10).no_mask  # cleared and keyed "no mask"
+    win.doc.undo_stack.undo()
+    win.doc.undo_stack.undo()
+    assert {k.frame for k in win.doc.keyframes} == {6}
+    # an unreadable WAV is refused in plain words
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    with qtbot.waitSignal(win.errorReported, timeout=5_000) as blocker:
+        assert not win.open_audio(str(bad))
+    assert "Errno" not in blocker.args[0] and "not a readable audio file" in blocker.args[0]
+
+
+def test_a_refused_expert_pack_is_reported_by_the_trainer_panel(qtbot, window, tmp_path) -> None:
+    pack = tmp_path / "grumpy.moeexpert.safetensors"
+    pack.write_bytes(b"not a safetensors file")
+    window.trainer.loading_pack = str(pack)  # as a finished training leaves it
+    window.trainer._say(f"Finished: {pack.name}; loading it as a new slider…")
+    with qtbot.waitSignal(window.errorReported, timeout=10_000):
+        window.trainer.expertReady.emit(str(pack))
+    text = window.trainer.status.text()
+    assert "did not load it" in text and "loading it" not in text
+    assert "grumpy" not in window.doc.emotions
+
+
+def test_portrait_window_fill_undo_rejected_portrait_and_export_fields(qtbot, portrait_animator, astronaut_path,
+                                                                       tmp_path) -> None:
+    from PIL import Image
+
+    from studio.export_dialog import ExportDialog
+    from studio.main_window import MainWindow
+    from tests.studio.conftest import dispose
+
+    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
+    win.flipbook.enabled = False
+    qtbot.addWidget(win)
+    try:
+        with qtbot.waitSignal(win.previewSettled, timeout=60_000):
+            assert win.open_portrait(astronaut_path)
+        # one auto-keyed fill is one undo step
+        win.add_keyframe()
+        win.set_playhead(0)
+        count = win.doc.undo_stack.count()
+        assert win.fill_region("brows")
+        assert win.doc.undo_stack.count() == count + 1
+        win.doc.undo_stack.undo()
+        assert not win.doc.masks.any() and win.doc.keyframes[0].no_mask
+        # the export dialog shows no Steps / Seed fields for a renderer without them
+        dialog = ExportDialog(win, win)
+        assert not dialog.steps.isVisibleTo(dialog) and not dialog.seed.isVisibleTo(dialog)
+        dialog.deleteLater()
+        # a refused portrait: the badge says the previous one is kept (it still renders)
+        blank = tmp_path / "blank.png"
+        Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
+        with qtbot.waitSignal(win.errorReported, timeout=30_000):
+            win.open_portrait(str(blank))
+        assert "previous portrait kept" in win.preview.status.text()
+        assert win.service.prepared_inputs is not None
+    finally:
+        dispose(win)
