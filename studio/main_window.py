@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -49,7 +51,14 @@ from studio.trainer_panel import TrainerPanel
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 PROJECT_FILTER = "MoEE projects (*.moee);;All files (*)"
-_WINDOW_SERIALS = itertools.count()  # each window of a process autosaves to its own file
+_WINDOW_SERIALS = itertools.count()
+#: The window's comfortable size; a smaller screen gets its free area instead (1366 x 768 laptops).
+WINDOW_SIZE = (1480, 920)
+#: The timeline's curve area never gets shorter than this (px), and its dock starts at least this tall.
+TIMELINE_MIN_HEIGHT = 120
+TIMELINE_DOCK_HEIGHT = 190
+PALETTE_MIN_WIDTH = 250
+SIDE_PANEL_MAX_WIDTH = 330  # each window of a process autosaves to its own file
 
 
 def _same_path_key(path: str | os.PathLike[str]) -> str:
@@ -66,6 +75,17 @@ def default_brush_radius(shape: tuple[int, ...], landmarks: np.ndarray | None) -
     if width is None or width <= 0:
         width = max(int(shape[0]), int(shape[1])) * 0.43
     return float(max(2, round(0.035 * width)))
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless vertical scroll area (a dock's contents on a short screen)."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:
@@ -138,11 +158,11 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineWidget(self.doc)
         self.audio_panel = AudioPanel(self.transport)
 
-        self.key_button = QPushButton("◆ Add key (K)")
-        self.no_mask_key_button = QPushButton("◇ No-mask key")
+        self.key_button = QPushButton("◆ Key (K)")
+        self.no_mask_key_button = QPushButton("◇ No mask")
         self.no_mask_key_button.setToolTip("Key the sliders and \"no mask here\" at the playhead (Shift+K): "
                                            "masks keyed elsewhere fade out towards this frame")
-        self.del_key_button = QPushButton("Delete key")
+        self.del_key_button = QPushButton("Delete")
         self.interp = QComboBox()
         self.interp.addItems(list(INTERPOLATIONS))
         self.interp.setCurrentText(self.doc.render.interpolation)
@@ -157,17 +177,19 @@ class MainWindow(QMainWindow):
         row.addWidget(self.key_button)
         row.addWidget(self.no_mask_key_button)
         row.addWidget(self.del_key_button)
-        row.addWidget(QLabel("Interpolation"))
+        self.interp.setToolTip("Interpolation: how values move between keyframes")
         row.addWidget(self.interp)
         row.addWidget(self.key_masks)
         bl.addLayout(row)
+        self.timeline.setMinimumHeight(TIMELINE_MIN_HEIGHT)
         bl.addWidget(self.timeline, 1)
 
-        self.palette_dock = self._dock("Emotion palette", self.palette, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.brush_dock = self._dock("Brush", self.brush_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.trainer_dock = self._dock("Custom experts", self.trainer, Qt.DockWidgetArea.RightDockWidgetArea)
+        # the side docks scroll when the screen is short (1366 x 768): every control stays reachable
+        self.palette_dock = self._dock("Emotion palette", _scrolling(self.palette), Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.brush_dock = self._dock("Brush", _scrolling(self.brush_panel), Qt.DockWidgetArea.RightDockWidgetArea)
+        self.trainer_dock = self._dock("Custom experts", _scrolling(self.trainer), Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.brush_dock, self.trainer_dock)
-        self.life_dock = self._dock("Performance", self.life_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.life_dock = self._dock("Performance", _scrolling(self.life_panel), Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.trainer_dock, self.life_dock)
         self.brush_dock.raise_()
         self.timeline_dock = self._dock("Timeline", bottom, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -188,12 +210,10 @@ class MainWindow(QMainWindow):
         interval = settings.autosave_interval_s()
         if autosave and interval > 0:
             self.autosave_timer.start(interval * 1000)
-        self.palette.setMinimumWidth(270)
-        self.brush_panel.setMaximumWidth(330)
-        self.trainer.setMaximumWidth(330)
-        self.resize(1480, 920)
-        self.resizeDocks([self.timeline_dock], [250], Qt.Orientation.Vertical)
-        self.resizeDocks([self.palette_dock, self.brush_dock], [290, 300], Qt.Orientation.Horizontal)
+        self.palette.setMinimumWidth(PALETTE_MIN_WIDTH)
+        self.brush_panel.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
+        self.trainer.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
+        self.default_layout()
         self._restore_window_state()
 
         if animator is not None:
@@ -202,6 +222,38 @@ class MainWindow(QMainWindow):
             self.load_model(model_dir)
 
     # ---------------------------------------------------------------- building
+    def default_layout(self, size: tuple[int, int] | None = None) -> None:
+        """Size the window to the screen it opens on (at most the comfortable size, or ``size``) and the
+        docks to it.
+
+        On a 1366 x 768 laptop the window fits the screen's free area; the timeline keeps at least
+        ``TIMELINE_MIN_HEIGHT`` px of curves and the side docks scroll.
+        """
+        screen = self.screen() or QApplication.primaryScreen()
+        width, height = WINDOW_SIZE if size is None else size
+        if screen is not None and size is None:
+            free = screen.availableGeometry()
+            width, height = min(width, free.width()), min(height, free.height())
+            self.move(free.topLeft())
+        self.resize(width, height)
+        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.life_dock, self.timeline_dock):
+            dock.show()
+        self.brush_dock.raise_()
+        timeline = max(TIMELINE_DOCK_HEIGHT, round(height * 0.27))
+        self.resizeDocks([self.timeline_dock], [timeline], Qt.Orientation.Vertical)
+        side = max(PALETTE_MIN_WIDTH + 20, min(300, round(width * 0.21)))
+        self.resizeDocks([self.palette_dock, self.brush_dock], [side, side], Qt.Orientation.Horizontal)
+
+    def fit_to_screen(self) -> None:
+        """Pull a window restored from a larger screen back onto this one."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        free = screen.availableGeometry()
+        frame = self.frameGeometry()
+        if frame.width() > free.width() or frame.height() > free.height() or not free.intersects(frame):
+            self.default_layout()
+
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "_").lower())
@@ -286,8 +338,10 @@ class MainWindow(QMainWindow):
                     self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
             anim.addAction(act)
         view = menu.addMenu("&View")
-        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.timeline_dock):
+        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.life_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        view.addAction("Reset layout", self.default_layout)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.act_shortcuts)
 
@@ -312,7 +366,6 @@ class MainWindow(QMainWindow):
             act.setToolTip(text)
         self.key_button.setToolTip("Key the sliders (and masks, with Key masks on) at the playhead (K)")
         self.del_key_button.setToolTip("Delete the selected keyframe (Delete); Shift+click a key to select it")
-        self.interp.setToolTip("How values move between keyframes")
         QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
@@ -1165,6 +1218,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        self.fit_to_screen()
 
     def save_window_state(self) -> None:
         s = settings.make_settings()

@@ -192,3 +192,38 @@ def test_portrait_window_fill_undo_rejected_portrait_and_export_fields(qtbot, po
         assert win.service.prepared_inputs is not None
     finally:
         dispose(win)
+
+
+# ------------------------------------------------------------------------- 2. fits 1366 x 768
+def test_every_control_is_reachable_at_1366_by_768(qtbot, clip_window) -> None:
+    from PySide6.QtWidgets import QScrollArea
+
+    from studio.main_window import TIMELINE_MIN_HEIGHT
+
+    win = clip_window
+    assert win.minimumSizeHint().width() <= 1366 and win.minimumSizeHint().height() <= 740
+    win.default_layout((1366, 740))  # 768 minus a panel or title bar
+    qtbot.waitUntil(lambda: win.size().width() == 1366 and win.size().height() == 740, timeout=2_000)
+    assert win.timeline.height() >= TIMELINE_MIN_HEIGHT
+    visible_in_window = [win.key_button, win.no_mask_key_button, win.del_key_button, win.interp, win.key_masks,
+                         win.audio_panel.length_box, win.audio_panel.play_button, win.canvas, win.preview.view]
+    docked = [win.brush_panel.clear_button, win.palette.rows[-1].spin, win.brush_panel.show_landmarks]
+    frame = win.rect()
+    for widget in visible_in_window:
+        assert widget.isVisible(), widget
+        box = widget.rect().translated(widget.mapTo(win, widget.rect().topLeft()))
+        assert frame.contains(box), (widget, box)
+    for widget in docked:  # in a scroll area: scrolled to, it shows whole inside the window
+        area = next(p for p in _parents(widget) if isinstance(p, QScrollArea))
+        area.ensureWidgetVisible(widget)
+        box = widget.rect().translated(widget.mapTo(win, widget.rect().topLeft()))
+        viewport = area.viewport().rect().translated(area.viewport().mapTo(win, area.viewport().rect().topLeft()))
+        assert viewport.contains(box) and frame.contains(box), (widget, box, viewport)
+    tabs = {dock.windowTitle() for dock in win.tabifiedDockWidgets(win.brush_dock)}
+    assert {"Custom experts", "Performance"} <= tabs
+
+
+def _parents(widget):
+    while widget is not None:
+        widget = widget.parentWidget()
+        yield widget
