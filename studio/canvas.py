@@ -1,5 +1,9 @@
 """The portrait canvas: shows the portrait, face box and landmarks, painted masks, gate heat maps,
-and turns mouse strokes into undoable mask edits. Accepts dropped image files."""
+and turns mouse strokes into undoable mask edits. Accepts dropped image files.
+
+Zoom and pan (shared with the preview, :mod:`studio.zoom_view`): the wheel zooms about the cursor,
+the middle button pans, and with the pan tool (``paint_enabled = False``) a left drag pans too, so a
+click on the portrait does not always paint."""
 
 from __future__ import annotations
 
@@ -7,13 +11,24 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QMouseEvent, QPainter, QPen
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QWidget
 
 from studio.brush import BrushSettings, apply_dab, apply_segment
 from studio.commands import MaskEditCommand
 from studio.document import Document
-from studio.qtutil import heat_rgba, overlay_rgba, rgb_to_qimage
+from studio.qtutil import draw_badge, heat_rgba, overlay_rgba, rgb_to_qimage
+from studio.zoom import PIXELATED_SCALE
+from studio.zoom_view import ZoomHandler, ZoomModel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -24,7 +39,8 @@ class PortraitCanvas(QWidget):
     imageDropped = Signal(str)
     strokeFinished = Signal(int)  # emotion index
 
-    def __init__(self, doc: Document, brush: BrushSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, doc: Document, brush: BrushSettings, parent: QWidget | None = None,
+                 zoom: ZoomModel | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
         self.brush = brush
@@ -36,7 +52,10 @@ class PortraitCanvas(QWidget):
         self.show_masks = True
         self.heat_emotion = -1  # emotion whose model gate map is shown, -1 = none
         self.gate_maps: np.ndarray | None = None
-        self.paint_enabled = True
+        self.paint_enabled = True  # False: the pan tool (a left drag pans, nothing is painted)
+        self.loading_text = ""  # shown over the portrait while the model loads or the face is checked
+        self.zoom = zoom if zoom is not None else ZoomModel(self)
+        self.zoomer = ZoomHandler(self, self.zoom, self.image_size, lambda: not self.paint_enabled)
         self._overlay: QImage | None = None
         self._stroke_before: np.ndarray | None = None
         self._last: tuple[float, float] | None = None
@@ -102,14 +121,22 @@ class PortraitCanvas(QWidget):
         self.update()
 
     # ------------------------------------------------------------ geometry
-    def image_rect(self) -> QRectF:
-        """Where the portrait is drawn (fit, centred)."""
+    def image_size(self) -> tuple[int, int] | None:
+        """The portrait's (width, height), or None."""
         if self.portrait is None:
-            return QRectF(self.rect())
-        h, w = self.portrait.shape[:2]
-        scale = min(self.width() / w, self.height() / h)
-        dw, dh = w * scale, h * scale
-        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+            return None
+        return int(self.portrait.shape[1]), int(self.portrait.shape[0])
+
+    def image_rect(self) -> QRectF:
+        """Where the portrait is drawn (fit and centred, or zoomed and panned)."""
+        rect = self.zoomer.image_rect()
+        return QRectF(self.rect()) if rect is None else rect
+
+    def set_pan_tool(self, on: bool) -> None:
+        """The pan tool: a left drag moves the view instead of painting."""
+        self.paint_enabled = not on
+        self.zoomer.restore_cursor()
+        self.update()
 
     def to_image(self, pos: QPointF) -> tuple[float, float]:
         """Widget position -> portrait pixel coordinates (pixel centres at .0)."""
@@ -131,9 +158,12 @@ class PortraitCanvas(QWidget):
         p.fillRect(self.rect(), QColor("#141518"))
         if self._portrait_image is None:
             p.setPen(QColor("#6b6f78"))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Open or drop a portrait image\n(File ▸ Open portrait…)")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                       self.loading_text or "Open or drop a portrait image\n(File ▸ Open portrait…)")
             return
         r = self.image_rect()
+        if not self.zoom.state.fit and self.zoom.state.scale >= PIXELATED_SCALE:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # zoomed in: see the pixels
         p.drawImage(r, self._portrait_image)
         if self.show_masks and self._overlay is not None:
             p.drawImage(r, self._overlay)
@@ -157,22 +187,36 @@ class PortraitCanvas(QWidget):
             p.setPen(QPen(colour, 1.2))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(self._hover, self.brush.radius * sx, self.brush.radius * sy)
+        badges = [self.zoom.state.label((self.width(), self.height()), self.image_size() or (1, 1))]
+        if self.loading_text:
+            badges.insert(0, self.loading_text)
+        draw_badge(p, QRectF(self.rect()), "  ·  ".join(badges))
 
     # ---------------------------------------------------------------- mouse
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self._stroke_before is None and self.zoomer.press(event):
+            return
         if event.button() != Qt.MouseButton.LeftButton or self.portrait is None or not self.paint_enabled:
             return
         self.begin_stroke(*self.to_image(event.position()))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         self._hover = event.position()
+        if self.zoomer.move(event):
+            return
         if self._stroke_before is not None:
             self.continue_stroke(*self.to_image(event.position()))
         self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self.zoomer.release(event):
+            return
         if event.button() == Qt.MouseButton.LeftButton and self._stroke_before is not None:
             self.end_stroke()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if not self.zoomer.wheel(event):
+            super().wheelEvent(event)
 
     def leaveEvent(self, _event: object) -> None:
         self._hover = None

@@ -28,6 +28,8 @@ from studio.keyframes import Keyframe, mask_bracket, weights_at
 
 #: Long side, in pixels, of the frames the flipbook keeps (the preview panel's size on a large screen).
 FLIPBOOK_MAX_SIDE = 640
+#: Zoomed in, the flipbook keeps frames up to this long side (playback at the view's resolution).
+FLIPBOOK_ZOOM_MAX_SIDE = 1024
 #: Signature weights are rounded to this many decimals (slider values differ by at least 0.001).
 SIGNATURE_DECIMALS = 5
 
@@ -147,6 +149,22 @@ class Flipbook:
             self._wanted, self._schedule = wanted, snapshot
             self.failed = False
         return sorted(f for f in stale if f < num_frames)
+
+    def set_max_side(self, max_side: int) -> bool:
+        """Keep frames up to ``max_side`` px long from now on (the view zoomed in: play at its resolution).
+
+        A larger side drops the frames that were shrunk to the old one (they re-render); returns whether
+        any frame was dropped.
+        """
+        max_side = int(max_side)
+        with self._lock:
+            old, self.max_side = self.max_side, max_side
+            if max_side <= old:
+                return False
+            shrunk = [f for f, (_sig, img) in self._frames.items() if max(img.shape[:2]) >= old]
+            for f in shrunk:
+                del self._frames[f]
+            return bool(shrunk)
 
     def clear(self) -> None:
         """Forget every frame (new portrait, audio or model)."""

@@ -40,7 +40,7 @@ from studio.canvas import IMAGE_SUFFIXES, PortraitCanvas
 from studio.commands import AddKeyframeCommand, MaskEditCommand, SetMasksCommand
 from studio.document import Document, DocumentState
 from studio.engine_api import MoEEError, atomic_write_text
-from studio.flipbook import Flipbook
+from studio.flipbook import FLIPBOOK_MAX_SIDE, FLIPBOOK_ZOOM_MAX_SIDE, Flipbook
 from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
 from studio.life_panel import LifePanel
 from studio.palette import PaletteWidget
@@ -48,6 +48,7 @@ from studio.preview import PreviewPanel
 from studio.render_service import RenderResult, RenderService
 from studio.timeline import TimelineWidget
 from studio.trainer_panel import TrainerPanel
+from studio.zoom_view import ZoomModel
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 PROJECT_FILTER = "MoEE projects (*.moee);;All files (*)"
@@ -141,10 +142,12 @@ class MainWindow(QMainWindow):
         self.recovery_path = settings.recovery_file(next(_WINDOW_SERIALS))
         self.recovered_from: str | None = None  # the project a recovered (untitled) copy came from
         self._radius_portrait: tuple[str | None, tuple[int, ...]] | None = None  # portrait the brush was sized for
+        self._eraser_shown = False
 
         # ---------------------------------------------------------------- widgets
-        self.canvas = PortraitCanvas(self.doc, self.brush)
-        self.preview = PreviewPanel()
+        self.zoom = ZoomModel(self)  # the canvas and the preview show the same part at the same zoom
+        self.canvas = PortraitCanvas(self.doc, self.brush, zoom=self.zoom)
+        self.preview = PreviewPanel(zoom=self.zoom)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(_titled("PORTRAIT · paint local gates", self.canvas))
         split.addWidget(self.preview)
@@ -296,8 +299,16 @@ class MainWindow(QMainWindow):
         tools = QActionGroup(self)
         self.act_brush = a("Brush", lambda: self.set_tool("brush"), "B", checkable=True)
         self.act_eraser = a("Eraser", lambda: self.set_tool("eraser"), "E", checkable=True)
-        for act in (self.act_brush, self.act_eraser):
+        self.act_pan = a("Pan (no painting)", lambda: self.set_tool("pan"), "H", checkable=True)
+        self.act_pan.setToolTip("Pan tool (H): a drag moves the view, a click does not paint. "
+                                "The middle button pans with any tool; the wheel zooms")
+        for act in (self.act_brush, self.act_eraser, self.act_pan):
             tools.addAction(act)
+        self.act_zoom_in = a("Zoom in", lambda: self.zoom.zoom_in(*self._zoom_args()), QKeySequence.StandardKey.ZoomIn)
+        self.act_zoom_in.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
+        self.act_zoom_out = a("Zoom out", lambda: self.zoom.zoom_out(*self._zoom_args()), "Ctrl+-")
+        self.act_zoom_1 = a("Actual pixels (1:1)", lambda: self.zoom.actual_pixels(*self._zoom_args()), "Ctrl+1")
+        self.act_zoom_fit = a("Fit in view", self.zoom.fit, "Ctrl+0")
         self.act_brush.setChecked(True)
         self.act_smaller = a("Smaller brush", lambda: self.change_radius(1 / 1.25), "[")
         self.act_bigger = a("Bigger brush", lambda: self.change_radius(1.25), "]")
@@ -331,13 +342,17 @@ class MainWindow(QMainWindow):
             presets.addAction(name, lambda n=name: self.palette.apply_preset(n))
         edit.addAction("Reset mix", self.palette.reset)
         tool_menu = menu.addMenu("&Tools")
-        for act in (self.act_brush, self.act_eraser, self.act_smaller, self.act_bigger, self.act_landmarks):
+        for act in (self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_bigger,
+                    self.act_landmarks):
             tool_menu.addAction(act)
         anim = menu.addMenu("&Animate")
         for act in (self.act_play, self.act_key, self.act_key_no_mask, self.act_del_key, self.act_prev_frame, self.act_next_frame,
                     self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
             anim.addAction(act)
         view = menu.addMenu("&View")
+        for act in (self.act_zoom_in, self.act_zoom_out, self.act_zoom_1, self.act_zoom_fit):
+            view.addAction(act)
+        view.addSeparator()
         for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.life_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
         view.addSeparator()
@@ -356,6 +371,9 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addAction(self.act_brush)
         bar.addAction(self.act_eraser)
+        bar.addAction(self.act_pan)
+        bar.addAction(self.act_zoom_fit)
+        bar.addAction(self.act_zoom_1)
         bar.addSeparator()
         bar.addAction(self.act_play)
         bar.addAction(self.act_key)
@@ -462,6 +480,7 @@ class MainWindow(QMainWindow):
         s.expertFailed.connect(self._expert_failed)
         self.palette.describeRequested.connect(self.describe_emotion)
         self.canvas.imageDropped.connect(self.open_portrait)
+        self.zoom.changed.connect(self._view_resolution_changed)
         self.brush_panel.regionFillRequested.connect(self.fill_region)
         self.brush_panel.clearRequested.connect(self.clear_masks)
         self.brush_panel.overlaysChanged.connect(self._apply_overlays)
@@ -623,6 +642,7 @@ class MainWindow(QMainWindow):
                 self._adopting = False
                 self._pending_portrait = None
         self.canvas.set_portrait(prepared.portrait, prepared.landmarks)
+        self.preview.view.reference_size = (self.canvas.image_size() if self.preview_is_final else None)
         self._size_brush(prepared)
         self.timeline.set_num_frames(prepared.num_frames, prepared.fps)
         self.timeline.set_audio(prepared.audio)
@@ -866,16 +886,42 @@ class MainWindow(QMainWindow):
 
     # -------------------------------------------------------------------- brush
     def set_tool(self, tool: str) -> None:
+        """``"brush"``, ``"eraser"`` or ``"pan"`` (a drag on the portrait moves the view, paints nothing)."""
+        if tool == "pan":
+            self.act_pan.setChecked(True)
+            self.canvas.set_pan_tool(True)
+            return
         self.brush_panel.set_eraser(tool == "eraser")
         (self.act_eraser if tool == "eraser" else self.act_brush).setChecked(True)
-        self.canvas.paint_enabled = True
+        self.canvas.set_pan_tool(False)
+
+    def _zoom_args(self) -> tuple[tuple[float, float], tuple[int, int]]:
+        """(view size, image size) for the zoom actions: the canvas's (the preview shares its zoom)."""
+        size = self.canvas.image_size() or (1, 1)
+        return (float(self.canvas.width()), float(self.canvas.height())), size
 
     def change_radius(self, factor: float) -> None:
         self.brush_panel.set_radius(max(1.0, self.brush.radius * factor + (0.5 if factor > 1 else -0.5)))
 
     def _brush_changed(self) -> None:
+        if self.act_pan.isChecked() and self.brush.eraser == self._eraser_shown:
+            self.canvas.update()  # a new radius or value: the pan tool stays
+            return
+        self._eraser_shown = self.brush.eraser
         (self.act_eraser if self.brush.eraser else self.act_brush).setChecked(True)
-        self.canvas.update()
+        self.canvas.set_pan_tool(False)
+
+    def _view_resolution_changed(self) -> None:
+        """Zoomed in (or a larger view), the flipbook keeps frames at the view's resolution for playback."""
+        view = self.preview.view
+        rect, size = view.image_rect(), view.image_size()
+        if rect is None or size is None:
+            return
+        drawn = max(rect.width(), rect.height()) * view.devicePixelRatioF()
+        full = max(size)
+        side = FLIPBOOK_MAX_SIDE if drawn <= FLIPBOOK_MAX_SIDE * 1.05 else min(FLIPBOOK_ZOOM_MAX_SIDE, full)
+        if side > self.flipbook.max_side and self.flipbook.set_max_side(side):
+            self.refresh_flipbook()
 
     def _apply_overlays(self) -> None:
         self.canvas.show_masks = self.brush_panel.show_masks.isChecked()

@@ -227,3 +227,83 @@ def _parents(widget):
     while widget is not None:
         widget = widget.parentWidget()
         yield widget
+
+
+# ------------------------------------------------------------------------------ 3. zoom and pan
+def _wheel(widget, pos, notches: int) -> None:
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    event = QWheelEvent(QPointF(pos), QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_zoom_fit_one_to_one_and_pan_with_a_tool_that_does_not_paint(qtbot, ready_window) -> None:
+    from PySide6.QtCore import QPoint
+
+    win = ready_window
+    canvas, view = win.canvas, win.preview.view
+    win.default_layout((1366, 740))
+    qtbot.waitUntil(lambda: canvas.width() > 300, timeout=2_000)
+    qtbot.wait(100)  # the docks settle
+    assert win.zoom.state.fit
+    fit_width = canvas.image_rect().width()
+    # the wheel zooms about the cursor: the portrait pixel under it stays under it
+    spot = QPoint(canvas.width() // 2 + 30, canvas.height() // 2 - 20)
+    before = canvas.to_image(spot.toPointF())
+    _wheel(canvas, spot, 1)
+    assert canvas.image_rect().width() == pytest.approx(fit_width * 1.25, rel=1e-3)
+    assert canvas.to_image(spot.toPointF()) == pytest.approx(before, abs=1e-3)
+    # Ctrl+1: one screen pixel per portrait pixel; the preview follows; Ctrl+0: fit again
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.image_rect().width() == pytest.approx(canvas.portrait.shape[1])
+    assert "100 %" in win.zoom.state.label((1, 1), (1, 1))
+    assert view.image_rect().width() == pytest.approx(view.image_size()[0])
+    qtbot.keyClick(canvas, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.image_rect().width() == pytest.approx(canvas.portrait.shape[1] / 1.25)
+    qtbot.keyClick(canvas, Qt.Key.Key_Equal, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.image_rect().width() == pytest.approx(canvas.portrait.shape[1])
+    qtbot.keyClick(canvas, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert win.zoom.state.fit and canvas.image_rect().width() == pytest.approx(fit_width)
+    # the middle button pans with the brush tool, and paints nothing
+    _wheel(canvas, spot, 1)
+    x0 = canvas.image_rect().x()
+    centre = QPoint(canvas.width() // 2, canvas.height() // 2)
+    qtbot.mousePress(canvas, Qt.MouseButton.MiddleButton, pos=centre)
+    qtbot.mouseMove(canvas, centre + QPoint(40, 0))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.MiddleButton, pos=centre + QPoint(40, 0))
+    assert canvas.image_rect().x() == pytest.approx(x0 + 40, abs=1.0)
+    assert not win.doc.masks.any()
+    # the pan tool (H): a left drag moves the view and paints nothing; B paints again
+    qtbot.keyClick(canvas, Qt.Key.Key_H)
+    assert win.act_pan.isChecked() and not canvas.paint_enabled
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseMove(canvas, centre + QPoint(0, 30))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=centre + QPoint(0, 30))
+    assert not win.doc.masks.any() and win.doc.undo_stack.count() == 0
+    qtbot.keyClick(canvas, Qt.Key.Key_B)
+    assert canvas.paint_enabled
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton, pos=centre)
+    assert win.doc.masks.any()
+    # the preview: a double-click toggles fit and 1:1
+    qtbot.keyClick(canvas, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=QPoint(view.width() // 2, view.height() // 2))
+    assert not win.zoom.state.fit and win.zoom.state.scale == pytest.approx(1.0)
+
+
+def test_the_flipbook_keeps_frames_at_the_zoomed_views_resolution() -> None:
+    from studio.flipbook import FLIPBOOK_MAX_SIDE, Flipbook, FlipbookJob
+
+    book = Flipbook()
+    big = np.zeros((1024, 1024, 3), np.uint8)
+    small = np.zeros((300, 300, 3), np.uint8)
+    book._wanted = [("a",), ("b",)]
+    assert book.store(FlipbookJob(0, ("a",), None), big)
+    assert book.store(FlipbookJob(1, ("b",), None), small)
+    assert book.frame(0).shape[0] == FLIPBOOK_MAX_SIDE
+    assert book.set_max_side(1024)  # the shrunk frame goes (it re-renders sharper); the small one stays
+    assert book.frame(0) is None and book.frame(1) is not None
+    assert book.store(FlipbookJob(0, ("a",), None), big) and book.frame(0).shape[0] == 1024
+    assert not book.set_max_side(640)  # never shrinks what it keeps
