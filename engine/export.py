@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.pipeline import Animator, CancelToken, GateSpec, PreparedInputs
 from engine.video import open_writer
+
+if TYPE_CHECKING:  # the pixel pipeline imports diffusers (seconds): the portrait path's export never needs it
+    from engine.pipeline import Animator, CancelToken, GateSpec, PreparedInputs
 
 
 def export_clip(

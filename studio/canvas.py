@@ -67,8 +67,22 @@ class PortraitCanvas(QWidget):
         doc.masksChanged.connect(self._masks_changed)
 
     # ------------------------------------------------------------- content
+    def show_placeholder(self, image: np.ndarray, text: str) -> None:
+        """Show ``image`` at once, before the engine prepared it (the model still loads): nothing can be
+        painted yet and the masks are left alone; ``text`` says what is being waited for."""
+        self.portrait = None
+        self.landmarks = None
+        self._portrait_image = rgb_to_qimage(image)
+        self.loading_text = text
+        self._masks_changed(-1)
+
+    def set_loading_text(self, text: str) -> None:
+        self.loading_text = text
+        self.update()
+
     def set_portrait(self, image: np.ndarray | None, landmarks: np.ndarray | None = None) -> None:
         """Show ``image`` (RGB uint8); masks are resized to its resolution."""
+        self.loading_text = ""
         self.portrait = image
         self.landmarks = None if landmarks is None else np.asarray(landmarks, np.float32)
         self._portrait_image = None if image is None else rgb_to_qimage(image)
@@ -122,10 +136,12 @@ class PortraitCanvas(QWidget):
 
     # ------------------------------------------------------------ geometry
     def image_size(self) -> tuple[int, int] | None:
-        """The portrait's (width, height), or None."""
-        if self.portrait is None:
-            return None
-        return int(self.portrait.shape[1]), int(self.portrait.shape[0])
+        """The shown portrait's (width, height), or None."""
+        if self.portrait is not None:
+            return int(self.portrait.shape[1]), int(self.portrait.shape[0])
+        if self._portrait_image is not None:  # the placeholder while the model loads
+            return self._portrait_image.width(), self._portrait_image.height()
+        return None
 
     def image_rect(self) -> QRectF:
         """Where the portrait is drawn (fit and centred, or zoomed and panned)."""
@@ -169,7 +185,7 @@ class PortraitCanvas(QWidget):
             p.drawImage(r, self._overlay)
         if self.gate_maps is not None and 0 <= self.heat_emotion < len(self.gate_maps):
             p.drawImage(r, rgb_to_qimage(heat_rgba(self.gate_maps[self.heat_emotion])))
-        h, w = self.portrait.shape[:2] if self.portrait is not None else (1, 1)
+        w, h = self.image_size() or (1, 1)
         sx, sy = r.width() / w, r.height() / h
         box = self.face_box()
         if self.show_face_box and box is not None:
@@ -182,7 +198,7 @@ class PortraitCanvas(QWidget):
             rad = max(1.0, min(2.5, sx * (0.12 if len(self.landmarks) > 100 else 0.5)))
             for x, y in self.landmarks:
                 p.drawEllipse(self.to_widget(float(x), float(y)), rad, rad)
-        if self._hover is not None and self.paint_enabled:
+        if self._hover is not None and self.paint_enabled and self.portrait is not None:
             colour = QColor("#ffffff") if self.brush.eraser else QColor(self.doc.colours[self.brush.emotion])
             p.setPen(QPen(colour, 1.2))
             p.setBrush(Qt.BrushStyle.NoBrush)

@@ -59,6 +59,8 @@ WINDOW_SIZE = (1480, 920)
 TIMELINE_MIN_HEIGHT = 120
 TIMELINE_DOCK_HEIGHT = 190
 PALETTE_MIN_WIDTH = 250
+LOADING_MODEL = "loading model…"
+PREPARING = "finding the face…"
 SIDE_PANEL_MAX_WIDTH = 330  # each window of a process autosaves to its own file
 
 
@@ -467,7 +469,7 @@ class MainWindow(QMainWindow):
         d.modifiedChanged.connect(lambda _m: self._update_title())
         d.settingsChanged.connect(lambda: self.interp.setCurrentText(d.render.interpolation))
         s.modelLoaded.connect(self._model_loaded)
-        s.modelFailed.connect(lambda m: self.report_error(f"Cannot load the model: {m}"))
+        s.modelFailed.connect(self._model_failed)
         s.prepared.connect(self._prepared)
         s.prepareFailed.connect(self._prepare_failed)
         self.canvas.strokeFinished.connect(lambda _i: self.autokey_masks("Brush stroke"))
@@ -536,9 +538,13 @@ class MainWindow(QMainWindow):
         self.trainer.base_model = model_dir
         self.model_label.setText("loading model…")
         self.service.load_model(model_dir, self.device, self.frame_mode)
+        if self.canvas.portrait is None and self.canvas.loading_text:
+            self.canvas.set_loading_text(LOADING_MODEL)
 
     def _model_loaded(self, animator: Any) -> None:
         self._model_ready = True
+        if self.canvas.portrait is None and self.canvas.loading_text:
+            self.canvas.set_loading_text(PREPARING)
         name = engine_api.animator_label(animator)
         trained = getattr(animator, "trained", True)
         self.model_label.setText(f"model: {name}{'' if trained else ' (untrained)'} · {len(animator.emotions)} experts")
@@ -550,6 +556,13 @@ class MainWindow(QMainWindow):
                 self.service.load_expert_pack(pack)
         if self.doc.state.portrait_path:
             self.prepare_inputs()
+
+    def _model_failed(self, message: str) -> None:
+        self.model_label.setText("no model")
+        if self.canvas.loading_text:
+            self.canvas.set_loading_text("model not loaded")
+        self.preview.set_busy(False, "model not loaded")
+        self.report_error(f"Cannot load the model: {message}")
 
     def load_expert_pack(self, path: str) -> None:
         """Load an expert pack (from the trainer or a file) as one more slider."""
@@ -572,11 +585,13 @@ class MainWindow(QMainWindow):
     def open_portrait(self, path: str) -> bool:
         """Use an image file as the portrait (validated by the engine, prepared on the worker)."""
         try:
-            engine_api.load_image(path)
+            image = engine_api.load_image(path)
         except MoEEError as exc:
             self.report_error(str(exc))
             return False
         if not self._model_ready:
+            self.canvas.show_placeholder(image, LOADING_MODEL)  # at once; the model's arrival prepares it
+            self.preview.set_busy(True, LOADING_MODEL)
             self.doc.set_input(portrait=str(Path(path).resolve()))
             return True
         # the project adopts the image only once the engine has found a face in it (see _prepared)
@@ -615,13 +630,24 @@ class MainWindow(QMainWindow):
         return True
 
     def prepare_inputs(self) -> None:
-        """(Re)prepare portrait + audio on the worker."""
+        """(Re)prepare portrait + audio on the worker (before the model is there: show the portrait at once)."""
         st = self.doc.state
+        if st.portrait_path and not self._model_ready and self.canvas.image_size() is None:
+            self._show_placeholder(st.portrait_path)
         if not st.portrait_path or not self._model_ready or self._adopting:
             return  # the model's arrival prepares the inputs
         self._pending_portrait = None
         self.preview.set_busy(True, "preparing…")
         self.service.prepare(st.portrait_path, st.audio_path, st.duration)
+
+    def _show_placeholder(self, path: str) -> None:
+        """The portrait on the canvas while the model loads (decoded here: a fraction of a second)."""
+        try:
+            image = engine_api.load_image(path)
+        except MoEEError:
+            return  # the prepare after the model load reports it
+        self.canvas.show_placeholder(image, LOADING_MODEL)
+        self.preview.set_busy(True, LOADING_MODEL)
 
     def set_clip_length(self, seconds: float) -> None:
         """Length of a clip without audio (0: a still): the timeline, playback and export follow."""

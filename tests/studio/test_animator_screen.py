@@ -307,3 +307,35 @@ def test_the_flipbook_keeps_frames_at_the_zoomed_views_resolution() -> None:
     assert book.frame(0) is None and book.frame(1) is not None
     assert book.store(FlipbookJob(0, ("a",), None), big) and book.frame(0).shape[0] == 1024
     assert not book.set_max_side(640)  # never shrinks what it keeps
+
+
+# ------------------------------------------------------------------------------ 5. a fast start
+def test_the_window_module_imports_without_torch_or_diffusers() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, studio.app, studio.main_window, studio.engine_api as e; e.cancel_token(); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'engine.pipeline') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_portrait_shows_at_once_while_the_model_loads(qtbot, astronaut_path) -> None:
+
+    from studio.main_window import LOADING_MODEL, MainWindow
+    from tests.studio.conftest import dispose
+
+    win = MainWindow(show_dialogs=False, autosave=False)  # the bundled model loads on the engine thread
+    win.flipbook.enabled = False
+    qtbot.addWidget(win)
+    try:
+        assert win.open_portrait(astronaut_path)
+        assert not win._model_ready
+        assert win.canvas.image_size() == (512, 512) and win.canvas.loading_text == LOADING_MODEL
+        assert win.preview.status.text() == LOADING_MODEL
+        win.canvas.grab()  # it paints (no portrait array yet: nothing can be painted on it)
+        with qtbot.waitSignal(win.previewSettled, timeout=60_000):
+            pass
+        assert win.canvas.portrait is not None and win.canvas.loading_text == ""
+    finally:
+        dispose(win)
