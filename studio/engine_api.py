@@ -13,6 +13,9 @@ import numpy as np
 
 # Light engine names the studio uses directly, re-exported so this module stays the one doorway.
 from engine.atomic import atomic_path, atomic_write_text
+from engine.config import (
+    DEFAULT_MAX_SIZE as DEFAULT_PORTRAIT_CAP,  # the portrait's long side is capped at this
+)
 from engine.emotions import (
     BASIC_EMOTIONS,
     COMPOUND_PRESETS,
@@ -26,7 +29,7 @@ from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE,
 
 __all__ = [
     "BASIC_EMOTIONS", "COMPOUND_PRESETS", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
-    "MAX_HEAD_MOTION", "CancelledError", "LifeConfig", "MoEEError", "atomic_path",
+    "MAX_HEAD_MOTION", "DEFAULT_PORTRAIT_CAP", "CancelledError", "LifeConfig", "MoEEError", "atomic_path",
     "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",
 ]
 
@@ -197,6 +200,17 @@ def cancel_token() -> Any:
     return CancelToken()
 
 
+def image_size(path: str) -> tuple[int, int] | None:
+    """An image file's (width, height) from its header (None when unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(image.width), int(image.height)
+    except (OSError, ValueError):
+        return None
+
+
 def load_image(path: str) -> np.ndarray:
     """Any readable image file -> RGB uint8 (engine.image.load_image)."""
     from engine.image import load_image as _load
@@ -212,14 +226,18 @@ def load_audio(path: str) -> Any:
 
 
 def prepare_inputs(animator: Any, portrait: Any, audio: Any = None, duration: float | None = None,
-                   fps: int | None = None) -> Any:
+                   fps: int | None = None, max_size: int | None = None) -> Any:
     """Prepare a portrait and audio track; without audio, ``duration`` seconds (None: a still) set the frames.
+
+    ``max_size``: the portrait renderer's cap on the portrait's long side (None: its default).
 
     ``fps`` None: the animator's own frame rate.
     """
     from engine.audio import num_video_frames
 
     options: dict[str, Any] = {} if fps is None else {"fps": int(fps)}
+    if max_size is not None:
+        options["max_size"] = int(max_size)
     if audio is None and duration:
         options["num_frames"] = num_video_frames(duration, fps or animator_fps(animator))
     return animator.prepare(portrait, audio, **options)

@@ -339,3 +339,98 @@ def test_the_portrait_shows_at_once_while_the_model_loads(qtbot, astronaut_path)
         assert win.canvas.portrait is not None and win.canvas.loading_text == ""
     finally:
         dispose(win)
+
+
+# ----------------------------------------------------------------------------- 7. export options
+def test_export_options_size_quality_rate_prores_alpha_and_estimate(qtbot, portrait_animator, astronaut_path,
+                                                                    tmp_path) -> None:
+    import av
+
+    from studio.export_dialog import ExportDialog
+    from studio.main_window import MainWindow
+    from tests.studio.conftest import dispose
+
+    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
+    win.flipbook.enabled = False
+    # (no qtbot.addWidget: dispose() below deletes the window)
+
+    def export(dialog, path) -> None:
+        dialog.path.setText(str(path))
+        job = dialog.start_export()
+        assert job is not None
+        qtbot.waitUntil(lambda: job.result is not None, timeout=120_000)
+        assert job.result == (True, str(path)), job.result
+
+    try:
+        with qtbot.waitSignal(win.previewSettled, timeout=60_000):
+            assert win.open_portrait(astronaut_path)
+        with qtbot.waitSignal(win.preparedReady, timeout=30_000):
+            win.audio_panel.length_box.setValue(0.2)  # a 5-frame silent clip
+        dialog = ExportDialog(win, win)
+        assert dialog.cap.value() == 1024 and dialog.output_size() == (512, 512)  # the portrait's own, cap shown
+        # ProRes 4444 with the person matte as alpha, at the 720p preset
+        dialog.format.setCurrentIndex(dialog.format.findData("prores"))
+        dialog.size_preset.setCurrentIndex(dialog.size_preset.findData("720"))
+        assert dialog.output_size() == (720, 720)
+        text = dialog.estimate.text()
+        assert "720 × 720 px" in text and "5 frames" in text and "MB" in text and "to render" in text
+        assert not dialog.quality.isEnabled()
+        export(dialog, tmp_path / "clip.mov")
+        with av.open(str(tmp_path / "clip.mov")) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "prores" and "a" in stream.codec_context.pix_fmt.split("p")[0]
+            frames = [f.to_ndarray(format="rgba") for f in container.decode(video=0)]
+        assert len(frames) == 5 and frames[0].shape == (720, 720, 4)
+        assert frames[0][..., 3].min() < 128 < frames[0][..., 3].max()  # background out, the astronaut in
+        # H.264 at a bit rate and another frame rate: the estimate follows the bit rate
+        dialog.format.setCurrentIndex(dialog.format.findData("mp4"))
+        dialog.size_preset.setCurrentIndex(dialog.size_preset.findData("own"))
+        dialog.quality.setCurrentIndex(dialog.quality.findData("bitrate"))
+        assert dialog.bit_rate.isVisibleTo(dialog)
+        dialog.bit_rate.setValue(4.0)
+        dialog.fps.setValue(10)
+        assert dialog.writer_options() == {"bit_rate": 4_000_000}
+        assert "2 frames at 10 fps" in dialog.estimate.text()
+        export(dialog, tmp_path / "clip.mp4")
+        from engine.video import probe_video
+
+        info = probe_video(str(tmp_path / "clip.mp4"))
+        assert info.fps == pytest.approx(10) and (info.width, info.height) == (512, 512)
+        # a lower cap renders the portrait smaller (a re-prepare under the cap)
+        dialog.fps.setValue(25)
+        dialog.format.setCurrentIndex(dialog.format.findData("png"))
+        dialog.cap.setValue(384)  # (the face must stay 64 px wide)
+        assert dialog.output_size() == (384, 384) and "384 × 384 px" in dialog.estimate.text()
+        export(dialog, tmp_path / "frames")
+        from PIL import Image
+
+        pngs = sorted((tmp_path / "frames").glob("frame_*.png"))
+        assert len(pngs) == 5 and Image.open(pngs[0]).size == (384, 384)
+        dialog.deleteLater()
+    finally:
+        dispose(win)
+
+
+def test_prores_and_bit_rate_writers(tmp_path) -> None:
+    import av
+
+    from engine.errors import OutputError
+    from engine.video import open_writer, probe_video
+
+    frame = np.zeros((30, 40, 4), np.uint8)
+    frame[..., 1] = 180
+    frame[5:20, 5:20, 3] = 255
+    with open_writer(tmp_path / "a.mov", 25, format="prores", alpha=True) as writer:
+        for _ in range(3):
+            writer.write(frame)
+    with av.open(str(tmp_path / "a.mov")) as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="rgba")
+    assert decoded[0, 0, 3] == 0 and decoded[10, 10, 3] == 255 and abs(int(decoded[10, 10, 1]) - 180) <= 2
+    with open_writer(tmp_path / "b.mp4", 25, bit_rate=500_000) as writer:
+        for _ in range(3):
+            writer.write(frame[..., :3])
+    assert probe_video(str(tmp_path / "b.mp4")).video_codec == "h264"
+    with pytest.raises(OutputError, match="transparency"):
+        open_writer(tmp_path / "c.mp4", 25, alpha=True)
+    with pytest.raises(OutputError, match="bit rate"):
+        open_writer(tmp_path / "d.mp4", 25, bit_rate=0)
