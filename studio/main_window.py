@@ -311,6 +311,9 @@ class MainWindow(QMainWindow):
         self.act_zoom_out = a("Zoom out", lambda: self.zoom.zoom_out(*self._zoom_args()), "Ctrl+-")
         self.act_zoom_1 = a("Actual pixels (1:1)", lambda: self.zoom.actual_pixels(*self._zoom_args()), "Ctrl+1")
         self.act_zoom_fit = a("Fit in view", self.zoom.fit, "Ctrl+0")
+        for act, short in ((self.act_pan, "Pan"), (self.act_zoom_fit, "Fit"), (self.act_zoom_1, "1:1"),
+                           (self.act_key, "Key"), (self.act_play, "Play")):
+            act.setIconText(short)  # the toolbar's button (the menus keep the full name)
         self.act_brush.setChecked(True)
         self.act_smaller = a("Smaller brush", lambda: self.change_radius(1 / 1.25), "[")
         self.act_bigger = a("Bigger brush", lambda: self.change_radius(1.25), "]")
@@ -384,6 +387,7 @@ class MainWindow(QMainWindow):
         self.redo_shortcut = QShortcut(QKeySequence("Ctrl+Y"), self, self.doc.undo_stack.redo)
         for act, text in ((self.act_undo, "Undo (Ctrl+Z)"), (self.act_redo, "Redo (Ctrl+Shift+Z, Ctrl+Y)")):
             act.setToolTip(text)
+            act.setIconText(text.split(" ")[0])  # the toolbar button stays short ("Undo Fill mouth…" in the menu)
         self.key_button.setToolTip("Key the sliders (and masks, with Key masks on) at the playhead (K)")
         self.del_key_button.setToolTip("Delete the selected keyframe (Delete); Shift+click a key to select it")
         QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
