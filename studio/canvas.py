@@ -2,7 +2,7 @@
 and turns mouse strokes into undoable mask edits. Accepts dropped image files.
 
 Zoom and pan (shared with the preview, :mod:`studio.zoom_view`): the wheel zooms about the cursor,
-the middle button pans, and with the pan tool (``paint_enabled = False``) a left drag pans too, so a
+the middle button and Space-drag pan, and with the pan tool (``paint_enabled = False``) a left drag pans too, so a
 click on the portrait does not always paint."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QDragEnterEvent,
     QDropEvent,
     QImage,
+    QKeyEvent,
     QMouseEvent,
     QPainter,
     QPen,
@@ -38,6 +39,7 @@ class PortraitCanvas(QWidget):
 
     imageDropped = Signal(str)
     strokeFinished = Signal(int)  # emotion index
+    spaceTapped = Signal()  # Space pressed and released without a drag (the window's play / pause)
 
     def __init__(self, doc: Document, brush: BrushSettings, parent: QWidget | None = None,
                  zoom: ZoomModel | None = None) -> None:
@@ -55,7 +57,9 @@ class PortraitCanvas(QWidget):
         self.paint_enabled = True  # False: the pan tool (a left drag pans, nothing is painted)
         self.loading_text = ""  # shown over the portrait while the model loads or the face is checked
         self.zoom = zoom if zoom is not None else ZoomModel(self)
-        self.zoomer = ZoomHandler(self, self.zoom, self.image_size, lambda: not self.paint_enabled)
+        self.zoomer = ZoomHandler(self, self.zoom, self.image_size, lambda: not self.paint_enabled or self._space_held)
+        self._space_held = False  # Space held down on the canvas: a left drag pans (as in Krita, Photoshop)
+        self._space_dragged = False
         self._overlay: QImage | None = None
         self._stroke_before: np.ndarray | None = None
         self._last: tuple[float, float] | None = None
@@ -219,6 +223,7 @@ class PortraitCanvas(QWidget):
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         self._hover = event.position()
         if self.zoomer.move(event):
+            self._space_dragged = self._space_dragged or self._space_held
             return
         if self._stroke_before is not None:
             self.continue_stroke(*self.to_image(event.position()))
@@ -233,6 +238,36 @@ class PortraitCanvas(QWidget):
     def wheelEvent(self, event: QWheelEvent) -> None:
         if not self.zoomer.wheel(event):
             super().wheelEvent(event)
+
+    # ------------------------------------------------------------ space-drag
+    def event(self, event: QEvent) -> bool:
+        """Take Space from the window's play shortcut while the canvas has the focus: held, a drag pans;
+        tapped, ``spaceTapped`` asks the window to play or pause as the shortcut would."""
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
+                and event.key() == Qt.Key.Key_Space and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                and self.image_size() is not None):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and self.image_size() is not None:
+            if not event.isAutoRepeat():
+                self._space_held, self._space_dragged = True, False
+                self.setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and self._space_held:
+            if event.isAutoRepeat():
+                return
+            self._space_held = False
+            self.zoomer.restore_cursor()
+            if not self._space_dragged:
+                self.spaceTapped.emit()
+            return
+        super().keyReleaseEvent(event)
 
     def leaveEvent(self, _event: object) -> None:
         self._hover = None

@@ -486,6 +486,7 @@ class MainWindow(QMainWindow):
         s.expertFailed.connect(self._expert_failed)
         self.palette.describeRequested.connect(self.describe_emotion)
         self.canvas.imageDropped.connect(self.open_portrait)
+        self.canvas.spaceTapped.connect(self.act_play.trigger)
         self.zoom.changed.connect(self._view_resolution_changed)
         self.brush_panel.regionFillRequested.connect(self.fill_region)
         self.brush_panel.clearRequested.connect(self.clear_masks)

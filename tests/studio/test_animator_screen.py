@@ -293,6 +293,31 @@ def test_zoom_fit_one_to_one_and_pan_with_a_tool_that_does_not_paint(qtbot, read
     assert not win.zoom.state.fit and win.zoom.state.scale == pytest.approx(1.0)
 
 
+def test_space_drag_pans_and_a_space_tap_still_plays(qtbot, clip_window) -> None:
+    from PySide6.QtCore import QPoint
+
+    win = clip_window
+    canvas = win.canvas
+    win.default_layout((1366, 740))
+    qtbot.wait(100)
+    _wheel(canvas, QPoint(canvas.width() // 2, canvas.height() // 2), 1)
+    canvas.setFocus()
+    qtbot.waitUntil(canvas.hasFocus, timeout=2_000)
+    x0 = canvas.image_rect().x()
+    centre = QPoint(canvas.width() // 2, canvas.height() // 2)
+    qtbot.keyPress(canvas, Qt.Key.Key_Space)  # held: a left drag pans, nothing is painted, nothing plays
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseMove(canvas, centre + QPoint(-25, 0))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=centre + QPoint(-25, 0))
+    qtbot.keyRelease(canvas, Qt.Key.Key_Space)
+    assert canvas.image_rect().x() == pytest.approx(x0 - 25, abs=1.0)
+    assert not win.doc.masks.any() and not win.transport.playing
+    qtbot.keyClick(canvas, Qt.Key.Key_Space)  # a tap plays, as everywhere else
+    assert win.transport.playing
+    qtbot.keyClick(canvas, Qt.Key.Key_Space)
+    assert not win.transport.playing
+
+
 def test_the_flipbook_keeps_frames_at_the_zoomed_views_resolution() -> None:
     from studio.flipbook import FLIPBOOK_MAX_SIDE, Flipbook, FlipbookJob
 
