@@ -114,16 +114,20 @@ def masks_at(
         empty_shape = (tuple(shape) if shape is not None else other.shape if other is not None
                        else (len(left.weights), 1, 1))
         return np.zeros(empty_shape, np.float32), [1.0] * int(empty_shape[0])
-    lmasks = left.masks if left.masks is not None else np.zeros_like(painted)
-    rmasks = right.masks if right.masks is not None else np.zeros_like(painted)
     default = [1.0] * len(painted)
     alpha_l = np.asarray(left.alpha if left.masks is not None and left.alpha is not None
                          else (right.alpha if left.masks is None and right.alpha is not None else default), np.float32)
     alpha_r = np.asarray(right.alpha if right.masks is not None and right.alpha is not None
                          else (left.alpha if right.masks is None and left.alpha is not None else default), np.float32)
-    if left is right or lmasks.shape != rmasks.shape:
-        return lmasks.copy(), [float(a) for a in alpha_l]
-    masks = ((1.0 - u) * lmasks + u * rmasks).astype(np.float32)
+    if left is right:
+        return painted.copy(), [float(a) for a in alpha_l]
+    if left.masks is None or right.masks is None:  # fading to or from "no mask" (no zero stack is made)
+        weight = u if left.masks is None else 1.0 - u
+        masks = (np.float32(weight) * painted).astype(np.float32, copy=False)
+    elif left.masks.shape != right.masks.shape:
+        return left.masks.copy(), [float(a) for a in alpha_l]
+    else:
+        masks = ((1.0 - u) * left.masks + u * right.masks).astype(np.float32)
     alpha = (1.0 - u) * alpha_l + u * alpha_r
     return masks, [float(a) for a in alpha]
 
