@@ -350,7 +350,8 @@ def _read_pyav(path: Path, max_duration: float | None = DEFAULT_MAX_DURATION) ->
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputAudioError(f"{path} is not a readable audio file ({exc})") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)  # FFmpeg's words, not "[Errno 1094995529] ..."
+        raise InputAudioError(f"{path} is not a readable audio file ({reason})") from exc
     try:
         if not container.streams.audio:
             raise InputAudioError(f"{path} has no audio stream")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.video import open_writer
 
-if TYPE_CHECKING:  # the portrait path never loads the pixel model's modules (diffusers: seconds of imports)
+if TYPE_CHECKING:  # the pixel pipeline imports diffusers (seconds): the portrait path's export never needs it
     from engine.pipeline import Animator, CancelToken, GateSpec, PreparedInputs
 
 
@@ -31,6 +31,7 @@ def export_clip(
     frames_dir: str | Path | None = None,
     overwrite: bool = False,
     duration: float | None = None,
+    writer_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Render frames ``start..stop-1`` into ``output`` (``.mp4`` with the audio, ``.gif``, or a PNG folder).
 
@@ -42,7 +43,8 @@ def export_clip(
 
     The MP4 lasts as long as the audio under the frames; a clip without audio (an emotion-only clip) lasts
     ``duration`` seconds (None: ``num_frames / fps``) and carries a silent AAC track of that length,
-    which video editors expect of a clip.
+    which video editors expect of a clip. ``writer_options`` go to the output's writer (``crf``,
+    ``bit_rate``; ``alpha=True`` for RGBA frames in a PNG sequence or ProRes 4444, see ``open_writer``).
     """
     audio = prepared.audio
     if audio is not None and (start != 0 or (stop is not None and stop != prepared.num_frames)):
@@ -50,7 +52,8 @@ def export_clip(
     length = None if audio is not None else _silent_length(prepared, start, stop, duration)
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(open_writer(output, prepared.fps, audio, format=format, overwrite=overwrite,
-                                                   duration=length, silent_audio=audio is None))]
+                                                   duration=length, silent_audio=audio is None,
+                                                   **dict(writer_options or {})))]
         if frames_dir is not None:
             writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png",
                                                            overwrite=overwrite)))

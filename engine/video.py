@@ -47,6 +47,13 @@ DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 #: Pixel format of the H.264 stream (the one every player decodes).
 MP4_PIXEL_FORMAT = "yuv420p"
+#: ProRes 4444 (QuickTime .mov) for compositing: FFmpeg's prores_ks encoder, its 4444 profile, and a
+#: pixel format with alpha (an RGBA frame keeps its alpha; an RGB frame is opaque).
+PRORES_ENCODER = "prores_ks"
+PRORES_4444_PROFILE = "4"
+PRORES_PIXEL_FORMAT = "yuva444p10le"
+#: Video codecs of :class:`Mp4Writer`: H.264 in an MP4, or ProRes 4444 in a QuickTime .mov.
+VIDEO_CODECS = ("h264", "prores4444")
 #: AAC bit rates (bits per second): a mono track, and each stereo pair of a track with more channels
 #: (a mono channel left over from the pairs gets the mono rate).
 AAC_MONO_BIT_RATE = 96_000
@@ -83,6 +90,7 @@ MP4_SUFFIXES = frozenset({".mp4", ".m4v", ".mov"})
 GIF_SUFFIXES = frozenset({".gif"})
 #: Format names accepted by :func:`open_writer`.
 MP4_FORMATS = frozenset({"mp4", "m4v", "mov"})
+PRORES_FORMATS = frozenset({"prores", "prores4444"})
 GIF_FORMATS = frozenset({"gif"})
 PNG_FORMATS = frozenset({"png", "pngs", "png-sequence", "png-alpha"})
 RGB_CHANNELS = 3
@@ -334,8 +342,16 @@ class Mp4Writer(_ContainerWriter):
 
     def __init__(self, path: str | os.PathLike[str], fps: float | Fraction, audio: AudioClip | None = None,
                  crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, duration: float | None = None,
-                 silent_audio: bool = False) -> None:
+                 silent_audio: bool = False, codec: str = "h264", bit_rate: int | None = None) -> None:
         super().__init__(path, fps)
+        if codec not in VIDEO_CODECS:
+            raise OutputError(f"unknown video codec {codec!r}; choose one of {', '.join(VIDEO_CODECS)}")
+        if bit_rate is not None and int(bit_rate) <= 0:
+            raise OutputError(f"the video bit rate must be positive, got {bit_rate}")
+        self.codec = codec
+        self.bit_rate = None if bit_rate is None else int(bit_rate)  # H.264: a target bit rate instead of crf
+        if codec == "prores4444":
+            self.channels = (RGB_CHANNELS, RGBA_CHANNELS)  # RGBA keeps its alpha
         self.audio = audio
         self.crf = int(crf)
         self.preset = preset
@@ -363,7 +379,7 @@ class Mp4Writer(_ContainerWriter):
         tmp = stack.enter_context(atomic_path(self.path))
         self._stack = stack
         try:
-            self._container = av.open(str(tmp), mode="w", format="mp4")
+            self._container = av.open(str(tmp), mode="w", format="mov" if self.codec == "prores4444" else "mp4")
         except (av.error.FFmpegError, OSError) as exc:
             self.abort(type(exc), exc, None)
             translated = output_error_from(exc, self.path) if isinstance(exc, OSError) else None
@@ -371,11 +387,20 @@ class Mp4Writer(_ContainerWriter):
 
     def _start_streams(self, height: int, width: int) -> None:
         assert self._container is not None
-        video = self._container.add_stream("libx264", rate=self.fps)
+        if self.codec == "prores4444":
+            video = self._container.add_stream(PRORES_ENCODER, rate=self.fps)
+            video.pix_fmt = PRORES_PIXEL_FORMAT
+            video.codec_context.options = {"profile": PRORES_4444_PROFILE}
+        else:
+            video = self._container.add_stream("libx264", rate=self.fps)
+            video.pix_fmt = MP4_PIXEL_FORMAT
+            if self.bit_rate is not None:
+                video.bit_rate = self.bit_rate
+                video.codec_context.options = {"preset": self.preset}
+            else:
+                video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
         video.width, video.height = width + width % 2, height + height % 2
-        video.pix_fmt = MP4_PIXEL_FORMAT
         video.time_base = video.codec_context.time_base = self._time_base
-        video.codec_context.options = {"crf": str(self.crf), "preset": self.preset}
         self._video = video
         if self.audio is not None:
             samples, rate = aac_track(self.audio)
@@ -398,7 +423,7 @@ class Mp4Writer(_ContainerWriter):
         assert self._video is not None and self._container is not None
         if frame.shape[0] % 2 or frame.shape[1] % 2:
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgba" if frame.shape[2] == RGBA_CHANNELS else "rgb24")
         video_frame.pts = self.frames_written * self._ticks
         self.frames_written += 1
         if self._held_frame is not None:
@@ -588,8 +613,9 @@ def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audi
     """Make the writer for a destination: ``.mp4``/``.m4v``/``.mov`` -> MP4, ``.gif`` -> GIF, a folder
     (no suffix, or an existing folder) -> PNG sequence.
 
-    ``format`` (or its alias ``fmt``): "mp4", "gif", "png" or "png-alpha" overrides the guess.
-    ``alpha=True`` asks for RGBA frames, which only a PNG sequence stores. ``duration`` (seconds; default:
+    ``format`` (or its alias ``fmt``): "mp4", "prores" (ProRes 4444 in a QuickTime .mov, RGBA frames keep
+    their alpha), "gif", "png" or "png-alpha" overrides the guess. ``alpha=True`` asks for RGBA frames,
+    which a PNG sequence and ProRes 4444 store. ``duration`` (seconds; default:
     the audio's) and ``silent_audio`` (a silent AAC track when there is no audio) shape an MP4
     (:class:`Mp4Writer`); the other formats ignore them. Extra keyword ``options`` go to the writer
     (e.g. ``crf``). Use the result in a ``with`` block.
@@ -599,6 +625,9 @@ def open_writer(path_or_dir: str | os.PathLike[str], fps: float | Fraction, audi
     """
     path = Path(path_or_dir)
     kind = check_output(path, format or fmt, alpha=alpha, overwrite=overwrite)
+    if kind in PRORES_FORMATS:
+        return Mp4Writer(path, fps, audio, duration=duration, silent_audio=silent_audio, codec="prores4444",
+                         **options)  # type: ignore[arg-type]
     if kind in MP4_FORMATS:
         return Mp4Writer(path, fps, audio, duration=duration, silent_audio=silent_audio,
                          **options)  # type: ignore[arg-type]
@@ -630,10 +659,10 @@ def check_output(path_or_dir: str | os.PathLike[str], format: str | None = None,
             raise OutputError(
                 f"cannot tell the video format of {path}: use a .mp4 or .gif file name, or a folder for PNG frames"
             )
-    if kind not in MP4_FORMATS | GIF_FORMATS | PNG_FORMATS:
-        raise OutputError(f"unknown video format {requested!r}; choose mp4, gif or png")
-    if alpha and kind not in PNG_FORMATS:
-        raise OutputError(f"{kind} cannot store transparency; export a PNG sequence for alpha")
+    if kind not in MP4_FORMATS | GIF_FORMATS | PNG_FORMATS | PRORES_FORMATS:
+        raise OutputError(f"unknown video format {requested!r}; choose mp4, prores, gif or png")
+    if alpha and kind not in PNG_FORMATS | PRORES_FORMATS:
+        raise OutputError(f"{kind} cannot store transparency; export a PNG sequence or ProRes 4444 for alpha")
     if kind in PNG_FORMATS:
         check_directory_target(path, functools.partial(check_frames_folder, overwrite=overwrite))
     elif path.is_dir():

@@ -79,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     from studio.qtutil import apply_dark_theme
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    import torch
-
-    # every core renders (the UI thread only waits on events; the engine releases the GIL in its kernels)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # torch is imported on the engine thread while the model loads (engine_api.configure_threads): the
+    # window and the portrait show first
     app.setOrganizationName(settings.ORGANISATION)
     app.setApplicationName(settings.APPLICATION)
     apply_dark_theme(app)

@@ -1,19 +1,35 @@
 """The portrait canvas: shows the portrait, face box and landmarks, painted masks, gate heat maps,
-and turns mouse strokes into undoable mask edits. Accepts dropped image files."""
+and turns mouse strokes into undoable mask edits. Accepts dropped image files.
+
+Zoom and pan (shared with the preview, :mod:`studio.zoom_view`): the wheel zooms about the cursor,
+the middle button and Space-drag pan, and with the pan tool (``paint_enabled = False``) a left drag pans too, so a
+click on the portrait does not always paint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage, QMouseEvent, QPainter, QPen
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDropEvent,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QWidget
 
 from studio.brush import BrushSettings, apply_dab, apply_segment
 from studio.commands import MaskEditCommand
 from studio.document import Document
-from studio.qtutil import heat_rgba, overlay_rgba, rgb_to_qimage
+from studio.qtutil import draw_badge, heat_rgba, overlay_rgba, rgb_to_qimage
+from studio.zoom import PIXELATED_SCALE
+from studio.zoom_view import ZoomHandler, ZoomModel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -23,8 +39,10 @@ class PortraitCanvas(QWidget):
 
     imageDropped = Signal(str)
     strokeFinished = Signal(int)  # emotion index
+    spaceTapped = Signal()  # Space pressed and released without a drag (the window's play / pause)
 
-    def __init__(self, doc: Document, brush: BrushSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, doc: Document, brush: BrushSettings, parent: QWidget | None = None,
+                 zoom: ZoomModel | None = None) -> None:
         super().__init__(parent)
         self.doc = doc
         self.brush = brush
@@ -36,7 +54,12 @@ class PortraitCanvas(QWidget):
         self.show_masks = True
         self.heat_emotion = -1  # emotion whose model gate map is shown, -1 = none
         self.gate_maps: np.ndarray | None = None
-        self.paint_enabled = True
+        self.paint_enabled = True  # False: the pan tool (a left drag pans, nothing is painted)
+        self.loading_text = ""  # shown over the portrait while the model loads or the face is checked
+        self.zoom = zoom if zoom is not None else ZoomModel(self)
+        self.zoomer = ZoomHandler(self, self.zoom, self.image_size, lambda: not self.paint_enabled or self._space_held)
+        self._space_held = False  # Space held down on the canvas: a left drag pans (as in Krita, Photoshop)
+        self._space_dragged = False
         self._overlay: QImage | None = None
         self._stroke_before: np.ndarray | None = None
         self._last: tuple[float, float] | None = None
@@ -44,11 +67,26 @@ class PortraitCanvas(QWidget):
         self.setAcceptDrops(True)
         self.setMouseTracking(True)
         self.setMinimumSize(260, 260)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # Enter in a spin box hands the focus back here
         doc.masksChanged.connect(self._masks_changed)
 
     # ------------------------------------------------------------- content
+    def show_placeholder(self, image: np.ndarray, text: str) -> None:
+        """Show ``image`` at once, before the engine prepared it (the model still loads): nothing can be
+        painted yet and the masks are left alone; ``text`` says what is being waited for."""
+        self.portrait = None
+        self.landmarks = None
+        self._portrait_image = rgb_to_qimage(image)
+        self.loading_text = text
+        self._masks_changed(-1)
+
+    def set_loading_text(self, text: str) -> None:
+        self.loading_text = text
+        self.update()
+
     def set_portrait(self, image: np.ndarray | None, landmarks: np.ndarray | None = None) -> None:
         """Show ``image`` (RGB uint8); masks are resized to its resolution."""
+        self.loading_text = ""
         self.portrait = image
         self.landmarks = None if landmarks is None else np.asarray(landmarks, np.float32)
         self._portrait_image = None if image is None else rgb_to_qimage(image)
@@ -101,14 +139,24 @@ class PortraitCanvas(QWidget):
         self.update()
 
     # ------------------------------------------------------------ geometry
+    def image_size(self) -> tuple[int, int] | None:
+        """The shown portrait's (width, height), or None."""
+        if self.portrait is not None:
+            return int(self.portrait.shape[1]), int(self.portrait.shape[0])
+        if self._portrait_image is not None:  # the placeholder while the model loads
+            return self._portrait_image.width(), self._portrait_image.height()
+        return None
+
     def image_rect(self) -> QRectF:
-        """Where the portrait is drawn (fit, centred)."""
-        if self.portrait is None:
-            return QRectF(self.rect())
-        h, w = self.portrait.shape[:2]
-        scale = min(self.width() / w, self.height() / h)
-        dw, dh = w * scale, h * scale
-        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+        """Where the portrait is drawn (fit and centred, or zoomed and panned)."""
+        rect = self.zoomer.image_rect()
+        return QRectF(self.rect()) if rect is None else rect
+
+    def set_pan_tool(self, on: bool) -> None:
+        """The pan tool: a left drag moves the view instead of painting."""
+        self.paint_enabled = not on
+        self.zoomer.restore_cursor()
+        self.update()
 
     def to_image(self, pos: QPointF) -> tuple[float, float]:
         """Widget position -> portrait pixel coordinates (pixel centres at .0)."""
@@ -130,15 +178,18 @@ class PortraitCanvas(QWidget):
         p.fillRect(self.rect(), QColor("#141518"))
         if self._portrait_image is None:
             p.setPen(QColor("#6b6f78"))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Open or drop a portrait image\n(File ▸ Open portrait…)")
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                       self.loading_text or "Open or drop a portrait image\n(File ▸ Open portrait…)")
             return
         r = self.image_rect()
+        if not self.zoom.state.fit and self.zoom.state.scale >= PIXELATED_SCALE:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # zoomed in: see the pixels
         p.drawImage(r, self._portrait_image)
         if self.show_masks and self._overlay is not None:
             p.drawImage(r, self._overlay)
         if self.gate_maps is not None and 0 <= self.heat_emotion < len(self.gate_maps):
             p.drawImage(r, rgb_to_qimage(heat_rgba(self.gate_maps[self.heat_emotion])))
-        h, w = self.portrait.shape[:2] if self.portrait is not None else (1, 1)
+        w, h = self.image_size() or (1, 1)
         sx, sy = r.width() / w, r.height() / h
         box = self.face_box()
         if self.show_face_box and box is not None:
@@ -151,27 +202,72 @@ class PortraitCanvas(QWidget):
             rad = max(1.0, min(2.5, sx * (0.12 if len(self.landmarks) > 100 else 0.5)))
             for x, y in self.landmarks:
                 p.drawEllipse(self.to_widget(float(x), float(y)), rad, rad)
-        if self._hover is not None and self.paint_enabled:
+        if self._hover is not None and self.paint_enabled and self.portrait is not None:
             colour = QColor("#ffffff") if self.brush.eraser else QColor(self.doc.colours[self.brush.emotion])
             p.setPen(QPen(colour, 1.2))
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.drawEllipse(self._hover, self.brush.radius * sx, self.brush.radius * sy)
+        badges = [self.zoom.state.label((self.width(), self.height()), self.image_size() or (1, 1))]
+        if self.loading_text:
+            badges.insert(0, self.loading_text)
+        draw_badge(p, QRectF(self.rect()), "  ·  ".join(badges))
 
     # ---------------------------------------------------------------- mouse
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self._stroke_before is None and self.zoomer.press(event):
+            return
         if event.button() != Qt.MouseButton.LeftButton or self.portrait is None or not self.paint_enabled:
             return
         self.begin_stroke(*self.to_image(event.position()))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         self._hover = event.position()
+        if self.zoomer.move(event):
+            self._space_dragged = self._space_dragged or self._space_held
+            return
         if self._stroke_before is not None:
             self.continue_stroke(*self.to_image(event.position()))
         self.update()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self.zoomer.release(event):
+            return
         if event.button() == Qt.MouseButton.LeftButton and self._stroke_before is not None:
             self.end_stroke()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if not self.zoomer.wheel(event):
+            super().wheelEvent(event)
+
+    # ------------------------------------------------------------ space-drag
+    def event(self, event: QEvent) -> bool:
+        """Take Space from the window's play shortcut while the canvas has the focus: held, a drag pans;
+        tapped, ``spaceTapped`` asks the window to play or pause as the shortcut would."""
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
+                and event.key() == Qt.Key.Key_Space and event.modifiers() == Qt.KeyboardModifier.NoModifier
+                and self.image_size() is not None):
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and self.image_size() is not None:
+            if not event.isAutoRepeat():
+                self._space_held, self._space_dragged = True, False
+                self.setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and self._space_held:
+            if event.isAutoRepeat():
+                return
+            self._space_held = False
+            self.zoomer.restore_cursor()
+            if not self._space_dragged:
+                self.spaceTapped.emit()
+            return
+        super().keyReleaseEvent(event)
 
     def leaveEvent(self, _event: object) -> None:
         self._hover = None
@@ -205,8 +301,13 @@ class PortraitCanvas(QWidget):
         self._last = None
         self.doc.masks[index] = before  # the command re-applies "after" (and notifies)
         text = "Erase" if self.brush.eraser else f"Paint {self.doc.emotions[index]}"
-        self.doc.undo_stack.push(MaskEditCommand(self.doc, index, before, after, text))
-        self.strokeFinished.emit(index)
+        stack = self.doc.undo_stack
+        stack.beginMacro(text)  # the stroke and what listeners add for it (an auto-key) undo as one step
+        try:
+            stack.push(MaskEditCommand(self.doc, index, before, after, text))
+            self.strokeFinished.emit(index)
+        finally:
+            stack.endMacro()
 
     def stroke(self, points: list[tuple[float, float]]) -> None:
         """Paint a whole stroke through portrait pixel points (used by scripts and tests)."""

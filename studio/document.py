@@ -323,7 +323,7 @@ class GateSchedule:
             keyed = weights_at(self.keyframes, frame, self.interpolation)
             if keyed is not None:
                 weights = keyed
-            keyed_masks = masks_at(self.keyframes, frame, self.interpolation)
+            keyed_masks = masks_at(self.keyframes, frame, self.interpolation, self.masks.shape)
             if keyed_masks is not None:
                 masks, alpha = keyed_masks
         n = len(self.weights)

@@ -15,6 +15,9 @@ import numpy as np
 from engine.atomic import atomic_path, atomic_write_text
 from engine.batch import REPORT_FILE as BATCH_REPORT_FILE
 from engine.batch import BatchDefaults, ManifestError, plan_batch, read_manifest, run_batch
+from engine.config import (
+    DEFAULT_MAX_SIZE as DEFAULT_PORTRAIT_CAP,  # the portrait's long side is capped at this
+)
 from engine.emotions import (
     BASIC_EMOTIONS,
     COMPOUND_PRESETS,
@@ -24,15 +27,34 @@ from engine.emotions import (
     parse_mix,
 )
 from engine.errors import CancelledError, MoEEError
-from engine.moee import GateControl  # the studio builds these
 from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION, LifeConfig
 
 __all__ = [
     "BATCH_REPORT_FILE", "BatchDefaults", "ManifestError", "plan_batch", "read_manifest", "run_batch",
     "BASIC_EMOTIONS", "COMPOUND_PRESETS", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
-    "MAX_HEAD_MOTION", "CancelledError", "GateControl", "LifeConfig", "MoEEError", "atomic_path",
+    "MAX_HEAD_MOTION", "DEFAULT_PORTRAIT_CAP", "CancelledError", "LifeConfig", "MoEEError", "atomic_path",
     "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",
 ]
+
+
+
+def __getattr__(name: str) -> Any:
+    """``GateControl`` on first use: engine.moee imports torch (1.4 s), which must not delay the window."""
+    if name == "GateControl":
+        from engine.moee import GateControl
+
+        return GateControl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def configure_threads() -> None:
+    """Let torch render on every core (the UI thread only waits on events); called on the engine thread."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
 
 TINY = "tiny"  # pseudo model folder: an untrained tiny pixel model (tests, screenshots without assets)
 #: Render modes: ``"portrait"`` = the user's portrait at its own resolution (engine.portrait, default);
@@ -90,10 +112,16 @@ def warm_up() -> None:
 
 
 def load_portrait_animator(model_dir: str | None = None) -> Any:
-    """The portrait animator of a model folder (``None`` = the bundled model)."""
+    """The portrait animator of a model folder (``None`` = the bundled model).
+
+    Built from its motion model directly: ``PortraitAnimator.from_pretrained`` imports the pixel
+    pipeline (diffusers, about 4 s) only for the default folder's name, which delayed the first preview.
+    """
+    from engine.config import DEFAULT_MODEL_DIR
+    from engine.motion import MotionModel
     from engine.portrait import PortraitAnimator
 
-    return PortraitAnimator.from_pretrained(model_dir)
+    return PortraitAnimator(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR))
 
 
 def is_portrait_animator(animator: Any) -> bool:
@@ -164,11 +192,42 @@ def face_width(landmarks: np.ndarray | None) -> float | None:
     return float(xs.max() - xs.min())
 
 
-def cancel_token() -> Any:
-    """A fresh engine CancelToken."""
-    from engine.pipeline import CancelToken
+class CancelToken:
+    """The engine's cancel token (``engine.pipeline.CancelToken``'s interface: ``cancel``, ``cancelled``,
+    ``check``), without importing the pixel pipeline: that imports diffusers (about 4 s) and the
+    portrait renderer never needs it, so the first preview does not wait for it."""
 
+    def __init__(self) -> None:
+        import threading
+
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise CancelledError("render cancelled")
+
+
+def cancel_token() -> Any:
+    """A fresh cancel token for a render or export (any thread may cancel it)."""
     return CancelToken()
+
+
+def image_size(path: str) -> tuple[int, int] | None:
+    """An image file's (width, height) from its header (None when unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(image.width), int(image.height)
+    except (OSError, ValueError):
+        return None
 
 
 def load_image(path: str) -> np.ndarray:
@@ -186,14 +245,18 @@ def load_audio(path: str) -> Any:
 
 
 def prepare_inputs(animator: Any, portrait: Any, audio: Any = None, duration: float | None = None,
-                   fps: int | None = None) -> Any:
+                   fps: int | None = None, max_size: int | None = None) -> Any:
     """Prepare a portrait and audio track; without audio, ``duration`` seconds (None: a still) set the frames.
+
+    ``max_size``: the portrait renderer's cap on the portrait's long side (None: its default).
 
     ``fps`` None: the animator's own frame rate.
     """
     from engine.audio import num_video_frames
 
     options: dict[str, Any] = {} if fps is None else {"fps": int(fps)}
+    if max_size is not None:
+        options["max_size"] = int(max_size)
     if audio is None and duration:
         options["num_frames"] = num_video_frames(duration, fps or animator_fps(animator))
     return animator.prepare(portrait, audio, **options)
@@ -270,4 +333,6 @@ def fit_gates(gates: Any, count: int) -> Any:
         pad = np.zeros((max(0, count - len(m)),) + m.shape[1:], np.float32)
         masks = np.concatenate([m, pad])[:count]
         alpha = (list(alpha if alpha is not None else [1.0] * len(m)) + [0.0] * count)[:count]
+    from engine.moee import GateControl
+
     return GateControl(global_weights=weights, local_masks=masks, local_alpha=alpha)

@@ -1,4 +1,7 @@
-"""Export dialog: MP4 (H.264 + AAC), PNG sequence (optionally with alpha), GIF; progress and cancel.
+"""Export dialog: MP4 (H.264 + AAC), ProRes 4444 with alpha, PNG sequence (optionally with alpha), GIF;
+output size (the portrait's own under a changeable cap, or a preset such as 1080p), H.264 quality or
+bit rate, frame rate; the output's size and an estimate of the file size and render time; progress
+and cancel.
 
 The render runs on the engine thread (:class:`ExportJob`) through :func:`engine.export.export_clip`,
 the same export path as ``moee render``: with the studio's animator (the portrait at its own
@@ -19,6 +22,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -38,11 +42,75 @@ from studio.engine_thread import run_on_engine_thread
 
 FORMATS = {
     "mp4": "MP4 video (H.264 + AAC)",
+    "prores": "ProRes 4444 .mov with alpha (person matte)",
     "png": "PNG sequence (folder)",
     "png-alpha": "PNG sequence with alpha (person matte)",
     "gif": "Animated GIF",
 }
-SUFFIX = {"mp4": ".mp4", "png": "", "png-alpha": "", "gif": ".gif"}
+SUFFIX = {"mp4": ".mp4", "prores": ".mov", "png": "", "png-alpha": "", "gif": ".gif"}
+#: Formats whose frames carry the person matte as alpha.
+ALPHA_FORMATS = ("prores", "png-alpha")
+#: Output sizes: the portrait's own (under the cap), or a frame height (the width follows the portrait).
+SIZE_PRESETS = {"own": "Portrait's own", "720": "720p (height 720)", "1080": "1080p (height 1080)",
+                "2160": "4K (height 2160)"}
+#: H.264 quality: constant rate factors (lower = better, bigger), or a bit rate.
+QUALITIES = {"high": ("High (CRF 18)", 18), "standard": ("Standard (CRF 23)", 23), "small": ("Small (CRF 28)", 28),
+             "bitrate": ("Bit rate…", None)}
+DEFAULT_BIT_RATE_MBPS = 8.0
+#: Bits per pixel per frame of each output, for the file-size estimate (measured on the astronaut with the
+#: demo speech, 512 and 1080 px: H.264 CRF 18 0.045-0.065, ProRes 4444 and PNG with alpha about 16).
+BITS_PER_PIXEL = {"mp4-18": 0.07, "mp4-23": 0.035, "mp4-28": 0.018, "prores": 16.0, "png": 13.0,
+                  "png-alpha": 16.0, "gif": 2.0}
+AUDIO_BITS_PER_SECOND = 128_000
+#: Seconds per frame assumed for the render before any preview was timed.
+DEFAULT_SECONDS_PER_FRAME = 0.08
+#: Seconds per output megapixel per frame to resize and encode (measured as above, 2 shared cores),
+#: and per frame for the person matte of the alpha formats.
+ENCODE_SECONDS_PER_MEGAPIXEL = {"mp4": 0.045, "prores": 0.12, "png": 0.08, "png-alpha": 0.08, "gif": 0.06}
+MATTE_SECONDS = 0.03
+#: Largest cap on the long side the dialog offers (px).
+MAX_CAP = 4096
+
+
+def even(value: float) -> int:
+    """``value`` rounded to an even number of pixels (video encoders want even sizes), at least 2."""
+    return max(2, int(round(value / 2.0)) * 2)
+
+
+def output_size(render: tuple[int, int], preset: str) -> tuple[int, int]:
+    """The exported frame size (w, h) for a render of ``render`` (w, h) and a size preset."""
+    w, h = render
+    if preset == "own":
+        return w, h
+    height = int(preset)
+    return even(w * height / h), even(height)
+
+
+def estimate_bytes(fmt: str, size: tuple[int, int], frames: int, fps: float, crf: int | None,
+                   bit_rate: float | None, audio: bool) -> float:
+    """A rough file size of the export (bytes): the bit rate, or typical bits per pixel of the format."""
+    seconds = frames / max(fps, 1e-6)
+    if fmt == "mp4" and bit_rate:
+        video_bits = bit_rate * seconds
+    else:
+        key = f"mp4-{crf}" if fmt == "mp4" else fmt
+        video_bits = BITS_PER_PIXEL.get(key, BITS_PER_PIXEL["mp4-18"]) * size[0] * size[1] * frames
+    audio_bits = AUDIO_BITS_PER_SECOND * seconds if audio and fmt in ("mp4", "prores") else 0.0
+    return (video_bits + audio_bits) / 8.0
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000.0
+    return f"{count:.1f} GB"
+
+
+def human_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    return f"{int(seconds // 60)} min {int(round(seconds % 60)):02d} s"
 
 
 def with_alpha(image: np.ndarray) -> np.ndarray:
@@ -64,6 +132,26 @@ class _WithAlpha:
     def render_clip(self, *args: Any, **kwargs: Any) -> Any:
         for result in self.animator.render_clip(*args, **kwargs):
             result.image = with_alpha(result.image)
+            yield result
+
+
+class _Resized:
+    """The animator's clip frames resized to ``size`` (w, h) (a preset such as 1080p): area-averaged
+    when shrinking, Lanczos when enlarging. RGBA frames keep their alpha."""
+
+    def __init__(self, animator: Any, size: tuple[int, int]) -> None:
+        self.animator = animator
+        self.size = (int(size[0]), int(size[1]))
+
+    def render_clip(self, *args: Any, **kwargs: Any) -> Any:
+        import cv2
+
+        for result in self.animator.render_clip(*args, **kwargs):
+            h, w = result.image.shape[:2]
+            if (w, h) != self.size:
+                shrink = self.size[0] * self.size[1] < w * h
+                result.image = cv2.resize(result.image, self.size,
+                                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4)
             yield result
 
 
@@ -95,6 +183,9 @@ class ExportJob(QObject):
         prepare_args: tuple[Any, Any, float | None] | None = None,
         overwrite: bool = False,
         life: Any = None,
+        size: tuple[int, int] | None = None,
+        max_size: int | None = None,
+        writer_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.animator, self.prepared, self.schedule = animator, prepared, schedule
@@ -106,6 +197,9 @@ class ExportJob(QObject):
         self.prepare_args = prepare_args
         self.overwrite = bool(overwrite)
         self.life = life  # blinks, head motion and gaze (engine_api.LifeConfig) or None: the renderer's own
+        self.size = size  # the exported frame size (w, h); None: the render's own
+        self.max_size = max_size  # the portrait renderer's cap on the long side; None: as prepared
+        self.writer_options = dict(writer_options or {})
         self.token = engine_api.cancel_token()
         self.result: tuple[bool, str] | None = None
         self._finished = threading.Event()
@@ -146,12 +240,16 @@ class ExportJob(QObject):
         with self.lock:
             prepared = self.prepared
             portrait, audio, duration = self.prepare_args or (None, None, None)
-            if self.fps and int(self.fps) != int(prepared.fps) and self.prepare_args is not None:
-                prepared = engine_api.prepare_inputs(self.animator, portrait, audio, duration, fps=int(self.fps))
+            new_fps = bool(self.fps) and int(self.fps) != int(prepared.fps)
+            new_cap = self.max_size is not None and engine_api.is_portrait_animator(self.animator)
+            if (new_fps or new_cap) and self.prepare_args is not None:
+                prepared = engine_api.prepare_inputs(self.animator, portrait, audio, duration,
+                                                     fps=int(self.fps or prepared.fps),
+                                                     max_size=self.max_size if new_cap else None)
             engine_api.apply_life(prepared, self.life)
             stop = min(self.stop_frame, prepared.num_frames)
             start = min(self.start_frame, stop - 1)
-            if self.fmt != "mp4" and prepared.audio is not None:  # only the MP4 carries the track
+            if self.fmt not in ("mp4", "prores") and prepared.audio is not None:  # only the videos carry the track
                 prepared = dataclasses.replace(prepared, audio=None)
             count = len(self.animator.emotions)
             schedule = self.schedule
@@ -163,16 +261,23 @@ class ExportJob(QObject):
                 self.token.check()  # raising here discards the partial output (the writer is atomic)
                 self.progress.emit(int(index), float(progress))
 
-            animator = _WithAlpha(self.animator) if self.fmt == "png-alpha" else self.animator
+            animator = _WithAlpha(self.animator) if self.fmt in ALPHA_FORMATS else self.animator
+            if self.size is not None:
+                animator = _Resized(animator, self.size)
+            options = dict(self.writer_options)
+            if self.fmt in ALPHA_FORMATS:
+                options["alpha"] = True
             engine_api.export_clip(
                 animator, prepared, self.path, gates=gates, steps=self.steps, seed=self.seed, start=start,
                 stop=stop, format="png" if self.fmt == "png-alpha" else self.fmt, cancel=self.token,
                 on_frame=on_frame, overwrite=self.overwrite, duration=duration if prepared.audio is None else None,
+                writer_options=options,
             )
 
 
 class ExportDialog(QDialog):
-    """Choose format, range, fps, steps and seed; run the export with progress and cancel."""
+    """Choose format, range, size, quality, fps (steps and seed for the pixel model); see the output's size
+    and an estimate of the file size and render time; run the export with progress and cancel."""
 
     exported = Signal(str)
 
@@ -184,6 +289,11 @@ class ExportDialog(QDialog):
         prepared = window.service.prepared_inputs
         num_frames = int(prepared.num_frames) if prepared is not None else 1
         fps = int(prepared.fps) if prepared is not None else window.doc.render.fps
+        self.portrait_mode = engine_api.is_portrait_animator(window.service.animator)
+        self.render_size = ((int(prepared.portrait.shape[1]), int(prepared.portrait.shape[0]))
+                            if prepared is not None else (1, 1))
+        source = window.doc.state.portrait_path
+        self.source_size = (engine_api.image_size(source) if source and self.portrait_mode else None) or self.render_size
 
         self.format = QComboBox()
         for key, label in FORMATS.items():
@@ -203,16 +313,43 @@ class ExportDialog(QDialog):
         self.fps = QSpinBox()
         self.fps.setRange(1, 120)
         self.fps.setValue(fps)
+        self.fps.setSuffix(" fps")
+        # output size: the portrait's own (under the cap) or a preset height
+        self.size_preset = QComboBox()
+        for key, label in SIZE_PRESETS.items():
+            self.size_preset.addItem(label, key)
+        self.cap = QSpinBox()
+        self.cap.setRange(64, MAX_CAP)
+        self.cap.setSingleStep(128)
+        self.cap.setSuffix(" px")
+        self.cap.setValue(engine_api.DEFAULT_PORTRAIT_CAP if self.portrait_mode else max(self.render_size))
+        self.cap.setToolTip("The portrait renderer's cap on the long side: the portrait is rendered at its own "
+                            f"resolution up to this (default {engine_api.DEFAULT_PORTRAIT_CAP} px; larger renders take longer)")
+        self.cap.setEnabled(self.portrait_mode)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.size_preset, 1)
+        size_row.addWidget(QLabel("long side cap"))
+        size_row.addWidget(self.cap)
+        # H.264 quality
+        self.quality = QComboBox()
+        for key, (label, _crf) in QUALITIES.items():
+            self.quality.addItem(label, key)
+        self.bit_rate = QDoubleSpinBox()
+        self.bit_rate.setRange(0.1, 400.0)
+        self.bit_rate.setDecimals(1)
+        self.bit_rate.setSuffix(" Mbit/s")
+        self.bit_rate.setValue(DEFAULT_BIT_RATE_MBPS)
+        quality_row = QHBoxLayout()
+        quality_row.addWidget(self.quality, 1)
+        quality_row.addWidget(self.bit_rate)
         self.steps = QSpinBox()
         self.steps.setRange(1, 200)
         self.steps.setValue(window.doc.render.export_steps)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(window.doc.render.seed)
-        if engine_api.is_portrait_animator(window.service.animator):  # no sampling: steps and seed do nothing
-            for box in (self.steps, self.seed):
-                box.setEnabled(False)
-                box.setToolTip("The portrait renderer has no sampling steps or seed")
+        self.estimate = QLabel("")
+        self.estimate.setWordWrap(True)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.status = QLabel("")
@@ -226,9 +363,17 @@ class ExportDialog(QDialog):
         range_row.addWidget(QLabel("to (excl.)"))
         range_row.addWidget(self.stop)
         form.addRow("Frames", range_row)
-        form.addRow("FPS", self.fps)
+        form.addRow("Size", size_row)
+        form.addRow("Quality", quality_row)
+        form.addRow("Frame rate", self.fps)
         form.addRow("Steps", self.steps)
         form.addRow("Seed", self.seed)
+        form.addRow("Estimate", self.estimate)
+        self.form = form
+        if self.portrait_mode:
+            # the portrait renderer has no sampling steps or seed: no fields that look editable but do nothing
+            form.setRowVisible(self.steps, False)
+            form.setRowVisible(self.seed, False)
         self.export_button = QPushButton("Export")
         self.export_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel")
@@ -247,17 +392,87 @@ class ExportDialog(QDialog):
         layout.addWidget(self.status)
         layout.addLayout(buttons)
         self.format.currentIndexChanged.connect(self._format_changed)
+        for box in (self.start, self.stop, self.fps, self.cap, self.bit_rate, self.steps):
+            box.valueChanged.connect(self.update_estimate)
+        for combo in (self.size_preset, self.quality):
+            combo.currentIndexChanged.connect(self.update_estimate)
         base = Path(window.doc.path).with_suffix("") if window.doc.path else Path.cwd() / "moee-export"
         self.path.setText(str(base) + SUFFIX["mp4"])
-        self.resize(520, 300)
+        self.resize(560, 360)
+        self.update_estimate()
+
+    # ------------------------------------------------------------ the options
+    def capped_render_size(self) -> tuple[int, int]:
+        """The render's size under the cap (the portrait's own resolution, long side at most the cap)."""
+        if not self.portrait_mode:
+            return self.render_size
+        w, h = self.source_size
+        scale = min(1.0, self.cap.value() / max(w, h))
+        return max(1, round(w * scale)), max(1, round(h * scale))
+
+    def output_size(self) -> tuple[int, int]:
+        """The exported frame size (w, h)."""
+        size = output_size(self.capped_render_size(), str(self.size_preset.currentData()))
+        if self.fmt() in ("mp4", "prores"):
+            size = (size[0] + size[0] % 2, size[1] + size[1] % 2)  # the encoder pads odd sizes by a pixel
+        return size
+
+    def crf(self) -> int | None:
+        return QUALITIES[str(self.quality.currentData())][1]
+
+    def writer_options(self) -> dict[str, Any]:
+        """Options for the engine's writer: H.264 crf or bit rate."""
+        if self.fmt() != "mp4":
+            return {}
+        crf = self.crf()
+        return {"crf": crf} if crf is not None else {"bit_rate": int(self.bit_rate.value() * 1_000_000)}
+
+    def export_frames(self) -> int:
+        """Frames the export writes (the range, at the chosen frame rate)."""
+        prepared = self.window_.service.prepared_inputs
+        native = float(prepared.fps) if prepared is not None else float(self.fps.value())
+        return max(0, round((self.stop.value() - self.start.value()) * self.fps.value() / native))
+
+    def update_estimate(self) -> None:
+        """Show the output's size and about how big the file gets and how long the render takes."""
+        fmt = self.fmt()
+        self.quality.setEnabled(fmt == "mp4")
+        self.bit_rate.setVisible(fmt == "mp4" and self.crf() is None)
+        w, h = self.output_size()
+        frames = self.export_frames()
+        prepared = self.window_.service.prepared_inputs
+        audio = prepared is not None and getattr(prepared, "audio", None) is not None
+        size = estimate_bytes(fmt, (w, h), frames, self.fps.value(), self.crf(),
+                              self.bit_rate.value() * 1_000_000 if self.crf() is None else None, audio)
+        self.estimate.setText(f"{w} × {h} px · {frames} frames at {self.fps.value()} fps · "
+                              f"about {human_bytes(size)} · about {human_seconds(self.seconds_per_frame() * frames)}"
+                              " to render")
+
+    def seconds_per_frame(self) -> float:
+        """Seconds per exported frame: the render (the last timed preview, scaled by pixels), the matte
+        (alpha formats) and the resize and encoder (per output megapixel)."""
+        result = getattr(self.window_, "last_result", None)
+        seconds = float(getattr(result, "seconds", 0.0) or 0.0)
+        if seconds <= 0:
+            seconds = DEFAULT_SECONDS_PER_FRAME
+        rw, rh = self.render_size
+        cw, ch = self.capped_render_size()
+        steps = 1.0
+        if not self.portrait_mode and getattr(result, "steps", 0):
+            steps = self.steps.value() / max(1, int(result.steps))
+        ow, oh = self.output_size()
+        encode = ENCODE_SECONDS_PER_MEGAPIXEL.get(self.fmt(), 0.05) * ow * oh / 1e6
+        matte = MATTE_SECONDS if self.fmt() in ALPHA_FORMATS else 0.0
+        return seconds * steps * (cw * ch) / max(1, rw * rh) + encode + matte
 
     def fmt(self) -> str:
         return str(self.format.currentData())
 
     def _format_changed(self) -> None:
+        self.update_estimate()
         text = self.path.text()
         stem = text
-        for suffix in (".mp4", ".gif"):
+        for suffix in (".mp4", ".mov", ".gif"):
             if stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
         self.path.setText(stem + SUFFIX[self.fmt()])
@@ -305,6 +520,9 @@ class ExportDialog(QDialog):
             w.service.engine_lock,
             (w.doc.state.portrait_path or prepared.portrait, w.doc.state.audio_path, w.doc.state.duration),
             bool(overwrite), w.life_config(seed=self.seed.value()),
+            size=self.output_size() if self.output_size() != self.capped_render_size() else None,
+            max_size=self.cap.value() if self.portrait_mode and self.capped_render_size() != self.render_size else None,
+            writer_options=self.writer_options(),
         )
         self.job.progress.connect(lambda _i, p: self.bar.setValue(int(p * 1000)))
         self.job.done.connect(self._done)

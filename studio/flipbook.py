@@ -28,6 +28,8 @@ from studio.keyframes import Keyframe, mask_bracket, weights_at
 
 #: Long side, in pixels, of the frames the flipbook keeps (the preview panel's size on a large screen).
 FLIPBOOK_MAX_SIDE = 640
+#: Zoomed in, the flipbook keeps frames up to this long side (playback at the view's resolution).
+FLIPBOOK_ZOOM_MAX_SIDE = 1024
 #: Signature weights are rounded to this many decimals (slider values differ by at least 0.001).
 SIGNATURE_DECIMALS = 5
 
@@ -82,10 +84,15 @@ def frame_signatures(schedule: GateSchedule, num_frames: int, live_masks_version
             masks_part = live[1]
         else:
             left, right, u = bracket
-            masks_part = (array_token(left.masks), round_all(left.alpha or []),
-                          array_token(right.masks), round_all(right.alpha or []), round(u, SIGNATURE_DECIMALS))
+            masks_part = (mask_token(left), round_all(left.alpha or []),
+                          mask_token(right), round_all(right.alpha or []), round(u, SIGNATURE_DECIMALS))
         out.append((inputs_version, schedule.normalise, weights_part, masks_part))
     return out
+
+
+def mask_token(key: Keyframe) -> int:
+    """The identity of a keyframe's mask set for signatures: 0 for a "no mask" key."""
+    return 0 if key.masks is None else array_token(key.masks)
 
 
 def round_all(values: Sequence[float]) -> tuple[float, ...]:
@@ -95,7 +102,8 @@ def round_all(values: Sequence[float]) -> tuple[float, ...]:
 def snapshot_schedule(schedule: GateSchedule, live_masks: np.ndarray) -> GateSchedule:
     """A copy of ``schedule`` safe to read on another thread: keyframes copied shallowly (their mask
     arrays are never changed in place), the live masks replaced by ``live_masks`` (a copy)."""
-    keys = [Keyframe(k.frame, list(k.weights), k.masks, None if k.alpha is None else list(k.alpha), k.uid)
+    keys = [Keyframe(k.frame, list(k.weights), k.masks, None if k.alpha is None else list(k.alpha), k.uid,
+                     k.no_mask)
             for k in schedule.keyframes]
     return replace(schedule, weights=list(schedule.weights), alpha=list(schedule.alpha), keyframes=keys,
                    masks=live_masks)
@@ -141,6 +149,22 @@ class Flipbook:
             self._wanted, self._schedule = wanted, snapshot
             self.failed = False
         return sorted(f for f in stale if f < num_frames)
+
+    def set_max_side(self, max_side: int) -> bool:
+        """Keep frames up to ``max_side`` px long from now on (the view zoomed in: play at its resolution).
+
+        A larger side drops the frames that were shrunk to the old one (they re-render); returns whether
+        any frame was dropped.
+        """
+        max_side = int(max_side)
+        with self._lock:
+            old, self.max_side = self.max_side, max_side
+            if max_side <= old:
+                return False
+            shrunk = [f for f, (_sig, img) in self._frames.items() if max(img.shape[:2]) >= old]
+            for f in shrunk:
+                del self._frames[f]
+            return bool(shrunk)
 
     def clear(self) -> None:
         """Forget every frame (new portrait, audio or model)."""

@@ -3,7 +3,10 @@
 A keyframe stores the slider values (global gate weights) at one frame and, optionally, the
 painted mask set (masks ``(E, H, W)`` + alpha per emotion). Between two keyframes values are
 blended linearly or with smoothstep; before the first / after the last keyframe they hold.
-Masks form their own track: only keyframes that carry masks take part in mask interpolation.
+Masks form their own track: only keyframes that carry masks take part in mask interpolation. A
+keyframe keys its masks either with a painted mask set or as *no mask* (``no_mask=True``: nothing is
+painted here); a "no mask" key blends towards empty masks, so a mask keyed later does not leak back to
+the frames before it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ class Keyframe:
     masks: np.ndarray | None = None  # (E, H, W) float32 in 0..1, or None (not keyed)
     alpha: list[float] | None = None  # per-emotion alpha of the masks
     uid: int = field(default=0, compare=False)
+    no_mask: bool = False  # keys "no mask here" (``masks`` is then None)
+
+    @property
+    def keys_masks(self) -> bool:
+        """True when this keyframe takes part in the mask track (a painted set or "no mask")."""
+        return self.masks is not None or self.no_mask
 
     def copy(self) -> Keyframe:
         """A deep copy (masks included)."""
@@ -34,6 +43,7 @@ class Keyframe:
             None if self.masks is None else self.masks.copy(),
             None if self.alpha is None else list(self.alpha),
             self.uid,
+            self.no_mask and self.masks is None,
         )
 
 
@@ -74,8 +84,11 @@ def weights_at(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep")
 
 
 def mask_bracket(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep") -> tuple[Keyframe, Keyframe, float] | None:
-    """The mask-carrying keyframes around ``frame`` and the eased blend weight ``u`` (``None``: no masks keyed)."""
-    ordered = sorted((k for k in keys if k.masks is not None), key=lambda k: k.frame)
+    """The mask-keying keyframes around ``frame`` and the eased blend weight ``u`` (``None``: no masks keyed).
+
+    Keyframes keyed "no mask" take part: they stand for empty masks.
+    """
+    ordered = sorted((k for k in keys if k.keys_masks), key=lambda k: k.frame)
     if not ordered:
         return None
     left, right, t = _bracket(ordered, frame)
@@ -83,19 +96,38 @@ def mask_bracket(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep
 
 
 def masks_at(
-    keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep"
+    keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep", shape: tuple[int, ...] | None = None
 ) -> tuple[np.ndarray, list[float]] | None:
-    """Interpolated (masks, alpha) at ``frame`` from the keyframes that carry masks, or ``None``."""
+    """Interpolated (masks, alpha) at ``frame`` from the keyframes that key masks, or ``None`` (none do).
+
+    A "no mask" keyframe stands for empty masks of its neighbour's shape, with the neighbour's alpha;
+    between two "no mask" keys the empty set has ``shape`` (the live mask set's), else the shape of any
+    painted key, else ``(E, 1, 1)``.
+    """
     bracket = mask_bracket(keys, frame, mode)
     if bracket is None:
         return None
     left, right, u = bracket
-    assert left.masks is not None and right.masks is not None
-    alpha_l = np.asarray(left.alpha if left.alpha is not None else [1.0] * len(left.masks), np.float32)
-    alpha_r = np.asarray(right.alpha if right.alpha is not None else [1.0] * len(right.masks), np.float32)
-    if left is right or left.masks.shape != right.masks.shape:
+    painted = left.masks if left.masks is not None else right.masks
+    if painted is None:  # both sides keyed "no mask"
+        other = next((k.masks for k in keys if k.masks is not None), None)
+        empty_shape = (tuple(shape) if shape is not None else other.shape if other is not None
+                       else (len(left.weights), 1, 1))
+        return np.zeros(empty_shape, np.float32), [1.0] * int(empty_shape[0])
+    default = [1.0] * len(painted)
+    alpha_l = np.asarray(left.alpha if left.masks is not None and left.alpha is not None
+                         else (right.alpha if left.masks is None and right.alpha is not None else default), np.float32)
+    alpha_r = np.asarray(right.alpha if right.masks is not None and right.alpha is not None
+                         else (left.alpha if right.masks is None and left.alpha is not None else default), np.float32)
+    if left is right:
+        return painted.copy(), [float(a) for a in alpha_l]
+    if left.masks is None or right.masks is None:  # fading to or from "no mask" (no zero stack is made)
+        weight = u if left.masks is None else 1.0 - u
+        masks = (np.float32(weight) * painted).astype(np.float32, copy=False)
+    elif left.masks.shape != right.masks.shape:
         return left.masks.copy(), [float(a) for a in alpha_l]
-    masks = ((1.0 - u) * left.masks + u * right.masks).astype(np.float32)
+    else:
+        masks = ((1.0 - u) * left.masks + u * right.masks).astype(np.float32)
     alpha = (1.0 - u) * alpha_l + u * alpha_r
     return masks, [float(a) for a in alpha]
 

@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -38,7 +40,7 @@ from studio.canvas import IMAGE_SUFFIXES, PortraitCanvas
 from studio.commands import AddKeyframeCommand, MaskEditCommand, SetMasksCommand
 from studio.document import Document, DocumentState
 from studio.engine_api import MoEEError, atomic_write_text
-from studio.flipbook import Flipbook
+from studio.flipbook import FLIPBOOK_MAX_SIDE, FLIPBOOK_ZOOM_MAX_SIDE, Flipbook
 from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
 from studio.life_panel import LifePanel
 from studio.palette import PaletteWidget
@@ -46,10 +48,20 @@ from studio.preview import PreviewPanel
 from studio.render_service import RenderResult, RenderService
 from studio.timeline import TimelineWidget
 from studio.trainer_panel import TrainerPanel
+from studio.zoom_view import ZoomModel
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 PROJECT_FILTER = "MoEE projects (*.moee);;All files (*)"
-_WINDOW_SERIALS = itertools.count()  # each window of a process autosaves to its own file
+_WINDOW_SERIALS = itertools.count()
+#: The window's comfortable size; a smaller screen gets its free area instead (1366 x 768 laptops).
+WINDOW_SIZE = (1480, 920)
+#: The timeline's curve area never gets shorter than this (px), and its dock starts at least this tall.
+TIMELINE_MIN_HEIGHT = 120
+TIMELINE_DOCK_HEIGHT = 190
+PALETTE_MIN_WIDTH = 250
+LOADING_MODEL = "loading model…"
+PREPARING = "finding the face…"
+SIDE_PANEL_MAX_WIDTH = 330  # each window of a process autosaves to its own file
 
 
 def _same_path_key(path: str | os.PathLike[str]) -> str:
@@ -66,6 +78,17 @@ def default_brush_radius(shape: tuple[int, ...], landmarks: np.ndarray | None) -
     if width is None or width <= 0:
         width = max(int(shape[0]), int(shape[1])) * 0.43
     return float(max(2, round(0.035 * width)))
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless vertical scroll area (a dock's contents on a short screen)."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area
 
 
 def _titled(title: str, widget: QWidget) -> QWidget:
@@ -121,10 +144,12 @@ class MainWindow(QMainWindow):
         self.recovery_path = settings.recovery_file(next(_WINDOW_SERIALS))
         self.recovered_from: str | None = None  # the project a recovered (untitled) copy came from
         self._radius_portrait: tuple[str | None, tuple[int, ...]] | None = None  # portrait the brush was sized for
+        self._eraser_shown = False
 
         # ---------------------------------------------------------------- widgets
-        self.canvas = PortraitCanvas(self.doc, self.brush)
-        self.preview = PreviewPanel()
+        self.zoom = ZoomModel(self)  # the canvas and the preview show the same part at the same zoom
+        self.canvas = PortraitCanvas(self.doc, self.brush, zoom=self.zoom)
+        self.preview = PreviewPanel(zoom=self.zoom)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(_titled("PORTRAIT · paint local gates", self.canvas))
         split.addWidget(self.preview)
@@ -138,8 +163,11 @@ class MainWindow(QMainWindow):
         self.timeline = TimelineWidget(self.doc)
         self.audio_panel = AudioPanel(self.transport)
 
-        self.key_button = QPushButton("◆ Add key (K)")
-        self.del_key_button = QPushButton("Delete key")
+        self.key_button = QPushButton("◆ Key (K)")
+        self.no_mask_key_button = QPushButton("◇ No mask")
+        self.no_mask_key_button.setToolTip("Key the sliders and \"no mask here\" at the playhead (Shift+K): "
+                                           "masks keyed elsewhere fade out towards this frame")
+        self.del_key_button = QPushButton("Delete")
         self.interp = QComboBox()
         self.interp.addItems(list(INTERPOLATIONS))
         self.interp.setCurrentText(self.doc.render.interpolation)
@@ -152,18 +180,21 @@ class MainWindow(QMainWindow):
         row = QHBoxLayout()
         row.addWidget(self.audio_panel, 1)
         row.addWidget(self.key_button)
+        row.addWidget(self.no_mask_key_button)
         row.addWidget(self.del_key_button)
-        row.addWidget(QLabel("Interpolation"))
+        self.interp.setToolTip("Interpolation: how values move between keyframes")
         row.addWidget(self.interp)
         row.addWidget(self.key_masks)
         bl.addLayout(row)
+        self.timeline.setMinimumHeight(TIMELINE_MIN_HEIGHT)
         bl.addWidget(self.timeline, 1)
 
-        self.palette_dock = self._dock("Emotion palette", self.palette, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.brush_dock = self._dock("Brush", self.brush_panel, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.trainer_dock = self._dock("Custom experts", self.trainer, Qt.DockWidgetArea.RightDockWidgetArea)
+        # the side docks scroll when the screen is short (1366 x 768): every control stays reachable
+        self.palette_dock = self._dock("Emotion palette", _scrolling(self.palette), Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.brush_dock = self._dock("Brush", _scrolling(self.brush_panel), Qt.DockWidgetArea.RightDockWidgetArea)
+        self.trainer_dock = self._dock("Custom experts", _scrolling(self.trainer), Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.brush_dock, self.trainer_dock)
-        self.life_dock = self._dock("Performance", self.life_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.life_dock = self._dock("Performance", _scrolling(self.life_panel), Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.trainer_dock, self.life_dock)
         self.brush_dock.raise_()
         self.timeline_dock = self._dock("Timeline", bottom, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -184,12 +215,10 @@ class MainWindow(QMainWindow):
         interval = settings.autosave_interval_s()
         if autosave and interval > 0:
             self.autosave_timer.start(interval * 1000)
-        self.palette.setMinimumWidth(270)
-        self.brush_panel.setMaximumWidth(330)
-        self.trainer.setMaximumWidth(330)
-        self.resize(1480, 920)
-        self.resizeDocks([self.timeline_dock], [250], Qt.Orientation.Vertical)
-        self.resizeDocks([self.palette_dock, self.brush_dock], [290, 300], Qt.Orientation.Horizontal)
+        self.palette.setMinimumWidth(PALETTE_MIN_WIDTH)
+        self.brush_panel.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
+        self.trainer.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
+        self.default_layout()
         self._restore_window_state()
 
         if animator is not None:
@@ -198,6 +227,38 @@ class MainWindow(QMainWindow):
             self.load_model(model_dir)
 
     # ---------------------------------------------------------------- building
+    def default_layout(self, size: tuple[int, int] | None = None) -> None:
+        """Size the window to the screen it opens on (at most the comfortable size, or ``size``) and the
+        docks to it.
+
+        On a 1366 x 768 laptop the window fits the screen's free area; the timeline keeps at least
+        ``TIMELINE_MIN_HEIGHT`` px of curves and the side docks scroll.
+        """
+        screen = self.screen() or QApplication.primaryScreen()
+        width, height = WINDOW_SIZE if size is None else size
+        if screen is not None and size is None:
+            free = screen.availableGeometry()
+            width, height = min(width, free.width()), min(height, free.height())
+            self.move(free.topLeft())
+        self.resize(width, height)
+        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.life_dock, self.timeline_dock):
+            dock.show()
+        self.brush_dock.raise_()
+        timeline = max(TIMELINE_DOCK_HEIGHT, round(height * 0.27))
+        self.resizeDocks([self.timeline_dock], [timeline], Qt.Orientation.Vertical)
+        side = max(PALETTE_MIN_WIDTH + 20, min(300, round(width * 0.21)))
+        self.resizeDocks([self.palette_dock, self.brush_dock], [side, side], Qt.Orientation.Horizontal)
+
+    def fit_to_screen(self) -> None:
+        """Pull a window restored from a larger screen back onto this one."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        free = screen.availableGeometry()
+        frame = self.frameGeometry()
+        if frame.width() > free.width() or frame.height() > free.height() or not free.intersects(frame):
+            self.default_layout()
+
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "_").lower())
@@ -234,14 +295,26 @@ class MainWindow(QMainWindow):
         self.addAction(self.act_undo)
         self.addAction(self.act_redo)
         self.act_play = a("Play / pause", self.toggle_play, "Space")
-        self.act_key = a("Add keyframe", self.add_keyframe, "K")
+        self.act_key = a("Add keyframe", lambda: self.add_keyframe(), "K")
+        self.act_key_no_mask = a("Add \"no mask\" keyframe", lambda: self.add_no_mask_keyframe(), "Shift+K")
         self.act_voice_keys = a("Keyframes from the voice's tone", self.keys_from_voice)
         self.act_del_key = a("Delete keyframe", self.timeline.delete_selected, "Delete")
         tools = QActionGroup(self)
         self.act_brush = a("Brush", lambda: self.set_tool("brush"), "B", checkable=True)
         self.act_eraser = a("Eraser", lambda: self.set_tool("eraser"), "E", checkable=True)
-        for act in (self.act_brush, self.act_eraser):
+        self.act_pan = a("Pan (no painting)", lambda: self.set_tool("pan"), "H", checkable=True)
+        self.act_pan.setToolTip("Pan tool (H): a drag moves the view, a click does not paint. "
+                                "The middle button pans with any tool; the wheel zooms")
+        for act in (self.act_brush, self.act_eraser, self.act_pan):
             tools.addAction(act)
+        self.act_zoom_in = a("Zoom in", lambda: self.zoom.zoom_in(*self._zoom_args()), QKeySequence.StandardKey.ZoomIn)
+        self.act_zoom_in.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
+        self.act_zoom_out = a("Zoom out", lambda: self.zoom.zoom_out(*self._zoom_args()), "Ctrl+-")
+        self.act_zoom_1 = a("Actual pixels (1:1)", lambda: self.zoom.actual_pixels(*self._zoom_args()), "Ctrl+1")
+        self.act_zoom_fit = a("Fit in view", self.zoom.fit, "Ctrl+0")
+        for act, short in ((self.act_pan, "Pan"), (self.act_zoom_fit, "Fit"), (self.act_zoom_1, "1:1"),
+                           (self.act_key, "Key"), (self.act_play, "Play")):
+            act.setIconText(short)  # the toolbar's button (the menus keep the full name)
         self.act_brush.setChecked(True)
         self.act_smaller = a("Smaller brush", lambda: self.change_radius(1 / 1.25), "[")
         self.act_bigger = a("Bigger brush", lambda: self.change_radius(1.25), "]")
@@ -276,16 +349,22 @@ class MainWindow(QMainWindow):
             presets.addAction(name, lambda n=name: self.palette.apply_preset(n))
         edit.addAction("Reset mix", self.palette.reset)
         tool_menu = menu.addMenu("&Tools")
-        for act in (self.act_brush, self.act_eraser, self.act_smaller, self.act_bigger, self.act_landmarks):
+        for act in (self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_bigger,
+                    self.act_landmarks):
             tool_menu.addAction(act)
         anim = menu.addMenu("&Animate")
-        for act in (self.act_play, self.act_key, self.act_voice_keys, self.act_del_key, self.act_prev_frame,
-                    self.act_next_frame,
+        for act in (self.act_play, self.act_key, self.act_key_no_mask, self.act_voice_keys, self.act_del_key,
+                    self.act_prev_frame, self.act_next_frame,
                     self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
             anim.addAction(act)
         view = menu.addMenu("&View")
-        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.timeline_dock):
+        for act in (self.act_zoom_in, self.act_zoom_out, self.act_zoom_1, self.act_zoom_fit):
+            view.addAction(act)
+        view.addSeparator()
+        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.life_dock, self.timeline_dock):
             view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        view.addAction("Reset layout", self.default_layout)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.act_shortcuts)
 
@@ -300,6 +379,9 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addAction(self.act_brush)
         bar.addAction(self.act_eraser)
+        bar.addAction(self.act_pan)
+        bar.addAction(self.act_zoom_fit)
+        bar.addAction(self.act_zoom_1)
         bar.addSeparator()
         bar.addAction(self.act_play)
         bar.addAction(self.act_key)
@@ -308,17 +390,25 @@ class MainWindow(QMainWindow):
         self.redo_shortcut = QShortcut(QKeySequence("Ctrl+Y"), self, self.doc.undo_stack.redo)
         for act, text in ((self.act_undo, "Undo (Ctrl+Z)"), (self.act_redo, "Redo (Ctrl+Shift+Z, Ctrl+Y)")):
             act.setToolTip(text)
+            act.setIconText(text.split(" ")[0])  # the toolbar button stays short ("Undo Fill mouth…" in the menu)
         self.key_button.setToolTip("Key the sliders (and masks, with Key masks on) at the playhead (K)")
         self.del_key_button.setToolTip("Delete the selected keyframe (Delete); Shift+click a key to select it")
-        self.interp.setToolTip("How values move between keyframes")
         QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus.
+        """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus,
+        and hand the focus back to the canvas after Enter (or Escape) in a spin box.
 
         A spin box claims every printable key for its text field; letters and brackets can never be part
         of a number, so they go to the window's shortcuts instead (the describe box keeps its letters).
         """
+        if (event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape)):
+            spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
+            if isinstance(spin, QAbstractSpinBox) and spin.window() is self:
+                # the typed value is taken (the spin box sees Enter first), then the navigation keys
+                # (Home, End, ".", Alt+Left) work again: they are number-editing keys inside a spin box
+                QTimer.singleShot(0, self.focus_canvas)
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
             spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
             no_modifier = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
@@ -329,13 +419,19 @@ class MainWindow(QMainWindow):
                 return True
         return super().eventFilter(obj, event)
 
+    def focus_canvas(self) -> None:
+        """Give the keyboard focus to the portrait canvas (the window's shortcuts all work there)."""
+        self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def shortcut_table(self) -> list[tuple[str, str]]:
         """(action, keys) of every action with a shortcut, as the Help menu lists them."""
         rows = []
         for act in self.actions():
             keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
             if keys:
-                rows.append((act.text().replace("&", "").rstrip("…"), keys))
+                name = {id(self.act_undo): "Undo", id(self.act_redo): "Redo"}.get(
+                    id(act), act.text().replace("&", "").rstrip("…"))  # not "Redo Paint happiness"
+                rows.append((name, keys))
         rows.append(("Redo", "Ctrl+Y"))
         return rows
 
@@ -380,7 +476,7 @@ class MainWindow(QMainWindow):
         d.modifiedChanged.connect(lambda _m: self._update_title())
         d.settingsChanged.connect(lambda: self.interp.setCurrentText(d.render.interpolation))
         s.modelLoaded.connect(self._model_loaded)
-        s.modelFailed.connect(lambda m: self.report_error(f"Cannot load the model: {m}"))
+        s.modelFailed.connect(self._model_failed)
         s.prepared.connect(self._prepared)
         s.prepareFailed.connect(self._prepare_failed)
         self.canvas.strokeFinished.connect(lambda _i: self.autokey_masks("Brush stroke"))
@@ -390,9 +486,11 @@ class MainWindow(QMainWindow):
         s.textMixReady.connect(self._text_mix)
         s.textMixFailed.connect(self._text_failed)
         s.expertLoaded.connect(self._expert_loaded)
-        s.expertFailed.connect(lambda m: self.report_error(f"Cannot load the expert pack: {m}"))
+        s.expertFailed.connect(self._expert_failed)
         self.palette.describeRequested.connect(self.describe_emotion)
         self.canvas.imageDropped.connect(self.open_portrait)
+        self.canvas.spaceTapped.connect(self.act_play.trigger)
+        self.zoom.changed.connect(self._view_resolution_changed)
         self.brush_panel.regionFillRequested.connect(self.fill_region)
         self.brush_panel.clearRequested.connect(self.clear_masks)
         self.brush_panel.overlaysChanged.connect(self._apply_overlays)
@@ -407,7 +505,8 @@ class MainWindow(QMainWindow):
         self.transport.playingChanged.connect(lambda on: None if on else self.schedule_render())
         self.trainer.expertReady.connect(self.load_expert_pack)
         self.trainer.message.connect(self.status)
-        self.key_button.clicked.connect(self.add_keyframe)
+        self.key_button.clicked.connect(lambda: self.add_keyframe())
+        self.no_mask_key_button.clicked.connect(lambda: self.add_no_mask_keyframe())
         self.del_key_button.clicked.connect(self.timeline.delete_selected)
         self.interp.currentTextChanged.connect(self._interp_changed)
 
@@ -447,9 +546,13 @@ class MainWindow(QMainWindow):
         self.trainer.base_model = model_dir
         self.model_label.setText("loading model…")
         self.service.load_model(model_dir, self.device, self.frame_mode)
+        if self.canvas.portrait is None and self.canvas.loading_text:
+            self.canvas.set_loading_text(LOADING_MODEL)
 
     def _model_loaded(self, animator: Any) -> None:
         self._model_ready = True
+        if self.canvas.portrait is None and self.canvas.loading_text:
+            self.canvas.set_loading_text(PREPARING)
         name = engine_api.animator_label(animator)
         trained = getattr(animator, "trained", True)
         self.model_label.setText(f"model: {name}{'' if trained else ' (untrained)'} · {len(animator.emotions)} experts")
@@ -462,11 +565,23 @@ class MainWindow(QMainWindow):
         if self.doc.state.portrait_path:
             self.prepare_inputs()
 
+    def _model_failed(self, message: str) -> None:
+        self.model_label.setText("no model")
+        if self.canvas.loading_text:
+            self.canvas.set_loading_text("model not loaded")
+        self.preview.set_busy(False, "model not loaded")
+        self.report_error(f"Cannot load the model: {message}")
+
     def load_expert_pack(self, path: str) -> None:
         """Load an expert pack (from the trainer or a file) as one more slider."""
         self.service.load_expert_pack(path)
 
+    def _expert_failed(self, message: str) -> None:
+        self.trainer.pack_refused(message)
+        self.report_error(f"Cannot load the expert pack: {message}")
+
     def _expert_loaded(self, name: str, path: str) -> None:
+        self.trainer.pack_loaded(name, path)
         if path not in self.doc.state.expert_packs:
             self.doc.state.expert_packs.append(path)
             self.doc.mark_dirty()
@@ -478,11 +593,13 @@ class MainWindow(QMainWindow):
     def open_portrait(self, path: str) -> bool:
         """Use an image file as the portrait (validated by the engine, prepared on the worker)."""
         try:
-            engine_api.load_image(path)
+            image = engine_api.load_image(path)
         except MoEEError as exc:
             self.report_error(str(exc))
             return False
         if not self._model_ready:
+            self.canvas.show_placeholder(image, LOADING_MODEL)  # at once; the model's arrival prepares it
+            self.preview.set_busy(True, LOADING_MODEL)
             self.doc.set_input(portrait=str(Path(path).resolve()))
             return True
         # the project adopts the image only once the engine has found a face in it (see _prepared)
@@ -496,10 +613,13 @@ class MainWindow(QMainWindow):
         a project whose own inputs fail shows no face rather than the previous project's."""
         rejected = self._pending_portrait
         self._pending_portrait = None
-        self.preview.set_busy(False, "portrait not loaded")
         if rejected is not None:
+            kept = self.canvas.portrait is not None
+            self.preview.set_busy(False, f"{Path(rejected).name} refused · previous portrait kept" if kept
+                                  else "portrait not loaded")
             self.report_error(f"Cannot use {Path(rejected).name}: {message}")
             return
+        self.preview.set_busy(False, "portrait not loaded")
         self.report_error(f"Cannot use these inputs: {message}")
         self.service.drop_prepared()
         self.flipbook.clear()
@@ -518,13 +638,24 @@ class MainWindow(QMainWindow):
         return True
 
     def prepare_inputs(self) -> None:
-        """(Re)prepare portrait + audio on the worker."""
+        """(Re)prepare portrait + audio on the worker (before the model is there: show the portrait at once)."""
         st = self.doc.state
+        if st.portrait_path and not self._model_ready and self.canvas.image_size() is None:
+            self._show_placeholder(st.portrait_path)
         if not st.portrait_path or not self._model_ready or self._adopting:
             return  # the model's arrival prepares the inputs
         self._pending_portrait = None
         self.preview.set_busy(True, "preparing…")
         self.service.prepare(st.portrait_path, st.audio_path, st.duration)
+
+    def _show_placeholder(self, path: str) -> None:
+        """The portrait on the canvas while the model loads (decoded here: a fraction of a second)."""
+        try:
+            image = engine_api.load_image(path)
+        except MoEEError:
+            return  # the prepare after the model load reports it
+        self.canvas.show_placeholder(image, LOADING_MODEL)
+        self.preview.set_busy(True, LOADING_MODEL)
 
     def set_clip_length(self, seconds: float) -> None:
         """Length of a clip without audio (0: a still): the timeline, playback and export follow."""
@@ -545,6 +676,7 @@ class MainWindow(QMainWindow):
                 self._adopting = False
                 self._pending_portrait = None
         self.canvas.set_portrait(prepared.portrait, prepared.landmarks)
+        self.preview.view.reference_size = (self.canvas.image_size() if self.preview_is_final else None)
         self._size_brush(prepared)
         self.timeline.set_num_frames(prepared.num_frames, prepared.fps)
         self.timeline.set_audio(prepared.audio)
@@ -685,7 +817,7 @@ class MainWindow(QMainWindow):
             return
         mode = self.doc.render.interpolation
         weights = weights_at(keys, self.playhead, mode)
-        keyed = masks_at(keys, self.playhead, mode) if with_masks else None
+        keyed = masks_at(keys, self.playhead, mode, self.doc.masks.shape) if with_masks else None
         self._suspend_render = True  # one render below, not one per change
         try:
             if weights is not None:
@@ -733,14 +865,23 @@ class MainWindow(QMainWindow):
     def toggle_play(self) -> None:
         self.transport.toggle(self.playhead)
 
-    def add_keyframe(self) -> Keyframe:
-        """Key the current sliders (and masks, if enabled) at the playhead (undoable)."""
+    def add_keyframe(self, no_mask: bool = False) -> Keyframe:
+        """Key the current sliders at the playhead (undoable).
+
+        With "Key masks" on the key also stores the painted masks, or "no mask" when nothing is painted
+        (so a mask keyed later does not leak back to this frame). ``no_mask=True`` keys "no mask here"
+        whatever is painted (Animate › Add "no mask" keyframe).
+        """
         masks = alpha = None
-        if self.key_masks.isChecked() and float(self.doc.masks.max(initial=0.0)) > 0:
-            masks, alpha = self.doc.masks.copy(), self.doc.alpha
-        key = Keyframe(self.playhead, self.doc.weights, masks, alpha)
+        empty = no_mask
+        if self.key_masks.isChecked() and not no_mask:
+            if float(self.doc.masks.max(initial=0.0)) > 0:
+                masks, alpha = self.doc.masks.copy(), self.doc.alpha
+            else:
+                empty = True
+        key = Keyframe(self.playhead, self.doc.weights, masks, alpha, no_mask=empty)
         self.doc.undo_stack.push(AddKeyframeCommand(self.doc, key))
-        self.status(f"Keyframe at frame {self.playhead}")
+        self.status(f"Keyframe at frame {self.playhead}{' (no mask)' if empty else ''}")
         return key
 
     def keys_from_voice(self) -> int:
@@ -763,12 +904,29 @@ class MainWindow(QMainWindow):
         self.status(f"{len(keys)} keyframes from the voice's tone (edit them on the timeline)")
         return len(keys)
 
+    def add_no_mask_keyframe(self) -> Keyframe:
+        """Key the sliders and "no mask here" at the playhead; the live masks are cleared to match (one undo step)."""
+        stack = self.doc.undo_stack
+        stack.beginMacro(f"Add no-mask keyframe at {self.playhead}")
+        try:
+            if float(self.doc.masks.max(initial=0.0)) > 0:
+                stack.push(SetMasksCommand(self.doc, np.zeros_like(self.doc.masks), self.doc.alpha))
+            key = self.add_keyframe(no_mask=True)
+        finally:
+            stack.endMacro()
+        return key
+
+    def autokey_active(self) -> bool:
+        """True when a mask edit is keyed at the playhead at once (keyframes exist and "Key masks" is on)."""
+        return self.key_masks.isChecked() and bool(self.doc.state.keyframes)
+
     def autokey_masks(self, what: str) -> Keyframe | None:
         """Auto-key: with keyframes and "Key masks" on, a mask edit is keyed at the playhead at once.
 
-        Otherwise moving the playhead would replace the edit with the keyed masks and lose it.
+        Otherwise moving the playhead would replace the edit with the keyed masks and lose it. Callers
+        wrap the edit and this key in one undo macro, so one undo takes both back.
         """
-        if not self.key_masks.isChecked() or not self.doc.state.keyframes:
+        if not self.autokey_active():
             return None
         key = self.add_keyframe()
         self.status(f"{what} keyed at frame {self.playhead} (auto-key: Key masks is on)")
@@ -782,16 +940,42 @@ class MainWindow(QMainWindow):
 
     # -------------------------------------------------------------------- brush
     def set_tool(self, tool: str) -> None:
+        """``"brush"``, ``"eraser"`` or ``"pan"`` (a drag on the portrait moves the view, paints nothing)."""
+        if tool == "pan":
+            self.act_pan.setChecked(True)
+            self.canvas.set_pan_tool(True)
+            return
         self.brush_panel.set_eraser(tool == "eraser")
         (self.act_eraser if tool == "eraser" else self.act_brush).setChecked(True)
-        self.canvas.paint_enabled = True
+        self.canvas.set_pan_tool(False)
+
+    def _zoom_args(self) -> tuple[tuple[float, float], tuple[int, int]]:
+        """(view size, image size) for the zoom actions: the canvas's (the preview shares its zoom)."""
+        size = self.canvas.image_size() or (1, 1)
+        return (float(self.canvas.width()), float(self.canvas.height())), size
 
     def change_radius(self, factor: float) -> None:
         self.brush_panel.set_radius(max(1.0, self.brush.radius * factor + (0.5 if factor > 1 else -0.5)))
 
     def _brush_changed(self) -> None:
+        if self.act_pan.isChecked() and self.brush.eraser == self._eraser_shown:
+            self.canvas.update()  # a new radius or value: the pan tool stays
+            return
+        self._eraser_shown = self.brush.eraser
         (self.act_eraser if self.brush.eraser else self.act_brush).setChecked(True)
-        self.canvas.update()
+        self.canvas.set_pan_tool(False)
+
+    def _view_resolution_changed(self) -> None:
+        """Zoomed in (or a larger view), the flipbook keeps frames at the view's resolution for playback."""
+        view = self.preview.view
+        rect, size = view.image_rect(), view.image_size()
+        if rect is None or size is None:
+            return
+        drawn = max(rect.width(), rect.height()) * view.devicePixelRatioF()
+        full = max(size)
+        side = FLIPBOOK_MAX_SIDE if drawn <= FLIPBOOK_MAX_SIDE * 1.05 else min(FLIPBOOK_ZOOM_MAX_SIDE, full)
+        if side > self.flipbook.max_side and self.flipbook.set_max_side(side):
+            self.refresh_flipbook()
 
     def _apply_overlays(self) -> None:
         self.canvas.show_masks = self.brush_panel.show_masks.isChecked()
@@ -818,13 +1002,29 @@ class MainWindow(QMainWindow):
         i = self.brush.emotion
         before = self.doc.masks[i].copy()
         after = fill_region(before, region_mask, self.brush.value, self.brush.eraser)
-        self.doc.undo_stack.push(MaskEditCommand(self.doc, i, before, after, f"Fill {region}"))
-        self.autokey_masks(f"Fill {region}")
+        with self._autokeyed_edit(f"Fill {region}"):
+            self.doc.undo_stack.push(MaskEditCommand(self.doc, i, before, after, f"Fill {region}"))
         return True
 
     def clear_masks(self) -> None:
         masks = self.doc.masks
-        self.doc.undo_stack.push(SetMasksCommand(self.doc, np.zeros_like(masks), self.doc.alpha))
+        with self._autokeyed_edit("Clear masks"):
+            self.doc.undo_stack.push(SetMasksCommand(self.doc, np.zeros_like(masks), self.doc.alpha))
+
+    @contextlib.contextmanager
+    def _autokeyed_edit(self, what: str) -> Any:
+        """A mask edit and its auto-key (when active) as one undo step."""
+        stack = self.doc.undo_stack
+        keyed = self.autokey_active()
+        if keyed:
+            stack.beginMacro(f"{what} (keyed at frame {self.playhead})")
+        try:
+            yield
+            if keyed:
+                self.autokey_masks(what)
+        finally:
+            if keyed:
+                stack.endMacro()
 
     # --------------------------------------------------------------- text mix
     def describe_emotion(self, text: str) -> None:
@@ -1129,6 +1329,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        self.fit_to_screen()
 
     def save_window_state(self) -> None:
         s = settings.make_settings()

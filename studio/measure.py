@@ -5,6 +5,11 @@ JSON: slider release -> settled preview (median, ms), previews shown per second 
 the longest event-loop stall during the drag and during an MP4 export.
 
     QT_QPA_PLATFORM=offscreen python -m studio.measure [PORTRAIT [AUDIO]]
+
+Cold start (issue 27): seconds from launching ``moee-studio --portrait PORTRAIT`` in a fresh process to
+the window, the portrait and the first preview on screen (median of ``RUNS`` launches):
+
+    DISPLAY=:99 python -m studio.measure --startup PORTRAIT [RUNS]
 """
 
 from __future__ import annotations
@@ -128,5 +133,65 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def startup(portrait: str, runs: int = 3) -> int:
+    """Launch the studio ``runs`` times; print the median seconds to window, portrait and first preview."""
+    import os
+    import statistics
+    import subprocess
+
+    results = []
+    for _ in range(runs):
+        env = dict(os.environ, MOEE_STARTUP_T0=repr(time.time()))
+        with tempfile.TemporaryDirectory() as home:
+            env.update(HOME=home, XDG_CONFIG_HOME=home)  # fresh settings: no restored layout or recovery
+            out = subprocess.run([sys.executable, "-m", "studio.measure", "--startup-child", portrait], env=env,
+                                 capture_output=True, text=True, timeout=300)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("{")), None)
+        if line is None:
+            print(out.stdout[-2000:], out.stderr[-2000:], file=sys.stderr)
+            return 1
+        results.append(json.loads(line))
+    print(json.dumps({key: round(statistics.median(r[key] for r in results), 2) for key in results[0]}
+                     | {"runs": runs}, indent=1))
+    return 0
+
+
+def _startup_child(portrait: str) -> int:
+    """One launch: the real ``moee-studio`` main, watched by a timer that notes when things show."""
+    import os
+
+    t0 = float(os.environ["MOEE_STARTUP_T0"])
+    from studio import app
+    from studio import main_window as mw
+
+    marks: dict[str, float] = {}
+    show = mw.MainWindow.show
+
+    def watched_show(win: mw.MainWindow) -> None:
+        show(win)
+        marks["window_s"] = time.time() - t0
+        timer = QTimer(win)
+
+        def poll() -> None:
+            if "portrait_s" not in marks and win.canvas.image_size() is not None:
+                win.canvas.repaint()
+                marks["portrait_s"] = time.time() - t0
+            if "first_preview_s" not in marks and win.preview.view.image is not None:
+                win.preview.view.repaint()
+                marks["first_preview_s"] = time.time() - t0
+                print(json.dumps(marks), flush=True)
+                os._exit(0)
+
+        timer.timeout.connect(poll)
+        timer.start(5)
+
+    mw.MainWindow.show = watched_show  # type: ignore[method-assign]
+    return app.main(["--portrait", portrait])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--startup"]:
+        raise SystemExit(startup(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3))
+    if sys.argv[1:2] == ["--startup-child"]:
+        raise SystemExit(_startup_child(sys.argv[2]))
     raise SystemExit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@ Layout (version 2)::
      "emotions": ["happiness", ..., "smug"],
      "weights": [0.6, 0, 0, 0, 0, 0.4, 0], "normalise": false,
      "masks": {"height": H, "width": W, "alpha": [...], "ids": [null | <index into mask_pool>, ...]},
-     "keyframes": [{"frame": 0, "weights": [...], "masks": <same as "masks"> | null}],
+     "keyframes": [{"frame": 0, "weights": [...], "masks": <same as "masks"> | null, "no_mask": true (optional)}],
      "mask_pool": ["<base64 PNG>", ...],   # every distinct mask once, shared by all keys using it
      "render": {"preview_steps": 4, "refine_steps": 16, "seed": 0, "fps": 25, ...}}
 
@@ -304,7 +304,8 @@ def state_to_json(state: DocumentState, project_path: str | os.PathLike[str]) ->
     writer = _MaskWriter()
     masks = writer.masks_to_json(state.masks, state.alpha)
     keyframes = [
-        {"frame": int(k.frame), "weights": [float(w) for w in k.weights], "masks": writer.masks_to_json(k.masks, k.alpha)}
+        {"frame": int(k.frame), "weights": [float(w) for w in k.weights], "masks": writer.masks_to_json(k.masks, k.alpha),
+         **({"no_mask": True} if k.no_mask and k.masks is None else {})}
         for k in sorted(state.keyframes, key=lambda k: k.frame)
     ]
     return {
@@ -368,7 +369,10 @@ def state_from_json(data: Any, project_path: str | os.PathLike[str]) -> Document
             frame = _whole(item.get("frame"), f"keyframes[{i}].frame", 0, MAX_FRAME)
             k_weights = _weights(item.get("weights"), n, f"'keyframes[{i}].weights'")
             k_masks, k_alpha = reader.read(item.get("masks"), n, f"keyframes[{i}].masks", shared=True)
-            keyframes.append(Keyframe(frame, k_weights, k_masks, k_alpha))
+            no_mask = item.get("no_mask", False)
+            if not isinstance(no_mask, bool):
+                raise ProjectError(f"'keyframes[{i}].no_mask' must be true or false")
+            keyframes.append(Keyframe(frame, k_weights, k_masks, k_alpha, no_mask=no_mask and k_masks is None))
         return DocumentState(
             emotions=list(emotions),
             weights=weights,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtGui import QColor, QImage, QPalette
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette
 from PySide6.QtWidgets import QApplication
 
 
@@ -92,6 +93,25 @@ QTabBar::tab:selected { background: #3a3d44; }
 QToolBar { background: #17181b; border: none; spacing: 4px; padding: 3px; }
 QLabel#title { color: #9aa0aa; font-weight: 600; }
 """
+
+
+def draw_badge(painter: QPainter, area: QRectF, text: str, bottom: bool = True) -> None:
+    """A small rounded caption in a corner of ``area`` (bottom-left, or top-left with ``bottom=False``)."""
+    if not text:
+        return
+    painter.save()
+    font = QFont(painter.font())
+    font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
+    painter.setFont(font)
+    width = painter.fontMetrics().horizontalAdvance(text) + 14
+    y = area.bottom() - 28 if bottom else area.y() + 8
+    badge = QRectF(area.x() + 8, y, width, 20)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(0, 0, 0, 160))
+    painter.drawRoundedRect(badge, 4, 4)
+    painter.setPen(QColor("#e6e6e6"))
+    painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+    painter.restore()
 
 
 def apply_dark_theme(app: QApplication) -> None:

@@ -108,6 +108,7 @@ class RenderService(QObject):
 
         def task() -> None:
             try:
+                engine_api.configure_threads()  # every core renders (the engine releases the GIL in its kernels)
                 animator = engine_api.load_animator(model_dir, device=device, frame=frame)
                 engine_api.warm_up()
             except Exception as exc:

@@ -156,7 +156,7 @@ class TimelineWidget(QWidget):
             self.plot.addItem(dots)
             self._dots.append(dots)
         for key in keys:
-            label = "◆ M" if key.masks is not None else "◆"
+            label = "◆ M" if key.masks is not None else "◆ ∅" if key.no_mask else "◆"
             line = pg.InfiniteLine(
                 pos=key.frame,
                 angle=90,

@@ -155,6 +155,7 @@ class TrainerPanel(QWidget):
         self.curve = self.plot.plot([], [], pen=pg.mkPen("#4a90d9", width=2))
         layout.addWidget(self.plot, 1)
         self.status = QLabel("idle")
+        self.loading_pack: str | None = None  # a finished pack the studio is loading
         self.status.setWordWrap(True)
         self.status.setObjectName("title")
         layout.addWidget(self.status)
@@ -369,7 +370,8 @@ class TrainerPanel(QWidget):
         produced = self.run_dir() / pack.name if pack is not None else None
         if status == QProcess.ExitStatus.NormalExit and code == 0 and produced is not None and produced.exists():
             os.replace(produced, pack)
-            self._say(f"Finished: {pack.name}; loading it as a new slider")
+            self.loading_pack = str(pack)
+            self._say(f"Finished: {pack.name}; loading it as a new slider…")
             self.expertReady.emit(str(pack))
         elif (state := self.checkpoint_state()) is not None and (self.stop_asked or status != QProcess.ExitStatus.NormalExit):
             self._say(f"Stopped at step {state['step']}/{state['steps']}; Resume continues from there.")
@@ -379,6 +381,20 @@ class TrainerPanel(QWidget):
             detail = getattr(self, "last_output", "")
             self._say(f"Training failed (exit code {code}). {detail}")
         self._update_resume()
+
+    def pack_loaded(self, name: str, path: str) -> None:
+        """The studio loaded an expert pack: say so if it is the one this panel just trained."""
+        if self.loading_pack is not None and path == self.loading_pack:
+            self.loading_pack = None
+            self._say(f"Finished: '{name}' is loaded as a new slider")
+
+    def pack_refused(self, message: str) -> None:
+        """The studio refused the pack this panel just trained: the panel says so (not "loading it")."""
+        if self.loading_pack is None:
+            return
+        name = Path(self.loading_pack).name
+        self.loading_pack = None
+        self._say(f"Trained {name}, but the studio did not load it: {message}")
 
     def _reset_buttons(self) -> None:
         self.start_button.setEnabled(True)
