@@ -44,7 +44,14 @@ from engine.performance import (
     plan_life,
     posture,
 )
-from engine.portrait_rig import MESH_ROWS, PortraitRig, build_rig, inner_lip_contours
+from engine.portrait_rig import (
+    MESH_ROWS,
+    MP_INNER_LOWER,
+    MP_INNER_UPPER,
+    PortraitRig,
+    build_rig,
+    inner_lip_contours,
+)
 from engine.shading import crease_intensities, draw_creases
 from engine.warp import draw_closed_lips, mesh_warp, relax_foldovers
 
@@ -411,8 +418,8 @@ class PortraitAnimator:
             for eye in EYES:
                 moved = moved + lid_displacements(rig.control + moved, eye, closure, squint)
         may_close = rig.across_mouth | prepared.eye_triangles()
-        return (relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close),
-                expression)
+        target = relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close)
+        return uncross_lips(smooth_lip_motion(rig.control, target)), expression
 
     # ------------------------------------------------------------------ life: blinks, gaze, head motion
     def _weights_at(self, gates: GateSpec, frame_index: int) -> dict[str, float]:
@@ -524,6 +531,44 @@ class PortraitAnimator:
             if on_frame is not None:
                 on_frame(index)
             yield PortraitFrame(index, image, (index - start + 1) / (stop - start))
+
+
+#: Rounds of [1/4, 1/2, 1/4] smoothing of the motion along each inner lip contour.
+LIP_SMOOTHING_ROUNDS = 2
+#: Rows of the inner lip contours (upper, lower: corner to corner, paired) in a rig's control points.
+INNER_UPPER_ROWS = np.array([MESH_ROWS[i] for i in MP_INNER_UPPER])
+INNER_LOWER_ROWS = np.array([MESH_ROWS[i] for i in MP_INNER_LOWER])
+
+
+def smooth_lip_motion(source: np.ndarray, target: np.ndarray, rounds: int = LIP_SMOOTHING_ROUNDS) -> np.ndarray:
+    """Control targets whose motion varies smoothly along each inner lip contour (corners kept): a contour
+    point interpolated mostly from a mouth corner no longer lags its neighbours, which left a kink (a flap
+    of lip rising into an open mouth)."""
+    result = target.copy()
+    for rows in (INNER_UPPER_ROWS, INNER_LOWER_ROWS):
+        motion = target[rows] - source[rows]
+        for _ in range(rounds):
+            motion[1:-1] = 0.25 * motion[:-2] + 0.5 * motion[1:-1] + 0.25 * motion[2:]
+        result[rows[1:-1]] = source[rows[1:-1]] + motion[1:-1]
+    return result
+
+
+def uncross_lips(target: np.ndarray) -> np.ndarray:
+    """Control targets whose inner lower lip never rises above the inner upper lip: where a pair of
+    matching points (corner to corner) has crossed, both go to their midpoint (the lips meet instead of
+    folding through each other, which showed as a flap of lip inside an open mouth)."""
+    upper, lower = target[INNER_UPPER_ROWS], target[INNER_LOWER_ROWS]
+    axis = upper[-1] - upper[0]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    down = np.array([-axis[1], axis[0]]) if axis[0] >= 0 else np.array([axis[1], -axis[0]])
+    crossed = (lower - upper) @ down < 0
+    if not crossed.any():
+        return target
+    result = target.copy()
+    middle = (upper[crossed] + lower[crossed]) / 2
+    result[INNER_UPPER_ROWS[crossed]] = middle
+    result[INNER_LOWER_ROWS[crossed]] = middle
+    return result
 
 
 def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray:
