@@ -66,6 +66,10 @@ def _setup_demo(window: object) -> None:
     window.preparedReady.connect(build)
 
 
+#: Exit code of a scripted run given an input it cannot use (as ``moee`` uses).
+EXIT_USER_ERROR = 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the studio (returns the process exit code)."""
     args = parse_args(argv)
@@ -78,6 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     from studio.main_window import MainWindow
     from studio.qtutil import apply_dark_theme
 
+    if args.screenshot and args.project:
+        # A scripted run has nobody to read a message box: a project that cannot be opened is an error (exit 2).
+        from studio.engine_api import MoEEError
+        from studio.project_io import load_project
+
+        try:
+            load_project(args.project)
+        except MoEEError as exc:
+            print(f"error: cannot open {args.project}: {exc}", file=sys.stderr)
+            return EXIT_USER_ERROR
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # torch is imported on the engine thread while the model loads (engine_api.configure_threads): the
     # window and the portrait show first
