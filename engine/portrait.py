@@ -44,7 +44,7 @@ from engine.performance import (
     plan_life,
     posture,
 )
-from engine.portrait_calibration import PortraitCalibration, load_portrait_calibration
+from engine.portrait_calibration import PortraitCalibration
 from engine.portrait_rig import (
     MESH_ROWS,
     MP_INNER_LOWER,
@@ -206,18 +206,17 @@ class PortraitAnimator:
                  calibration: PortraitCalibration | None = None) -> None:
         self.motion = motion
         self.cfg = cfg or TransferConfig()
-        #: Slider -> gate curves of the model folder (None: each slider is the gate).
-        self.calibration = calibration
+        #: Slider -> gate curves (default: the motion model's folder's; None: each slider is the gate).
+        self.calibration = motion.calibration if calibration is None else calibration
         self.trained = bool(motion.notes.get("trained", False))
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
-        """The motion model of a model folder (default: the bundled model) and its slider calibration
+        """The motion model of a model folder (default: the bundled model) with its slider calibration
         (:data:`engine.portrait_calibration.PORTRAIT_CALIBRATION_FILE`, if the folder has one)."""
         from engine.pipeline import DEFAULT_MODEL_DIR
 
-        folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        return cls(MotionModel.load(folder), cfg, load_portrait_calibration(folder))
+        return cls(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR), cfg)
 
     @property
     def emotions(self) -> tuple[str, ...]:

@@ -135,7 +135,7 @@ def calibrate(model_dir: str | Path | None = None, seeds: Sequence[int] = SYNTHE
     start = time.perf_counter()
     folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     # the motion model alone: a refit must not need (or trust) the folder's present calibration
-    animator = PortraitAnimator(MotionModel.load(folder), TransferConfig(slider_calibration=False))
+    animator = PortraitAnimator(MotionModel.load(folder, calibration=False), TransferConfig(slider_calibration=False))
     emotions = animator.emotions
     prepared = {name: animator.prepare(image, life=STILL_LIFE)
                 for name, image in calibration_portraits(seeds, size).items()}
