@@ -41,6 +41,7 @@ from torch import nn
 
 from engine.errors import CheckpointError
 from engine.moee import EmotionExpert, local_gate
+from engine.portrait_calibration import PortraitCalibration, load_portrait_calibration
 
 #: Landmarks the motion model moves (iBUG 68-point order, as the synthetic renderer records them).
 MOTION_LANDMARKS = 68
@@ -293,6 +294,8 @@ class MotionModel:
     notes: dict = field(default_factory=dict)
     #: Display colours of the custom emotions loaded from expert packs (``#rrggbb``; the six have fixed ones).
     colours: dict = field(default_factory=dict)
+    #: The model folder's slider calibration of the portrait path (engine/portrait_calibration.py), if any.
+    calibration: PortraitCalibration | None = None
 
     @property
     def cfg(self) -> MotionConfig:
@@ -444,8 +447,9 @@ class MotionModel:
         atomic_write_text(folder / MOTION_CONFIG, json.dumps(meta, indent=2))
 
     @classmethod
-    def load(cls, folder: str | Path) -> MotionModel:
-        """Read a motion model from a model folder (safetensors only: nothing is unpickled)."""
+    def load(cls, folder: str | Path, calibration: bool = True) -> MotionModel:
+        """Read a motion model from a model folder (safetensors only: nothing is unpickled), with the folder's
+        portrait slider calibration unless ``calibration`` is False (a bad calibration file: CheckpointError)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -466,7 +470,8 @@ class MotionModel:
             module.load_state_dict(state, strict=True)
         moe.eval()
         lips.eval()
-        return cls(moe, lips, dict(meta.get("notes") or {}))
+        return cls(moe, lips, dict(meta.get("notes") or {}),
+                   calibration=load_portrait_calibration(folder) if calibration else None)
 
 
 def _check_weights(cfg: MotionConfig, tensors: dict[str, torch.Tensor], weights_path: Path, config_path: Path) -> None:

@@ -44,6 +44,7 @@ from engine.performance import (
     plan_life,
     posture,
 )
+from engine.portrait_calibration import PortraitCalibration
 from engine.portrait_rig import (
     MESH_ROWS,
     MP_INNER_LOWER,
@@ -106,6 +107,9 @@ class TransferConfig:
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
         "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.05, 0.25), "disgust": (0.1, 0.25),
         "fear": (-0.12, 0.0), "surprise": (-0.15, 0.0)})
+    #: Map each slider through the model folder's calibration curve (engine/portrait_calibration.py) so that
+    #: equal sliders give equally strong expressions; False: each slider is the gate.
+    slider_calibration: bool = True
 
 
 @dataclass
@@ -198,14 +202,18 @@ def clamp_shape(shape: np.ndarray, mean: np.ndarray, std: np.ndarray, limit: flo
 class PortraitAnimator:
     """Render a portrait at its own resolution, driven by the motion MoE (module docstring)."""
 
-    def __init__(self, motion: MotionModel, cfg: TransferConfig | None = None) -> None:
+    def __init__(self, motion: MotionModel, cfg: TransferConfig | None = None,
+                 calibration: PortraitCalibration | None = None) -> None:
         self.motion = motion
         self.cfg = cfg or TransferConfig()
+        #: Slider -> gate curves (default: the motion model's folder's; None: each slider is the gate).
+        self.calibration = motion.calibration if calibration is None else calibration
         self.trained = bool(motion.notes.get("trained", False))
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
-        """The motion model of a model folder (default: the bundled model)."""
+        """The motion model of a model folder (default: the bundled model) with its slider calibration
+        (:data:`engine.portrait_calibration.PORTRAIT_CALIBRATION_FILE`, if the folder has one)."""
         from engine.pipeline import DEFAULT_MODEL_DIR
 
         return cls(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR), cfg)
@@ -360,19 +368,28 @@ class PortraitAnimator:
         speech, expression = self._motion_parts(prepared, gates, frame_index, painted)
         return speech + expression - self.sitter_removal(prepared, self._weights(gates))
 
+    def _calibrated(self, sliders: np.ndarray) -> np.ndarray:
+        """Gates ``(..., E)`` for slider values of the animator's emotions: through the calibration curves
+        unless :attr:`TransferConfig.slider_calibration` is off or the model has none."""
+        if self.calibration is None or not self.cfg.slider_calibration:
+            return sliders
+        return self.calibration.apply(sliders, self.emotions)
+
     def _weights(self, gates: GateControl) -> np.ndarray:
-        """The sliders of a gate control as a vector of the animator's emotions (zeros where unset)."""
+        """The global gates of a gate control as a vector of the animator's emotions (zeros where unset):
+        its sliders through the slider calibration."""
         weights = np.zeros(len(self.emotions), np.float32)
         if gates.global_weights is not None:
             weights[:] = np.asarray(gates.global_weights, np.float32)[: len(self.emotions)]
-        return weights
+        return self._calibrated(weights)
 
     def _motion_parts(self, prepared: PreparedPortrait, gates: GateControl, frame_index: int,
                       painted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(speech motion, expression motion with its gain), each (68, 2) face units."""
         opening = float(prepared.openings[frame_index]) if prepared.num_frames else 0.0
         weights = self._weights(gates)
-        alpha = None if painted is None else np.asarray(gates.local_alpha, np.float32)[: len(self.emotions)]
+        alpha = None if painted is None else self._calibrated(
+            np.asarray(gates.local_alpha, np.float32)[: len(self.emotions)])
         zero = np.zeros_like(weights)
         rows = self.motion.displacement(prepared.model_shape, [opening, opening], np.stack([zero, weights]),
                                         None if painted is None else np.stack([np.zeros_like(painted), painted]),
@@ -423,11 +440,11 @@ class PortraitAnimator:
 
     # ------------------------------------------------------------------ life: blinks, gaze, head motion
     def _weights_at(self, gates: GateSpec, frame_index: int) -> dict[str, float]:
-        """The sliders at a frame, by emotion name."""
+        """The global gates at a frame (its sliders through the slider calibration), by emotion name."""
         control = self._control(gates, frame_index)
         if control.global_weights is None:
             return {}
-        values = np.asarray(control.global_weights, np.float64)[: len(self.emotions)]
+        values = self._calibrated(np.asarray(control.global_weights, np.float64)[: len(self.emotions)])
         return {name: float(v) for name, v in zip(self.emotions, values, strict=False)}
 
     def lid_closure(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> float:

@@ -1,4 +1,5 @@
-"""The ``moee`` subcommands that live in training/: synth, train, eval, calibrate, train-motion, eval-portraits.
+"""The ``moee`` subcommands that live in training/: synth, train, eval, calibrate, calibrate-portrait,
+train-motion, eval-portraits.
 
 Each is a :class:`TrainingCommand` named by an entry point of the group ``moee.commands`` in
 pyproject.toml (``[project.entry-points."moee.commands"]``); :mod:`engine.cli` finds them there, so the
@@ -38,6 +39,8 @@ TRAIN = TrainingCommand("train a stage or a custom expert", "training.trainer", 
 EVAL = TrainingCommand("evaluate a model on held-out identities", "training.evaluate", "eval")
 CALIBRATE = TrainingCommand("fit a model's slider calibration on training people", "training.calibrate",
                             "calibrate")
+CALIBRATE_PORTRAIT = TrainingCommand("fit the portrait path's slider calibration (equal sliders, equal strength)",
+                                     "training.portrait_calibrate", "calibrate_portrait")
 TRAIN_MOTION = TrainingCommand("train the motion model (full-resolution path) on synthetic landmarks",
                                "training.motion_trainer", "train_motion")
 EVAL_PORTRAITS = TrainingCommand("measure the full-resolution path on a folder of real portraits (JSON, sheet)",
@@ -50,6 +53,7 @@ COMMANDS: dict[str, TrainingCommand] = {
     "train": TRAIN,
     "eval": EVAL,
     "calibrate": CALIBRATE,
+    "calibrate-portrait": CALIBRATE_PORTRAIT,
     "train-motion": TRAIN_MOTION,
     "eval-portraits": EVAL_PORTRAITS,
 }
