@@ -108,8 +108,11 @@ class TransferConfig:
         "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.05, 0.25), "disgust": (0.1, 0.25),
         "fear": (-0.12, 0.0), "surprise": (-0.15, 0.0)})
     #: Map each slider through the model folder's calibration curve (engine/portrait_calibration.py) so that
-    #: equal sliders give equally strong expressions; False: each slider is the gate.
-    slider_calibration: bool = True
+    #: equal sliders move the landmarks equally far; False (default): each slider is the gate. Off by default:
+    #: equal landmark travel is not equal perceived strength (a full surprise drops the jaw far more than a
+    #: full smile moves the corners), and the bundled curves, fitted down to the weakest emotion, turned
+    #: surprise from 7/7 to 0/7 on the appearance reader (docs/PORTRAIT.md).
+    slider_calibration: bool = False
 
 
 @dataclass

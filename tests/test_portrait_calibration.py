@@ -33,7 +33,7 @@ CALIBRATED_SPREAD = 0.16
 @pytest.fixture(scope="module")
 def astronaut_measured() -> tuple[np.ndarray, np.ndarray]:
     """Intensities (E, 2) at sliders 0.5 and 1 on the astronaut: (uncalibrated, with the bundled calibration)."""
-    animator = PortraitAnimator.from_pretrained()
+    animator = PortraitAnimator.from_pretrained(cfg=TransferConfig(slider_calibration=True))
     assert animator.calibration is not None, f"the bundled model has no {PORTRAIT_CALIBRATION_FILE}"
     prepared = animator.prepare(data.astronaut(), life=STILL_LIFE)
     after = measure_intensities(animator, prepared, CHECK_SLIDERS)
@@ -74,7 +74,7 @@ def test_calibration_off_switch_and_custom_emotions_pass_through() -> None:
     animator = PortraitAnimator.from_pretrained(cfg=TransferConfig(slider_calibration=False))
     sliders = np.full(len(animator.emotions), 0.5, np.float32)
     np.testing.assert_array_equal(animator._weights(GateControl(sliders)), sliders)
-    animator.cfg = TransferConfig()
+    animator.cfg = TransferConfig(slider_calibration=True)
     assert np.all(animator._weights(GateControl(sliders)) <= sliders + 1e-6)
 
 
