@@ -150,10 +150,10 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-alpha", type=number_flag("--mask-alpha", low=0, high=1), default=1.0,
                    help="how much masks override the model's local gate, 0..1")
     p.add_argument("--steps", type=number_flag("--steps", low=1, high=MAX_STEPS, integer=True), default=None,
-                   help=f"denoising steps of --frame crop (default {PIXEL_DEFAULTS['steps']})")
+                   help=f"denoising steps of --renderer pixel (default {PIXEL_DEFAULTS['steps']})")
     p.add_argument("--seed", type=number_flag("--seed", low=0, high=MAX_SEED, integer=True), default=0)
     p.add_argument("--sampler", default=None, choices=["dpm", "ddim", "euler"],
-                   help=f"sampler of --frame crop (default {PIXEL_DEFAULTS['sampler']})")
+                   help=f"sampler of --renderer pixel (default {PIXEL_DEFAULTS['sampler']})")
     p.add_argument("--guidance", type=number_flag("--guidance", sampling="guidance_scale"), default=None,
                    help="emotion guidance scale, >= 0 (1 = off; default: the model's)")
     p.add_argument("--strength", type=number_flag("--strength", sampling="strength"), default=None,
@@ -178,16 +178,14 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                                          "portrait renderer")
     p.add_argument("--gaze", type=number_flag("--gaze", low=0, high=MAX_HEAD_MOTION), default=None, metavar="SCALE",
                    help="eye movements (1: natural, 0: a fixed look at the viewer); portrait renderer")
-    p.add_argument("--frame", default="portrait", choices=["portrait", "crop"],
-                   help="portrait: the whole portrait at its own resolution, animated by the motion model "
-                        "(default); crop: the pixel model's own face crop (64 px; training and evaluation)")
+    add_renderer_arguments(p)
     p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True),
                    default=DEFAULT_MAX_SIZE, help=f"cap of the output's long side in pixels (default {DEFAULT_MAX_SIZE})")
     p.add_argument("--crop", default=None, choices=["auto", "face", "none"],
-                   help=f"face crop of --frame crop (default {PIXEL_DEFAULTS['crop']})")
+                   help=f"face crop of --renderer pixel (default {PIXEL_DEFAULTS['crop']})")
     p.add_argument("--face", type=number_flag("--face", low=1, integer=True), default=None, metavar="N",
-                   help="which face to animate when the portrait shows several: 1 = the leftmost (--frame portrait)")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (--frame crop; the portrait "
+                   help="which face to animate when the portrait shows several: 1 = the leftmost (--renderer portrait)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (--renderer pixel; the portrait "
                                                   "renderer runs on the CPU)")
     p.set_defaults(func=run_render)
 
@@ -202,7 +200,7 @@ class CheckedInputs:
     masks: list[Any]  # float32 H x W in 0..1, one per --mask
     model_dir: Path
     emotions: list[str]
-    mesh: Any = None  # the portrait's MediaPipe points (--frame portrait: found before any weights are read)
+    mesh: Any = None  # the portrait's MediaPipe points (--renderer portrait: found before any weights are read)
 
 
 def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
@@ -219,30 +217,76 @@ def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[
     return outputs, inputs
 
 
-#: Defaults of the flags only the pixel model (--frame crop) reads; on the portrait path they must stay unset.
+#: Defaults of the flags only the pixel model (--renderer pixel) reads; on the portrait path they must stay unset.
 PIXEL_DEFAULTS: dict[str, Any] = {"steps": 12, "sampler": "dpm", "crop": "auto", "device": "auto"}
-#: Flags each renderer alone reads (argparse destination -> flag).
-PIXEL_ONLY_FLAGS = {"steps": "--steps", "sampler": "--sampler", "guidance": "--guidance", "strength": "--strength",
-                    "lip_guidance": "--lip-guidance", "keep_background": "--keep-background",
-                    "calibration": "--calibration", "crop": "--crop"}
-PORTRAIT_ONLY_FLAGS = {"blinks": "--blinks", "head_motion": "--head-motion", "gaze": "--gaze"}
+#: Render flags that need a capability (engine.animator.Capabilities): argparse destination -> (capability, flag).
+FLAG_CAPABILITIES: dict[str, tuple[str, str]] = {
+    "steps": ("sampling", "--steps"), "sampler": ("sampling", "--sampler"), "strength": ("sampling", "--strength"),
+    "guidance": ("guidance", "--guidance"), "lip_guidance": ("guidance", "--lip-guidance"),
+    "keep_background": ("keep_background", "--keep-background"), "calibration": ("calibration", "--calibration"),
+    "crop": ("crop", "--crop"), "blinks": ("life", "--blinks"), "head_motion": ("life", "--head-motion"),
+    "gaze": ("life", "--gaze")}
+
+
+def _only_flags(renderer: str) -> dict[str, str]:
+    """The flags of :data:`FLAG_CAPABILITIES` that ``renderer`` alone reads (destination -> flag)."""
+    from engine.animator import RENDERER_CAPABILITIES
+
+    mine = RENDERER_CAPABILITIES[renderer].names()
+    others = set().union(*(caps.names() for name, caps in RENDERER_CAPABILITIES.items() if name != renderer))
+    return {dest: flag for dest, (cap, flag) in FLAG_CAPABILITIES.items() if cap in mine and cap not in others}
+
+
+#: Flags each renderer alone reads (argparse destination -> flag), from the renderers' capabilities.
+PIXEL_ONLY_FLAGS = _only_flags("pixel")
+PORTRAIT_ONLY_FLAGS = _only_flags("portrait")
+#: What ``--frame`` (deprecated) named each renderer.
+DEPRECATED_FRAME_NAMES = {"portrait": "portrait", "crop": "pixel"}
+
+
+class _DeprecatedFrame(argparse.Action):
+    """``--renderer portrait|crop``: the old name of ``--renderer portrait|pixel`` (hidden; prints a note)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        renderer = DEPRECATED_FRAME_NAMES[str(values)]
+        print(f"note: --frame {values} is deprecated; use --renderer {renderer}", file=sys.stderr)
+        namespace.renderer = renderer
+
+
+#: ``--renderer``'s help in ``moee render`` and ``moee-studio``.
+RENDERER_HELP = ("portrait: the whole portrait at its own resolution, animated by the motion model (default); "
+                 "pixel: the pixel U-Net's own face crop (64 px with the demo model; training and evaluation)")
+
+
+def add_renderer_arguments(parser: argparse.ArgumentParser, default: str | None = "portrait",
+                           help: str = RENDERER_HELP) -> None:
+    """``--renderer portrait|pixel`` and its hidden, deprecated alias ``--frame portrait|crop`` (crop = pixel)."""
+    from engine.animator import RENDERERS
+
+    parser.add_argument("--renderer", default=default, choices=RENDERERS, help=help)
+    parser.add_argument("--frame", choices=tuple(DEPRECATED_FRAME_NAMES), action=_DeprecatedFrame,
+                        help=argparse.SUPPRESS)
 
 
 def refuse_flags_of_the_other_renderer(args: argparse.Namespace) -> None:
-    """A render flag the chosen renderer does not read is refused (EmotionSpecError naming it), never ignored."""
-    if args.frame == "portrait":
-        given = [flag for name, flag in PIXEL_ONLY_FLAGS.items() if getattr(args, name, None) is not None]
-        if args.device not in (None, "auto", "cpu"):
-            given.append(f"--device {args.device}")
-        if given:
-            raise EmotionSpecError(f"{', '.join(given)} set the pixel model (--frame crop); the portrait renderer "
-                                   "(the default) has no sampling steps, guidance or crop and runs on the CPU: "
-                                   "leave them out, or add --frame crop")
+    """A render flag the chosen renderer does not read is refused (EmotionSpecError naming it), never ignored:
+    the renderer's :class:`engine.animator.Capabilities` say which it reads."""
+    from engine.animator import renderer_capabilities
+
+    caps = renderer_capabilities(args.renderer).names()
+    given = [flag for name, (cap, flag) in FLAG_CAPABILITIES.items()
+             if cap not in caps and getattr(args, name, None) is not None]
+    if "device" not in caps and args.device not in (None, "auto", "cpu"):
+        given.append(f"--device {args.device}")
+    if not given:
         return
-    given = [flag for name, flag in PORTRAIT_ONLY_FLAGS.items() if getattr(args, name, None) is not None]
-    if given:
-        raise EmotionSpecError(f"{', '.join(given)} animate the portrait renderer; the pixel model "
-                               "(--frame crop) has no blinks, head motion or gaze: leave them out")
+    if args.renderer == "portrait":
+        raise EmotionSpecError(f"{', '.join(given)} set the pixel model (--renderer pixel); the portrait renderer "
+                               "(the default) has no sampling steps, guidance or crop and runs on the CPU: "
+                               "leave them out, or add --renderer pixel")
+    raise EmotionSpecError(f"{', '.join(given)} animate the portrait renderer; the pixel model "
+                           "(--renderer pixel) has no blinks, head motion or gaze: leave them out")
 
 
 def check_device(device: str, flag: str = "--device") -> None:
@@ -278,7 +322,7 @@ def _render_emotions(args: argparse.Namespace, model_dir: Path) -> list[str]:
     from engine.errors import CheckpointError
     from engine.motion import MOTION_CONFIG, MOTION_WEIGHTS, read_motion_config
 
-    if args.frame == "portrait":
+    if args.renderer == "portrait":
         if (model_dir / MOTION_CONFIG).is_file():
             return list(read_motion_config(model_dir).emotions)
         if not (model_dir / CONFIG_FILE).is_file():
@@ -314,11 +358,11 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     check_outputs_spare_inputs(*render_paths(args))
     if args.text is not None and not args.text.strip():
         raise EmotionSpecError("--text is empty; describe the emotion (e.g. 'sadly surprised') or leave --text out")
-    if args.face is not None and args.frame != "portrait":
-        raise EmotionSpecError("--face picks a face for --frame portrait; for --frame crop, crop the portrait to "
+    if args.face is not None and args.renderer != "portrait":
+        raise EmotionSpecError("--face picks a face for --renderer portrait; for --renderer pixel, crop the portrait to "
                                "one face")
     refuse_flags_of_the_other_renderer(args)
-    if args.frame == "crop":
+    if args.renderer == "pixel":
         for name, value in PIXEL_DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
@@ -327,7 +371,7 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
     emotions = _render_emotions(args, model_dir)
     if args.expert:  # each renderer reads its own kind of pack (the other kind is refused, saying why)
-        if args.frame == "crop":
+        if args.renderer == "pixel":
             from engine.checkpoint import read_expert_metadata as read_pack
         else:
             from engine.motion import read_motion_expert_metadata as read_pack
@@ -336,7 +380,7 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
         curves_from_argument(args.calibration)
 
     # The portrait path needs the portrait at --max-size only: a huge file is decoded reduced (engine/image.py).
-    portrait = load_image(args.portrait, max_side=args.max_size if args.frame == "portrait" else None)
+    portrait = load_image(args.portrait, max_side=args.max_size if args.renderer == "portrait" else None)
     audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration) if args.audio else None
     emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
                      if args.emotion_audio is not None else None)
@@ -347,7 +391,7 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     for name in args.mask_emotion:
         parse_mix(name, emotions)
     masks = [load_mask(path) for path in args.mask]
-    mesh = _portrait_face(portrait, args.face) if args.frame == "portrait" else None
+    mesh = _portrait_face(portrait, args.face) if args.renderer == "portrait" else None
     return CheckedInputs(portrait, audio, emotion_audio, masks, model_dir, emotions, mesh)
 
 
@@ -432,21 +476,14 @@ def _note_if_large(num_frames: int, steps: int, image_size: int, device: str) ->
 
 
 def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
-    """``moee render --frame portrait``: the motion model's performance on the whole portrait."""
+    """``moee render --renderer portrait``: the motion model's performance on the whole portrait."""
     from tqdm import tqdm
 
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.animator import load_animator
     from engine.export import export_clip
-    from engine.motion import MOTION_CONFIG
     from engine.performance import LifeConfig
-    from engine.portrait import PortraitAnimator
 
-    motion_dir = checked.model_dir
-    if not (Path(motion_dir) / MOTION_CONFIG).is_file():
-        print(f"note: {motion_dir} has no motion model; the portrait is animated by the bundled one "
-              "(--frame crop renders this folder's pixel model)", file=sys.stderr)
-        motion_dir = DEFAULT_MODEL_DIR
-    animator = PortraitAnimator.from_pretrained(motion_dir)
+    animator = load_animator(checked.model_dir, "portrait")
     for pack in args.expert:
         print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
     from engine.portrait import DEFAULT_FPS
@@ -494,18 +531,19 @@ def _voice_gates(animator, prepared, clip, gates):
 
 
 def run_render(args: argparse.Namespace) -> int:
+    """``moee render``: check every input, then load the chosen renderer (engine.animator.load_animator)."""
     check_clip_length(args)
     checked = check_render_inputs(args)
-    if args.frame == "portrait":
+    if args.renderer == "portrait":
         return _render_portrait(args, checked)
 
     from tqdm import tqdm
 
+    from engine.animator import load_animator
     from engine.config import override_sampling
     from engine.export import export_clip
-    from engine.pipeline import Animator
 
-    animator = Animator.from_pretrained(checked.model_dir, device=args.device)
+    animator = load_animator(checked.model_dir, "pixel", device=args.device)
     overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
                  ("keep_background", "--keep-background", yes_no(args.keep_background)))
     animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
@@ -564,6 +602,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                         "portrait, at 1024 px at least) in one batch against a loop of moee render processes")
     p.add_argument("--loops", type=number_flag("--loops", low=0, high=MAX_BENCH_REPEATS, integer=True), default=3,
                    help="moee render processes timed by --batch (default 3; 0: none)")
+    add_renderer_arguments(p, default=None, help="portrait: the full-resolution path on --portrait (the bundled "
+                                                 "photo by default); pixel: the pixel model (the default unless "
+                                                 "--portrait is given)")
     p.set_defaults(func=run_bench)
 
 
@@ -577,7 +618,15 @@ def run_bench(args: argparse.Namespace) -> int:
         print(json.dumps(run_batch_benchmark(args.batch, args.portrait, model_dir=args.model, max_size=args.max_size,
                                              loops=args.loops), indent=2))
         return 0
-    if args.portrait is not None:
+    if args.renderer is None:
+        args.renderer = "portrait" if args.portrait is not None else "pixel"
+    if args.renderer == "pixel" and args.portrait is not None:
+        raise EmotionSpecError("--portrait benchmarks the portrait renderer; leave out --renderer pixel or --portrait")
+    if args.renderer == "portrait":
+        if args.portrait is None:
+            from engine.resources import assets_dir
+
+            args.portrait = str(assets_dir() / "demo" / "photo.png")
         from engine.image import load_image
 
         load_image(args.portrait, max_side=args.max_size)  # a bad portrait is refused before the model loads

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -24,11 +24,19 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from engine import audio as audio_io
+from engine.animator import (
+    PIXEL_CAPABILITIES,
+    CancelToken,
+    Capabilities,
+    FrameResult,
+    check_frame_index,
+    check_frame_range,
+)
 from engine.calibration import calibrate_weights
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
 from engine.config import DEFAULT_MODEL_DIR, MAX_FPS, ModelConfig, SamplingConfig, sampling_value_problem
-from engine.errors import CancelledError, EmotionSpecError, InputImageError, NoFaceError
+from engine.errors import EmotionSpecError, InputImageError, NoFaceError
 from engine.face import keep_background, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
@@ -58,24 +66,6 @@ SCHEDULERS = {
 
 
 
-class CancelToken:
-    """Set by the caller (any thread) to stop a render at the next denoising step."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def check(self) -> None:
-        if self._event.is_set():
-            raise CancelledError("render cancelled")
-
-
 @dataclass
 class PreparedInputs:
     """What :meth:`Animator.prepare` caches for one portrait + audio track."""
@@ -100,13 +90,6 @@ class PreparedInputs:
     # (``background_checked``); None when no person was found in the portrait.
     background_weight: np.ndarray | None = None
     background_checked: bool = False
-
-
-@dataclass
-class FrameResult:
-    index: int
-    image: np.ndarray
-    progress: float  # 0..1 over the requested range
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -301,7 +284,11 @@ def tensor_to_images(images: torch.Tensor) -> np.ndarray:
 
 
 class Animator:
-    """Loads a MoEE model and renders frames / clips of a prepared portrait."""
+    """Loads a MoEE model and renders frames / clips of a prepared portrait (the ``"pixel"`` renderer of
+    :class:`engine.animator.Animator`)."""
+
+    capabilities: ClassVar[Capabilities] = PIXEL_CAPABILITIES
+    renderer: ClassVar[str] = "pixel"
 
     def __init__(self, model: MoEEModel, device: str | torch.device = "auto", dtype: torch.dtype | None = None) -> None:
         self.device = pick_device(device)
@@ -352,6 +339,7 @@ class Animator:
         self,
         portrait: str | Path | np.ndarray,
         audio: str | Path | audio_io.AudioClip | None = None,
+        *,
         num_frames: int | None = None,
         crop: str = "auto",
         emotion_text: str | None = None,
@@ -584,6 +572,7 @@ class Animator:
         prepared: PreparedInputs,
         frame_index: int = 0,
         gates: GateSpec = None,
+        *,
         steps: int = 8,
         seed: int = 0,
         sampler: str = "dpm",
@@ -595,8 +584,7 @@ class Animator:
 
         ``strength``, ``guidance_scale``: see :class:`engine.config.SamplingConfig` (None: the model's default).
         """
-        if not 0 <= frame_index < prepared.num_frames:
-            raise EmotionSpecError(f"frame {frame_index} is outside the clip (0..{prepared.num_frames - 1})")
+        check_frame_index(prepared, frame_index)
         with self._lock, torch.no_grad():
             controls = self._gates_for(gates, [frame_index])
             latents = self._denoise(prepared, [frame_index], controls, steps, seed, sampler, guidance_scale,
@@ -610,6 +598,7 @@ class Animator:
         self,
         prepared: PreparedInputs,
         gates: GateSpec = None,
+        *,
         steps: int = 8,
         seed: int = 0,
         start: int = 0,
@@ -622,9 +611,7 @@ class Animator:
         strength: float | None = None,
     ) -> Iterator[FrameResult]:
         """Yield the frames ``start..stop-1`` in order, rendered in overlapping windows."""
-        stop = prepared.num_frames if stop is None else stop
-        if not 0 <= start < stop <= prepared.num_frames:
-            raise EmotionSpecError(f"frame range {start}..{stop} is outside the clip (0..{prepared.num_frames})")
+        stop = check_frame_range(prepared, start, stop)
         window = max(1, min(window, self.cfg.moee.max_frames))
         overlap = max(0, min(overlap, window - 1))
         total = stop - start

@@ -23,11 +23,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
 from engine import audio as audio_io
+from engine.animator import (
+    PORTRAIT_CAPABILITIES,
+    SAMPLING_OPTIONS,
+    CancelToken,
+    Capabilities,
+    FrameResult,
+    check_frame_index,
+    check_frame_range,
+    check_options,
+)
 from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
 from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
@@ -176,13 +187,8 @@ class PreparedPortrait:
         return self.rig.mesh
 
 
-@dataclass
-class PortraitFrame:
-    """One rendered frame (the same fields as :class:`engine.pipeline.FrameResult`)."""
-
-    index: int
-    image: np.ndarray
-    progress: float
+#: One rendered frame: the contract's :class:`engine.animator.FrameResult`.
+PortraitFrame = FrameResult
 
 
 def fit_to_max_size(image: np.ndarray, max_size: int) -> np.ndarray:
@@ -203,7 +209,11 @@ def clamp_shape(shape: np.ndarray, mean: np.ndarray, std: np.ndarray, limit: flo
 
 
 class PortraitAnimator:
-    """Render a portrait at its own resolution, driven by the motion MoE (module docstring)."""
+    """Render a portrait at its own resolution, driven by the motion MoE (module docstring); the ``"portrait"``
+    renderer of :class:`engine.animator.Animator`."""
+
+    capabilities: ClassVar[Capabilities] = PORTRAIT_CAPABILITIES
+    renderer: ClassVar[str] = "portrait"
 
     def __init__(self, motion: MotionModel, cfg: TransferConfig | None = None,
                  calibration: PortraitCalibration | None = None) -> None:
@@ -246,7 +256,7 @@ class PortraitAnimator:
         return emotion_weights_from_text(text)
 
     # ------------------------------------------------------------------ preparation
-    def prepare(self, portrait, audio=None, fps: int | None = None, num_frames: int | None = None,
+    def prepare(self, portrait, audio=None, *, fps: int | None = None, num_frames: int | None = None,
                 max_size: int | None = None, mesh: np.ndarray | None = None,
                 max_duration: float | None = audio_io.DEFAULT_MAX_DURATION,
                 life: LifeConfig | None = None) -> PreparedPortrait:
@@ -498,11 +508,13 @@ class PortraitAnimator:
         return control.validated(len(self.emotions))
 
     # ------------------------------------------------------------------ rendering
-    def render_frame(self, prepared: PreparedPortrait, frame_index: int = 0, gates: GateSpec = None,
-                     cancel=None, **_sampling: object) -> np.ndarray:
-        """One frame at the portrait's resolution (sampling options of the pixel model are ignored)."""
-        if not 0 <= frame_index < max(prepared.num_frames, 1):
-            raise EmotionSpecError(f"frame {frame_index} is outside the clip (0..{prepared.num_frames - 1})")
+    def render_frame(self, prepared: PreparedPortrait, frame_index: int = 0, gates: GateSpec = None, *,
+                     cancel: CancelToken | None = None, **sampling: object) -> np.ndarray:
+        """One frame at the portrait's resolution. ``sampling``: the contract's sampling options
+        (:data:`engine.animator.SAMPLING_OPTIONS`), which this renderer has none of (accepted, unused); any other
+        keyword is refused (TypeError)."""
+        check_options("render_frame", sampling, SAMPLING_OPTIONS | {"cancel"})
+        check_frame_index(prepared, frame_index)
         if cancel is not None and cancel.cancelled:
             raise CancelledError("render cancelled")
         rig = prepared.rig
@@ -539,15 +551,15 @@ class PortraitAnimator:
         strength = float(np.clip((gap - max(own_gap, 0.0)) / (0.5 * max(own_gap, 1e-6)), 0.0, 1.0)) * fade_in
         draw_mouth_interior(frame, upper, lower, strength, rig.mouth_palette)
 
-    def render_clip(self, prepared: PreparedPortrait, gates: GateSpec = None, start: int = 0, stop: int | None = None,
-                    cancel=None, on_frame: Callable[[int], None] | None = None,
-                    **_sampling: object) -> Iterator[PortraitFrame]:
-        """Frames ``start .. stop - 1`` one at a time (streamed: memory stays flat however long the clip)."""
-        stop = prepared.num_frames if stop is None else int(stop)
-        if not 0 <= start < stop <= prepared.num_frames:
-            raise EmotionSpecError(f"frame range {start}..{stop} is outside the clip (0..{prepared.num_frames})")
+    def render_clip(self, prepared: PreparedPortrait, gates: GateSpec = None, *, start: int = 0,
+                    stop: int | None = None, cancel: CancelToken | None = None,
+                    on_frame: Callable[[int], None] | None = None, **sampling: object) -> Iterator[FrameResult]:
+        """Frames ``start .. stop - 1`` one at a time (streamed: memory stays flat however long the clip).
+        ``sampling``: as :meth:`render_frame` (unknown keywords are refused, TypeError)."""
+        check_options("render_clip", sampling, SAMPLING_OPTIONS | {"start", "stop", "cancel", "on_frame"})
+        stop = check_frame_range(prepared, start, stop)
         for index in range(start, stop):
-            image = self.render_frame(prepared, index, gates, cancel)
+            image = self.render_frame(prepared, index, gates, cancel=cancel)
             if on_frame is not None:
                 on_frame(index)
             yield PortraitFrame(index, image, (index - start + 1) / (stop - start))

@@ -1,7 +1,7 @@
-"""``moee-studio [PROJECT] [--model DIR] [--frame portrait|crop] [--portrait IMG] [--audio WAV] [--screenshot OUT.png]``.
+"""``moee-studio [PROJECT] [--model DIR] [--renderer portrait|pixel] [--portrait IMG] [--audio WAV] [--screenshot OUT.png]``.
 
-``--frame portrait`` (default) renders the portrait at its own resolution (long side capped at 1024);
-``--frame crop`` uses the pixel model's small face crop. ``--screenshot`` renders the window offscreen once the first preview frame is shown, saves it as a
+``--renderer portrait`` (default) renders the portrait at its own resolution (long side capped at 1024);
+``--renderer pixel`` uses the pixel model's small face crop (``--frame portrait|crop``, the old name, still works). ``--screenshot`` renders the window offscreen once the first preview frame is shown, saves it as a
 PNG and exits (set ``QT_QPA_PLATFORM=offscreen`` on a machine without a display).
 """
 
@@ -18,9 +18,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("project", nargs="?", help="a .moee project file to open")
     parser.add_argument("--model", default=None,
                         help="model folder (default: the bundled demo model; 'tiny' = untrained tiny model)")
-    parser.add_argument("--frame", choices=("portrait", "crop"), default="portrait",
-                        help="portrait: render the portrait at its own resolution (default); crop: the pixel "
-                             "model's small face crop")
+    from studio.engine_api import add_renderer_arguments
+
+    add_renderer_arguments(parser)
     parser.add_argument("--portrait", default=None, help="portrait image to start with")
     parser.add_argument("--audio", default=None, help="speech audio to start with")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto (default cpu)")
@@ -33,13 +33,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _demo_inputs(frame: str = "portrait") -> tuple[str | None, str | None]:
+def _demo_inputs(renderer: str = "portrait") -> tuple[str | None, str | None]:
     """The bundled demo portrait and speech: the 256 px photo for the portrait path (the 128 px
     portrait's face is too small to animate at its own resolution), the 128 px portrait for the crop."""
     from studio.engine_api import demo_inputs
 
     portrait, audio, photo = demo_inputs()
-    if frame == "portrait" and photo.exists():
+    if renderer == "portrait" and photo.exists():
         portrait = photo
     return (str(portrait) if portrait.exists() else None, str(audio) if audio.exists() else None)
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
         settings.use_settings_file(Path(tempfile.mkdtemp(prefix="moee-shot-")) / "settings.ini")
     window = MainWindow(model_dir=args.model, show_dialogs=not args.screenshot, device=args.device,
-                        frame=args.frame)
+                        renderer=args.renderer)
     if args.screenshot:
         window.resize(1600, 980)
     window.show()
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         window.offer_recovery()
     portrait, audio = args.portrait, args.audio
     if args.screenshot and not args.project and portrait is None:
-        portrait, audio = _demo_inputs(args.frame)
+        portrait, audio = _demo_inputs(args.renderer)
     if audio:
         window.open_audio(audio)
     if portrait:

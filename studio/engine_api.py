@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 # Light engine names the studio uses directly, re-exported so this module stays the one doorway.
+from engine.animator import CancelToken  # the contract's token (light: no torch, no diffusers)
 from engine.atomic import atomic_path, atomic_write_text
 from engine.batch import REPORT_FILE as BATCH_REPORT_FILE
 from engine.batch import BatchDefaults, ManifestError, plan_batch, read_manifest, run_batch
@@ -31,7 +32,7 @@ from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE,
 
 __all__ = [
     "BATCH_REPORT_FILE", "BatchDefaults", "ManifestError", "plan_batch", "read_manifest", "run_batch",
-    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
+    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "CancelToken", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
     "MAX_HEAD_MOTION", "DEFAULT_PORTRAIT_CAP", "CancelledError", "LifeConfig", "MoEEError", "atomic_path",
     "atomic_write_text", "mix_to_vector", "normalise", "parse_mix",
 ]
@@ -57,9 +58,10 @@ def configure_threads() -> None:
 
 
 TINY = "tiny"  # pseudo model folder: an untrained tiny pixel model (tests, screenshots without assets)
-#: Render modes: ``"portrait"`` = the user's portrait at its own resolution (engine.portrait, default);
-#: ``"crop"`` = the pixel U-Net's small face crop (engine.pipeline; also what ``"tiny"`` loads).
-FRAME_MODES = ("portrait", "crop")
+#: Renderers (engine.animator.RENDERERS): ``"portrait"`` = the user's portrait at its own resolution
+#: (engine.portrait, default); ``"pixel"`` = the pixel U-Net's small face crop (engine.pipeline; also what
+#: ``"tiny"`` loads).
+RENDERERS = ("portrait", "pixel")
 #: Files a model folder needs for the portrait path.
 MOTION_FILES = ("motion.safetensors", "motion.json")
 
@@ -80,25 +82,49 @@ def has_motion_model(model_dir: str | None) -> bool:
     return all((Path(folder) / name).is_file() for name in MOTION_FILES)
 
 
-def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0, frame: str = "portrait") -> Any:
-    """Build the animator the studio renders with.
+def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0, renderer: str = "portrait") -> Any:
+    """Build the animator the studio renders with: :func:`engine.animator.load_animator`, the one function
+    that picks a renderer (the CLI's too), with its one fallback rule: a folder without a motion model is
+    animated by the bundled motion model on the portrait renderer. ``None`` = the bundled model.
 
-    ``frame="portrait"`` (default): a :class:`engine.portrait.PortraitAnimator` that renders the portrait
-    at its own resolution (long side capped at 1024), when the folder holds the motion model; a folder
-    without one falls back to the crop model. ``"tiny"`` or ``frame="crop"``: the pixel model
-    (:class:`engine.pipeline.Animator`, ``"tiny"`` = random tiny model). ``None`` = the bundled model.
+    ``"tiny"`` is a pseudo folder naming an untrained tiny pixel model (tests, screenshots): the pixel renderer.
+    The portrait renderer runs on the CPU, so ``device`` reaches the pixel renderer only.
     """
-    if frame not in FRAME_MODES:
-        raise ValueError(f"unknown frame mode {frame!r}; choose one of {', '.join(FRAME_MODES)}")
-    if model_dir != TINY and frame == "portrait" and has_motion_model(model_dir):
-        return load_portrait_animator(model_dir)
-    from engine.pipeline import Animator
+    from engine.animator import check_renderer
+    from engine.animator import load_animator as _load
 
+    check_renderer(renderer)
     if model_dir == TINY:
         from engine.config import tiny_config
+        from engine.pipeline import Animator
 
         return Animator.from_config(tiny_config(), device=device, seed=seed)
-    return Animator.from_pretrained(model_dir, device=device)
+    return _load(model_dir, renderer, device=device if renderer == "pixel" else "cpu", note=lambda _text: None)
+
+
+def add_renderer_arguments(parser: Any) -> None:
+    """``--renderer portrait|pixel`` (and the deprecated ``--frame portrait|crop``), as ``moee render`` has them."""
+    from engine.cli import add_renderer_arguments as _add
+
+    _add(parser)
+
+
+def capabilities(animator: Any) -> Any:
+    """The animator's :class:`engine.animator.Capabilities` (what the UI shows and hides)."""
+    from engine.animator import capabilities_of
+
+    return capabilities_of(animator)
+
+
+def can(animator: Any, capability: str) -> bool:
+    """Whether the animator has one capability by name (``"sampling"``, ``"life"``, ``"gate_maps"``, ...)."""
+    return capability in capabilities(animator).names()
+
+
+def sampling_options(animator: Any, **options: Any) -> dict[str, Any]:
+    """``options`` (steps, seed, ...) where the animator samples, else none: the portrait renderer has no
+    sampling, so the studio does not pretend to set it."""
+    return dict(options) if can(animator, "sampling") else {}
 
 
 def warm_up() -> None:
@@ -114,40 +140,36 @@ def warm_up() -> None:
 def load_portrait_animator(model_dir: str | None = None) -> Any:
     """The portrait animator of a model folder (``None`` = the bundled model).
 
-    Built from its motion model directly: ``PortraitAnimator.from_pretrained`` imports the pixel
-    pipeline (diffusers, about 4 s) only for the default folder's name, which delayed the first preview.
+    Built from its motion model directly (engine.animator.load_animator does not import the pixel pipeline,
+    diffusers, about 4 s, which would delay the first preview).
     """
-    from engine.config import DEFAULT_MODEL_DIR
-    from engine.motion import MotionModel
-    from engine.portrait import PortraitAnimator
-
-    return PortraitAnimator(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR))
+    return load_animator(model_dir, renderer="portrait")
 
 
 def is_portrait_animator(animator: Any) -> bool:
-    """True for an animator that renders at the portrait's own resolution (engine.portrait)."""
-    from engine.portrait import PortraitAnimator
-
-    return isinstance(animator, PortraitAnimator)
+    """True for an animator that renders at the portrait's own resolution (its ``full_resolution`` capability)."""
+    return can(animator, "full_resolution")
 
 
 def animator_label(animator: Any) -> str:
     """A short name of the loaded model for the status bar."""
-    if is_portrait_animator(animator):
+    if can(animator, "full_resolution"):
         return "portrait (motion MoE)"
     return str(getattr(getattr(animator, "cfg", None), "name", "model"))
 
 
-def apply_life(prepared: Any, life: LifeConfig | None) -> None:
-    """Give prepared inputs the blinks, head motion and gaze to render with (renderers without them ignore it)."""
-    if life is not None and hasattr(prepared, "life"):
+def apply_life(prepared: Any, life: LifeConfig | None, animator: Any = None) -> None:
+    """Give prepared inputs the blinks, head motion and gaze to render with (where the renderer has ``life``;
+    ``animator`` None: where the prepared inputs carry it)."""
+    if life is None:
+        return
+    if (can(animator, "life") if animator is not None else hasattr(prepared, "life")):
         prepared.life = life
 
 
 def gate_maps(animator: Any) -> Any:
     """The model's local gate maps of the last frame (heat maps), or ``None`` where it has none."""
-    last = getattr(animator, "last_gate_maps", None)
-    return last() if callable(last) else None
+    return animator.last_gate_maps() if can(animator, "gate_maps") else None
 
 
 def load_expert_pack(animator: Any, path: str) -> str:
@@ -156,12 +178,11 @@ def load_expert_pack(animator: Any, path: str) -> str:
     Both renderers load packs: the portrait path a motion expert pack (``moee train expert``, the trainer panel),
     the pixel model a pixel pack; a pack of the other kind is refused with a message saying which it is.
     """
-    load = getattr(animator, "load_expert_pack", None)
-    if load is None:
+    if not can(animator, "custom_experts"):
         from engine.errors import EmotionSpecError
 
         raise EmotionSpecError("this renderer cannot load custom expert packs")
-    return str(load(path))
+    return str(animator.load_expert_pack(path))
 
 
 def voice_emotion_keyframes(emotions: Any, audio: Any, num_frames: int, fps: float) -> list[tuple[int, list[float]]]:
@@ -190,28 +211,6 @@ def face_width(landmarks: np.ndarray | None) -> float | None:
         return None
     xs = np.asarray(landmarks, np.float64)[:, 0]
     return float(xs.max() - xs.min())
-
-
-class CancelToken:
-    """The engine's cancel token (``engine.pipeline.CancelToken``'s interface: ``cancel``, ``cancelled``,
-    ``check``), without importing the pixel pipeline: that imports diffusers (about 4 s) and the
-    portrait renderer never needs it, so the first preview does not wait for it."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def check(self) -> None:
-        if self._event.is_set():
-            raise CancelledError("render cancelled")
 
 
 def cancel_token() -> Any:

@@ -241,7 +241,7 @@ class ExportJob(QObject):
             prepared = self.prepared
             portrait, audio, duration = self.prepare_args or (None, None, None)
             new_fps = bool(self.fps) and int(self.fps) != int(prepared.fps)
-            new_cap = self.max_size is not None and engine_api.is_portrait_animator(self.animator)
+            new_cap = self.max_size is not None and engine_api.can(self.animator, "full_resolution")
             if (new_fps or new_cap) and self.prepare_args is not None:
                 prepared = engine_api.prepare_inputs(self.animator, portrait, audio, duration,
                                                      fps=int(self.fps or prepared.fps),
@@ -289,7 +289,8 @@ class ExportDialog(QDialog):
         prepared = window.service.prepared_inputs
         num_frames = int(prepared.num_frames) if prepared is not None else 1
         fps = int(prepared.fps) if prepared is not None else window.doc.render.fps
-        self.portrait_mode = engine_api.is_portrait_animator(window.service.animator)
+        self.portrait_mode = engine_api.can(window.service.animator, "full_resolution")
+        self.samples = engine_api.can(window.service.animator, "sampling")  # steps and seed apply
         self.render_size = ((int(prepared.portrait.shape[1]), int(prepared.portrait.shape[0]))
                             if prepared is not None else (1, 1))
         source = window.doc.state.portrait_path
@@ -370,7 +371,7 @@ class ExportDialog(QDialog):
         form.addRow("Seed", self.seed)
         form.addRow("Estimate", self.estimate)
         self.form = form
-        if self.portrait_mode:
+        if not self.samples:
             # the portrait renderer has no sampling steps or seed: no fields that look editable but do nothing
             form.setRowVisible(self.steps, False)
             form.setRowVisible(self.seed, False)
@@ -458,7 +459,7 @@ class ExportDialog(QDialog):
         rw, rh = self.render_size
         cw, ch = self.capped_render_size()
         steps = 1.0
-        if not self.portrait_mode and getattr(result, "steps", 0):
+        if self.samples and getattr(result, "steps", 0):
             steps = self.steps.value() / max(1, int(result.steps))
         ow, oh = self.output_size()
         encode = ENCODE_SECONDS_PER_MEGAPIXEL.get(self.fmt(), 0.05) * ow * oh / 1e6

@@ -118,11 +118,11 @@ class MainWindow(QMainWindow):
         show_dialogs: bool = True,
         autosave: bool = True,
         device: str = "cpu",
-        frame: str = "portrait",
+        renderer: str = "portrait",
     ) -> None:
         super().__init__()
         self.device = device
-        self.frame_mode = frame  # "portrait" (own resolution) or "crop" (the pixel model), see engine_api
+        self.renderer = renderer  # "portrait" (own resolution) or "pixel" (the pixel model), see engine_api
         self.setWindowTitle("MoEE Studio")
         self.show_dialogs = show_dialogs
         self.doc = Document(self)
@@ -538,14 +538,14 @@ class MainWindow(QMainWindow):
     def load_model(self, model_dir: str | None) -> None:
         """Load a model folder on the worker (``None`` = bundled demo, else the tiny random model).
 
-        The bundled model renders the portrait at its own resolution (``frame="portrait"``).
+        The bundled model renders the portrait at its own resolution (``renderer="portrait"``).
         """
         if model_dir is None:
             model_dir = engine_api.default_model_dir() or engine_api.TINY
         self.doc.state.model_dir = model_dir
         self.trainer.base_model = model_dir
         self.model_label.setText("loading model…")
-        self.service.load_model(model_dir, self.device, self.frame_mode)
+        self.service.load_model(model_dir, self.device, self.renderer)
         if self.canvas.portrait is None and self.canvas.loading_text:
             self.canvas.set_loading_text(LOADING_MODEL)
 
@@ -719,7 +719,7 @@ class MainWindow(QMainWindow):
     def preview_is_final(self) -> bool:
         """True when a preview frame is already the export's frame (the portrait path has no sampling
         steps, so no refine pass is rendered)."""
-        return engine_api.is_portrait_animator(self.service.animator)
+        return not engine_api.can(self.service.animator, "sampling")
 
     def request_refine(self) -> int:
         """Full-quality render of the same state (after the user paused)."""

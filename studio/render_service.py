@@ -2,7 +2,7 @@
 
 The UI posts requests; the engine thread (:mod:`studio.engine_thread`, a one-thread QThreadPool)
 runs them one at a time against the engine's animator (``PortraitAnimator`` by default: frames at
-the portrait's own resolution; the crop model's ``Animator`` in tiny/crop mode):
+the portrait's own resolution; the pixel model's ``Animator`` with ``--renderer pixel`` or the tiny model):
 
 * *tasks* (load model, prepare portrait+audio, text -> mix, load expert pack) run in order;
 * *renders* keep only the newest request, with the live policy artists know from Krita AI
@@ -103,13 +103,13 @@ class RenderService(QObject):
         self.life: engine_api.LifeConfig | None = None
 
     # ------------------------------------------------------------ requests
-    def load_model(self, model_dir: str | None, device: str = "cpu", frame: str = "portrait") -> None:
-        """Load a model folder on the worker (``"tiny"`` = random tiny model; ``frame`` see engine_api)."""
+    def load_model(self, model_dir: str | None, device: str = "cpu", renderer: str = "portrait") -> None:
+        """Load a model folder on the worker (``"tiny"`` = random tiny model; ``renderer`` see engine_api)."""
 
         def task() -> None:
             try:
                 engine_api.configure_threads()  # every core renders (the engine releases the GIL in its kernels)
-                animator = engine_api.load_animator(model_dir, device=device, frame=frame)
+                animator = engine_api.load_animator(model_dir, device=device, renderer=renderer)
                 engine_api.warm_up()
             except Exception as exc:
                 self._emit(self.modelFailed, _message(exc))
@@ -344,9 +344,10 @@ class RenderService(QObject):
                 if prepared is None or job.frame >= int(getattr(prepared, "num_frames", 1)):
                     return
                 gates = engine_api.fit_gates(job.schedule(job.frame), len(self.animator.emotions))
-                engine_api.apply_life(prepared, self.life)
-                image = self.animator.render_frame(prepared, job.frame, gates, steps=self.flipbook_steps,
-                                                   seed=self.flipbook_seed, cancel=token)
+                engine_api.apply_life(prepared, self.life, self.animator)
+                sampling = engine_api.sampling_options(self.animator, steps=self.flipbook_steps,
+                                                       seed=self.flipbook_seed)
+                image = self.animator.render_frame(prepared, job.frame, gates, cancel=token, **sampling)
         except CancelledError:
             return
         except Exception:
@@ -373,10 +374,9 @@ class RenderService(QObject):
                 prepared = self.prepared_inputs
                 frame = min(max(0, req.frame), max(0, int(getattr(prepared, "num_frames", 1)) - 1))
                 gates = engine_api.fit_gates(req.gates, len(self.animator.emotions))
-                engine_api.apply_life(prepared, self.life)
-                image = self.animator.render_frame(
-                    prepared, frame, gates, steps=req.steps, seed=req.seed, cancel=token
-                )
+                engine_api.apply_life(prepared, self.life, self.animator)
+                sampling = engine_api.sampling_options(self.animator, steps=req.steps, seed=req.seed)
+                image = self.animator.render_frame(prepared, frame, gates, cancel=token, **sampling)
                 maps = engine_api.gate_maps(self.animator)
         except CancelledError:
             self._emit(self.renderCancelled, req.request_id)

@@ -203,7 +203,7 @@ def test_face_picks_one_of_several_and_a_missing_one_is_refused(world, faces, ca
               "--face 3 asks for face 3 from the left, but 2 faces were found")
     _run_case(world, capsys, lambda w: None,
               lambda w: ["render", str(faces["one"]), "speech.wav", "-o", "out.mp4", "--frame", "crop", "--face", "1"],
-              "--face picks a face for --frame portrait")
+              "--face picks a face for --renderer portrait")
     assert main(["render", str(faces["two"]), "speech.wav", "-o", "two.mp4", "--face", "2"]) == 0
     from engine.video import probe_video
 

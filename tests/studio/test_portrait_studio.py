@@ -63,7 +63,7 @@ def test_default_model_is_the_portrait_animator() -> None:
 
     assert engine_api.has_motion_model(None)
     assert engine_api.is_portrait_animator(engine_api.load_animator(None))
-    assert not engine_api.is_portrait_animator(engine_api.load_animator(None, frame="crop"))
+    assert not engine_api.is_portrait_animator(engine_api.load_animator(None, renderer="pixel"))
     assert not engine_api.is_portrait_animator(engine_api.load_animator(engine_api.TINY))
 
 
