@@ -23,11 +23,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from engine.errors import CancelledError, EmotionSpecError
+
+if TYPE_CHECKING:  # annotations only: importing the contract (and so `moee`'s parser) loads no numpy
+    import numpy as np
 
 #: The renderers :func:`load_animator` builds, default first.
 RENDERERS = ("portrait", "pixel")

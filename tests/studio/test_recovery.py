@@ -245,10 +245,10 @@ def test_closing_while_the_model_loads_prints_nothing(qtbot, animator, monkeypat
     started, release = threading.Event(), threading.Event()
     real_load = engine_api.load_animator
 
-    def slow_load(model_dir: str | None, device: str = "cpu", seed: int = 0, frame: str = "portrait"):
+    def slow_load(model_dir: str | None, **options):
         started.set()
         release.wait(30)
-        return real_load(model_dir, device=device, seed=seed, frame=frame)
+        return real_load(model_dir, **options)
 
     monkeypatch.setattr(engine_api, "load_animator", slow_load)
     monkeypatch.setattr(render_service, "SHUTDOWN_WAIT_MS", 100, raising=False)
