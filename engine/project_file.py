@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.emotions import normalise
 from engine.errors import EmotionSpecError
+from engine.interpolation import INTERPOLATIONS, ease, key_bracket
 from engine.moee import GateControl
 
 FORMAT = "moee-project"
@@ -33,7 +34,6 @@ VERSION = 2
 SUFFIX = ".moee"
 #: Largest mask side (pixels), checked on the PNG header before its pixels are decoded.
 MAX_MASK_SIDE = 1024
-INTERPOLATIONS = ("linear", "smoothstep")
 #: The render settings a batch job takes from a project, with their allowed ranges.
 RENDER_RANGES: dict[str, tuple[float, float]] = {
     "fps": (1, 240), "seed": (0, 2**32 - 1), "blinks_per_minute": (0.0, 60.0), "head_motion": (0.0, 3.0),
@@ -109,16 +109,8 @@ class Project:
 
 def _bracket(keys: Sequence[KeyedGates], frame: float, mode: str) -> tuple[KeyedGates, KeyedGates, float]:
     """The keys around ``frame`` (sorted, non-empty) and the eased blend weight between them."""
-    if frame <= keys[0].frame:
-        return keys[0], keys[0], 0.0
-    if frame >= keys[-1].frame:
-        return keys[-1], keys[-1], 0.0
-    for left, right in zip(keys, keys[1:], strict=False):
-        if left.frame <= frame <= right.frame:
-            span = right.frame - left.frame
-            t = 0.0 if span == 0 else (frame - left.frame) / span
-            return left, right, t * t * (3.0 - 2.0 * t) if mode == "smoothstep" else t
-    return keys[-1], keys[-1], 0.0
+    left, right, t = key_bracket(keys, frame)
+    return left, right, ease(t, mode)
 
 
 class _Reader:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-INTERPOLATIONS = ("linear", "smoothstep")
+from studio.engine_api import INTERPOLATIONS as INTERPOLATIONS  # the timeline's modes, re-exported
+from studio.engine_api import ease, key_bracket
 
 
 @dataclass
@@ -47,35 +48,12 @@ class Keyframe:
         )
 
 
-def ease(t: float, mode: str) -> float:
-    """Map the linear fraction ``t`` in 0..1 through the interpolation ``mode``."""
-    t = min(1.0, max(0.0, float(t)))
-    if mode == "smoothstep":
-        return t * t * (3.0 - 2.0 * t)
-    if mode == "linear":
-        return t
-    raise ValueError(f"unknown interpolation {mode!r}; choose one of {INTERPOLATIONS}")
-
-
-def _bracket(keys: Sequence[Keyframe], frame: float) -> tuple[Keyframe, Keyframe, float]:
-    """The keyframes around ``frame`` and the linear fraction between them (keys sorted, non-empty)."""
-    if frame <= keys[0].frame:
-        return keys[0], keys[0], 0.0
-    if frame >= keys[-1].frame:
-        return keys[-1], keys[-1], 0.0
-    for left, right in zip(keys, keys[1:], strict=False):
-        if left.frame <= frame <= right.frame:
-            span = right.frame - left.frame
-            return left, right, 0.0 if span == 0 else (frame - left.frame) / span
-    return keys[-1], keys[-1], 0.0  # unreachable for sorted keys
-
-
 def weights_at(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep") -> list[float] | None:
     """Interpolated slider values at ``frame`` (``None`` when there is no keyframe)."""
     ordered = sorted(keys, key=lambda k: k.frame)
     if not ordered:
         return None
-    left, right, t = _bracket(ordered, frame)
+    left, right, t = key_bracket(ordered, frame)
     u = ease(t, mode)
     n = max(len(left.weights), len(right.weights))
     a = list(left.weights) + [0.0] * (n - len(left.weights))
@@ -91,7 +69,7 @@ def mask_bracket(keys: Sequence[Keyframe], frame: float, mode: str = "smoothstep
     ordered = sorted((k for k in keys if k.keys_masks), key=lambda k: k.frame)
     if not ordered:
         return None
-    left, right, t = _bracket(ordered, frame)
+    left, right, t = key_bracket(ordered, frame)
     return left, right, ease(t, mode)
 
 
