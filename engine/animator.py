@@ -93,6 +93,8 @@ class Capabilities:
     face_choice: bool = False
     #: Renders at the portrait's own resolution (else the model's small face crop).
     full_resolution: bool = False
+    #: Can paste its face crop back into the portrait at the portrait's resolution (``--paste-back``).
+    paste_back: bool = False
     #: Local gate heat maps of the last preview (``last_gate_maps``).
     gate_maps: bool = False
     #: Runs on an accelerator (``--device``); False: the CPU only.
@@ -106,7 +108,8 @@ class Capabilities:
 PORTRAIT_CAPABILITIES = Capabilities(custom_experts=True, voice_tone=True, life=True, face_choice=True,
                                      full_resolution=True)
 PIXEL_CAPABILITIES = Capabilities(sampling=True, guidance=True, calibration=True, keep_background=True, crop=True,
-                                  custom_experts=True, voice_tone=True, gate_maps=True, device=True)
+                                  custom_experts=True, voice_tone=True, gate_maps=True, device=True,
+                                  paste_back=True)
 #: Each renderer's capabilities, by :data:`RENDERERS` name.
 RENDERER_CAPABILITIES: dict[str, Capabilities] = {"portrait": PORTRAIT_CAPABILITIES, "pixel": PIXEL_CAPABILITIES}
 

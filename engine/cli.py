@@ -183,6 +183,9 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
                    default=DEFAULT_MAX_SIZE, help=f"cap of the output's long side in pixels (default {DEFAULT_MAX_SIZE})")
     p.add_argument("--crop", default=None, choices=["auto", "face", "none"],
                    help=f"face crop of --renderer pixel (default {PIXEL_DEFAULTS['crop']})")
+    p.add_argument("--paste-back", choices=("yes", "no"), default=None,
+                   help="--renderer pixel: paste each generated face crop back into the portrait at its own size "
+                        "(long side capped by --max-size, feathered seam; default yes) or output the crop (no)")
     p.add_argument("--face", type=number_flag("--face", low=1, integer=True), default=None, metavar="N",
                    help="which face to animate when the portrait shows several: 1 = the leftmost (--renderer portrait)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (--renderer pixel; the portrait "
@@ -224,7 +227,7 @@ FLAG_CAPABILITIES: dict[str, tuple[str, str]] = {
     "steps": ("sampling", "--steps"), "sampler": ("sampling", "--sampler"), "strength": ("sampling", "--strength"),
     "guidance": ("guidance", "--guidance"), "lip_guidance": ("guidance", "--lip-guidance"),
     "keep_background": ("keep_background", "--keep-background"), "calibration": ("calibration", "--calibration"),
-    "crop": ("crop", "--crop"), "blinks": ("life", "--blinks"), "head_motion": ("life", "--head-motion"),
+    "crop": ("crop", "--crop"), "paste_back": ("paste_back", "--paste-back"), "blinks": ("life", "--blinks"), "head_motion": ("life", "--head-motion"),
     "gaze": ("life", "--gaze")}
 
 
@@ -553,7 +556,8 @@ def run_render(args: argparse.Namespace) -> int:
         print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
     prepared = animator.prepare(checked.portrait, checked.audio, crop=args.crop, emotion_text=args.text,
                                 emotion_audio=checked.emotion_audio, fps=args.fps,
-                                max_duration=args.max_duration, num_frames=silent_frames(args, animator.cfg.fps))
+                                max_duration=args.max_duration, num_frames=silent_frames(args, animator.cfg.fps),
+                                paste_back=args.paste_back != "no", paste_max_size=args.max_size)
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)
@@ -570,7 +574,8 @@ def run_render(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite, duration=args.duration, **common)
     finally:
         bar.close()
-    print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps)")
+    frame = prepared.portrait if prepared.paste_portrait is None else prepared.paste_portrait
+    print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {frame.shape[1]}x{frame.shape[0]})")
     return 0
 
 

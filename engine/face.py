@@ -362,6 +362,46 @@ def crop_face(image: np.ndarray, landmarks: FaceLandmarks | np.ndarray, size: in
     return crop, transform
 
 
+#: Width of the seam where a generated face crop fades into the portrait (fraction of the crop's side).
+PASTE_FEATHER = 0.06
+
+
+def paste_mask(size: int, feather: float = PASTE_FEATHER) -> np.ndarray:
+    """Float32 ``size x size`` weight of a generated crop: 1 inside the crop's inscribed disc, falling
+    (smoothstep) to exactly 0 at its rim over ``feather`` x ``size`` pixels; 0 in the corners."""
+    if not 0 < feather < 0.5:
+        raise InputImageError(f"paste feather must be between 0 and 0.5 of the crop, got {feather}")
+    centre = (size - 1) / 2
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    distance = np.hypot(xx - centre, yy - centre)
+    t = np.clip((size / 2 - distance) / (feather * size), 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def paste_back(portrait: np.ndarray, frame: np.ndarray, transform: CropTransform | np.ndarray,
+               feather: float = PASTE_FEATHER) -> np.ndarray:
+    """A generated crop put back into the portrait it was cut from, at the portrait's resolution.
+
+    ``transform``: the crop's :class:`CropTransform` or its ``(2, 3)`` matrix (portrait pixels -> crop pixels,
+    whatever the crop's size: ``frame`` may be smaller, e.g. the model's 64 px). The frame is warped back by
+    the inverse transform and blended through :func:`paste_mask` (a soft disc, ``feather`` x the crop side
+    wide), so pixels outside the disc are the portrait's own, bit for bit. Returns RGB uint8 of the
+    portrait's shape.
+    """
+    matrix = np.asarray(transform.matrix if isinstance(transform, CropTransform) else transform, np.float64)
+    crop_side = transform.size if isinstance(transform, CropTransform) else frame.shape[0]
+    height, width = portrait.shape[:2]
+    scaled = matrix * (frame.shape[0] / crop_side)  # portrait -> frame pixels
+    inverse = cv2.invertAffineTransform(scaled)
+    warped = cv2.warpAffine(np.ascontiguousarray(frame), inverse, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(paste_mask(frame.shape[0], feather), inverse, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
+    blended = portrait.astype(np.float32) * (1 - weight) + warped.astype(np.float32) * weight
+    out = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return np.where(weight > 0, out, portrait)
+
+
 # ----------------------------------------------------------------------------------------------
 # Person matte
 # ----------------------------------------------------------------------------------------------

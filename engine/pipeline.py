@@ -37,7 +37,7 @@ from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
 from engine.config import DEFAULT_MODEL_DIR, MAX_FPS, ModelConfig, SamplingConfig, sampling_value_problem
 from engine.errors import EmotionSpecError, InputImageError, NoFaceError
-from engine.face import keep_background, portrait_background_weight
+from engine.face import keep_background, paste_back, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
 from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl, GateSpec
@@ -55,6 +55,8 @@ SQUARE_TOLERANCE = 0.1
 #: A face at least this wide (fraction of a square image) means the image is already a framed portrait.
 FRAMED_FACE_WIDTH = 0.35
 SEED_STRIDE = 1_000_003
+#: Long side of the portrait a frame is pasted back into when no ``paste_max_size`` is given.
+PASTE_MAX_SIDE = 1024
 #: Growth of the mouth region that gets ``SamplingConfig.mouth_guidance_scale`` (x the mouth width).
 GUIDANCE_MOUTH_DILATE = 0.6
 
@@ -90,6 +92,10 @@ class PreparedInputs:
     # (``background_checked``); None when no person was found in the portrait.
     background_weight: np.ndarray | None = None
     background_checked: bool = False
+    # prepare(paste_back=True): the portrait (long side capped) each frame is pasted back into, and the
+    # (2, 3) matrix from its pixels to the crop's; None: frames are the crop itself.
+    paste_portrait: np.ndarray | None = None
+    paste_matrix: np.ndarray | None = None
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -283,6 +289,33 @@ def tensor_to_images(images: torch.Tensor) -> np.ndarray:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
+def centre_square_matrix(shape: tuple[int, ...], size: int) -> np.ndarray:
+    """The ``(2, 3)`` matrix from image pixels to its centre square resized to ``size`` (as
+    :func:`engine.image.center_crop_square` then :func:`engine.image.resize`)."""
+    height, width = shape[:2]
+    side = min(height, width)
+    scale = size / side
+    # Pixel centres: x_crop = (x - left + 0.5) * scale - 0.5.
+    shift = [(0.5 - (width - side) // 2) * scale - 0.5, (0.5 - (height - side) // 2) * scale - 0.5]
+    return np.array([[scale, 0.0, shift[0]], [0.0, scale, shift[1]]])
+
+
+def paste_target(image: np.ndarray, matrix: np.ndarray, max_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The portrait frames are pasted back into (long side capped at ``max_size``, None: :data:`PASTE_MAX_SIDE`)
+    and ``matrix`` (image -> crop pixels) rewritten for it."""
+    cap = PASTE_MAX_SIDE if max_size is None else int(max_size)
+    height, width = image.shape[:2]
+    if max(height, width) <= cap:
+        return image, np.asarray(matrix, np.float64)
+    scale = cap / max(height, width)
+    target = resize(image, (max(1, round(width * scale)), max(1, round(height * scale))))
+    sx, sy = target.shape[1] / width, target.shape[0] / height
+    # Target -> image pixels (pixel centres): x = (x_t + 0.5) / s - 0.5.
+    shrink, offset = np.diag([1 / sx, 1 / sy]), np.array([0.5 / sx - 0.5, 0.5 / sy - 0.5])
+    m = np.asarray(matrix, np.float64)
+    return target, np.hstack([m[:, :2] @ shrink, (m[:, :2] @ offset + m[:, 2])[:, None]])
+
+
 class Animator:
     """Loads a MoEE model and renders frames / clips of a prepared portrait (the ``"pixel"`` renderer of
     :class:`engine.animator.Animator`)."""
@@ -346,6 +379,8 @@ class Animator:
         emotion_audio: str | Path | audio_io.AudioClip | None = None,
         fps: int | None = None,
         max_duration: float | None = audio_io.DEFAULT_MAX_DURATION,
+        paste_back: bool = False,
+        paste_max_size: int | None = None,
     ) -> PreparedInputs:
         """Load, crop and encode the portrait; load the audio; cache every condition.
 
@@ -355,9 +390,13 @@ class Animator:
         ``crop``: ``face`` (find the face with MediaPipe and crop around it; error if none),
         ``none`` (centre square of the whole image), ``auto`` (face if found; an image that is
         already square is used whole; otherwise a clear NoFaceError).
+
+        ``paste_back``: every frame is put back into the portrait (inverse crop, feathered seam;
+        :func:`engine.face.paste_back`) at the portrait's resolution, long side capped at ``paste_max_size``
+        (None: :data:`PASTE_MAX_SIDE`); outside the face the frames are the portrait's own pixels.
         """
         image = load_image(portrait)
-        crop_img, landmarks, warnings = self._crop(image, crop)
+        crop_img, landmarks, warnings, matrix = self._crop(image, crop)
         clip = (audio_io.load_audio(audio, self.cfg.audio.sample_rate, max_duration=max_duration)
                 if audio is not None else None)
         fps = int(self.cfg.fps if fps is None else fps)
@@ -385,17 +424,20 @@ class Animator:
             audio_emotion = torch.from_numpy(features)[None].to(self.device, self.dtype)
         prepared = PreparedInputs(crop_img, landmarks, clip, fps, int(num_frames), ref_latent, reference, windows,
                                   tokens, text_embedding, audio_emotion, warnings)
+        if paste_back:
+            prepared.paste_portrait, prepared.paste_matrix = paste_target(image, matrix, paste_max_size)
         if clip is not None and self.use_cache:
             prepared.silent_audio_tokens = self._encode_silence(fps)
         return prepared
 
-    def _crop(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-        """The square portrait the model sees, its landmarks (crop pixels) and notes for the user."""
+    def _crop(self, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None, list[str], np.ndarray]:
+        """The square portrait the model sees, its landmarks (crop pixels), notes for the user and the
+        ``(2, 3)`` matrix from ``image`` pixels to the crop's."""
         size = self.cfg.image_size
         if mode not in ("auto", "face", "none"):
             raise InputImageError(f"unknown crop mode {mode!r}; use auto, face or none")
         if mode == "none":
-            return resize(center_crop_square(image), size), None, []
+            return resize(center_crop_square(image), size), None, [], centre_square_matrix(image.shape, size)
         from engine import face
 
         height, width = image.shape[:2]
@@ -405,16 +447,18 @@ class Animator:
         except NoFaceError:
             if mode == "auto" and square:
                 note = "no face found by MediaPipe; the whole (square) image is used as the portrait"
-                return resize(center_crop_square(image), size), None, [note]
+                return (resize(center_crop_square(image), size), None, [note],
+                        centre_square_matrix(image.shape, size))
             raise
         face_width = (found.box[2] - found.box[0]) / width
         if mode == "auto" and square and face_width >= FRAMED_FACE_WIDTH:
             # Already a framed portrait (as the model's training frames are): keep the framing.
             side = min(height, width)
             offset = np.array([(width - side) / 2, (height - side) / 2], np.float32)
-            return resize(center_crop_square(image), size), (found.points - offset) * (size / side), []
+            return (resize(center_crop_square(image), size), (found.points - offset) * (size / side), [],
+                    centre_square_matrix(image.shape, size))
         crop_img, transform = face.crop_face(image, found, size)
-        return crop_img, transform.landmarks, []
+        return crop_img, transform.landmarks, [], transform.matrix
 
     # ------------------------------------------------------------------ conditions
     def _reference(self, prepared: PreparedInputs) -> ReferenceFeatures:
@@ -560,12 +604,14 @@ class Animator:
 
     def _decode(self, latents: torch.Tensor, prepared: PreparedInputs) -> np.ndarray:
         images = tensor_to_images(self.model.decode_latents(latents))
-        if not self.cfg.sampling.keep_background:
+        if self.cfg.sampling.keep_background:
+            if not prepared.background_checked:
+                prepared.background_weight = portrait_background_weight(prepared.portrait)
+                prepared.background_checked = True
+            images = keep_background(images, prepared.portrait, prepared.background_weight)
+        if prepared.paste_portrait is None or prepared.paste_matrix is None:
             return images
-        if not prepared.background_checked:
-            prepared.background_weight = portrait_background_weight(prepared.portrait)
-            prepared.background_checked = True
-        return keep_background(images, prepared.portrait, prepared.background_weight)
+        return np.stack([paste_back(prepared.paste_portrait, image, prepared.paste_matrix) for image in images])
 
     def render_frame(
         self,

@@ -51,7 +51,7 @@ def test_render_writes_an_mp4_with_h264_aac_and_the_audio_duration(model_dir, sp
     pngs = sorted(frames_dir.glob("*.png"))
     assert len(pngs) == info.frames
     first = next(iter(read_frames(out)))
-    assert first.shape[:2] == (32, 32)
+    assert first.shape[:2] == (128, 128)  # pasted back into the 128 px demo portrait (--paste-back yes)
     assert "untrained" in capsys.readouterr().err
 
 

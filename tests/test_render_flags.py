@@ -12,7 +12,8 @@ from engine.cli import PIXEL_ONLY_FLAGS, PORTRAIT_ONLY_FLAGS, build_parser, main
 
 #: A valid value for each flag (what a user might type).
 VALUES = {"--steps": "8", "--sampler": "ddim", "--guidance": "3", "--strength": "0.5", "--lip-guidance": "2",
-          "--keep-background": "yes", "--calibration": "off", "--crop": "face", "--blinks": "10",
+          "--keep-background": "yes", "--calibration": "off", "--crop": "face", "--paste-back": "no",
+          "--blinks": "10",
           "--head-motion": "0.5", "--gaze": "2"}
 
 
