@@ -187,6 +187,16 @@ class PreparedPortrait:
         return self.rig.mesh
 
 
+@dataclass(frozen=True)
+class FrameLife:
+    """What the performance's life does at one frame (:meth:`PortraitAnimator.frame_life`)."""
+
+    pose: np.ndarray  # (6,) engine.performance.POSE_CHANNELS
+    gaze: np.ndarray  # (2,) iris radii, x right / y down
+    closure: float  # upper lids lowered, share of the opening (1 closed, below 0 widened)
+    squint: float  # lower lids raised, share of the opening
+
+
 #: One rendered frame: the contract's :class:`engine.animator.FrameResult`.
 PortraitFrame = FrameResult
 
@@ -222,6 +232,7 @@ class PortraitAnimator:
         #: Slider -> gate curves (default: the motion model's folder's; None: each slider is the gate).
         self.calibration = motion.calibration if calibration is None else calibration
         self.trained = bool(motion.notes.get("trained", False))
+        self._facs: np.ndarray | None = None  # (E, 68, 2) FACS emphasis of the loaded emotions, built on use
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
@@ -417,7 +428,7 @@ class PortraitAnimator:
 
     def _facs_table(self) -> np.ndarray:
         """(E, 68, 2) each emotion's FACS emphasis at slider 1 (engine/facs.py), for the loaded emotions."""
-        if getattr(self, "_facs", None) is None or len(self._facs) != len(self.emotions):
+        if self._facs is None or len(self._facs) != len(self.emotions):
             self._facs = emotion_emphasis(self.emotions)
         return self._facs
 
@@ -425,14 +436,16 @@ class PortraitAnimator:
         """Where the rig's control points go at one frame (N, 2), pixels."""
         return self._frame_geometry(prepared, gates, frame_index)[0]
 
-    def _frame_geometry(self, prepared: PreparedPortrait, gates: GateSpec,
-                        frame_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(control targets (N, 2) px, the sliders' expression motion (68, 2) face units) of one frame."""
+    def _frame_geometry(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int,
+                        life: FrameLife | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(control targets (N, 2) px, the sliders' expression motion (68, 2) face units) of one frame;
+        ``life``: the frame's :meth:`frame_life` when the caller already has it."""
         control = self._control(gates, frame_index)
+        life = self.frame_life(prepared, gates, frame_index, control) if life is None else life
         rig = prepared.rig
         brush = self._painted_at_landmarks(prepared, control)
         speech, expression = self._motion_parts(prepared, GateControl(control.global_weights), frame_index)
-        turn = parallax(self.head_pose(prepared, gates, frame_index))
+        turn = parallax(life.pose)
         plain = speech + expression - self.sitter_removal(prepared, self._weights(control)) + turn
         moved = rig.control_weights @ rig.to_pixels.apply_vectors(plain)
         if brush is not None:
@@ -442,11 +455,9 @@ class PortraitAnimator:
             moved = moved + blend[:, None] * (stroked_px - moved)
         for _ in range(self.cfg.smoothing_rounds):
             moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
-        closure = self.lid_closure(prepared, gates, frame_index)
-        squint = self.lid_shape(gates, frame_index)[1]
-        if closure != 0 or squint != 0:
+        if life.closure != 0 or life.squint != 0:
             for eye in EYES:
-                moved = moved + lid_displacements(rig.control + moved, eye, closure, squint)
+                moved = moved + lid_displacements(rig.control + moved, eye, life.closure, life.squint)
         may_close = rig.across_mouth | prepared.eye_triangles()
         target = relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close)
         return uncross_lips(smooth_lip_motion(rig.control, target)), expression
@@ -457,49 +468,41 @@ class PortraitAnimator:
         control = self._control(gates, frame_index)
         if control.global_weights is None:
             return {}
-        values = self._calibrated(np.asarray(control.global_weights, np.float64)[: len(self.emotions)])
-        return {name: float(v) for name, v in zip(self.emotions, values, strict=False)}
+        return dict(zip(self.emotions, self._weights(control).tolist(), strict=True))
 
-    def lid_closure(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> float:
-        """How far the upper lids are lowered at a frame (share of the opening; 1 closed, below 0 widened):
-        the blinks, the emotion's lasting lid position, and the lid following a downward gaze."""
-        life = prepared.life
+    def frame_life(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int,
+                   control: GateControl | None = None) -> FrameLife:
+        """The head's pose, the gaze and the lids of one frame (``control``: the frame's gates, if resolved).
+
+        Pose: the clip's speech and idle motion + the emotion's posture. Gaze: the clip's fixations + the
+        emotion's (iris radii, x right, y down). Lids: each emotion's :attr:`TransferConfig.lid_shape` times its
+        gate (upper lid lowered, lower lid raised), a downward gaze lowering the upper lid, and the blinks
+        (dropped as fear / surprise at the blink's peak ask)."""
+        control = self._control(gates, frame_index) if control is None else control
+        weights = ({} if control.global_weights is None
+                   else dict(zip(self.emotions, self._weights(control).tolist(), strict=True)))
+        life, tracks = prepared.life, prepared.life_tracks()
+        pose = posture(weights, life)
+        gaze = np.zeros(2)
+        if len(tracks.pose):
+            index = min(frame_index, len(tracks.pose) - 1)
+            pose = tracks.pose[index] + pose
+            gaze = tracks.gaze[index] + emotion_gaze(weights, float(tracks.glance_side[index]), life)
+        upper = squint = 0.0
+        for name, value in weights.items():
+            lowered, raised = self.cfg.lid_shape.get(name, (0.0, 0.0))
+            upper += value * lowered
+            squint += value * raised
+        upper, squint = float(np.clip(upper, -0.5, 0.6)), float(np.clip(squint, 0.0, 0.5))
 
         def alert_at(frame: int) -> float:
             peak = self._weights_at(gates, min(max(frame, 0), max(prepared.num_frames - 1, 0)))
             return max(peak.get("fear", 0.0), peak.get("surprise", 0.0))
 
-        blink = blink_closure(prepared.life_tracks().blinks, frame_index, alert_at, life)
-        upper, _squint = self.lid_shape(gates, frame_index)
-        base = upper + GAZE_LID_FOLLOW * max(0.0, float(self.gaze(prepared, gates, frame_index)[1]))
-        return float(np.clip(base + (1.0 - base) * blink, -0.5, 1.0))
-
-    def lid_shape(self, gates: GateSpec, frame_index: int) -> tuple[float, float]:
-        """(upper lid lowered, lower lid raised) of the emotion mix at a frame: each emotion's
-        :attr:`TransferConfig.lid_shape` times its slider (summed, the upper lid's rise and fall apart)."""
-        upper = squint = 0.0
-        for name, value in self._weights_at(gates, frame_index).items():
-            lowered, raised = self.cfg.lid_shape.get(name, (0.0, 0.0))
-            upper += value * lowered
-            squint += value * raised
-        return float(np.clip(upper, -0.5, 0.6)), float(np.clip(squint, 0.0, 0.5))
-
-    def gaze(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
-        """(2,) where the irises look at a frame, in iris radii (x right, y down)."""
-        tracks = prepared.life_tracks()
-        if not len(tracks.gaze):
-            return np.zeros(2)
-        index = min(frame_index, len(tracks.gaze) - 1)
-        weights = self._weights_at(gates, frame_index)
-        return tracks.gaze[index] + emotion_gaze(weights, float(tracks.glance_side[index]), prepared.life)
-
-    def head_pose(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:
-        """(6,) the head's pose at a frame (engine.performance.POSE_CHANNELS): speech and idle motion + posture."""
-        tracks = prepared.life_tracks()
-        base = tracks.pose[min(frame_index, len(tracks.pose) - 1)] if len(tracks.pose) else np.zeros(6)
-        return base + posture(self._weights_at(gates, frame_index), prepared.life)
-
-
+        blink = blink_closure(tracks.blinks, frame_index, alert_at, life)
+        base = upper + GAZE_LID_FOLLOW * max(0.0, float(gaze[1]))
+        closure = float(np.clip(base + (1.0 - base) * blink, -0.5, 1.0))
+        return FrameLife(pose=pose, gaze=gaze, closure=closure, squint=squint)
 
     def _control(self, gates: GateSpec, frame_index: int) -> GateControl:
         if gates is None:
@@ -518,20 +521,19 @@ class PortraitAnimator:
         if cancel is not None and cancel.cancelled:
             raise CancelledError("render cancelled")
         rig = prepared.rig
-        target, expression = self._frame_geometry(prepared, gates, frame_index)
+        life = self.frame_life(prepared, gates, frame_index)
+        target, expression = self._frame_geometry(prepared, gates, frame_index, life)
         frame, _stats = mesh_warp(rig.image, rig.control, target, rig.triangles)
         if self.cfg.creases:
             strength = crease_intensities(expression)
             if any(v > 0 for v in strength.values()):
                 points = rig.points68 + rig.to_pixels.apply_vectors(expression)
                 draw_creases(frame, points, rig.face_unit_px, strength)
-        gaze = self.gaze(prepared, gates, frame_index)
         for layer in prepared.eye_layers():
-            layer.draw(frame, target, rig.control, gaze)
+            layer.draw(frame, target, rig.control, life.gaze)
         self._draw_mouth(prepared, target, frame)
-        pose = self.head_pose(prepared, gates, frame_index)
-        if np.any(pose != 0):
-            frame = prepared.head_warp().apply(frame, pose)
+        if np.any(life.pose != 0):
+            frame = prepared.head_warp().apply(frame, life.pose)
         return frame
 
     def _draw_mouth(self, prepared: PreparedPortrait, target: np.ndarray, frame: np.ndarray) -> None:
