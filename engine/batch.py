@@ -286,7 +286,7 @@ def plan_batch(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     from engine.emotions import mix_to_vector, parse_mix
     from engine.motion import MOTION_CONFIG, read_motion_config
     from engine.paths import check_output_name, check_outputs_spare_inputs
-    from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
+    from engine.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES
     from engine.portrait import DEFAULT_FPS
     from engine.project_file import read_project
     from engine.video import GIF_SUFFIXES, MP4_SUFFIXES
@@ -364,9 +364,9 @@ def plan_batch(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]
             weights = (0.0,) * len(emotions)
         settings = project.render if project is not None else {}
         fps = reader.number("fps", 1, MAX_FPS, integer=True)
-        blinks = reader.number("blinks", 0.0, MAX_BLINKS_PER_MINUTE)
-        head = reader.number("head_motion", 0.0, MAX_HEAD_MOTION)
-        gaze = reader.number("gaze", 0.0, MAX_HEAD_MOTION)
+        blinks = reader.number("blinks", *LIFE_RANGES["blinks_per_minute"])
+        head = reader.number("head_motion", *LIFE_RANGES["head_motion"])
+        gaze = reader.number("gaze", *LIFE_RANGES["gaze"])
         seed = reader.number("seed", 0, 2**63 - 1, integer=True)
         face = reader.number("face", 1, 1000, integer=True)
         name = reader.text("output")
@@ -835,9 +835,9 @@ def _run_on_ray(jobs: Sequence[Job], address: str, workers: int, record: Callabl
 def add_arguments(p: Any) -> None:
     """The ``moee batch`` arguments (engine/cli.py registers the subcommand)."""
     from engine.audio import DEFAULT_MAX_DURATION
-    from engine.cli import MAX_SEED, number_flag
+    from engine.cli import MAX_SEED, add_life_arguments, number_flag
     from engine.config import MAX_FPS
-    from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
+    from engine.performance import DEFAULT_BLINKS_PER_MINUTE
 
     p.add_argument("manifest", help="CSV (with a header row) or JSON-lines file, one job per row; columns: "
                                     + ", ".join(COLUMNS))
@@ -859,12 +859,10 @@ def add_arguments(p: Any) -> None:
                    default=DEFAULT_MAX_DURATION, metavar="SECONDS", help="longest audio clip accepted")
     p.add_argument("--fps", type=number_flag("--fps", low=1, high=MAX_FPS, integer=True), default=None,
                    help="frames per second of rows and projects that set none (default 25)")
-    p.add_argument("--blinks", type=number_flag("--blinks", low=0, high=MAX_BLINKS_PER_MINUTE), default=None,
-                   metavar="PER_MINUTE", help=f"blinks per minute (default {DEFAULT_BLINKS_PER_MINUTE:g})")
-    p.add_argument("--head-motion", type=number_flag("--head-motion", low=0, high=MAX_HEAD_MOTION), default=1.0,
-                   metavar="SCALE", help="head motion of rows and projects that set none (default 1)")
-    p.add_argument("--gaze", type=number_flag("--gaze", low=0, high=MAX_HEAD_MOTION), default=1.0,
-                   metavar="SCALE", help="eye movements of rows and projects that set none (default 1)")
+    add_life_arguments(p, {"blinks_per_minute": f"blinks per minute (default {DEFAULT_BLINKS_PER_MINUTE:g})",
+                           "head_motion": "head motion of rows and projects that set none (default 1)",
+                           "gaze": "eye movements of rows and projects that set none (default 1)"},
+                       defaults={"head_motion": 1.0, "gaze": 1.0})
     p.add_argument("--seed", type=number_flag("--seed", low=0, high=MAX_SEED, integer=True), default=0)
 
 

@@ -118,12 +118,29 @@ def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
     return shlex.join(["moee", subcommand, *args])
 
 
+#: The performance flags: flag, the LifeConfig field it sets (its range: engine.performance.LIFE_RANGES), metavar.
+LIFE_FLAGS = (("--blinks", "blinks_per_minute", "PER_MINUTE"), ("--head-motion", "head_motion", "SCALE"),
+              ("--gaze", "gaze", "SCALE"))
+
+
+def add_life_arguments(parser: argparse.ArgumentParser, helps: dict[str, str],
+                       defaults: dict[str, float] | None = None) -> None:
+    """``--blinks``, ``--head-motion`` and ``--gaze`` (destinations blinks, head_motion, gaze), bounded by
+    :data:`engine.performance.LIFE_RANGES`; ``helps`` and ``defaults`` by LifeConfig field (default None: unset)."""
+    from engine.performance import LIFE_RANGES
+
+    for flag, name, metavar in LIFE_FLAGS:
+        low, high = LIFE_RANGES[name]
+        parser.add_argument(flag, type=number_flag(flag, low=low, high=high), default=(defaults or {}).get(name),
+                            metavar=metavar, help=helps[name])
+
+
 def _add_render(sub: argparse._SubParsersAction) -> None:
     from engine.audio import DEFAULT_MAX_DURATION
     from engine.config import DEFAULT_MAX_SIZE, MAX_FPS
 
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
-    from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
+    from engine.performance import DEFAULT_BLINKS_PER_MINUTE
 
     p.add_argument("portrait", help="portrait image (png, jpg, ...)")
     p.add_argument("audio", nargs="?", default=None,
@@ -170,14 +187,10 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=number_flag("--fps", low=1, high=MAX_FPS, integer=True), default=None,
                    help=f"frames per second, 1..{MAX_FPS} (default: the model's, 25)")
     p.add_argument("--frames-dir", default=None, help="also write a PNG sequence to this folder")
-    p.add_argument("--blinks", type=number_flag("--blinks", low=0, high=MAX_BLINKS_PER_MINUTE),
-                   default=None, metavar="PER_MINUTE",
-                   help=f"blinks per minute (default {DEFAULT_BLINKS_PER_MINUTE:g}; 0: none); portrait renderer")
-    p.add_argument("--head-motion", type=number_flag("--head-motion", low=0, high=MAX_HEAD_MOTION), default=None,
-                   metavar="SCALE", help="head nods, turns and sway (1: natural, 0: a perfectly still head); "
-                                         "portrait renderer")
-    p.add_argument("--gaze", type=number_flag("--gaze", low=0, high=MAX_HEAD_MOTION), default=None, metavar="SCALE",
-                   help="eye movements (1: natural, 0: a fixed look at the viewer); portrait renderer")
+    add_life_arguments(p, {
+        "blinks_per_minute": f"blinks per minute (default {DEFAULT_BLINKS_PER_MINUTE:g}; 0: none); portrait renderer",
+        "head_motion": "head nods, turns and sway (1: natural, 0: a perfectly still head); portrait renderer",
+        "gaze": "eye movements (1: natural, 0: a fixed look at the viewer); portrait renderer"})
     add_renderer_arguments(p)
     p.add_argument("--max-size", type=number_flag("--max-size", low=64, high=8192, integer=True),
                    default=DEFAULT_MAX_SIZE, help=f"cap of the output's long side in pixels (default {DEFAULT_MAX_SIZE})")

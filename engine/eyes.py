@@ -215,8 +215,7 @@ class EyeLayer:
         sclera = _bright_median(patch[sclera_px if sclera_px.any() else (inner > 0.5) if (inner > 0.5).any()
                                       else np.ones(patch.shape[:2], bool)])
         iris_colour = np.median(patch[seen_iris], axis=0) if seen_iris.any() else sclera * 0.5
-        # The eyeball without its iris: the portrait's own pixels inside the opening (iris inpainted away),
-        # the sclera's colour beyond them.
+        # The eyeball without its iris: the portrait's own pixels inside the opening, the iris inpainted away.
         hole = (cv2.dilate(disk, np.ones((5, 5), np.uint8)) > 0.01) & (inner > 0.01)
         inside = patch
         if hole.any():

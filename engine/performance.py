@@ -29,6 +29,11 @@ DEFAULT_BLINKS_PER_MINUTE = 20.0
 MAX_BLINKS_PER_MINUTE = 60.0
 #: Largest ``--head-motion`` scale (1 = the natural amount).
 MAX_HEAD_MOTION = 3.0
+#: Largest ``--gaze`` scale (1 = the natural amount).
+MAX_GAZE = 3.0
+#: The accepted range of each user setting of :class:`LifeConfig` (CLI flags, projects, batch rows, the studio).
+LIFE_RANGES: dict[str, tuple[float, float]] = {
+    "blinks_per_minute": (0.0, MAX_BLINKS_PER_MINUTE), "head_motion": (0.0, MAX_HEAD_MOTION), "gaze": (0.0, MAX_GAZE)}
 
 #: Loudness (0..1 envelope) above which a frame counts as speech.
 SPEECH_LEVEL = 0.08
@@ -100,12 +105,10 @@ class LifeConfig:
     def problems(self) -> list[str]:
         """What is out of range (empty: the settings are usable)."""
         found = []
-        if not (np.isfinite(self.blinks_per_minute) and 0 <= self.blinks_per_minute <= MAX_BLINKS_PER_MINUTE):
-            found.append(f"blinks per minute must be 0..{MAX_BLINKS_PER_MINUTE:g}, not {self.blinks_per_minute}")
-        if not (np.isfinite(self.head_motion) and 0 <= self.head_motion <= MAX_HEAD_MOTION):
-            found.append(f"head motion must be 0..{MAX_HEAD_MOTION:g}, not {self.head_motion}")
-        if not (np.isfinite(self.gaze) and 0 <= self.gaze <= MAX_HEAD_MOTION):
-            found.append(f"gaze must be 0..{MAX_HEAD_MOTION:g}, not {self.gaze}")
+        for name, (low, high) in LIFE_RANGES.items():
+            value = getattr(self, name)
+            if not (np.isfinite(value) and low <= value <= high):
+                found.append(f"{name.replace('_', ' ')} must be {low:g}..{high:g}, not {value}")
         return found
 
 

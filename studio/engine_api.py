@@ -29,12 +29,12 @@ from engine.emotions import (
 )
 from engine.errors import CancelledError, MoEEError
 from engine.interpolation import INTERPOLATIONS, ease, key_bracket
-from engine.performance import DEFAULT_BLINKS_PER_MINUTE, MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION, LifeConfig
+from engine.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES, LifeConfig
 
 __all__ = [
     "BATCH_REPORT_FILE", "BatchDefaults", "ManifestError", "plan_batch", "read_manifest", "run_batch",
-    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "CancelToken", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS", "MAX_BLINKS_PER_MINUTE",
-    "MAX_HEAD_MOTION", "DEFAULT_PORTRAIT_CAP", "CancelledError", "LifeConfig", "MoEEError", "atomic_path",
+    "BASIC_EMOTIONS", "COMPOUND_PRESETS", "CancelToken", "DEFAULT_BLINKS_PER_MINUTE", "EMOTION_COLOURS",
+    "LIFE_RANGES", "DEFAULT_PORTRAIT_CAP", "CancelledError", "LifeConfig", "MoEEError", "atomic_path",
     "atomic_write_text", "INTERPOLATIONS", "ease", "key_bracket", "mix_to_vector", "normalise", "parse_mix",
 ]
 

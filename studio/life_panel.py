@@ -12,17 +12,17 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDoubleSpinBox, QGridLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from studio.document import Document
-from studio.engine_api import MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION
+from studio.engine_api import LIFE_RANGES
 
 SLIDER_STEPS = 300
 
 #: (render setting, label, maximum, spin step, decimals, tooltip)
 CONTROLS: tuple[tuple[str, str, float, float, int, str], ...] = (
-    ("blinks_per_minute", "Blinks / min", MAX_BLINKS_PER_MINUTE, 1.0, 0,
+    ("blinks_per_minute", "Blinks / min", LIFE_RANGES["blinks_per_minute"][1], 1.0, 0,
      "Blinks per minute (natural speech: 15-30; 0 turns blinks off). Fear and surprise blink less."),
-    ("head_motion", "Head motion", MAX_HEAD_MOTION, 0.1, 2,
+    ("head_motion", "Head motion", LIFE_RANGES["head_motion"][1], 0.1, 2,
      "Nods on stressed syllables, turns, idle sway and the emotion's posture (1 natural, 0 a still head)."),
-    ("gaze", "Gaze", MAX_HEAD_MOTION, 0.1, 2,
+    ("gaze", "Gaze", LIFE_RANGES["gaze"][1], 0.1, 2,
      "Eye movements: fixations and glances (1 natural, 0 a fixed look at the viewer)."),
 )
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from studio.document import DocumentState, RenderSettings
-from studio.engine_api import MAX_BLINKS_PER_MINUTE, MAX_HEAD_MOTION, MoEEError, atomic_write_text
+from studio.engine_api import LIFE_RANGES, MoEEError, atomic_write_text
 from studio.keyframes import INTERPOLATIONS, Keyframe
 
 FORMAT = "moee-project"
@@ -61,11 +61,7 @@ RENDER_LIMITS: dict[str, tuple[int, int]] = {
     "refine_delay_ms": (0, 600_000),
 }
 #: Allowed range of each real-valued render setting (the portrait renderer's life: engine/performance.py).
-RENDER_REAL_LIMITS: dict[str, tuple[float, float]] = {
-    "blinks_per_minute": (0.0, MAX_BLINKS_PER_MINUTE),
-    "head_motion": (0.0, MAX_HEAD_MOTION),
-    "gaze": (0.0, MAX_HEAD_MOTION),
-}
+RENDER_REAL_LIMITS: dict[str, tuple[float, float]] = dict(LIFE_RANGES)
 
 
 class ProjectError(MoEEError):
