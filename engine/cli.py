@@ -240,8 +240,8 @@ FLAG_CAPABILITIES: dict[str, tuple[str, str]] = {
     "steps": ("sampling", "--steps"), "sampler": ("sampling", "--sampler"), "strength": ("sampling", "--strength"),
     "guidance": ("guidance", "--guidance"), "lip_guidance": ("guidance", "--lip-guidance"),
     "keep_background": ("keep_background", "--keep-background"), "calibration": ("calibration", "--calibration"),
-    "crop": ("crop", "--crop"), "paste_back": ("paste_back", "--paste-back"), "blinks": ("life", "--blinks"), "head_motion": ("life", "--head-motion"),
-    "gaze": ("life", "--gaze")}
+    "crop": ("crop", "--crop"), "paste_back": ("paste_back", "--paste-back"),
+    "blinks": ("life", "--blinks"), "head_motion": ("life", "--head-motion"), "gaze": ("life", "--gaze")}
 
 
 def _only_flags(renderer: str) -> dict[str, str]:

@@ -469,7 +469,6 @@ class MainWindow(QMainWindow):
             changed.connect(self.refresh_flipbook)
         d.keyframesChanged.connect(self._timeline_edited)
         d.settingsChanged.connect(self._timeline_edited)
-        d.settingsChanged.connect(self._life_changed)
         self.life_panel.changed.connect(self._life_changed)
         s.flipbookFrame.connect(self._flipbook_frame)
         d.inputsChanged.connect(self.prepare_inputs)
@@ -796,8 +795,8 @@ class MainWindow(QMainWindow):
                                      seed=r.seed if seed is None else int(seed))
 
     def _life_changed(self) -> None:
-        """Blinks, head motion or gaze changed: the preview and every flipbook frame follow."""
-        self.service.life = self.life_config()
+        """Blinks, head motion or gaze changed in the panel: the preview and every flipbook frame follow (the
+        flipbook's refresh hands the new settings to the render service; they are part of each frame's signature)."""
         self.refresh_flipbook()
         self.schedule_render()
 
