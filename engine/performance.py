@@ -20,7 +20,7 @@ before it, so a preview of frame 40 equals frame 40 of the export.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -100,7 +100,6 @@ class LifeConfig:
     glance_probability: float = 0.18
     glance_size: float = 0.4
     saccade_seconds: float = 0.05
-    posture: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(EMOTION_POSTURE))
 
     def problems(self) -> list[str]:
         """What is out of range (empty: the settings are usable)."""
@@ -267,8 +266,8 @@ def posture(weights: dict[str, float], cfg: LifeConfig) -> np.ndarray:
     """(6,) the emotion mix's posture (sum of each emotion's :data:`EMOTION_POSTURE` x its weight) x head_motion."""
     total = np.zeros(len(POSE_CHANNELS))
     for name, value in weights.items():
-        if name in cfg.posture:
-            total += float(value) * np.asarray(cfg.posture[name], np.float64)
+        if name in EMOTION_POSTURE:
+            total += float(value) * np.asarray(EMOTION_POSTURE[name], np.float64)
     return total * cfg.head_motion
 
 
