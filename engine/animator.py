@@ -8,9 +8,11 @@ Two renderers implement :class:`Animator`:
 
 The contract (:class:`Animator`): ``prepare(portrait, audio=None, *, fps, num_frames, max_duration, ...)``,
 ``render_frame(prepared, frame_index=0, gates=None, *, cancel, ...)`` and ``render_clip(prepared, gates=None, *,
-start, stop, cancel, ...)``: everything after the leading arguments is keyword-only, and a keyword no renderer
-knows is refused (``TypeError``, :func:`check_options`). Each renderer says what it supports in
-:class:`Capabilities`; a driver (the CLI, the studio) asks those flags, never the class. Frames come back as
+start, stop, cancel, ...)``: everything after the leading arguments is keyword-only, and a keyword
+the renderer does not read is refused (``TypeError``, :func:`check_options`), sampling options included where it
+has no sampling. Each renderer says what it supports in :class:`Capabilities`; a driver (the CLI, the studio,
+:func:`engine.export.export_clip`) asks those flags, never the class, and passes render options through
+:func:`render_options`. Frames come back as
 :class:`FrameResult`; a render stops at the next step once its :class:`CancelToken` is cancelled.
 
 This module is light (no torch, no diffusers): the CLI reads the capability tables before any model loads.
@@ -35,10 +37,15 @@ RENDERERS = ("portrait", "pixel")
 DEFAULT_RENDERER = "portrait"
 #: Devices the CPU-only renderers accept.
 CPU_DEVICES = ("auto", "cpu")
-#: Sampling options of the shared vocabulary: the pixel model reads them; a renderer without
-#: :attr:`Capabilities.sampling` accepts and ignores them (so a generic driver such as
-#: :func:`engine.export.export_clip` can pass its defaults), and the CLI refuses the flags that set them.
-SAMPLING_OPTIONS = frozenset({"steps", "seed", "sampler", "guidance_scale", "strength"})
+#: The render options (``render_frame`` / ``render_clip`` keywords) each capability brings: a renderer reads
+#: them only when it has that capability, and refuses them (TypeError) otherwise. A generic driver passes its
+#: settings through :func:`render_options`, which keeps those the renderer reads.
+CAPABILITY_RENDER_OPTIONS: dict[str, frozenset[str]] = {
+    "sampling": frozenset({"steps", "seed", "sampler", "strength"}),
+    "guidance": frozenset({"guidance_scale"}),
+}
+#: The shared sampling vocabulary: every render option that belongs to a capability.
+SAMPLING_OPTIONS = frozenset().union(*CAPABILITY_RENDER_OPTIONS.values())
 
 
 class CancelToken:
@@ -87,6 +94,9 @@ class Capabilities:
     custom_experts: bool = False
     #: Emotion from the voice's tone (``--emotion-audio``).
     voice_tone: bool = False
+    #: ``--text`` and ``--emotion-audio`` condition the model itself (``prepare(emotion_text=, emotion_audio=)``);
+    #: without it the text becomes slider weights and the voice's tone sets the sliders over time.
+    emotion_conditioning: bool = False
     #: Blinks, head motion and gaze (``--blinks --head-motion --gaze``).
     life: bool = False
     #: Which face of several to animate (``--face``).
@@ -108,8 +118,8 @@ class Capabilities:
 PORTRAIT_CAPABILITIES = Capabilities(custom_experts=True, voice_tone=True, life=True, face_choice=True,
                                      full_resolution=True)
 PIXEL_CAPABILITIES = Capabilities(sampling=True, guidance=True, calibration=True, keep_background=True, crop=True,
-                                  custom_experts=True, voice_tone=True, gate_maps=True, device=True,
-                                  paste_back=True)
+                                  custom_experts=True, voice_tone=True, emotion_conditioning=True, gate_maps=True,
+                                  device=True, paste_back=True)
 #: Each renderer's capabilities, by :data:`RENDERERS` name.
 RENDERER_CAPABILITIES: dict[str, Capabilities] = {"portrait": PORTRAIT_CAPABILITIES, "pixel": PIXEL_CAPABILITIES}
 
@@ -144,9 +154,25 @@ class Animator(Protocol):
 def check_options(method: str, options: Mapping[str, Any], known: frozenset[str] | set[str]) -> None:
     """Refuse (``TypeError``, as Python does for a bad keyword) an option ``method`` does not know."""
     unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise TypeError(f"{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
-                        f"it takes {', '.join(sorted(known))}")
+    if not unknown:
+        return
+    message = (f"{method}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+               f"it takes {', '.join(sorted(known))}")
+    missing = sorted(cap for cap, names in CAPABILITY_RENDER_OPTIONS.items() if names & set(unknown))
+    if missing:
+        message += (f" (this renderer has no {' or '.join(missing)}: pass a driver's settings through "
+                    "engine.animator.render_options, which keeps only those the renderer reads)")
+    raise TypeError(message)
+
+
+def render_options(animator: Any, **options: Any) -> dict[str, Any]:
+    """The ``options`` (``steps=``, ``seed=``, ``guidance_scale=``, ...) that ``animator`` reads, for its
+    ``render_frame`` / ``render_clip``: an option of :data:`CAPABILITY_RENDER_OPTIONS` is kept only where the
+    animator has that capability, and None (the renderer's own default) is left out. Other options pass as
+    they are (the renderer refuses an unknown one)."""
+    has = capabilities_of(animator).names()
+    dropped = set().union(*(names for cap, names in CAPABILITY_RENDER_OPTIONS.items() if cap not in has))
+    return {name: value for name, value in options.items() if value is not None and name not in dropped}
 
 
 def check_frame_index(prepared: Any, frame_index: int) -> None:
@@ -187,8 +213,9 @@ def check_renderer(renderer: str) -> None:
 
 
 def capabilities_of(animator: Any) -> Capabilities:
-    """An animator's :class:`Capabilities` (none for an object outside the contract)."""
-    caps = getattr(type(animator), "capabilities", None)
+    """An animator's :class:`Capabilities` (none for an object outside the contract). A wrapper that passes an
+    animator's frames on (the studio's export filters) may forward them as its own ``capabilities``."""
+    caps = getattr(animator, "capabilities", None)
     return caps if isinstance(caps, Capabilities) else Capabilities()
 
 

@@ -233,8 +233,12 @@ def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[
     return outputs, inputs
 
 
-#: Defaults of the flags only the pixel model (--renderer pixel) reads; on the portrait path they must stay unset.
-PIXEL_DEFAULTS: dict[str, Any] = {"steps": 12, "sampler": "dpm", "crop": "auto", "device": "auto"}
+#: Defaults of flags a capability reads (argparse destination -> (capability, default)): a renderer with the
+#: capability gets the default when the flag is not given; one without it must see the flag unset (refused by name).
+CAPABILITY_DEFAULTS: dict[str, tuple[str, Any]] = {"steps": ("sampling", 12), "sampler": ("sampling", "dpm"),
+                                                    "crop": ("crop", "auto"), "device": ("device", "auto")}
+#: Those defaults by flag destination (all of them are the pixel model's).
+PIXEL_DEFAULTS: dict[str, Any] = {name: value for name, (_cap, value) in CAPABILITY_DEFAULTS.items()}
 #: Render flags that need a capability (engine.animator.Capabilities): argparse destination -> (capability, flag).
 FLAG_CAPABILITIES: dict[str, tuple[str, str]] = {
     "steps": ("sampling", "--steps"), "sampler": ("sampling", "--sampler"), "strength": ("sampling", "--strength"),
@@ -288,21 +292,20 @@ def add_renderer_arguments(parser: argparse.ArgumentParser, default: str | None 
 def refuse_flags_of_the_other_renderer(args: argparse.Namespace) -> None:
     """A render flag the chosen renderer does not read is refused (EmotionSpecError naming it), never ignored:
     the renderer's :class:`engine.animator.Capabilities` say which it reads."""
-    from engine.animator import renderer_capabilities
+    from engine.animator import RENDERER_CAPABILITIES, renderer_capabilities
 
     caps = renderer_capabilities(args.renderer).names()
-    given = [flag for name, (cap, flag) in FLAG_CAPABILITIES.items()
-             if cap not in caps and getattr(args, name, None) is not None]
+    given = {flag: cap for name, (cap, flag) in FLAG_CAPABILITIES.items()
+             if cap not in caps and getattr(args, name, None) is not None}
     if "device" not in caps and args.device not in (None, "auto", "cpu"):
-        given.append(f"--device {args.device}")
+        given[f"--device {args.device}"] = "device"
     if not given:
         return
-    if args.renderer == "portrait":
-        raise EmotionSpecError(f"{', '.join(given)} set the pixel model (--renderer pixel); the portrait renderer "
-                               "(the default) has no sampling steps, guidance or crop and runs on the CPU: "
-                               "leave them out, or add --renderer pixel")
-    raise EmotionSpecError(f"{', '.join(given)} animate the portrait renderer; the pixel model "
-                           "(--renderer pixel) has no blinks, head motion or gaze: leave them out")
+    lacking = sorted(set(given.values()))
+    others = [name for name, other in RENDERER_CAPABILITIES.items() if set(lacking) <= other.names()]
+    where = f"add --renderer {others[0]}" if others else "no renderer reads them all"
+    raise EmotionSpecError(f"{', '.join(given)}: the {args.renderer} renderer has no {', '.join(lacking)} "
+                           f"(docs/ARCHITECTURE.md, the renderers' table); leave them out, or {where}")
 
 
 def check_device(device: str, flag: str = "--device") -> None:
@@ -374,14 +377,17 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     check_outputs_spare_inputs(*render_paths(args))
     if args.text is not None and not args.text.strip():
         raise EmotionSpecError("--text is empty; describe the emotion (e.g. 'sadly surprised') or leave --text out")
-    if args.face is not None and args.renderer != "portrait":
-        raise EmotionSpecError("--face picks a face for --renderer portrait; for --renderer pixel, crop the portrait to "
-                               "one face")
+    from engine.animator import renderer_capabilities
+
+    caps = renderer_capabilities(args.renderer)
+    if args.face is not None and not caps.face_choice:
+        raise EmotionSpecError(f"--face picks a face for --renderer portrait; for --renderer {args.renderer}, crop the "
+                               "portrait to one face")
     refuse_flags_of_the_other_renderer(args)
-    if args.renderer == "pixel":
-        for name, value in PIXEL_DEFAULTS.items():
-            if getattr(args, name) is None:
-                setattr(args, name, value)
+    for name, (capability, value) in CAPABILITY_DEFAULTS.items():
+        if capability in caps.names() and getattr(args, name) is None:
+            setattr(args, name, value)
+    if caps.device:
         check_device(args.device)
 
     model_dir = Path(args.model) if args.model is not None else DEFAULT_MODEL_DIR
@@ -395,8 +401,8 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     if args.calibration is not None:
         curves_from_argument(args.calibration)
 
-    # The portrait path needs the portrait at --max-size only: a huge file is decoded reduced (engine/image.py).
-    portrait = load_image(args.portrait, max_side=args.max_size if args.renderer == "portrait" else None)
+    # A full-resolution renderer needs the portrait at --max-size only: a huge file is decoded reduced (engine/image.py).
+    portrait = load_image(args.portrait, max_side=args.max_size if caps.full_resolution else None)
     audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration) if args.audio else None
     emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
                      if args.emotion_audio is not None else None)
@@ -407,7 +413,7 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     for name in args.mask_emotion:
         parse_mix(name, emotions)
     masks = [load_mask(path) for path in args.mask]
-    mesh = _portrait_face(portrait, args.face) if args.renderer == "portrait" else None
+    mesh = _portrait_face(portrait, args.face) if caps.face_choice else None
     return CheckedInputs(portrait, audio, emotion_audio, masks, model_dir, emotions, mesh)
 
 
@@ -491,40 +497,6 @@ def _note_if_large(num_frames: int, steps: int, image_size: int, device: str) ->
               f"and leaves nothing behind", file=sys.stderr)
 
 
-def _render_portrait(args: argparse.Namespace, checked: CheckedInputs) -> int:
-    """``moee render --renderer portrait``: the motion model's performance on the whole portrait."""
-    from tqdm import tqdm
-
-    from engine.animator import load_animator
-    from engine.export import export_clip
-    from engine.performance import LifeConfig
-
-    animator = load_animator(checked.model_dir, "portrait")
-    for pack in args.expert:
-        print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
-    from engine.portrait import DEFAULT_FPS
-
-    life = LifeConfig(seed=args.seed, **{name: value for name, value in (
-        ("blinks_per_minute", args.blinks), ("head_motion", args.head_motion), ("gaze", args.gaze)) if value is not None})
-    prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_size=args.max_size,
-                                max_duration=args.max_duration, num_frames=silent_frames(args, DEFAULT_FPS),
-                                mesh=checked.mesh, life=life)
-    for warning in prepared.warnings:
-        print(f"note: {warning}", file=sys.stderr)
-    gates = _gate_control(args, animator, prepared, checked)
-    if checked.emotion_audio is not None:
-        gates = _voice_gates(animator, prepared, checked.emotion_audio, gates)
-    bar = tqdm(total=prepared.num_frames, unit="frame", desc="rendering")
-    try:
-        export_clip(animator, prepared, args.output, gates=gates, frames_dir=args.frames_dir,
-                    overwrite=args.overwrite, on_frame=lambda _i, _p: bar.update(1), duration=args.duration)
-    finally:
-        bar.close()
-    height, width = prepared.portrait.shape[:2]
-    print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {width}x{height})")
-    return 0
-
-
 def _voice_gates(animator, prepared, clip, gates):
     """``--emotion-audio`` on the portrait path: the voice's tone sets the sliders over time (engine.voice_emotion),
     added to the --emotion / --text mix (each slider capped at 1); --mask strokes are kept."""
@@ -547,49 +519,103 @@ def _voice_gates(animator, prepared, clip, gates):
 
 
 def run_render(args: argparse.Namespace) -> int:
-    """``moee render``: check every input, then load the chosen renderer (engine.animator.load_animator)."""
+    """``moee render``: one driver over the animator contract (engine.animator) for every renderer.
+
+    Check every input, load the chosen renderer (:func:`engine.animator.load_animator`), prepare, build the gates,
+    export (:func:`engine.export.export_clip`). What differs between renderers comes from their
+    :class:`engine.animator.Capabilities`: :func:`prepare_options` and :func:`_configure_model` read them, and the
+    export passes a renderer only the render options it reads.
+    """
     check_clip_length(args)
     checked = check_render_inputs(args)
-    if args.renderer == "portrait":
-        return _render_portrait(args, checked)
 
     from tqdm import tqdm
 
-    from engine.animator import load_animator
-    from engine.config import override_sampling
+    from engine.animator import capabilities_of, load_animator
     from engine.export import export_clip
 
-    animator = load_animator(checked.model_dir, "pixel", device=args.device)
-    overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
-                 ("keep_background", "--keep-background", yes_no(args.keep_background)))
-    animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
-    if not animator.trained:
-        print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
+    animator = load_animator(checked.model_dir, args.renderer, device=args.device or "auto")
+    caps = capabilities_of(animator)
+    _configure_model(args, animator, caps)
     for pack in args.expert:
         print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
-    prepared = animator.prepare(checked.portrait, checked.audio, crop=args.crop, emotion_text=args.text,
-                                emotion_audio=checked.emotion_audio, fps=args.fps,
-                                max_duration=args.max_duration, num_frames=silent_frames(args, animator.cfg.fps),
-                                paste_back=args.paste_back != "no", paste_max_size=args.max_size)
+    prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_duration=args.max_duration,
+                                num_frames=silent_frames(args, _default_fps(animator)),
+                                **prepare_options(args, checked, caps))
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
     gates = _gate_control(args, animator, prepared, checked)
-    _note_if_large(prepared.num_frames, args.steps, animator.cfg.image_size, str(animator.device))
+    if checked.emotion_audio is not None and not caps.emotion_conditioning:
+        gates = _voice_gates(animator, prepared, checked.emotion_audio, gates)
+    if caps.sampling:
+        _note_if_large(prepared.num_frames, args.steps, animator.cfg.image_size, str(animator.device))
     bar = tqdm(total=prepared.num_frames, unit="frame", desc="rendering")
-
-    def on_frame(_index: int, _progress: float) -> None:
-        bar.update(1)
-
-    common = dict(gates=gates, steps=args.steps, seed=args.seed, sampler=args.sampler, guidance_scale=args.guidance,
-                  strength=args.strength)
     try:
-        export_clip(animator, prepared, args.output, on_frame=on_frame, frames_dir=args.frames_dir,
-                    overwrite=args.overwrite, duration=args.duration, **common)
+        export_clip(animator, prepared, args.output, gates=gates, steps=args.steps, seed=args.seed,
+                    sampler=args.sampler, guidance_scale=args.guidance, strength=args.strength,
+                    frames_dir=args.frames_dir, overwrite=args.overwrite, duration=args.duration,
+                    on_frame=lambda _index, _progress: bar.update(1))
     finally:
         bar.close()
-    frame = prepared.portrait if prepared.paste_portrait is None else prepared.paste_portrait
-    print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {frame.shape[1]}x{frame.shape[0]})")
+    height, width = _frame_shape(prepared)
+    print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {width}x{height})")
     return 0
+
+
+def prepare_options(args: argparse.Namespace, checked: CheckedInputs, caps: Any) -> dict[str, Any]:
+    """The renderer's own ``prepare`` keywords, from its capabilities (each reads only those it has)."""
+    options: dict[str, Any] = {}
+    if caps.crop:
+        options["crop"] = args.crop
+    if caps.paste_back:
+        options.update(paste_back=args.paste_back != "no", paste_max_size=args.max_size)
+    if caps.full_resolution:
+        options["max_size"] = args.max_size
+    if caps.face_choice:
+        options["mesh"] = checked.mesh
+    if caps.life:
+        from engine.performance import LifeConfig
+
+        life = {name: getattr(args, dest) for _flag, name, dest in _LIFE_DESTINATIONS if getattr(args, dest) is not None}
+        options["life"] = LifeConfig(seed=args.seed, **life)
+    if caps.emotion_conditioning:
+        options.update(emotion_text=args.text, emotion_audio=checked.emotion_audio)
+    return options
+
+
+#: The performance flags' (flag, LifeConfig field, argparse destination).
+_LIFE_DESTINATIONS = tuple((flag, name, flag.lstrip("-").replace("-", "_")) for flag, name, _metavar in LIFE_FLAGS)
+
+
+def _configure_model(args: argparse.Namespace, animator: Any, caps: Any) -> None:
+    """The model-wide settings a renderer with guidance / keep_background / calibration reads from the flags."""
+    if caps.guidance or caps.keep_background or caps.calibration:
+        from engine.config import override_sampling
+
+        overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
+                     ("keep_background", "--keep-background", yes_no(args.keep_background)))
+        animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
+    if not getattr(animator, "trained", True):
+        print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
+
+
+def _default_fps(animator: Any) -> int:
+    """The frame rate the renderer renders at unless ``--fps`` says otherwise (its model's, else the portrait
+    path's)."""
+    fps = getattr(getattr(animator, "cfg", None), "fps", None)
+    if fps:
+        return int(fps)
+    from engine.portrait import DEFAULT_FPS
+
+    return DEFAULT_FPS
+
+
+def _frame_shape(prepared: Any) -> tuple[int, int]:
+    """(height, width) of the frames written: the pasted-back portrait where there is one, else the prepared
+    portrait (the whole portrait, or the model's crop)."""
+    frame = getattr(prepared, "paste_portrait", None)
+    frame = prepared.portrait if frame is None else frame
+    return int(frame.shape[0]), int(frame.shape[1])
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -18,11 +18,11 @@ def export_clip(
     prepared: PreparedInputs,
     output: str | Path,
     gates: GateSpec = None,
-    steps: int = 8,
-    seed: int = 0,
+    steps: int | None = None,
+    seed: int | None = None,
     start: int = 0,
     stop: int | None = None,
-    sampler: str = "dpm",
+    sampler: str | None = None,
     guidance_scale: float | None = None,
     strength: float | None = None,
     format: str | None = None,
@@ -45,7 +45,15 @@ def export_clip(
     ``duration`` seconds (None: ``num_frames / fps``) and carries a silent AAC track of that length,
     which video editors expect of a clip. ``writer_options`` go to the output's writer (``crf``,
     ``bit_rate``; ``alpha=True`` for RGBA frames in a PNG sequence or ProRes 4444, see ``open_writer``).
+
+    ``steps``, ``seed``, ``sampler``, ``guidance_scale``, ``strength``: reach the renderer only where its
+    :class:`engine.animator.Capabilities` say it reads them (:func:`engine.animator.render_options`; the portrait
+    renderer has no sampling and refuses them); None: the renderer's own default.
     """
+    from engine.animator import render_options
+
+    options = render_options(animator, steps=steps, seed=seed, sampler=sampler, guidance_scale=guidance_scale,
+                             strength=strength)
     audio = prepared.audio
     if audio is not None and (start != 0 or (stop is not None and stop != prepared.num_frames)):
         audio = _audio_slice(prepared, start, stop)
@@ -57,9 +65,7 @@ def export_clip(
         if frames_dir is not None:
             writers.append(stack.enter_context(open_writer(frames_dir, prepared.fps, format="png",
                                                            overwrite=overwrite)))
-        for result in animator.render_clip(prepared, gates, steps=steps, seed=seed, start=start, stop=stop,
-                                           sampler=sampler, guidance_scale=guidance_scale, cancel=cancel,
-                                           strength=strength):
+        for result in animator.render_clip(prepared, gates, start=start, stop=stop, cancel=cancel, **options):
             for writer in writers:
                 writer.write(result.image)
             if on_frame is not None:

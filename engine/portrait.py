@@ -31,7 +31,6 @@ import numpy as np
 from engine import audio as audio_io
 from engine.animator import (
     PORTRAIT_CAPABILITIES,
-    SAMPLING_OPTIONS,
     CancelToken,
     Capabilities,
     FrameResult,
@@ -512,11 +511,10 @@ class PortraitAnimator:
 
     # ------------------------------------------------------------------ rendering
     def render_frame(self, prepared: PreparedPortrait, frame_index: int = 0, gates: GateSpec = None, *,
-                     cancel: CancelToken | None = None, **sampling: object) -> np.ndarray:
-        """One frame at the portrait's resolution. ``sampling``: the contract's sampling options
-        (:data:`engine.animator.SAMPLING_OPTIONS`), which this renderer has none of (accepted, unused); any other
-        keyword is refused (TypeError)."""
-        check_options("render_frame", sampling, SAMPLING_OPTIONS | {"cancel"})
+                     cancel: CancelToken | None = None, **options: object) -> np.ndarray:
+        """One frame at the portrait's resolution. This renderer has no sampling: any other keyword, the
+        sampling options (:data:`engine.animator.SAMPLING_OPTIONS`) included, is refused (TypeError)."""
+        check_options("render_frame", options, {"cancel"})
         check_frame_index(prepared, frame_index)
         if cancel is not None and cancel.cancelled:
             raise CancelledError("render cancelled")
@@ -555,10 +553,10 @@ class PortraitAnimator:
 
     def render_clip(self, prepared: PreparedPortrait, gates: GateSpec = None, *, start: int = 0,
                     stop: int | None = None, cancel: CancelToken | None = None,
-                    on_frame: Callable[[int], None] | None = None, **sampling: object) -> Iterator[FrameResult]:
+                    on_frame: Callable[[int], None] | None = None, **options: object) -> Iterator[FrameResult]:
         """Frames ``start .. stop - 1`` one at a time (streamed: memory stays flat however long the clip).
-        ``sampling``: as :meth:`render_frame` (unknown keywords are refused, TypeError)."""
-        check_options("render_clip", sampling, SAMPLING_OPTIONS | {"start", "stop", "cancel", "on_frame"})
+        Any other keyword, the sampling options included, is refused (TypeError), as by :meth:`render_frame`."""
+        check_options("render_clip", options, {"start", "stop", "cancel", "on_frame"})
         stop = check_frame_range(prepared, start, stop)
         for index in range(start, stop):
             image = self.render_frame(prepared, index, gates, cancel=cancel)

@@ -123,9 +123,11 @@ def can(animator: Any, capability: str) -> bool:
 
 
 def sampling_options(animator: Any, **options: Any) -> dict[str, Any]:
-    """``options`` (steps, seed, ...) where the animator samples, else none: the portrait renderer has no
-    sampling, so the studio does not pretend to set it."""
-    return dict(options) if can(animator, "sampling") else {}
+    """The ``options`` (steps, seed, guidance_scale, ...) the animator reads (engine.animator.render_options):
+    none on the portrait renderer, which has no sampling and refuses them."""
+    from engine.animator import render_options
+
+    return render_options(animator, **options)
 
 
 def warm_up() -> None:

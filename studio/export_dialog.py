@@ -129,6 +129,11 @@ class _WithAlpha:
     def __init__(self, animator: Any) -> None:
         self.animator = animator
 
+    @property
+    def capabilities(self) -> Any:
+        """The wrapped animator's (the export passes it the render options it reads)."""
+        return engine_api.capabilities(self.animator)
+
     def render_clip(self, *args: Any, **kwargs: Any) -> Any:
         for result in self.animator.render_clip(*args, **kwargs):
             result.image = with_alpha(result.image)
@@ -142,6 +147,11 @@ class _Resized:
     def __init__(self, animator: Any, size: tuple[int, int]) -> None:
         self.animator = animator
         self.size = (int(size[0]), int(size[1]))
+
+    @property
+    def capabilities(self) -> Any:
+        """The wrapped animator's (the export passes it the render options it reads)."""
+        return engine_api.capabilities(self.animator)
 
     def render_clip(self, *args: Any, **kwargs: Any) -> Any:
         import cv2

@@ -66,9 +66,10 @@ def test_unknown_keywords_are_refused(portrait, still) -> None:
         portrait.render_frame(still, 0, None, stepz=3)
     with pytest.raises(TypeError, match="windw"):
         list(portrait.render_clip(still, None, windw=3))
-    # the shared sampling vocabulary is accepted (a generic driver passes its defaults), cancel works
-    frame = portrait.render_frame(still, 0, GateControl(np.zeros(6, np.float32)), steps=4, seed=1,
-                                  cancel=CancelToken())
+    # the portrait renderer has no sampling: the sampling vocabulary is refused too, saying so; cancel works
+    with pytest.raises(TypeError, match="'steps'.*no sampling"):
+        portrait.render_frame(still, 0, None, steps=4)
+    frame = portrait.render_frame(still, 0, GateControl(np.zeros(6, np.float32)), cancel=CancelToken())
     assert frame.shape == still.portrait.shape
 
 
