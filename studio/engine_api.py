@@ -250,18 +250,31 @@ def prepare_inputs(animator: Any, portrait: Any, audio: Any = None, duration: fl
                    fps: int | None = None, max_size: int | None = None) -> Any:
     """Prepare a portrait and audio track; without audio, ``duration`` seconds (None: a still) set the frames.
 
-    ``max_size``: the portrait renderer's cap on the portrait's long side (None: its default).
+    ``max_size``: the cap on the long side of the frames (None: the renderer's default): the portrait renderer's
+    portrait, or the portrait a renderer with ``paste_back`` pastes its face crop back into (so its preview,
+    flipbook and export show the whole portrait at that size; :func:`frame_shape`).
 
     ``fps`` None: the animator's own frame rate.
     """
     from engine.audio import num_video_frames
 
     options: dict[str, Any] = {} if fps is None else {"fps": int(fps)}
-    if max_size is not None:
+    if max_size is not None and can(animator, "full_resolution"):
         options["max_size"] = int(max_size)
+    if can(animator, "paste_back"):  # the preview, flipbook and export show the whole portrait, not the crop
+        options.update(paste_back=True, paste_max_size=None if max_size is None else int(max_size))
     if audio is None and duration:
         options["num_frames"] = num_video_frames(duration, fps or animator_fps(animator))
     return animator.prepare(portrait, audio, **options)
+
+
+def frame_shape(prepared: Any) -> tuple[int, int]:
+    """(height, width) of the frames a render of ``prepared`` returns: the portrait its face crop is pasted back
+    into where there is one, else the prepared portrait (the whole portrait, or the model's crop). The canvas
+    paints on ``prepared.portrait`` (the masks live there); the preview shows these frames."""
+    frame = getattr(prepared, "paste_portrait", None)
+    frame = prepared.portrait if frame is None else frame
+    return int(frame.shape[0]), int(frame.shape[1])
 
 
 def animator_fps(animator: Any) -> int:

@@ -301,8 +301,7 @@ class ExportDialog(QDialog):
         fps = int(prepared.fps) if prepared is not None else window.doc.render.fps
         self.portrait_mode = engine_api.can(window.service.animator, "full_resolution")
         self.samples = engine_api.can(window.service.animator, "sampling")  # steps and seed apply
-        self.render_size = ((int(prepared.portrait.shape[1]), int(prepared.portrait.shape[0]))
-                            if prepared is not None else (1, 1))
+        self.render_size = engine_api.frame_shape(prepared)[::-1] if prepared is not None else (1, 1)
         source = window.doc.state.portrait_path
         self.source_size = (engine_api.image_size(source) if source and self.portrait_mode else None) or self.render_size
 

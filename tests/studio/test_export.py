@@ -32,7 +32,7 @@ def test_export_mp4_with_audio_is_readable(qtbot, ready_window, speech_path, tmp
         job = dialog.start_export()
         assert job is not None
     info = probe_video(out)
-    assert info.frames == 6 and (info.width, info.height) == (32, 32)
+    assert info.frames == 6 and (info.width, info.height) == (64, 64)  # the crop pasted back into the portrait
     assert info.audio_codec is not None  # AAC track muxed
     assert dialog.bar.value() == 1000
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QElapsedTimer, QTimer
 def test_first_preview_shows_a_real_frame(ready_window) -> None:
     result = ready_window.last_result
     assert result is not None
-    assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
+    assert result.image.shape == (64, 64, 3) and result.image.dtype == np.uint8  # pasted back into the portrait
     assert result.gate_maps is not None and result.gate_maps.shape[0] == 6
     assert ready_window.preview.view.image is not None
 
