@@ -15,7 +15,8 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="moee-studio", description="MoEE Studio: mix emotions on a talking portrait")
-    parser.add_argument("project", nargs="?", help="a .moee project file to open")
+    parser.add_argument("project", nargs="?",
+                        help="a .moee project file to open, or a portrait image (as --portrait IMG)")
     parser.add_argument("--model", default=None,
                         help="model folder (default: the bundled demo model; 'tiny' = untrained tiny model)")
     from studio.engine_api import add_renderer_arguments
@@ -30,7 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true",
                         help="showcase state for screenshots: three keyframes and a painted mouth mask")
     parser.add_argument("--timeout", type=float, default=180.0, help="screenshot mode: give up after this many seconds")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    from studio.project_io import SUFFIX
+
+    if args.project and Path(args.project).suffix.lower() != SUFFIX and args.portrait is None:
+        args.portrait, args.project = args.project, None  # `moee-studio PHOTO.jpg` opens the photo as the portrait
+    return args
 
 
 def _demo_inputs(renderer: str = "portrait") -> tuple[str | None, str | None]:

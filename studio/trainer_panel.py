@@ -40,6 +40,11 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 PACK_SUFFIX = ".moeexpert.safetensors"
 RUN_SUFFIX = "-training"  # OUT/NAME-training holds one emotion's checkpoint, so each can be resumed
 STOP_FILE = "STOP"
+#: What the Data folder may hold (the trainer reads either; see training/motion_expert.py).
+DATA_HELP = ("A folder holding either labels.csv (columns file, emotion: clips or photos labelled with the new "
+             "emotion's name and 'neutral'), or, with no footage, an action-unit recipe recipe.json such as "
+             '{"aus": {"12L": 1.0, "14L": 0.8}} (a one-sided smile: a smirk). On the portrait renderer the '
+             "expert trains in about a minute; a few hundred steps are enough.")
 #: A trainer that has not stopped this long after Stop at shutdown is killed (its last checkpoint stays).
 SHUTDOWN_WAIT_MS = 10_000
 
@@ -112,7 +117,8 @@ class TrainerPanel(QWidget):
         box = QGroupBox("Train a custom expert")
         form = QFormLayout(box)
         self.data = QLineEdit()
-        self.data.setPlaceholderText("folder of labelled clips of the new emotion")
+        self.data.setPlaceholderText("labelled clips, or an AU recipe")
+        self.data.setToolTip(DATA_HELP)
         browse = QPushButton("…")
         browse.setFixedWidth(34)
         browse.clicked.connect(self._browse_data)
