@@ -498,7 +498,8 @@ def _note_if_large(num_frames: int, steps: int, image_size: int, device: str) ->
 
 
 def _voice_gates(animator, prepared, clip, gates):
-    """``--emotion-audio`` on the portrait path: the voice's tone sets the sliders over time (engine.voice_emotion),
+    """``--emotion-audio`` on a renderer without ``emotion_conditioning`` (the portrait renderer): the voice's tone
+    sets the sliders over time (engine.voice_emotion),
     added to the --emotion / --text mix (each slider capped at 1); --mask strokes are kept."""
     import numpy as np
 
