@@ -262,6 +262,19 @@ def test_pyproject_declares_every_training_command():
         assert declared[name].load() is command, f"entry point {name} names another object"
 
 
+def test_each_training_command_names_functions_its_module_has():
+    """The adder and runner are named in full in training/commands.py (so a search finds the caller), and exist."""
+    import importlib
+
+    from training.commands import COMMANDS
+
+    for name, command in COMMANDS.items():
+        module = importlib.import_module(command.module)
+        for function in (command.adder, command.runner):
+            assert callable(getattr(module, function, None)), f"{name}: {command.module} has no {function}"
+        assert command.runner.startswith("run_") and command.adder.endswith("_arguments"), name
+
+
 def test_installed_metadata_has_the_declared_commands():
     """A stale install (pyproject.toml changed since ``pip install -e .``) would hide subcommands."""
     from engine.cli import installed_commands
