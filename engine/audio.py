@@ -148,11 +148,6 @@ class AudioClip:
         return len(self.samples) / float(self.sample_rate)
 
     @property
-    def num_samples(self) -> int:
-        """Number of samples."""
-        return len(self.samples)
-
-    @property
     def export_rate(self) -> int:
         """Sample rate of :meth:`export_samples` (the recording's, where it is kept)."""
         return int(self.recording_rate if self.recording is not None and self.recording_rate else self.sample_rate)

@@ -353,10 +353,6 @@ class Animator:
         return list(self.model.emotions)
 
     @property
-    def emotion_colours(self) -> list[str]:
-        return [self.model.colours[e] for e in self.model.emotions]
-
-    @property
     def trained(self) -> bool:
         return bool(getattr(self.model, "notes", {}).get("trained", False))
 

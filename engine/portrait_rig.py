@@ -169,10 +169,6 @@ class PortraitRig:
         """Pixels per face unit (half the face width)."""
         return float(self.to_pixels.scale)
 
-    def mesh_index(self, mp_index: int) -> int:
-        """Row of a MediaPipe point in :attr:`control`."""
-        return _MESH_ROWS[mp_index]
-
 
 _MESH_KEPT = tuple(i for i in range(478) if i not in MP_IRIS)
 _MESH_ROWS = {mp: row for row, mp in enumerate(_MESH_KEPT)}

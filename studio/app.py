@@ -1,8 +1,12 @@
-"""``moee-studio [PROJECT] [--model DIR] [--renderer portrait|pixel] [--portrait IMG] [--audio WAV] [--screenshot OUT.png]``.
+"""``moee-studio [PROJECT] [--model DIR] [--renderer portrait|pixel] [--device DEV] [--portrait IMG] [--audio WAV]
+[--screenshot OUT.png]``.
 
 ``--renderer portrait`` (default) renders the portrait at its own resolution (long side capped at 1024);
-``--renderer pixel`` uses the pixel model's small face crop (``--frame portrait|crop``, the old name, still works). ``--screenshot`` renders the window offscreen once the first preview frame is shown, saves it as a
-PNG and exits (set ``QT_QPA_PLATFORM=offscreen`` on a machine without a display).
+``--renderer pixel`` uses the pixel model's small face crop (``--frame portrait|crop``, the old name, still works).
+``--device`` reaches the pixel renderer only: given with the portrait renderer (which runs on the CPU) anything but
+``cpu`` or ``auto`` is refused (exit code 2), as ``moee render`` refuses it. ``--screenshot`` renders the window
+offscreen once the first preview frame is shown, saves it as a PNG and exits (set ``QT_QPA_PLATFORM=offscreen``
+on a machine without a display).
 """
 
 from __future__ import annotations
@@ -11,6 +15,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+#: The renderer that reads ``--device``, and the pseudo model folder that is always that renderer.
+PIXEL_RENDERER = "pixel"
+TINY_MODEL = "tiny"
+#: ``--device`` values that every renderer honours (the portrait renderer runs on the CPU).
+CPU_DEVICES = frozenset({"cpu", "auto"})
+DEFAULT_DEVICE = "cpu"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_renderer_arguments(parser)
     parser.add_argument("--portrait", default=None, help="portrait image to start with")
     parser.add_argument("--audio", default=None, help="speech audio to start with")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto (default cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device of --renderer pixel (and --model tiny): cpu, cuda, cuda:N, mps, auto "
+                             "(default cpu); the portrait renderer runs on the CPU")
     parser.add_argument("--screenshot", metavar="OUT.png", default=None,
                         help="save a screenshot after the first preview frame, then exit")
     parser.add_argument("--mix", default=None, help="initial mix for screenshots, e.g. 'happiness=0.6,surprise=0.4'")
@@ -36,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     if args.project and Path(args.project).suffix.lower() != SUFFIX and args.portrait is None:
         args.portrait, args.project = args.project, None  # `moee-studio PHOTO.jpg` opens the photo as the portrait
+    pixel = args.renderer == PIXEL_RENDERER or args.model == TINY_MODEL
+    if args.device is not None and args.device not in CPU_DEVICES and not pixel:
+        # as `moee render`: a flag the chosen renderer cannot honour is refused by name, never ignored
+        parser.error(f"--device {args.device} needs --renderer pixel (the portrait renderer runs on the CPU)")
+    if args.device is None:
+        args.device = DEFAULT_DEVICE
     return args
 
 

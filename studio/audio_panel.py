@@ -136,10 +136,6 @@ class Recorder(QObject):
         self.sample_rate = 16_000
         self.out_dir = Path.cwd()  # where recordings are saved (the window keeps it beside the project)
 
-    @property
-    def recording(self) -> bool:
-        return self._stream is not None
-
     def start(self) -> bool:
         """Start recording; returns False (with a message) when there is no input device."""
         sd, reason = sound_module("input")

@@ -296,10 +296,6 @@ class Document(QObject):
             interpolation=self.render.interpolation,
         )
 
-    def gate_parts(self, frame: int | None = None) -> tuple[list[float], np.ndarray | None, list[float] | None]:
-        """(weights, masks, alpha) for the engine: live values (``frame=None``) or the timeline's at ``frame``."""
-        return self.schedule(copy=False).parts(frame)
-
     def gates_for_frame(self, frame: int | None = None) -> Any:
         """The engine GateControl for the live state (``None``) or the timeline at ``frame``."""
         return self.schedule(copy=False)(frame)

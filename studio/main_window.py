@@ -1,20 +1,21 @@
-"""The studio's main window: wires document, palette, canvas, preview, timeline, audio, export, trainer."""
+"""The studio's main window: wires document, palette, canvas, preview, timeline, audio, export, trainer.
+
+Three parts of it live in their own modules, mixed into :class:`MainWindow`: the action table, menus and
+shortcuts (:mod:`studio.actions`), playback (:mod:`studio.playback`: playhead, transport, flipbook) and
+autosave / crash recovery (:mod:`studio.recovery`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
-    QAbstractSpinBox,
     QApplication,
     QCheckBox,
     QComboBox,
@@ -33,18 +34,21 @@ from PySide6.QtWidgets import (
 )
 
 from studio import engine_api, project_io, settings
+from studio.actions import ActionsMixin
 from studio.audio_panel import AudioPanel, Transport
 from studio.brush import BrushSettings, fill_region
 from studio.brush_panel import BrushPanel
 from studio.canvas import IMAGE_SUFFIXES, PortraitCanvas
 from studio.commands import AddKeyframeCommand, MaskEditCommand, SetMasksCommand
 from studio.document import Document, DocumentState
-from studio.engine_api import MoEEError, atomic_write_text
+from studio.engine_api import MoEEError
 from studio.flipbook import FLIPBOOK_MAX_SIDE, FLIPBOOK_ZOOM_MAX_SIDE, Flipbook
-from studio.keyframes import INTERPOLATIONS, Keyframe, masks_at, weights_at
+from studio.keyframes import INTERPOLATIONS, Keyframe
 from studio.life_panel import LifePanel
 from studio.palette import PaletteWidget
+from studio.playback import PlaybackMixin
 from studio.preview import PreviewPanel
+from studio.recovery import RecoveryMixin
 from studio.render_service import RenderResult, RenderService
 from studio.timeline import TimelineWidget
 from studio.trainer_panel import TrainerPanel
@@ -52,7 +56,7 @@ from studio.zoom_view import ZoomModel
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 PROJECT_FILTER = "MoEE projects (*.moee);;All files (*)"
-_WINDOW_SERIALS = itertools.count()
+_WINDOW_SERIALS = itertools.count()  # each window of a process autosaves to its own file
 #: The window's comfortable size; a smaller screen gets its free area instead (1366 x 768 laptops).
 WINDOW_SIZE = (1480, 920)
 #: The timeline's curve area never gets shorter than this (px), and its dock starts at least this tall.
@@ -61,12 +65,7 @@ TIMELINE_DOCK_HEIGHT = 190
 PALETTE_MIN_WIDTH = 250
 LOADING_MODEL = "loading model…"
 PREPARING = "finding the face…"
-SIDE_PANEL_MAX_WIDTH = 330  # each window of a process autosaves to its own file
-
-
-def _same_path_key(path: str | os.PathLike[str]) -> str:
-    """A comparable form of a file path (resolved, case-folded where the file system ignores case)."""
-    return os.path.normcase(str(Path(path).resolve()))
+SIDE_PANEL_MAX_WIDTH = 330
 
 
 def default_brush_radius(shape: tuple[int, ...], landmarks: np.ndarray | None) -> float:
@@ -102,7 +101,7 @@ def _titled(title: str, widget: QWidget) -> QWidget:
     return box
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ActionsMixin, PlaybackMixin, RecoveryMixin, QMainWindow):
     """One open project. ``show_dialogs=False`` (tests, scripts) reports errors only by signal."""
 
     errorReported = Signal(str)
@@ -121,6 +120,21 @@ class MainWindow(QMainWindow):
         renderer: str = "portrait",
     ) -> None:
         super().__init__()
+        self._init_state(animator, device, renderer, show_dialogs)
+        self._build_widgets()
+        self._build_actions()
+        self._connect()
+        self._start_timers(autosave)
+        self.default_layout()
+        self._restore_window_state()
+
+        if animator is not None:
+            self._model_loaded(animator)
+        else:
+            self.load_model(model_dir)
+
+    def _init_state(self, animator: Any, device: str, renderer: str, show_dialogs: bool) -> None:
+        """The window's document, render service, flipbook, transport and bookkeeping (no widgets yet)."""
         self.device = device
         self.renderer = renderer  # "portrait" (own resolution) or "pixel" (the pixel model), see engine_api
         self.setWindowTitle("MoEE Studio")
@@ -146,7 +160,8 @@ class MainWindow(QMainWindow):
         self._radius_portrait: tuple[str | None, tuple[int, ...]] | None = None  # portrait the brush was sized for
         self._eraser_shown = False
 
-        # ---------------------------------------------------------------- widgets
+    def _build_widgets(self) -> None:
+        """The canvas and preview (central), the side docks, the timeline dock with its key buttons."""
         self.zoom = ZoomModel(self)  # the canvas and the preview show the same part at the same zoom
         self.canvas = PortraitCanvas(self.doc, self.brush, zoom=self.zoom)
         self.preview = PreviewPanel(zoom=self.zoom)
@@ -200,9 +215,12 @@ class MainWindow(QMainWindow):
         self.timeline_dock = self._dock("Timeline", bottom, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.model_label = QLabel("no model")
         self.statusBar().addPermanentWidget(self.model_label)
+        self.palette.setMinimumWidth(PALETTE_MIN_WIDTH)
+        self.brush_panel.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
+        self.trainer.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
 
-        self._build_actions()
-        self._connect()
+    def _start_timers(self, autosave: bool) -> None:
+        """The refine delay, the flipbook band's redraw and the autosave timers."""
         self.refine_timer = QTimer(self)
         self.refine_timer.setSingleShot(True)
         self.refine_timer.timeout.connect(self.request_refine)
@@ -215,16 +233,6 @@ class MainWindow(QMainWindow):
         interval = settings.autosave_interval_s()
         if autosave and interval > 0:
             self.autosave_timer.start(interval * 1000)
-        self.palette.setMinimumWidth(PALETTE_MIN_WIDTH)
-        self.brush_panel.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
-        self.trainer.setMaximumWidth(SIDE_PANEL_MAX_WIDTH)
-        self.default_layout()
-        self._restore_window_state()
-
-        if animator is not None:
-            self._model_loaded(animator)
-        else:
-            self.load_model(model_dir)
 
     # ---------------------------------------------------------------- building
     def default_layout(self, size: tuple[int, int] | None = None) -> None:
@@ -266,200 +274,6 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(area, dock)
         return dock
-
-    def _action(self, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            action.setToolTip(f"{text.rstrip('…')} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})")
-        action.setCheckable(checkable)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        a = self._action
-        self.act_open_portrait = a("Open portrait…", self._ask_portrait, "Ctrl+Shift+O")
-        self.act_open = a("Open project…", self._ask_open, QKeySequence.StandardKey.Open)
-        self.act_save = a("Save project", lambda: self.save_project(), QKeySequence.StandardKey.Save)
-        self.act_save_as = a("Save project as…", lambda: self.save_project(ask=True), "Ctrl+Shift+S")
-        self.act_new = a("New project", self.new_project, QKeySequence.StandardKey.New)
-        self.act_export = a("Export…", self.show_export, "Ctrl+E")
-        self.act_expert = a("Load expert pack…", self._ask_expert)
-        self.act_quit = a("Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.act_undo = self.doc.undo_stack.createUndoAction(self, "Undo")
-        self.act_undo.setShortcut(QKeySequence("Ctrl+Z"))
-        self.act_redo = self.doc.undo_stack.createRedoAction(self, "Redo")
-        self.act_redo.setShortcut(QKeySequence("Ctrl+Shift+Z"))
-        self.addAction(self.act_undo)
-        self.addAction(self.act_redo)
-        self.act_play = a("Play / pause", self.toggle_play, "Space")
-        self.act_key = a("Add keyframe", lambda: self.add_keyframe(), "K")
-        self.act_key_no_mask = a("Add \"no mask\" keyframe", lambda: self.add_no_mask_keyframe(), "Shift+K")
-        self.act_voice_keys = a("Keyframes from the voice's tone", self.keys_from_voice)
-        self.act_del_key = a("Delete keyframe", self.timeline.delete_selected, "Delete")
-        tools = QActionGroup(self)
-        self.act_brush = a("Brush", lambda: self.set_tool("brush"), "B", checkable=True)
-        self.act_eraser = a("Eraser", lambda: self.set_tool("eraser"), "E", checkable=True)
-        self.act_pan = a("Pan (no painting)", lambda: self.set_tool("pan"), "H", checkable=True)
-        self.act_pan.setToolTip("Pan tool (H): a drag moves the view, a click does not paint. "
-                                "The middle button pans with any tool; the wheel zooms")
-        for act in (self.act_brush, self.act_eraser, self.act_pan):
-            tools.addAction(act)
-        self.act_zoom_in = a("Zoom in", lambda: self.zoom.zoom_in(*self._zoom_args()), QKeySequence.StandardKey.ZoomIn)
-        self.act_zoom_in.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
-        self.act_zoom_out = a("Zoom out", lambda: self.zoom.zoom_out(*self._zoom_args()), "Ctrl+-")
-        self.act_zoom_1 = a("Actual pixels (1:1)", lambda: self.zoom.actual_pixels(*self._zoom_args()), "Ctrl+1")
-        self.act_zoom_fit = a("Fit in view", self.zoom.fit, "Ctrl+0")
-        for act, short in ((self.act_pan, "Pan"), (self.act_zoom_fit, "Fit"), (self.act_zoom_1, "1:1"),
-                           (self.act_key, "Key"), (self.act_play, "Play")):
-            act.setIconText(short)  # the toolbar's button (the menus keep the full name)
-        self.act_brush.setChecked(True)
-        self.act_smaller = a("Smaller brush", lambda: self.change_radius(1 / 1.25), "[")
-        self.act_bigger = a("Bigger brush", lambda: self.change_radius(1.25), "]")
-        self.act_landmarks = a("Show landmarks", self._overlays_from_menu, None, checkable=True)
-        self.act_prev_frame = a("Previous frame", lambda: self.step_frames(-1), ",")
-        self.act_next_frame = a("Next frame", lambda: self.step_frames(1), ".")
-        self.act_first_frame = a("First frame", lambda: self.set_playhead(0), "Home")
-        self.act_last_frame = a("Last frame", lambda: self.set_playhead(self.timeline.num_frames - 1), "End")
-        self.act_prev_key = a("Previous keyframe", lambda: self.jump_to_key(-1), "Alt+Left")
-        self.act_next_key = a("Next keyframe", lambda: self.jump_to_key(1), "Alt+Right")
-        self.act_shortcuts = a("Keyboard shortcuts", self.show_shortcuts, "F1")
-        self.act_landmarks.setChecked(True)
-
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        for act in (self.act_new, self.act_open, self.act_open_portrait):
-            file_menu.addAction(act)
-        file_menu.addAction("Open audio…", self.audio_panel._open)
-        self.recent_menu = file_menu.addMenu("Recent projects")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        file_menu.addSeparator()
-        for act in (self.act_save, self.act_save_as, self.act_export, self.act_expert):
-            file_menu.addAction(act)
-        file_menu.addAction("Batch export…", self.show_batch_export)
-        file_menu.addSeparator()
-        file_menu.addAction(self.act_quit)
-        edit = menu.addMenu("&Edit")
-        edit.addAction(self.act_undo)
-        edit.addAction(self.act_redo)
-        presets = edit.addMenu("Compound presets")
-        for name in engine_api.COMPOUND_PRESETS:
-            presets.addAction(name, lambda n=name: self.palette.apply_preset(n))
-        edit.addAction("Reset mix", self.palette.reset)
-        tool_menu = menu.addMenu("&Tools")
-        for act in (self.act_brush, self.act_eraser, self.act_pan, self.act_smaller, self.act_bigger,
-                    self.act_landmarks):
-            tool_menu.addAction(act)
-        anim = menu.addMenu("&Animate")
-        for act in (self.act_play, self.act_key, self.act_key_no_mask, self.act_voice_keys, self.act_del_key,
-                    self.act_prev_frame, self.act_next_frame,
-                    self.act_first_frame, self.act_last_frame, self.act_prev_key, self.act_next_key):
-            anim.addAction(act)
-        view = menu.addMenu("&View")
-        for act in (self.act_zoom_in, self.act_zoom_out, self.act_zoom_1, self.act_zoom_fit):
-            view.addAction(act)
-        view.addSeparator()
-        for dock in (self.palette_dock, self.brush_dock, self.trainer_dock, self.life_dock, self.timeline_dock):
-            view.addAction(dock.toggleViewAction())
-        view.addSeparator()
-        view.addAction("Reset layout", self.default_layout)
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(self.act_shortcuts)
-
-        bar = self.addToolBar("Main")
-        bar.setObjectName("main_toolbar")
-        bar.setMovable(False)
-        for act in (self.act_open_portrait, self.act_open, self.act_save):
-            bar.addAction(act)
-        bar.addSeparator()
-        bar.addAction(self.act_undo)
-        bar.addAction(self.act_redo)
-        bar.addSeparator()
-        bar.addAction(self.act_brush)
-        bar.addAction(self.act_eraser)
-        bar.addAction(self.act_pan)
-        bar.addAction(self.act_zoom_fit)
-        bar.addAction(self.act_zoom_1)
-        bar.addSeparator()
-        bar.addAction(self.act_play)
-        bar.addAction(self.act_key)
-        bar.addSeparator()
-        bar.addAction(self.act_export)
-        self.redo_shortcut = QShortcut(QKeySequence("Ctrl+Y"), self, self.doc.undo_stack.redo)
-        for act, text in ((self.act_undo, "Undo (Ctrl+Z)"), (self.act_redo, "Redo (Ctrl+Shift+Z, Ctrl+Y)")):
-            act.setToolTip(text)
-            act.setIconText(text.split(" ")[0])  # the toolbar button stays short ("Undo Fill mouth…" in the menu)
-        self.key_button.setToolTip("Key the sliders (and masks, with Key masks on) at the playhead (K)")
-        self.del_key_button.setToolTip("Delete the selected keyframe (Delete); Shift+click a key to select it")
-        QApplication.instance().installEventFilter(self)  # single-key shortcuts work over spin boxes
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        """Let K, Space, B, E, [ and ] reach their shortcuts while a slider's spin box has the focus,
-        and hand the focus back to the canvas after Enter (or Escape) in a spin box.
-
-        A spin box claims every printable key for its text field; letters and brackets can never be part
-        of a number, so they go to the window's shortcuts instead (the describe box keeps its letters).
-        """
-        if (event.type() == QEvent.Type.KeyPress and isinstance(event, QKeyEvent)
-                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape)):
-            spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
-            if isinstance(spin, QAbstractSpinBox) and spin.window() is self:
-                # the typed value is taken (the spin box sees Enter first), then the navigation keys
-                # (Home, End, ".", Alt+Left) work again: they are number-editing keys inside a spin box
-                QTimer.singleShot(0, self.focus_canvas)
-        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
-            spin = obj if isinstance(obj, QAbstractSpinBox) else obj.parent() if isinstance(obj, QObject) else None
-            no_modifier = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
-            if isinstance(spin, QAbstractSpinBox) and spin.window() is self and no_modifier and (
-                    Qt.Key.Key_A <= event.key() <= Qt.Key.Key_Z
-                    or event.key() in (Qt.Key.Key_Space, Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight)):
-                event.ignore()
-                return True
-        return super().eventFilter(obj, event)
-
-    def focus_canvas(self) -> None:
-        """Give the keyboard focus to the portrait canvas (the window's shortcuts all work there)."""
-        self.canvas.setFocus(Qt.FocusReason.OtherFocusReason)
-
-    def shortcut_table(self) -> list[tuple[str, str]]:
-        """(action, keys) of every action with a shortcut, as the Help menu lists them."""
-        rows = []
-        for act in self.actions():
-            keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in act.shortcuts())
-            if keys:
-                name = {id(self.act_undo): "Undo", id(self.act_redo): "Redo"}.get(
-                    id(act), act.text().replace("&", "").rstrip("…"))  # not "Redo Paint happiness"
-                rows.append((name, keys))
-        rows.append(("Redo", "Ctrl+Y"))
-        return rows
-
-    def show_shortcuts(self) -> QMessageBox:
-        """Help › Keyboard shortcuts: every shortcut of the window."""
-        text = "".join(f"<tr><td>{name}</td><td><b>{keys}</b></td></tr>" for name, keys in self.shortcut_table())
-        box = QMessageBox(QMessageBox.Icon.Information, "Keyboard shortcuts",
-                          f"<table cellspacing=6>{text}</table>", QMessageBox.StandardButton.Ok, self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        if self.show_dialogs:
-            box.open()
-        return box
-
-    def step_frames(self, delta: int) -> None:
-        """Move the playhead by ``delta`` frames (stops playback)."""
-        self.transport.stop()
-        self.set_playhead(self.playhead + int(delta))
-
-    def jump_to_key(self, direction: int) -> bool:
-        """Move the playhead to the previous (-1) or next (+1) keyframe; False when there is none."""
-        frames = sorted({k.frame for k in self.doc.state.keyframes})
-        target = ([f for f in frames if f < self.playhead][-1:] if direction < 0
-                  else [f for f in frames if f > self.playhead][:1])
-        if not target:
-            return False
-        self.transport.stop()
-        self.set_playhead(target[0])
-        return True
 
     def _connect(self) -> None:
         d, s = self.doc, self.service
@@ -749,45 +563,7 @@ class MainWindow(QMainWindow):
         if result.quality == "preview" and not self.transport.playing and not final:
             self.refine_timer.start(self.doc.render.refine_delay_ms)
 
-    # ----------------------------------------------------------------- flipbook
-    def refresh_flipbook(self) -> None:
-        """Tell the flipbook about the document's state: frames the edit touched are re-rendered."""
-        prepared = self.service.prepared_inputs
-        if prepared is None or self._suspend_render:
-            return
-        r = self.doc.render
-        self.service.flipbook_steps, self.service.flipbook_seed = r.preview_steps, r.seed
-        self.service.life = self.life_config()
-        stale = self.flipbook.update(self.doc.schedule(copy=False), int(prepared.num_frames), self.doc.mask_revision,
-                                     (self._inputs_version, r.preview_steps, r.seed, self.service.life))
-        self.flipbook.set_focus(self.playhead)
-        if stale or not self.flipbook.is_complete():
-            self.service.flipbook_changed()
-        self.band_timer.start()
-
-    def _flipbook_frame(self, frame: int) -> None:
-        if self.transport.playing and frame == self.playhead:
-            self._show_flipbook_frame(frame)
-        if not self.band_timer.isActive():
-            self.band_timer.start()
-
-    def _update_band(self) -> None:
-        self.timeline.set_cached(self.flipbook.cached())
-
-    def _show_flipbook_frame(self, frame: int) -> bool:
-        """Show the flipbook's frame (returns False when it is not rendered yet)."""
-        image = self.flipbook.frame(frame)
-        if image is None:
-            return False
-        self._shown_request = self.service.latest_request_id  # older renders are stale from now on
-        self.preview.show_result(image, self._shown_request, "flipbook", frame, 0, 0.0)
-        return True
-
-    def _clamped_playhead(self) -> int:
-        prepared = self.service.prepared_inputs
-        last = max(0, int(getattr(prepared, "num_frames", 1)) - 1) if prepared is not None else 0
-        return min(max(0, self.playhead), last)
-
+    # ---------------------------------------------------------------- life and timeline
     def life_config(self, seed: int | None = None) -> engine_api.LifeConfig:
         """The blinks, head motion and gaze of the document's render settings (with the project's seed)."""
         r = self.doc.render
@@ -805,54 +581,11 @@ class MainWindow(QMainWindow):
         self.follow_timeline()
         self.refresh_flipbook()
 
-    def follow_timeline(self, with_masks: bool = True, render: bool = True) -> None:
-        """Set the sliders (and keyed masks) to the timeline's values at the playhead (no undo step).
-
-        Playback passes ``with_masks=False, render=False``: the flipbook shows the frame, and blending
-        full-size masks on every tick would only slow the UI thread.
-        """
-        keys = self.doc.state.keyframes
-        if not keys:
-            return
-        mode = self.doc.render.interpolation
-        weights = weights_at(keys, self.playhead, mode)
-        keyed = masks_at(keys, self.playhead, mode, self.doc.masks.shape) if with_masks else None
-        self._suspend_render = True  # one render below, not one per change
-        try:
-            if weights is not None:
-                self.doc.set_weights(weights)
-            if keyed is not None and keyed[0].shape == self.doc.masks.shape:
-                self.doc.set_masks(*keyed)
-        finally:
-            self._suspend_render = False
-        if render:
-            self.schedule_render()
-
     def _render_failed(self, _rid: int, message: str) -> None:
         self.preview.set_busy(False, "render failed")
         self.report_error(f"Render failed: {message}")
 
-    # ---------------------------------------------------------------- playhead
-    def set_playhead(self, frame: int) -> None:
-        """Move the playhead; with keyframes, the sliders (and keyed masks) follow the timeline.
-
-        The flipbook's frame shows at once when it is rendered; while playing nothing else is rendered
-        (the flipbook renders ahead of the playhead instead).
-        """
-        self.playhead = int(min(max(0, int(frame)), self.timeline.num_frames - 1))
-        self.timeline.set_playhead(self.playhead)
-        self.audio_panel.show_frame(self.playhead, self.timeline.fps)
-        self.flipbook.set_focus(self.playhead)
-        if self.transport.playing:
-            self._show_flipbook_frame(self.playhead)
-            self.follow_timeline(with_masks=False, render=False)
-            return
-        self._show_flipbook_frame(self.playhead)  # at once, when cached
-        if self.doc.state.keyframes:
-            self.follow_timeline()  # and renders the frame at full resolution
-        else:
-            self.schedule_render()
-
+    # ---------------------------------------------------------------- keyframes
     def _recording_dir(self) -> Path:
         """Recordings go beside the project file (or to the temp folder for an unsaved project)."""
         if self.doc.path:
@@ -860,9 +593,6 @@ class MainWindow(QMainWindow):
         import tempfile
 
         return Path(tempfile.gettempdir())
-
-    def toggle_play(self) -> None:
-        self.transport.toggle(self.playhead)
 
     def add_keyframe(self, no_mask: bool = False) -> Keyframe:
         """Key the current sliders at the playhead (undoable).
@@ -1150,137 +880,6 @@ class MainWindow(QMainWindow):
         self._update_title()
         self.status(f"Saved {Path(path).name}")
         return True
-
-    def autosave(self) -> Path | None:
-        """Write this window's recovery file when there are unsaved changes (returns its path)."""
-        if not self.doc.is_modified():
-            return None
-        target = self.recovery_path
-        try:
-            data = project_io.state_to_json(self.doc.state, target)
-            data["recovered_from"] = self.doc.path or self.recovered_from
-            data["autosaved_at"] = time.time()
-            data["pid"] = os.getpid()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(target, json.dumps(data))
-        except (MoEEError, OSError) as exc:
-            self.status(f"Autosave failed: {exc}")
-            return None
-        return target
-
-    def _drop_own_recovery(self) -> None:
-        """Delete this window's recovery file (after a save, a discard, or a clean exit)."""
-        try:
-            self.recovery_path.unlink(missing_ok=True)
-        except OSError as exc:
-            self.status(f"Cannot remove the autosave file: {exc}")
-
-    @staticmethod
-    def recovery_status(path: str | os.PathLike[str]) -> tuple[str, str | None]:
-        """Judge a recovery file against the project it was autosaved from.
-
-        Returns ``(verdict, project path or None)``, the verdict one of ``"offer"`` (it holds work
-        newer than any save), ``"older"`` (the project was saved after this autosave),
-        ``"identical"`` (the saved project holds the same work) or ``"unreadable"``.
-        """
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            original = data.get("recovered_from") if isinstance(data, dict) else None
-            recovered = project_io.state_from_json(data, path)
-        except (MoEEError, OSError, ValueError):
-            return "unreadable", None
-        if not isinstance(original, str) or not original:
-            return "offer", None
-        saved_path = Path(original)
-        try:
-            if saved_path.stat().st_mtime_ns > path.stat().st_mtime_ns:
-                return "older", original
-            saved = project_io.load_project(saved_path)
-        except (MoEEError, OSError):
-            return "offer", original  # the saved file is gone or unreadable: the autosave is all there is
-        if project_io.state_to_json(recovered, saved_path) == project_io.state_to_json(saved, saved_path):
-            return "identical", original
-        return "offer", original
-
-    def pending_recovery(self, project: str | os.PathLike[str] | None = None) -> list[Path]:
-        """Recovery files of ended instances worth offering (of ``project`` only, when given).
-
-        Files older than, or identical to, their saved project are deleted here: the save is newer.
-        Files of instances that still run are never listed (see ``settings.orphan_recovery_files``).
-        """
-        wanted = None if project is None else _same_path_key(project)
-        found = []
-        for path in settings.orphan_recovery_files():
-            verdict, original = self.recovery_status(path)
-            if wanted is not None and (original is None or _same_path_key(original) != wanted):
-                continue
-            if verdict in ("older", "identical"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                self.status(f"Discarded an autosave of {Path(original or '').name}: the saved project is newer")
-            elif verdict == "offer":
-                found.append(path)
-        return found
-
-    def recover(self, path: str | os.PathLike[str]) -> bool:
-        """Open a recovery file as an unsaved *copy*: untitled, so Save asks where (the original is untouched)."""
-        path = Path(path)
-        try:
-            state = project_io.load_project(path)
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (MoEEError, OSError, ValueError) as exc:
-            self.report_error(f"The recovery file cannot be read: {exc}")
-            return False
-        original = data.get("recovered_from") if isinstance(data, dict) else None
-        self._load_state(state, None)
-        self.recovered_from = original if isinstance(original, str) and original else None
-        self.doc.mark_dirty()
-        self._update_title()
-        if path.resolve() != self.recovery_path.resolve() and self.autosave() is not None:
-            with contextlib.suppress(OSError):  # the work now lives in this window's own recovery file
-                path.unlink()
-        self.status("Recovered unsaved work: save it to keep it")
-        return True
-
-    def offer_recovery(self, project: str | os.PathLike[str] | None = None) -> bool:
-        """Offer the work of instances that did not exit cleanly (of ``project`` only, when given).
-
-        Returns True when a recovered copy was opened. Without dialogs nothing is asked or deleted.
-        """
-        for path in self.pending_recovery(project):
-            answer = self._ask_recovery(path)
-            if answer == "recover":
-                return self.recover(path)
-            if answer == "discard":
-                with contextlib.suppress(OSError):
-                    path.unlink()
-        return False
-
-    def _ask_recovery(self, path: Path) -> str:
-        """Ask about one recovery file: ``"recover"``, ``"discard"`` or ``"keep"`` (ask again later)."""
-        if not self.show_dialogs:
-            return "keep"
-        _verdict, original = self.recovery_status(path)
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
-        what = f"unsaved changes to {Path(original).name}" if original else "an unsaved project"
-        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work?",
-                          f"MoEE Studio did not exit cleanly and left {what} (autosaved {when}).\n\n"
-                          "Open them as a recovered copy? The saved project is not changed until you "
-                          "save the copy yourself.", QMessageBox.StandardButton.NoButton, self)
-        buttons = {
-            "recover": box.addButton("Open recovered copy", QMessageBox.ButtonRole.AcceptRole),
-            "discard": box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole),
-            "keep": box.addButton("Later", QMessageBox.ButtonRole.RejectRole),
-        }
-        for name, button in buttons.items():
-            button.setObjectName(f"recovery_{name}")
-        box.setDefaultButton(buttons["recover"])
-        box.setEscapeButton(buttons["keep"])
-        box.exec()
-        clicked = box.clickedButton()
-        box.deleteLater()
-        return next((name for name, button in buttons.items() if button is clicked), "keep")
 
     def _confirm_discard(self) -> bool:
         """Ask about unsaved changes: Save (then go on only if it saved), Discard, or Cancel."""

@@ -18,7 +18,9 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QApplication
@@ -28,8 +30,50 @@ from PySide6.QtWidgets import QApplication
 # never calls processEvents).
 
 
-def main(argv: list[str]) -> int:
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+#: Slider releases timed (each at a new value), the drag's length (s) and its step between two slider moves (s).
+RELEASES = 20
+DRAG_SECONDS = 2.0
+DRAG_STEP_S = 0.016
+#: Event-loop tick (ms) of the stall meter, and the gap (ms) above which a stall is noted with where it happened.
+TICK_MS = 5
+STALL_MS = 50
+
+
+def wait(app: QApplication, cond: Callable[[], object], timeout: float = 120.0) -> None:
+    """Process events until ``cond()`` holds (TimeoutError after ``timeout`` seconds)."""
+    end = time.monotonic() + timeout
+    while not cond():
+        app.processEvents()
+        time.sleep(0.002)
+        if time.monotonic() > end:
+            raise TimeoutError
+
+
+class StallMeter:
+    """Gaps between event-loop ticks (ms): how long the UI thread was busy, and where the long stalls were
+    (the export's progress in 1/1000 while an export dialog is open, else the time)."""
+
+    def __init__(self, win: Any) -> None:
+        self.win = win
+        self.gaps: list[float] = []
+        self.where: list[tuple[int, int]] = []  # (gap ms, export progress in 1/1000) of each stall over STALL_MS
+        self.clock = QElapsedTimer()
+        self.last = 0
+        self.ticker = QTimer()
+        self.ticker.setInterval(TICK_MS)
+        self.ticker.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = self.clock.elapsed()
+        self.gaps.append(now - self.last)
+        if self.gaps[-1] > STALL_MS:
+            self.where.append((self.gaps[-1], self.win._dialogs[-1].bar.value() if self.win._dialogs else now))
+        self.last = now
+
+
+def open_window(app: QApplication, argv: list[str]) -> Any:
+    """A MainWindow on the bundled model with the portrait and audio of ``argv`` (default: the demo's) prepared
+    and the whole flipbook rendered."""
     from studio import settings
     from studio.engine_api import demo_inputs
     from studio.main_window import MainWindow
@@ -39,93 +83,89 @@ def main(argv: list[str]) -> int:
     audio = argv[1] if len(argv) > 1 else str(demo_inputs()[1])
     win = MainWindow(show_dialogs=False, autosave=False)
     win.show()
-
-    def wait(cond, timeout: float = 120.0) -> None:
-        end = time.monotonic() + timeout
-        while not cond():
-            app.processEvents()
-            time.sleep(0.002)
-            if time.monotonic() > end:
-                raise TimeoutError
-
-    wait(lambda: win._model_ready)
+    wait(app, lambda: win._model_ready)
     win.open_portrait(portrait)
-    wait(lambda: win.last_result is not None)
+    wait(app, lambda: win.last_result is not None)
     win.open_audio(audio)
-    wait(lambda: win.service.prepared_inputs is not None and win.service.prepared_inputs.audio is not None)
-    wait(win.flipbook.is_complete)
+    wait(app, lambda: win.service.prepared_inputs is not None and win.service.prepared_inputs.audio is not None)
+    wait(app, win.flipbook.is_complete)
+    return win
 
-    gaps: list[float] = []
-    clock = QElapsedTimer()
-    last = [0]
 
-    where: list[tuple[int, int]] = []  # (gap ms, export progress in 1/1000) of each stall over 50 ms
-
-    def tick() -> None:
-        now = clock.elapsed()
-        gaps.append(now - last[0])
-        if gaps[-1] > 50:
-            where.append((gaps[-1], win._dialogs[-1].bar.value() if win._dialogs else now))
-        last[0] = now
-
-    ticker = QTimer()
-    ticker.setInterval(5)
-    ticker.timeout.connect(tick)
-
+def release_latencies(app: QApplication, win: Any) -> list[float]:
+    """Milliseconds from a slider release at a new value to the settled preview, sorted."""
     settled: list[float] = []
     win.previewSettled.connect(lambda _r: settled.append(time.perf_counter()))
     latencies = []
-    for i in range(20):
+    for i in range(RELEASES):
         settled.clear()
         start = time.perf_counter()
         win.palette.rows[2].slider.setValue(100 + 40 * i)  # a release at a new value
-        wait(lambda: bool(settled))
+        wait(app, lambda: bool(settled))
         latencies.append((settled[0] - start) * 1000)
-        wait(win.service.is_idle)
+        wait(app, win.service.is_idle)
+    return sorted(latencies)
 
+
+def drag(app: QApplication, win: Any, meter: StallMeter) -> tuple[list[float], list[tuple[int, int]], int]:
+    """A slider dragged for DRAG_SECONDS: (event-loop gaps, stalls, previews shown during the drag)."""
     shown: list[float] = []
     win.previewShown.connect(lambda _r: shown.append(time.perf_counter()))
-    clock.start()
-    last[0] = 0
-    gaps.clear()
-    ticker.start()
+    meter.clock.start()
+    meter.last = 0
+    meter.gaps.clear()
+    meter.ticker.start()
     start = time.perf_counter()
     i = 0
-    while time.perf_counter() - start < 2.0:
+    while time.perf_counter() - start < DRAG_SECONDS:
         win.palette.rows[0].slider.setValue(i % 1000)
         i += 7
-        end = time.perf_counter() + 0.016
+        end = time.perf_counter() + DRAG_STEP_S
         while time.perf_counter() < end:
             app.processEvents()
             time.sleep(0.002)
-    drag_gaps = list(gaps)
-    drag_where = list(where)
-    where.clear()
-    drag_shown = len([t for t in shown if t - start <= 2.0])
-    wait(win.service.is_idle)
+    gaps, where = list(meter.gaps), list(meter.where)
+    meter.where.clear()
+    count = len([t for t in shown if t - start <= DRAG_SECONDS])
+    wait(app, win.service.is_idle)
+    return gaps, where, count
 
+
+def export(app: QApplication, win: Any, meter: StallMeter) -> tuple[float, Any]:
+    """An MP4 export through the dialog, the stall meter running: (seconds, the export job)."""
     dialog = win.show_export()
     out = Path(tempfile.mkdtemp()) / "clip.mp4"
     dialog.path.setText(str(out))
-    gaps.clear()
-    last[0] = clock.elapsed()
+    meter.gaps.clear()
+    meter.last = meter.clock.elapsed()
     t0 = time.perf_counter()
     job = dialog.start_export(overwrite=True)
-    wait(lambda: job is not None and not job.isRunning(), timeout=600)
-    export_s = time.perf_counter() - t0
-    ticker.stop()
-    latencies.sort()
+    wait(app, lambda: job is not None and not job.isRunning(), timeout=600)
+    seconds = time.perf_counter() - t0
+    meter.ticker.stop()
+    return seconds, job
+
+
+def main(argv: list[str]) -> int:
+    """Print the responsiveness figures of the module docstring as JSON."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    win = open_window(app, argv)
+    meter = StallMeter(win)
+    latencies = release_latencies(app, win)
+    drag_gaps, drag_where, drag_shown = drag(app, win, meter)
+    export_s, job = export(app, win, meter)
+    gaps, where = meter.gaps, meter.where
     print(json.dumps({
         "portrait_px": list(win.service.prepared_inputs.portrait.shape[:2]),
         "release_to_preview_ms_median": round(latencies[len(latencies) // 2], 1),
         "release_to_preview_ms_max": round(latencies[-1], 1),
-        "drag_previews_per_s": round(drag_shown / 2.0, 1),
+        "drag_previews_per_s": round(drag_shown / DRAG_SECONDS, 1),
         "drag_max_stall_ms": max(drag_gaps) if drag_gaps else None,
         "drag_stalls_at_ms": drag_where,
         "export_frames": win.service.prepared_inputs.num_frames,
         "export_s": round(export_s, 2),
         "export_max_stall_ms": max(gaps) if gaps else None,
-        "export_stalls_over_50ms": sum(g > 50 for g in gaps),
+        "export_stalls_over_50ms": sum(g > STALL_MS for g in gaps),
         "export_stalls_at_progress": where,
         "export_result": getattr(job, "result", None),
     }, indent=1))

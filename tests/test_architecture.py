@@ -135,3 +135,115 @@ def test_the_layout_lists_every_module_and_only_real_ones():
                      f"(neither {stem}.py nor {stem}/__init__.py)"
                      for stem in sorted(stems - modules(folder))]
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ import cycles
+#: Folders whose modules may not import one another in a circle (function-local imports count: a cycle broken only
+#: by deferring an import is still two modules that need each other).
+ACYCLIC = ("training", "engine")
+#: Deferred imports (inside a function) allowed to close a circle, each with the reason. Each must stay
+#: function-local and must still exist (a stale entry fails, so the list only shrinks).
+CYCLE_EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("engine/animator.py", "engine.pipeline"): "load_animator, the one function that picks a renderer, builds the "
+                                               "pixel renderer, which implements the contract animator.py defines",
+    ("engine/animator.py", "engine.portrait"): "load_animator builds the portrait renderer likewise",
+    ("engine/batch.py", "engine.cli"): "moee batch's arguments reuse the render flags' checks (number_flag, "
+                                       "add_life_arguments); cli.py registers the subcommand",
+}
+
+
+def module_name(path: Path) -> str:
+    """``engine/x.py`` -> ``engine.x``; a package's ``__init__.py`` -> the package."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
+    """(module of ``known``, line, at module level?) of every import in a file, relative ones resolved; ``from a
+    import b`` names ``a.b`` when that is a module, else ``a``."""
+    tree = ast.parse(path.read_text(), str(path))
+    top_level = {id(node) for node in tree.body}
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parents = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*parents, *([node.module] if node.module else [])])
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.append((name, node.lineno, id(node) in top_level))
+                break
+    return found
+
+
+def import_graph(folder: str) -> tuple[dict[str, set[str]], list[str]]:
+    """Module -> the modules of ``folder`` it imports (minus :data:`CYCLE_EXCEPTIONS`), and the problems with
+    those exceptions (module-level, or gone)."""
+    paths = {module_name(path): path for path in python_files(folder)}
+    known = set(paths)
+    graph: dict[str, set[str]] = {}
+    used, problems = set(), []
+    for name, path in paths.items():
+        graph[name] = set()
+        for target, line, top in imported_modules(path, known):
+            key = (relative(path), target)
+            if target == name:
+                continue
+            if key in CYCLE_EXCEPTIONS:
+                used.add(key)
+                if top:
+                    problems.append(f"{key[0]}:{line} imports {target} at module level; CYCLE_EXCEPTIONS allows it "
+                                    "only inside a function")
+                continue
+            graph[name].add(target)
+    problems += [f"CYCLE_EXCEPTIONS lists {path} -> {target}, which is no longer imported: remove the entry"
+                 for path, target in CYCLE_EXCEPTIONS if path.startswith(f"{folder}/") and (path, target) not in used]
+    return graph, problems
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph`` (``[a, b, ..., a]``), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_a_circle_and_only_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_cycle_among_the_modules_of_a_package():
+    problems = []
+    for folder in ACYCLIC:
+        graph, exceptions = import_graph(folder)
+        problems += exceptions
+        if cycle := find_cycle(graph):
+            problems.append(f"{folder}/ has an import cycle (function-local imports included): {' -> '.join(cycle)}; "
+                            "move what both need into a module of its own")
+    assert not problems, "\n".join(problems)

@@ -17,6 +17,8 @@ from tests.engine_helpers import tiny_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 FPS = 25
+#: Length (s) of the audio of renders that are only compared with one another.
+SHORT_SECONDS = 0.4
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +58,35 @@ def test_render_writes_an_mp4_with_h264_aac_and_the_audio_duration(model_dir, sp
 
 
 def test_render_with_a_painted_mask_and_a_text(model_dir, speech, tmp_path):
+    """The mask and the text both reach the frames: the same render without the mask, or with another text,
+    gives other frames (a mask or a text that is ignored fails)."""
     from PIL import Image
 
     mask = np.zeros((32, 32), np.uint8)
     mask[:10] = 255
     Image.fromarray(mask).save(tmp_path / "brows.png")
-    out = tmp_path / "out.gif"
-    code = main(["render", str(ASSETS / "portrait.png"), str(speech), "-o", str(out), "--model", str(model_dir), "--frame", "crop",
-                 "--text", "furious", "--mask", str(tmp_path / "brows.png"), "--mask-emotion", "anger",
-                 "--steps", "1"])
-    assert code == 0 and probe_video(out).frames == round(1.3 * FPS)
+    painted = ["--mask", str(tmp_path / "brows.png"), "--mask-emotion", "anger"]
+
+    samples, rate = soundfile.read(speech, dtype="float32")
+    short = tmp_path / "short.wav"  # the comparisons need a few frames, not the whole clip
+    soundfile.write(short, samples[: int(SHORT_SECONDS * rate)], rate)
+
+    def render(name: str, *flags: str, output: Path | None = None) -> np.ndarray:
+        """The PNG frames of a render (written to the folder ``name``, or beside ``output`` as --frames-dir)."""
+        frames = tmp_path / name
+        destination = ["-o", str(output), "--frames-dir", str(frames)] if output else ["-o", str(frames)]
+        code = main(["render", str(ASSETS / "portrait.png"), str(short), *destination, "--model", str(model_dir),
+                     "--frame", "crop", "--paste-back", "no", "--steps", "1", *flags])
+        assert code == 0
+        return np.stack([np.asarray(Image.open(png).convert("RGB")) for png in sorted(frames.glob("*.png"))])
+
+    gif = tmp_path / "out.gif"
+    both = render("both", "--text", "furious", *painted, output=gif)
+    assert len(both) == probe_video(gif).frames == round(SHORT_SECONDS * FPS)
+    text_only = render("text_only", "--text", "furious")
+    other_text = render("other_text", "--text", "happily surprised", *painted)
+    assert not np.array_equal(both, text_only), "the painted mask was ignored"
+    assert not np.array_equal(both, other_text), "the text was ignored"
 
 
 def test_lip_guidance_and_kept_background_change_the_render(model_dir, speech, tmp_path):
@@ -260,6 +281,19 @@ def test_pyproject_declares_every_training_command():
         "training.commands.COMMANDS must name the same subcommands"
     for name, command in COMMANDS.items():
         assert declared[name].load() is command, f"entry point {name} names another object"
+
+
+def test_each_training_command_names_functions_its_module_has():
+    """The adder and runner are named in full in training/commands.py (so a search finds the caller), and exist."""
+    import importlib
+
+    from training.commands import COMMANDS
+
+    for name, command in COMMANDS.items():
+        module = importlib.import_module(command.module)
+        for function in (command.adder, command.runner):
+            assert callable(getattr(module, function, None)), f"{name}: {command.module} has no {function}"
+        assert command.runner.startswith("run_") and command.adder.endswith("_arguments"), name
 
 
 def test_installed_metadata_has_the_declared_commands():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import evaluate
+from training import evaluate, metrics
 from training.recognizer import INPUT_SIZE, Recognizer, predict
 
 torch.set_num_threads(1)
@@ -15,41 +15,47 @@ torch.set_num_threads(1)
 def test_ssim_psnr_identical_and_different() -> None:
     rng = np.random.default_rng(0)
     img = np.repeat(np.linspace(0, 255, 32)[None, :, None], 32, axis=0).repeat(3, axis=2).astype(np.uint8)
-    assert evaluate.ssim(img, img) == pytest.approx(1.0)
-    assert evaluate.psnr(img, img) == float("inf")
+    assert metrics.ssim(img, img) == pytest.approx(1.0)
+    assert metrics.psnr(img, img) == float("inf")
     noisy = np.clip(img.astype(int) + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
-    assert evaluate.ssim(img, noisy) < 0.95
-    assert 10 < evaluate.psnr(img, noisy) < 30
+    assert metrics.ssim(img, noisy) < 0.95
+    assert 10 < metrics.psnr(img, noisy) < 30
 
 
-def test_akd_and_jitter() -> None:
+def test_akd_and_the_two_stability_measures() -> None:
     pts = np.random.default_rng(1).random((5, 68, 2)) * 100
-    assert evaluate.akd(pts, pts) == 0.0
-    assert evaluate.akd(pts + np.array([3.0, 4.0]), pts) == pytest.approx(5.0)
+    assert metrics.akd(pts, pts) == 0.0
+    assert metrics.akd(pts + np.array([3.0, 4.0]), pts) == pytest.approx(5.0)
     linear = np.stack([np.full((68, 2), float(i)) for i in range(6)])
-    assert evaluate.jitter(linear) == pytest.approx(0.0)
+    assert metrics.temporal_jitter(linear) == pytest.approx(0.0)  # moving evenly: no jitter ...
+    assert metrics.landmark_spread(linear) > 1.0  # ... but far from still
     shaky = linear.copy()
     shaky[::2] += 1.0
-    assert evaluate.jitter(shaky) > 1.0
+    assert metrics.temporal_jitter(shaky) > 1.0
+    still = np.repeat(pts[:1], 4, axis=0)
+    assert metrics.landmark_spread(still) == 0.0 and metrics.temporal_jitter(still) == 0.0
+    wobble = still.copy()
+    wobble[1::2] += np.array([0.0, 2.0])  # one coordinate alternates by 2 px: std 1 px on y, 0 on x
+    assert metrics.landmark_spread(wobble) == pytest.approx(0.5)
 
 
 def test_monotonicity_detector_and_spearman() -> None:
-    assert evaluate.is_monotonic([0.0, 0.1, 0.1, 0.5, 0.9])
-    assert evaluate.is_monotonic([0.0, 0.2, 0.19, 0.5])  # within tolerance
-    assert not evaluate.is_monotonic([0.0, 0.5, 0.2, 0.9])
-    assert evaluate.spearman([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.8]) == pytest.approx(1.0)
-    assert evaluate.spearman([0, 1, 2, 3], [0.8, 0.4, 0.2, 0.1]) == pytest.approx(-1.0)
+    assert metrics.is_monotonic([0.0, 0.1, 0.1, 0.5, 0.9])
+    assert metrics.is_monotonic([0.0, 0.2, 0.19, 0.5])  # within tolerance
+    assert not metrics.is_monotonic([0.0, 0.5, 0.2, 0.9])
+    assert metrics.spearman([0, 1, 2, 3], [0.1, 0.2, 0.4, 0.8]) == pytest.approx(1.0)
+    assert metrics.spearman([0, 1, 2, 3], [0.8, 0.4, 0.2, 0.1]) == pytest.approx(-1.0)
 
 
 def test_top2_and_mouth_opening() -> None:
     scores = np.array([0.9, 0.1, 0.0, 0.0, 0.0, 0.8])  # happiness, surprise
-    assert evaluate.top2_match(scores, {"happiness": 0.5, "surprise": 0.5})
-    assert not evaluate.top2_match(scores, {"happiness": 0.5, "anger": 0.5})
+    assert metrics.top2_match(scores, {"happiness": 0.5, "surprise": 0.5})
+    assert not metrics.top2_match(scores, {"happiness": 0.5, "anger": 0.5})
     lm = np.zeros((68, 2))
     lm[[61, 62, 63], 1] = 10.0
     lm[[65, 66, 67], 1] = 14.0
-    assert evaluate.mouth_opening(lm) == pytest.approx(4.0)
-    assert evaluate.pearson(np.arange(5), 2 * np.arange(5) + 1) == pytest.approx(1.0)
+    assert metrics.mouth_opening(lm) == pytest.approx(4.0)
+    assert metrics.pearson(np.arange(5), 2 * np.arange(5) + 1) == pytest.approx(1.0)
 
 
 def test_recognizer_shapes() -> None:
@@ -90,8 +96,8 @@ def test_generate_tiny_and_local_masks() -> None:
 
 
 def test_is_neutral() -> None:
-    assert evaluate.is_neutral(np.array([0.1, 0.05, 0.05, 0.0, 0.0, 0.0]))
-    assert not evaluate.is_neutral(np.array([0.6, 0.05, 0.05, 0.0, 0.0, 0.0]))
+    assert metrics.is_neutral(np.array([0.1, 0.05, 0.05, 0.0, 0.0, 0.0]))
+    assert not metrics.is_neutral(np.array([0.6, 0.05, 0.05, 0.0, 0.0, 0.0]))
 
 
 def eval_args(*flags: str):
@@ -218,7 +224,7 @@ def test_emotions_are_read_from_aus_by_the_prototypes() -> None:
     for mix in COMPOUND_PRESETS.values():
         read = emotion_from_aus(aus_to_vector(emotion_to_aus(mix)))
         assert read.shape == (6,) and read.min() >= 0.0
-        assert evaluate.top2_match(read, mix), mix
+        assert metrics.top2_match(read, mix), mix
     single = emotion_from_aus(np.stack([aus_to_vector(emotion_to_aus({"anger": w})) for w in (0.25, 1.0)]))
     assert np.allclose(single[:, 2], [0.25, 1.0], atol=1e-5) and np.allclose(np.delete(single, 2, axis=1), 0)
     basis = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])

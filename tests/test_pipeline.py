@@ -81,6 +81,12 @@ def test_clip_frames_come_in_order_across_windows(animator, prepared):
                                         window=4, overlap=1))
     assert [r.index for r in results] == list(range(3, 14))
     assert results[-1].progress == pytest.approx(1.0)
+    progress = [r.progress for r in results]
+    assert progress == sorted(progress) and progress[0] > 0
+    for r in results:
+        assert r.image.shape == (32, 32, 3) and r.image.dtype == np.uint8 and r.image.std() > 5, r.index
+    # the frames are the clip's own (the audio differs per frame), not one frame repeated
+    assert len({r.image.tobytes() for r in results}) == len(results)
 
 
 def test_timeline_callable_gives_each_frame_its_own_gates(animator, prepared):
@@ -110,9 +116,18 @@ def test_bad_requests_get_clear_errors(animator, prepared):
         animator.render_frame(prepared, 0, GateControl([2.0, 0, 0, 0, 0, 0]), steps=1)
 
 
-def test_every_sampler_runs(animator, prepared):
+def test_every_sampler_runs_and_is_the_one_that_samples(animator, prepared):
+    """Each sampler gives a real (not blank), repeatable frame, and a different one: a sampler name that is
+    ignored (every name the same solver) fails."""
+    frames = {}
     for sampler in ("ddim", "dpm", "euler"):
-        assert animator.render_frame(prepared, 0, None, steps=2, sampler=sampler).shape == (32, 32, 3)
+        frame = animator.render_frame(prepared, 0, None, steps=2, sampler=sampler, seed=3)
+        assert frame.shape == (32, 32, 3) and frame.dtype == np.uint8
+        assert frame.std() > 5, f"{sampler} rendered a blank frame"
+        assert np.array_equal(frame, animator.render_frame(prepared, 0, None, steps=2, sampler=sampler, seed=3))
+        frames[sampler] = frame
+    assert not np.array_equal(frames["ddim"], frames["dpm"]) and not np.array_equal(frames["dpm"], frames["euler"])
+    assert not np.array_equal(frames["ddim"], frames["euler"])
 
 
 def test_strength_starts_from_the_noised_portrait_and_runs_that_fraction_of_the_steps(animator, prepared):

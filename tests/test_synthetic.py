@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 
 from training import synthetic as syn
 
@@ -113,7 +114,25 @@ def test_cli(tmp_path) -> None:
     args = parser.parse_args([str(tmp_path / "d"), "--identities", "1", "--size", "48", "--seconds", "0.2",
                               "--procedural-voice", "--intensities", "1.0"])
     assert syn.run_synth(args) == 0
-    assert (tmp_path / "d" / "index.json").exists()
+    # the flags reach the data set: one person, one clip per emotion at intensity 1 (+ neutral), 48 px, 0.2 s
+    index = json.loads((tmp_path / "d" / "index.json").read_text())
+    assert len(index["identities"]) == 1
+    labels = sorted(max(c["emotion"], key=c["emotion"].get) if any(c["emotion"].values()) else "neutral"
+                    for c in index["clips"])
+    assert labels == sorted(syn.RENDER_EMOTIONS)
+    assert all(v in (0.0, 1.0) for c in index["clips"] for v in c["emotion"].values())
+    frame_count = round(0.2 * syn.DEFAULT_FPS)
+    loudness = []
+    for clip in index["clips"]:
+        folder = tmp_path / "d" / clip["path"]
+        frames = np.load(folder / "frames.npz")["frames"]
+        assert frames.shape == (frame_count, 48, 48, 3) and frames.std() > 10, clip["path"]  # a face, not blank
+        landmarks = np.load(folder / "landmarks.npy")
+        assert landmarks.shape == (frame_count, 68, 2) and (landmarks > 0).all() and (landmarks < 48).all()
+        audio, rate = soundfile.read(folder / "audio.wav")
+        assert abs(len(audio) / rate - 0.2) < 0.05
+        loudness.append(np.abs(audio).max())
+    assert max(loudness) > 0.1  # the procedural voice speaks (a 0.2 s clip may fall in a pause)
 
 
 def test_au_varied_frames_vary_each_au_on_its_own() -> None:

@@ -37,6 +37,8 @@ import numpy as np
 
 from engine.emotions import BASIC_EMOTIONS, canonical_emotion
 from engine.errors import MoEEError
+from training.errors import DatasetError
+from training.recipe import RECIPE_FILE, read_recipe
 
 SYNTHETIC, LABELS_CSV, MEAD, RAVDESS, CREMA_D = "synthetic", "labels_csv", "mead", "ravdess", "crema-d"
 NEUTRAL = "neutral"
@@ -59,10 +61,6 @@ MIN_FACE_FRACTION = 0.5  # a clip needs a face in at least this fraction of its 
 DEFAULT_P_NOISY = 0.1
 TEST_FRACTION = 0.2
 FRAME_CACHE_BYTES = 1 << 30  # decoded clips kept in memory by a ClipSampler (least recently used out)
-
-
-class DatasetError(MoEEError):
-    """A dataset folder cannot be read (unknown layout, bad labels.csv, ...)."""
 
 
 def neutral_weights() -> dict[str, float]:
@@ -349,9 +347,7 @@ def check_custom_emotion_data(path: str | os.PathLike[str], name: str) -> int:
     root = Path(path)
     key = name.strip().lower()
     expected = f"Expected {custom_emotion_layout(key)}"
-    if (root / "recipe.json").is_file():  # an AU recipe (training.motion_expert): no clips needed
-        from training.motion_expert import read_recipe
-
+    if (root / RECIPE_FILE).is_file():  # an AU recipe (training.recipe): no clips needed
         read_recipe(root)
         return 1
     if not root.is_dir():

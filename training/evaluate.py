@@ -28,7 +28,8 @@ Metrics (targets from the project brief in brackets):
   recogniser) with the audio RMS envelope per frame [>= 0.7], beside the same for the ground truth
   with the renderer's exact landmarks (``lipsync_corr_ground_truth``) and read by the recogniser
   like the generated frames (``..._recognizer``);
-* ``jitter``: mean |second difference| of landmarks over time (px/frame^2), generated vs truth;
+* ``jitter``: mean |second difference| of landmarks over time (px/frame^2), generated vs truth
+  (:func:`training.metrics.temporal_jitter`);
 * ``local_control``: anger at full slider with the brush mask on the brows only: mean change of
   the brow region / mean change elsewhere (> 1 = the edit stays local);
 * ``ceiling_vae_*``: SSIM, recogniser accuracy and lip-sync correlation of the VAE round trip of
@@ -62,13 +63,25 @@ from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
 from engine.model import MoEEModel
 from engine.moee import BatchGates
 from engine.resources import models_dir as bundled_models_dir
+from training.metrics import (
+    akd,
+    appearance_descriptor,
+    is_monotonic,
+    is_neutral,
+    mouth_opening,
+    pearson,
+    psnr,
+    spearman,
+    ssim,
+    temporal_jitter,
+    top2_match,
+)
+from training.recognizer import reconstruct
 
 EVAL_SEED = 4242
 SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0)
-MONOTONIC_TOLERANCE = 0.02
 #: Frames generated per condition for the compound / sweep / local tests (the expression is static).
 SHORT_FRAMES = 2
-INNER_UPPER_LIP, INNER_LOWER_LIP = (61, 62, 63), (67, 66, 65)
 #: How a compound mix is read: ``classifier`` = the emotion head's probabilities; ``aus`` = the AU
 #: head's intensities decomposed on the EMFACS prototypes (``training.recognizer.emotion_from_aus``).
 #: Both are reported; ``compound_top2`` uses ``COMPOUND_READOUT``. Measured on the renderer's own
@@ -82,65 +95,7 @@ TARGETS = {"single_emotion_accuracy": 0.90, "compound_top2": 0.80, "lipsync_corr
            "intensity_monotonic": 1.0}
 
 
-# ============================================================================ metric primitives
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two uint8 RGB images (``skimage``; 1 for identical images)."""
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(a, b, channel_axis=-1, data_range=255))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images (inf for identical images)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
-
-
-def akd(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Average keypoint distance: mean Euclidean distance of corresponding landmarks (0 if identical)."""
-    return float(np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(truth, np.float64), axis=-1).mean())
-
-
-def is_monotonic(values: np.ndarray | list[float], tolerance: float = MONOTONIC_TOLERANCE) -> bool:
-    """True when ``values`` never decrease by more than ``tolerance`` from one point to the next."""
-    return bool(np.all(np.diff(np.asarray(values, np.float64)) >= -tolerance))
-
-
-def spearman(x: np.ndarray | list[float], y: np.ndarray | list[float]) -> float:
-    """Spearman rank correlation (Pearson on ranks; NaN when a side is constant)."""
-    rx = np.argsort(np.argsort(np.asarray(x))).astype(np.float64)
-    ry = np.argsort(np.argsort(np.asarray(y))).astype(np.float64)
-    return pearson(rx, ry)
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.std() < 1e-12 or y.std() < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip gap of 68-point landmarks ``(..., 68, 2)`` -> ``(...)`` px."""
-    up = landmarks[..., list(INNER_UPPER_LIP), 1].mean(-1)
-    low = landmarks[..., list(INNER_LOWER_LIP), 1].mean(-1)
-    return low - up
-
-
-def jitter(landmarks: np.ndarray) -> float:
-    """Mean |second temporal difference| of landmarks ``(F, N, 2)`` (px / frame^2)."""
-    if len(landmarks) < 3:
-        return 0.0
-    return float(np.linalg.norm(np.diff(landmarks, n=2, axis=0), axis=-1).mean())
-
-
-def top2_match(scores: np.ndarray, mix: dict[str, float], emotions: tuple[str, ...] = BASIC_EMOTIONS) -> bool:
-    """Whether the two highest ``scores`` are exactly the two emotions of ``mix``."""
-    want = {emotions.index(k) for k, v in mix.items() if v > 0}
-    got = set(np.argsort(-np.asarray(scores))[:2].tolist())
-    return want == got
-
-
+# ============================================================================ metric read-outs
 def compound_readings(prediction: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Six emotion scores of a (static) generated clip, read two ways (see :data:`COMPOUND_READOUTS`)."""
     from training.recognizer import emotion_from_aus
@@ -148,29 +103,7 @@ def compound_readings(prediction: dict[str, np.ndarray]) -> dict[str, np.ndarray
     return {"classifier": prediction["emotion"].mean(0), "aus": emotion_from_aus(prediction["aus"].mean(0))}
 
 
-def appearance_descriptor(frame: np.ndarray) -> np.ndarray:
-    """Identity descriptor: a 6x6 colour layout (unit-normalised) of the frame."""
-    small = cv2.resize(frame, (6, 6), interpolation=cv2.INTER_AREA).astype(np.float64).ravel()
-    small = small - small.mean()
-    return small / (np.linalg.norm(small) + 1e-9)
-
-
-def is_neutral(probabilities: np.ndarray) -> bool:
-    """Recogniser output (six emotion probabilities of a 7-way softmax): is neutral the top class?"""
-    probabilities = np.asarray(probabilities, np.float64)
-    return bool(1.0 - probabilities.sum() > probabilities.max())
-
-
 # ============================================================================ generation
-@torch.no_grad()
-def reconstruct(model: MoEEModel, frames: np.ndarray) -> np.ndarray:
-    """VAE round trip of uint8 frames: the ceiling on what any generation through this VAE can reach."""
-    from engine.pipeline import image_to_tensor, tensor_to_images
-
-    x = torch.cat([image_to_tensor(f) for f in frames])
-    return tensor_to_images(model.decode_latents(model.encode_images(x)))
-
-
 @dataclass
 class EvalClip:
     identity: str
@@ -425,8 +358,8 @@ def single_emotion_step(setup: EvalSetup, group: dict[str, EvalClip]) -> SingleE
         scores.psnr += [psnr(g, t) for g, t in zip(gen, clip.frames, strict=True)]
         scores.akd.append(akd(pred["landmarks"], pred_gt["landmarks"]))
         scores.akd_vs_truth.append(akd(pred["landmarks"], clip.landmarks))
-        scores.jitter.append(jitter(pred["landmarks"]))
-        scores.jitter_ground_truth.append(jitter(clip.landmarks))
+        scores.jitter.append(temporal_jitter(pred["landmarks"]))
+        scores.jitter_ground_truth.append(temporal_jitter(clip.landmarks))
         scores.lipsync.append(pearson(mouth_opening(pred["landmarks"]), clip.envelope))
         scores.lipsync_ground_truth.append(pearson(mouth_opening(clip.landmarks), clip.envelope))
         scores.lipsync_ground_truth_recognizer.append(pearson(mouth_opening(pred_gt["landmarks"]), clip.envelope))

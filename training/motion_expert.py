@@ -36,7 +36,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +44,9 @@ import torch
 
 from engine.atomic import atomic_write_text
 from engine.motion import EXPERT_PACK_SUFFIX, MOTION_CONFIG, MotionModel
-from training.datasets import DatasetError
-from training.trainer import TrainingError
+from training.errors import DatasetError, TrainingError
+from training.recipe import Recipe, read_recipe
 
-#: Name of an AU recipe inside a data folder.
-RECIPE_FILE = "recipe.json"
 #: Checkpoint folder and state file (the names the pixel trainer and the studio's trainer panel use).
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
@@ -80,55 +78,6 @@ class ExpertTrainingConfig:
     seed: int = 0
     log_every: int = 1
     save_every: int = 100
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """An expression as action units at slider 1: ``both`` sides, and the person's ``left`` / ``right`` only."""
-
-    both: dict[int, float] = field(default_factory=dict)
-    left: dict[int, float] = field(default_factory=dict)
-    right: dict[int, float] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, aus: object, source: str) -> Recipe:
-        """From ``{"12L": 1.0, "14": 0.5, ...}``; :class:`DatasetError` naming ``source`` when it is not one."""
-        from training.synthetic import AU_LIST
-        from training.synthetic.renderer import GEOMETRY_ONLY_AUS
-
-        known = (*AU_LIST, *GEOMETRY_ONLY_AUS)
-        if not isinstance(aus, dict) or not aus:
-            raise DatasetError(f"{source}: 'aus' must be an object such as {{\"12L\": 1.0, \"14L\": 0.7}}")
-        parts: dict[str, dict[int, float]] = {"": {}, "L": {}, "R": {}}
-        for key, value in aus.items():
-            text = str(key).strip().upper().removeprefix("AU")
-            side = text[-1] if text[-1:] in ("L", "R") else ""
-            number = text[: len(text) - len(side)]
-            if not number.isdigit() or int(number) not in known:
-                raise DatasetError(f"{source}: unknown action unit {key!r}; known: "
-                                   f"{', '.join(map(str, sorted(known)))} (suffix L or R for one side)")
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < float(value) <= 1:
-                raise DatasetError(f"{source}: the intensity of {key} must be a number in (0, 1], not {value!r}")
-            parts[side][int(number)] = float(value)
-        return cls(parts[""], parts["L"], parts["R"])
-
-    def describe(self) -> str:
-        items = [f"AU{k}{s}={v:g}" for s, part in (("", self.both), ("L", self.left), ("R", self.right))
-                 for k, v in sorted(part.items())]
-        return " + ".join(items)
-
-
-def read_recipe(path: str | Path) -> Recipe | None:
-    """The recipe of a data folder (``recipe.json``) or of a JSON file; None when there is none."""
-    path = Path(path)
-    file = path if path.suffix.lower() == ".json" else path / RECIPE_FILE
-    if not file.is_file():
-        return None
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{file}: not a readable JSON recipe ({exc})") from exc
-    return Recipe.parse(data.get("aus") if isinstance(data, dict) else None, str(file))
 
 
 def _merge(a: dict[int, float], b: dict[int, float], scale: float = 1.0) -> dict[int, float]:

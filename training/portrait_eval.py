@@ -21,7 +21,8 @@ For every image in the folder (long side capped at ``--max-size``):
   clip's frames (:mod:`training.liveliness`, from MediaPipe's mesh on the output);
 * **lip sync**: a clip with the bundled speech; Pearson r between the inner-lip opening MediaPipe reads on
   the output and the audio's loudness per frame (target >= 0.7);
-* **stability**: landmark jitter (px at 512 px) over the speech clip's silent frames, rendered with a still head,
+* **stability**: landmark spread (``landmark_spread_px_at_512``: the standard deviation of each landmark about
+  its mean, :func:`training.metrics.landmark_spread`) over the speech clip's silent frames, rendered with a still head,
   no blink and a fixed gaze (target <= 0.5);
 * **brush locality**: surprise painted on the brows of an angry face: mean change inside the stroke over
   the mean change elsewhere inside the face ring (background excluded; target >= 5);
@@ -64,9 +65,9 @@ EMOTION_SIGNATURES: dict[str, tuple[float, ...]] = {
     "fear": (0.8, 0.6, 0.4, 0.8, 0, 0.8, 0.5, 0, 0),
     "surprise": (0.8, 1, 0, 0.8, 0, 0, 1, 0, 0),
 }
-#: Mouth opening below which a frame of the speech clip counts as silent (for the jitter measure).
+#: Mouth opening below which a frame of the speech clip counts as silent (for the landmark spread).
 SILENT_OPENING = 0.02
-TARGETS = {"lipsync_corr": 0.7, "jitter_px_at_512": 0.5, "brush_locality": 5.0}
+TARGETS = {"lipsync_corr": 0.7, "landmark_spread_px_at_512": 0.5, "brush_locality": 5.0}
 #: Compound mixes read by appearance (Du, Tao and Martinez 2014's happily surprised, sadly angry,
 #: fearfully surprised, angrily disgusted), each at these slider levels.
 COMPOUND_PAIRS = (("happiness", "surprise"), ("sadness", "anger"), ("fear", "surprise"), ("anger", "disgust"))
@@ -201,7 +202,7 @@ def _one_hot(emotions: tuple[str, ...], name: str) -> np.ndarray:
 
 def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict, list[np.ndarray]]:
     """All measures of one portrait (module docstring) and its sheet row (portrait, neutral, six emotions)."""
-    from training.evaluate import ssim
+    from training.metrics import landmark_spread, ssim
 
     emotions = animator.emotions
     still = animator.prepare(path, max_size=max_size)
@@ -238,7 +239,7 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     gaps = np.array([np.nan if m is None else np.linalg.norm(m[13] - m[14]) / _interocular(m) for m in meshes])
     valid = np.isfinite(gaps)
     lipsync = float(np.corrcoef(gaps[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
-    # Jitter: landmark spread over the clip's silent stretch (mouth closed), measured on the output frames of
+    # Stability: landmark spread (training.metrics.landmark_spread) over the clip's silent stretch (mouth closed), measured on the output frames of
     # the same clip with a still head, no blink and a fixed gaze (the living clip moves on purpose).
     from engine.performance import STILL_LIFE
 
@@ -246,7 +247,7 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     quiet = [m for m in (_mesh(animator.render_frame(steady, index, neutral_gates))
                          for index in np.flatnonzero(steady.openings < SILENT_OPENING)) if m is not None]
     scale = 512.0 / max(portrait.shape[:2])
-    jitter = float(np.mean(np.std(np.stack(quiet), axis=0))) * scale if len(quiet) >= 3 else None
+    spread = landmark_spread(np.stack(quiet)) * scale if len(quiet) >= 3 else None
 
     from training.liveliness import liveliness
 
@@ -272,7 +273,7 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
         "appearance": appearance,
         "liveliness": lively,
         "lipsync_corr": round(lipsync, 3),
-        "jitter_px_at_512": None if jitter is None else round(jitter, 4),
+        "landmark_spread_px_at_512": None if spread is None else round(spread, 4),
         "brush_locality": round(locality, 2),
         "frame_ms": round(float(np.median(times)) * 1000, 1),
     }
@@ -466,7 +467,7 @@ def run_eval_portraits(args: argparse.Namespace) -> int:
         "neutral_ssim_mean": round(float(np.mean([r["neutral_ssim"] for r in results])), 4) if results else None,
         "lipsync_corr_mean": round(float(np.nanmean([r["lipsync_corr"] for r in results])), 3) if results else None,
         "brush_locality_min": min((r["brush_locality"] for r in results), default=None),
-        "jitter_px_at_512_max": max((r["jitter_px_at_512"] or 0 for r in results), default=None),
+        "landmark_spread_px_at_512_max": max((r["landmark_spread_px_at_512"] or 0 for r in results), default=None),
         "appearance": summarise_appearance(results),
         "liveliness": summarise_liveliness(results),
         "targets": TARGETS,

@@ -184,10 +184,17 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x * gain + offset + noise
 
 
+@torch.no_grad()
+def reconstruct(model: MoEEModel, frames: np.ndarray) -> np.ndarray:
+    """VAE round trip of uint8 frames: the ceiling on what any generation through this VAE can reach."""
+    from engine.pipeline import image_to_tensor, tensor_to_images
+
+    x = torch.cat([image_to_tensor(f) for f in frames])
+    return tensor_to_images(model.decode_latents(model.encode_images(x)))
+
+
 def autoencoder_round_trip(model: MoEEModel, frames: np.ndarray, chunk: int = AUTOENCODER_CHUNK) -> np.ndarray:
     """uint8 frames through ``model``'s VAE and back (in chunks, to bound memory)."""
-    from training.evaluate import reconstruct
-
     with torch.no_grad():
         return np.concatenate([reconstruct(model, frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
 
@@ -471,7 +478,7 @@ def evaluate_compound_reading(model: Recognizer, data: str | Path, frame_size: i
     :data:`engine.emotions.COMPOUND_PRESETS` mix (one still frame each, mouth closed).
     """
     from engine.emotions import COMPOUND_PRESETS
-    from training.evaluate import top2_match
+    from training.metrics import top2_match
     from training.synthetic import FaceRenderer, emotion_to_aus
 
     hits: dict[str, list[bool]] = {"classifier": [], "aus": []}

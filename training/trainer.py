@@ -59,6 +59,7 @@ from engine.errors import MoEEError
 from engine.model import MoEEModel
 from engine.moee import BatchGates, EmotionMoE
 from training import losses
+from training.errors import TrainingError
 from training.perceptual import FixedPerceptualNet
 
 STAGES = ("vae", "stage1", "stage2", "expert")
@@ -84,10 +85,6 @@ TRAINER_STATE_VERSION = 1
 VAE_FRAMES = 2
 #: Data items whose frames calibrate the latent scale after the VAE stage.
 LATENT_SCALE_ITEMS = 16
-
-
-class TrainingError(MoEEError):
-    """A training run cannot start or continue (bad data, bad checkpoint, wrong stage/config)."""
 
 
 # ============================================================================ data

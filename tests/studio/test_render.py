@@ -10,12 +10,26 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, QTimer
 
 
-def test_first_preview_shows_a_real_frame(ready_window) -> None:
-    result = ready_window.last_result
+def test_first_preview_shows_a_real_frame(ready_window, animator) -> None:
+    """The preview is the engine's own frame for the project's gates, seed and steps, and the view shows it pixel
+    for pixel: a black, blank or stale frame fails."""
+    from studio import engine_api
+
+    win = ready_window
+    result = win.last_result
     assert result is not None
     assert result.image.shape == (64, 64, 3) and result.image.dtype == np.uint8  # pasted back into the portrait
+    assert result.image.std() > 5 and 10 < result.image.mean() < 245, "the preview frame is blank"
+    expected = animator.render_frame(win.service.prepared_inputs, win.playhead, engine_api.GateControl([0.0] * 6),
+                                     steps=win.doc.render.preview_steps, seed=win.doc.render.seed)
+    assert np.array_equal(result.image, expected), "the preview is not the engine's frame for these gates"
     assert result.gate_maps is not None and result.gate_maps.shape[0] == 6
-    assert ready_window.preview.view.image is not None
+    assert np.isfinite(result.gate_maps).all() and 0 <= result.gate_maps.min() <= result.gate_maps.max() <= 1
+    shown = win.preview.view.image
+    height, width = result.image.shape[:2]
+    assert shown is not None and (shown.width(), shown.height()) == (width, height)
+    pixels = np.array([[shown.pixelColor(x, y).getRgb()[:3] for x in range(width)] for y in range(height)], np.uint8)
+    assert np.array_equal(pixels, result.image), "the view does not show the rendered frame"
 
 
 def test_slider_move_sends_global_weight_to_engine(qtbot, ready_window, recorder) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from studio import app, project_io
 from studio.document import DocumentState
 
@@ -27,3 +29,15 @@ def test_a_missing_project_in_a_scripted_run_exits_2(tmp_path, capsys) -> None:
     shot = tmp_path / "shot.png"
     assert app.main([str(tmp_path / "nowhere.moee"), "--screenshot", str(shot)]) == app.EXIT_USER_ERROR
     assert "nowhere.moee" in capsys.readouterr().err and not shot.exists()
+
+
+def test_device_for_the_portrait_renderer_is_refused_by_name(capsys) -> None:
+    """``--device cuda`` cannot reach the portrait renderer (it runs on the CPU): refused, never ignored."""
+    with pytest.raises(SystemExit) as exit_info:
+        app.parse_args(["--device", "cuda"])
+    assert exit_info.value.code == app.EXIT_USER_ERROR
+    assert "--device cuda needs --renderer pixel" in capsys.readouterr().err
+    assert app.parse_args(["--renderer", "pixel", "--device", "cuda"]).device == "cuda"
+    assert app.parse_args(["--model", "tiny", "--device", "cuda"]).device == "cuda"
+    assert app.parse_args(["--device", "cpu"]).device == "cpu"
+    assert app.parse_args([]).device == app.DEFAULT_DEVICE
