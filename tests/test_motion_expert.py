@@ -324,12 +324,11 @@ def _astronaut_cosine(pack, astronaut, recipe_aus: dict[int, float]) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 0.89 on the astronaut (the read recipe's geometry: cosine 0.954 "
-                   "with the exact one on synthetic people); Face Mesh adds brow/nose noise: see the h26e report")
 def test_clips_read_by_face_mesh_train_a_pack_that_moves_the_astronaut_as_the_recipe(tmp_path, astronaut, animators):
     """The issue's test: clips of an AU recipe none of the six contain, drawn by the synthetic renderer at 384 px
     and read back by Face Mesh, train a pack; on the astronaut its slider moves the landmarks as the recipe's
-    exact geometry does (cosine >= 0.9), and the six's output is unchanged."""
+    exact geometry does (cosine >= 0.9; measured 0.955, a pack trained from the exact recipe 0.959), and the
+    six's output is unchanged."""
     _write_clips(tmp_path, speakers=4)
     pack = train_motion_expert(tmp_path, "dimpled", tmp_path / "out", cfg=ExpertTrainingConfig(steps=200, seed=0),
                                log=lambda _m: None)
@@ -360,3 +359,27 @@ def test_the_action_unit_fit_recovers_an_exact_recipe():
     expected, got = recipe_displacement(other, recipe)[1], recipe_displacement(other, found)[1]
     assert float((expected * got).sum() / (np.linalg.norm(expected) * np.linalg.norm(got))) >= 0.95, found
     assert found.left.get(12, 0.0) > found.right.get(12, 0.0), found
+
+
+def test_a_read_back_smile_with_a_stirring_brow_and_a_shrunk_head_is_read_without_brow_or_nose_units():
+    """Fast: Face Mesh's couplings on a smile (brows and nose wings stirring by about 0.01 face units, the head
+    scaled and shifted by the alignment on the rig's rigid points) are not taken for AU1/AU2/AU4/AU9: the frame is
+    aligned to its neutral on the points no action unit moves, and a still brow rules out the units that move it."""
+    from training.motion_expert import ActionUnitBasis, align_to_neutral, recipe_landmarks
+    from training.synthetic import FaceRenderer, Identity
+
+    basis = ActionUnitBasis.build(identities=4)
+    renderer = FaceRenderer(Identity.from_seed(77))
+    rest = renderer.landmarks_face_units(renderer.geometry({}, 0.0, 0.0))
+    smile = recipe_landmarks(renderer, Recipe({12: 1.0}), 1.0, {}, 0.0)
+    rng = np.random.default_rng(0)
+    stirred = smile.copy()
+    stirred[17:36] += rng.normal(0.0, 0.008, (19, 2))
+    centre = rest.mean(0)
+    read = centre + 0.97 * (stirred - centre) + np.array([0.01, -0.02])  # the head shrunk and shifted
+    aligned = align_to_neutral(read[None], rest)[0]
+    assert np.abs(aligned[[36, 39, 42, 45]] - rest[[36, 39, 42, 45]]).max() < 0.01
+    found = basis.recipe(basis.fit_readback(aligned - rest))
+    upper = {1, 2, 4, 9}
+    assert not upper & (set(found.both) | set(found.left) | set(found.right)), found.describe()
+    assert found.both.get(12, 0.0) >= 0.8, found.describe()

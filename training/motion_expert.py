@@ -21,12 +21,14 @@ Data (``--data``), any of:
   ``speaker``): videos (MEAD, RAVDESS, CREMA-D style) or photos labelled with the new emotion's name and
   ``neutral``. MediaPipe Face Mesh reads every file at full resolution; the 68 points are taken into face
   units by a similarity on the rigid points (as the portrait rig does); each frame's shape minus its speaker's
-  neutral (the mean of their neutral files, or else the first frames of the clip) is fitted with the synthetic
-  renderer's action units (:class:`ActionUnitBasis`, jaw outline left out, regions that move less than Face
-  Mesh's own noise held still), and the fits, averaged over frames (by strength) and speakers (median), give a
-  recipe that trains as above (:func:`footage_recipe`). Face Mesh's raw read-back agreed with the exact geometry
-  at only 0.4-0.8 (cosine); the fitted recipe's geometry at 0.70-0.95, depending on the expression. What the
-  renderer's action units cannot draw is not learnt from footage.
+  neutral (the mean of their neutral files, or else the first frames of the clip), aligned to it on the points
+  no action unit moves (:func:`align_to_neutral`), is fitted with the synthetic renderer's action units
+  (:class:`ActionUnitBasis`, jaw outline left out, regions that move less than Face Mesh's own noise held still
+  and the action units that would move them left out), and the fits, averaged over frames (by strength) and
+  speakers (median), give a recipe that trains as above (:func:`footage_recipe`). Face Mesh's raw read-back
+  agreed with the exact geometry at only 0.4-0.8 (cosine); the fitted recipe's geometry at 0.99 on the dimpled
+  smile of the clip test (0.95 before the alignment and the rule-out). What the renderer's action units cannot
+  draw is not learnt from footage.
 
 Writes ``OUT/NAME.moeexpert.safetensors`` (:data:`engine.motion.MOTION_EXPERT_FORMAT`); progress as the
 pixel trainer's JSON-lines log (``--log``), Stop through ``--stop-file`` and exact ``--resume`` from
@@ -85,6 +87,11 @@ REGIONS_68: dict[str, tuple[int, ...]] = {
     "brows": tuple(range(17, 27)), "nose": tuple(range(27, 36)), "left eye": tuple(range(36, 42)),
     "right eye": tuple(range(42, 48)), "mouth": tuple(range(48, 68))}
 READBACK_NOISE = 0.02
+#: Points none of the synthetic renderer's action units move (the eye corners and the top of the nose bridge):
+#: each read frame is aligned to its speaker's neutral on them before differencing (:func:`align_to_neutral`).
+#: The rig's rigid points also hold the nose tip and wings, which Face Mesh moves with its reading of a smile
+#: (0.015-0.025 face units on synthetic smiles): aligned on those, the brows and eyes seemed to shrink inward.
+ANCHORS_68 = (27, 28, 36, 39, 42, 45)
 #: Ridge weight on the one-sided columns of the fit: an expression read as symmetric unless a side clearly differs.
 ONE_SIDED_PENALTY = 1e-2
 #: Synthetic people whose mean displacement per action unit is the fit's basis, and their draw's seed.
@@ -275,18 +282,34 @@ def readback_weights() -> np.ndarray:
     return weights
 
 
-def still_regions(displacement: np.ndarray, noise: float = READBACK_NOISE) -> np.ndarray:
-    """``displacement`` (68, 2) with each region of :data:`REGIONS_68` whose RMS motion is under ``noise`` set to 0.
+def still_region_names(displacement: np.ndarray, noise: float = READBACK_NOISE) -> tuple[str, ...]:
+    """The regions of :data:`REGIONS_68` whose RMS motion in ``displacement`` (68, 2) is under ``noise``.
 
     Face Mesh reads the whole face through one model: when the mouth changes, its brows, lids and nose wings
     shift by about 0.01 face units as well (measured on synthetic faces whose upper face does not move), enough
-    for a fit to find a brow raise in every smile. A region that moves less than that counts as still."""
+    for a fit to find a brow raise in every smile. A region that moves less than that counts as still. (Its
+    jitter on a still face, 0.0001-0.0004 face units on the synthetic clips' neutral frames, is far below: the
+    noise that matters is this coupling, not the jitter.)"""
+    return tuple(name for name, rows in REGIONS_68.items()
+                 if np.sqrt((np.asarray(displacement)[list(rows)] ** 2).sum(-1).mean()) < noise)
+
+
+def still_regions(displacement: np.ndarray, noise: float = READBACK_NOISE) -> np.ndarray:
+    """``displacement`` (68, 2) with each region of :func:`still_region_names` set to 0."""
     out = np.array(displacement, np.float64, copy=True)
-    for rows in REGIONS_68.values():
-        part = out[list(rows)]
-        if np.sqrt((part**2).sum(-1).mean()) < noise:
-            out[list(rows)] = 0.0
+    for name in still_region_names(out, noise):
+        out[list(REGIONS_68[name])] = 0.0
     return out
+
+
+def align_to_neutral(shapes: np.ndarray, neutral: np.ndarray, anchors: tuple[int, ...] = ANCHORS_68) -> np.ndarray:
+    """``shapes`` (F, 68, 2) each moved by the similarity that best lays its ``anchors`` on the ``neutral``'s
+    (:data:`ANCHORS_68`), so that a frame's difference from its neutral is the expression, not a shift, a turn
+    or a change of scale of the head."""
+    from engine.portrait_rig import fit_similarity
+
+    rows = list(anchors)
+    return np.asarray([fit_similarity(shape[rows], neutral[rows]).apply(shape) for shape in shapes], np.float64)
 
 
 @dataclass(frozen=True)
@@ -321,17 +344,42 @@ class ActionUnitBasis:
         """The basis columns of action unit ``au`` (both sides, each side)."""
         return [i for i, name in enumerate(self.names) if int(name[:-1]) == au]
 
-    def fit(self, displacement: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def moving_none_of(self, regions: tuple[str, ...]) -> np.ndarray:
+        """(U,) bool: the columns that move no landmark of ``regions`` (names of :data:`REGIONS_68`) by
+        :data:`MIN_FIT_MOTION` or more."""
+        motion = np.linalg.norm(self.columns.reshape(68, 2, -1), axis=1)  # (68, U)
+        allowed = np.ones(len(self.names), bool)
+        for name in regions:
+            allowed &= motion[list(REGIONS_68[name])].max(axis=0) < MIN_FIT_MOTION
+        return allowed
+
+    def fit(self, displacement: np.ndarray, weights: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
         """Intensities ``(U,)`` in 0..1 whose displacement best matches ``displacement`` (68, 2) in the
-        least-squares sense, each landmark weighted by ``weights`` (68,)."""
+        least-squares sense, each landmark weighted by ``weights`` (68,); the columns not ``allowed`` (U,) bool
+        stay at 0."""
         from scipy.optimize import lsq_linear
 
+        allowed = np.ones(len(self.names), bool) if allowed is None else np.asarray(allowed, bool)
+        out = np.zeros(len(self.names))
+        if not allowed.any():
+            return out
         w = np.repeat(np.sqrt(np.asarray(weights, np.float64)), 2)
         target = np.asarray(displacement, np.float64).reshape(-1)
-        sided = np.array([not name.endswith("B") for name in self.names], np.float64)
+        sided = np.array([not name.endswith("B") for name in self.names], np.float64)[allowed]
         prior = np.diag(np.sqrt(ONE_SIDED_PENALTY) * sided)  # a symmetric explanation first
-        matrix = np.vstack([self.columns * w[:, None], prior])
-        return lsq_linear(matrix, np.concatenate([target * w, np.zeros(len(self.names))]), bounds=(0.0, 1.0)).x
+        matrix = np.vstack([self.columns[:, allowed] * w[:, None], prior])
+        out[allowed] = lsq_linear(matrix, np.concatenate([target * w, np.zeros(int(allowed.sum()))]),
+                                  bounds=(0.0, 1.0)).x
+        return out
+
+    def fit_readback(self, displacement: np.ndarray, noise: float = READBACK_NOISE) -> np.ndarray:
+        """:meth:`fit` of a frame read back by Face Mesh (its displacement from its speaker's neutral, aligned
+        by :func:`align_to_neutral`): the regions that move less than ``noise`` are held still and rule out
+        every action unit that would move them (a still brow rules out AU1, AU2, AU4 and AU9, whose wrinkling
+        lowers the brows), so that Face Mesh's reading of a smile's upper lip and nose wings is not taken for a
+        nose wrinkle; landmarks weighted by :func:`readback_weights`."""
+        still = still_region_names(displacement, noise)
+        return self.fit(still_regions(displacement, noise), readback_weights(), self.moving_none_of(still))
 
     def recipe(self, intensities: np.ndarray, floor: float = MIN_FIT_AU) -> Recipe:
         """The recipe of fitted intensities: an action unit on both sides at the weaker side's intensity, the
@@ -392,7 +440,6 @@ def footage_recipe(folder: Path, name: str, motion: MotionModel, log: Callable[[
         by_speaker.setdefault(speaker, {}).setdefault(label, []).append(shapes)
         log(f"read {path.name}: {len(shapes)} face(s)")
     basis = basis if basis is not None else ActionUnitBasis.build()
-    weights = readback_weights()
     speakers: list[np.ndarray] = []
     notes: dict[str, str] = {}
     frames = 0
@@ -406,8 +453,8 @@ def footage_recipe(folder: Path, name: str, motion: MotionModel, log: Callable[[
                                "neutral photo of the same person (emotion 'neutral')")
         neutral = np.concatenate(neutrals).mean(0)
         neutral_gap = float(_inner_gap(neutral))
-        shapes = np.concatenate(expressive)
-        fits_array = np.asarray([basis.fit(still_regions(shape - neutral), weights) for shape in shapes])
+        shapes = align_to_neutral(np.concatenate(expressive), neutral)
+        fits_array = np.asarray([basis.fit_readback(shape - neutral) for shape in shapes])
         # a parted mouth is speech as likely as a jaw drop (the two open it alike): not part of the expression
         speaking = _inner_gap(shapes) - neutral_gap > SPEAKING_GAP
         fits_array[np.ix_(speaking, basis.columns_of(OPENING_AU))] = 0.0
