@@ -275,3 +275,111 @@ def test_photos_read_by_face_mesh_train_a_pack(tmp_path):
         moved = motion.displacement(rest, [0.0], weights)[0]
         cosine = float((moved * truth).sum() / (np.linalg.norm(moved) * np.linalg.norm(truth)))
         assert cosine > 0.5, cosine  # Face Mesh reads these faces' mouths only roughly (0.4-0.75 per photo)
+
+
+# ------------------------------------------------------------------ labelled clips read back by Face Mesh
+#: A dimpled smile (AU12 + AU14): the dimpler AU14 is in none of the six emotions (happiness is AU6 + AU12).
+DIMPLED = {12: 1.0, 14: 0.8}
+#: Side (px) of the rendered clips: the issue asks for 256 px or more.
+CLIP_SIZE = 384
+CLIP_FPS = 25
+
+
+def _write_clips(folder, speakers: int, size: int = CLIP_SIZE) -> None:
+    """One clip per synthetic speaker: a still neutral head (0.32 s), a rise to the expression, a hold; and
+    ``labels.csv`` naming them ``dimpled`` (no neutral files: the clips' first frames are the neutral)."""
+    import csv
+
+    from engine.video import open_writer
+    from training.synthetic import FaceRenderer, Identity
+
+    ramp = [0.0] * 8 + [0.25, 0.5, 0.75] + [1.0] * 9
+    rows = []
+    for person in range(speakers):
+        renderer = FaceRenderer(Identity.from_seed(300 + person), size=size)
+        name = f"speaker{person}.mp4"
+        with open_writer(folder / name, CLIP_FPS, crf=12) as writer:
+            for level in ramp:
+                writer.write(renderer.render({k: v * level for k, v in DIMPLED.items()}, 0.0, 0.0)[0])
+        rows.append({"file": name, "emotion": "dimpled", "speaker": f"s{person}"})
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["file", "emotion", "speaker"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _astronaut_cosine(pack, astronaut, recipe_aus: dict[int, float]) -> float:
+    """Cosine of the pack's slider at 1 on the astronaut with the recipe's exact displacement (mean of 8 people)."""
+    from training.synthetic import FaceRenderer, Identity
+
+    animator = PortraitAnimator.from_pretrained()
+    animator.load_expert_pack(pack)
+    prepared = animator.prepare(astronaut, max_size=512, life=LifeConfig(blinks_per_minute=0, head_motion=0, gaze=0))
+    neutral = animator.face_motion(prepared, GateControl(_weights(animator, {})), 0)
+    moved = animator.face_motion(prepared, GateControl(_weights(animator, {animator.emotions[-1]: 1.0})), 0)
+    recipe = Recipe.parse({str(k): v for k, v in recipe_aus.items()}, "test")
+    truth = np.mean([recipe_displacement(FaceRenderer(Identity.from_seed(s)), recipe)[1] for s in range(8)], axis=0)
+    shift = (moved - neutral).reshape(-1)
+    return float(shift @ truth.reshape(-1) / (np.linalg.norm(shift) * np.linalg.norm(truth)))
+
+
+@pytest.mark.slow
+def test_clips_read_by_face_mesh_train_a_pack_that_moves_the_astronaut_as_the_recipe(tmp_path, astronaut, animators):
+    """The issue's test: clips of an AU recipe none of the six contain, drawn by the synthetic renderer at 384 px
+    and read back by Face Mesh, train a pack; on the astronaut its slider moves the landmarks as the recipe's
+    exact geometry does (cosine >= 0.9; measured 0.955, a pack trained from the exact recipe 0.959), and the
+    six's output is unchanged."""
+    _write_clips(tmp_path, speakers=4)
+    pack = train_motion_expert(tmp_path, "dimpled", tmp_path / "out", cfg=ExpertTrainingConfig(steps=200, seed=0),
+                               log=lambda _m: None)
+    meta = read_motion_expert_metadata(pack)
+    assert meta["source"] == "footage" and "AU14" in meta["recipe"], meta
+    assert _astronaut_cosine(pack, astronaut, DIMPLED) >= 0.9
+    plain, _custom, prepared = animators
+    custom = PortraitAnimator.from_pretrained()
+    custom.load_expert_pack(pack)
+    for mix in ({}, MIX):
+        assert np.array_equal(plain.face_motion(prepared, GateControl(_weights(plain, mix)), 3),
+                              custom.face_motion(prepared, GateControl(_weights(custom, mix)), 3))
+
+
+def test_the_action_unit_fit_recovers_an_exact_recipe():
+    """Fast: the fit behind the read-back finds, from a recipe's exact displacement (one-sided part included), a
+    recipe that moves the face the same way and lifts the right corner (the fit is not unique: AU12 and AU14 overlap)."""
+    from training.motion_expert import ActionUnitBasis, readback_weights, recipe_landmarks
+    from training.synthetic import FaceRenderer, Identity
+
+    basis = ActionUnitBasis.build(identities=4)
+    recipe = Recipe.parse({"14": 0.8, "12L": 0.9}, "test")
+    renderer = FaceRenderer(Identity.from_seed(77))
+    rest = renderer.landmarks_face_units(renderer.geometry({}, 0.0, 0.0))
+    truth = recipe_landmarks(renderer, recipe, 1.0, {}, 0.0) - rest
+    found = basis.recipe(basis.fit(truth, readback_weights()))
+    other = FaceRenderer(Identity.from_seed(78))
+    expected, got = recipe_displacement(other, recipe)[1], recipe_displacement(other, found)[1]
+    assert float((expected * got).sum() / (np.linalg.norm(expected) * np.linalg.norm(got))) >= 0.95, found
+    assert found.left.get(12, 0.0) > found.right.get(12, 0.0), found
+
+
+def test_a_read_back_smile_with_a_stirring_brow_and_a_shrunk_head_is_read_without_brow_or_nose_units():
+    """Fast: Face Mesh's couplings on a smile (brows and nose wings stirring by about 0.01 face units, the head
+    scaled and shifted by the alignment on the rig's rigid points) are not taken for AU1/AU2/AU4/AU9: the frame is
+    aligned to its neutral on the points no action unit moves, and a still brow rules out the units that move it."""
+    from training.motion_expert import ActionUnitBasis, align_to_neutral, recipe_landmarks
+    from training.synthetic import FaceRenderer, Identity
+
+    basis = ActionUnitBasis.build(identities=4)
+    renderer = FaceRenderer(Identity.from_seed(77))
+    rest = renderer.landmarks_face_units(renderer.geometry({}, 0.0, 0.0))
+    smile = recipe_landmarks(renderer, Recipe({12: 1.0}), 1.0, {}, 0.0)
+    rng = np.random.default_rng(0)
+    stirred = smile.copy()
+    stirred[17:36] += rng.normal(0.0, 0.008, (19, 2))
+    centre = rest.mean(0)
+    read = centre + 0.97 * (stirred - centre) + np.array([0.01, -0.02])  # the head shrunk and shifted
+    aligned = align_to_neutral(read[None], rest)[0]
+    assert np.abs(aligned[[36, 39, 42, 45]] - rest[[36, 39, 42, 45]]).max() < 0.01
+    found = basis.recipe(basis.fit_readback(aligned - rest))
+    upper = {1, 2, 4, 9}
+    assert not upper & (set(found.both) | set(found.left) | set(found.right)), found.describe()
+    assert found.both.get(12, 0.0) >= 0.8, found.describe()
