@@ -31,6 +31,7 @@ _AU_PARTS: dict[int, list[tuple[tuple[int, ...], tuple[float, float]]]] = {
     12: [((48, 60), (-0.05, -0.06)), ((54, 64), (0.05, -0.06)), ((49,), (-0.02, -0.03)), ((53,), (0.02, -0.03)),
          ((59,), (-0.02, -0.03)), ((55,), (0.02, -0.03))],  # lip corner puller
     15: [((48, 54, 60, 64), (0.0, 0.05)), ((59, 55), (0.0, 0.02))],  # lip corner depressor
+    16: [((56, 57, 58, 65, 66, 67), (0.0, 0.07)), ((55, 59), (0.0, 0.05))],  # lower lip depressor
     17: [((55, 56, 57, 58, 59, 65, 66, 67), (0.0, -0.03)), ((7, 8, 9), (0.0, -0.02))],  # chin raiser
     20: [((48, 60), (-0.06, 0.01)), ((54, 64), (0.06, 0.01)), ((49, 59), (-0.03, 0.0)), ((53, 55), (0.03, 0.0))],
     23: [((48, 60), (0.03, 0.0)), ((54, 64), (-0.03, 0.0)), ((49, 50, 51, 52, 53), (0.0, 0.015)),
@@ -42,9 +43,16 @@ _AU_PARTS: dict[int, list[tuple[tuple[int, ...], tuple[float, float]]]] = {
 EMOTION_AUS: dict[str, dict[int, float]] = {
     "happiness": {12: 1.0},
     "sadness": {1: 1.0, 4: 0.5, 15: 1.0, 17: 0.5},
-    "anger": {4: 1.6, 17: 0.4, 23: 0.5},
+    # Anger at full strength shouts (EMFACS 4+5+7+10+16+25/26): brows down and together with the outer ends
+    # up, the nose wrinkled, the upper lip raised and the lower lip pulled down off the teeth. The pressed
+    # lips of the quieter prototype (4+5+7+23) read neutral or happy on most real faces.
+    "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 16: 1.3, 20: 0.5, 26: 0.8},
     "disgust": {9: 1.0, 10: 1.0, 15: 0.5, 4: 0.3},
-    "fear": {1: 1.0, 2: 0.8, 4: 0.6, 15: 0.5, 20: 1.0, 26: 0.3},
+    # Fear as a face shows it at full strength: brows up *and* knit (AU1+2 with a strong AU4), the mouth
+    # dropped open with the lips stretched and pulled down (AU20, AU15, AU26) and the upper lip tense
+    # (AU10). The earlier closed, sideways-stretched mouth read as a grin (appearance reader: fear 0/7,
+    # read happy or neutral); this mix reads fear on 4 of the 7 shared portraits (docs/PORTRAIT.md).
+    "fear": {1: 0.7, 2: 0.8, 4: 1.4, 10: 0.4, 15: 1.6, 20: 0.4, 26: 1.4},
     "surprise": {1: 1.0, 2: 1.0, 26: 0.8},
 }
 

@@ -84,13 +84,13 @@ class TransferConfig:
 
     max_size: int = DEFAULT_MAX_SIZE
     #: Motion of each emotion at slider 1, relative to the synthetic people's (a real face needs more to
-    #: read; fear and surprise less, or the eyes bulge).
+    #: read; surprise less, or the eyes bulge).
     expression_gain: dict[str, float] = field(default_factory=lambda: {
-        "happiness": 1.8, "sadness": 2.3, "anger": 2.3, "disgust": 2.2, "fear": 1.8, "surprise": 1.7})
+        "happiness": 1.8, "sadness": 2.3, "anger": 2.3, "disgust": 2.2, "fear": 2.1, "surprise": 1.7})
     #: Part of each emotion's motion per region of the face (FACE_REGIONS_68), on top of expression_gain:
-    #: anger's lips are pressed, not puckered, and its lids glare rather than close.
+    #: anger's mouth opens wide rather than puckers, and its lids glare rather than close.
     region_gain: dict[str, dict[str, float]] = field(default_factory=lambda: {
-        "anger": {"mouth": 0.5, "eyes": 0.5}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.7, "eyes": 0.6},
+        "anger": {"mouth": 0.3, "eyes": 0.05}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.9, "eyes": 1.15},
         "surprise": {"mouth": 0.8, "eyes": 0.6}})
     #: Take the sitter's own smile and parted lips out before adding the performance.
     neutralise: bool = True
@@ -115,8 +115,8 @@ class TransferConfig:
     #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
-        "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.05, 0.25), "disgust": (0.1, 0.25),
-        "fear": (-0.12, 0.0), "surprise": (-0.15, 0.0)})
+        "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.07, 0.1), "disgust": (0.1, 0.25),
+        "fear": (-0.32, 0.18), "surprise": (-0.15, 0.0)})
     #: Map each slider through the model folder's calibration curve (engine/portrait_calibration.py) so that
     #: equal sliders move the landmarks equally far; False (default): each slider is the gate. Off by default:
     #: equal landmark travel is not equal perceived strength (a full surprise drops the jaw far more than a

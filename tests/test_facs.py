@@ -36,6 +36,7 @@ def test_action_units_move_the_landmarks_as_facs_describes() -> None:
     assert up(au_motion(15), CORNERS) < 0  # corners down
     assert au_motion(20)[48, 0] < 0 < au_motion(20)[54, 0]  # stretched sideways
     assert au_motion(26)[57, 1] > 0.1  # the jaw drops
+    assert au_motion(16)[57, 1] > 0.05 and not au_motion(16)[48:55].any()  # the lower lip down, not the upper
 
 
 def test_each_emotion_is_its_emfacs_mix_and_a_custom_emotion_has_none() -> None:
