@@ -236,7 +236,7 @@ def load_animator(model_dir: str | Path | None = None, renderer: str = DEFAULT_R
     error) says so. The renderer never switches silently: ``renderer="pixel"`` renders the folder's pixel model.
     The portrait renderer runs on the CPU: a ``device`` other than auto/cpu is refused (EmotionSpecError).
     """
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     check_renderer(renderer)
     folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import AudioConfig
 from engine.errors import InputAudioError
 
 #: The model's audio sample rate.
@@ -176,6 +175,18 @@ class AudioClip:
             recording = self.recording[cut(self.export_rate, len(self.recording))]
         return AudioClip(self.samples[cut(self.sample_rate, len(self.samples))], self.sample_rate, self.source,
                          recording, self.recording_rate)
+
+
+@dataclass
+class AudioConfig:
+    """How audio becomes per-video-frame features (a model's ``audio`` section; see :func:`log_mel`)."""
+
+    sample_rate: int = 16_000
+    n_mels: int = 40
+    hop_length: int = 160  # 10 ms at 16 kHz
+    win_length: int = 400  # 25 ms at 16 kHz
+    context_frames: int = 2  # video frames on each side of the current one in the audio window
+
 
 
 #: What :func:`load_audio` accepts.

@@ -282,13 +282,14 @@ def plan_batch(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     output, an output that is an input or escapes the output folder. Nothing is written.
     """
     from engine.audio import DEFAULT_MAX_DURATION
-    from engine.config import DEFAULT_MODEL_DIR, MAX_FPS
     from engine.emotions import mix_to_vector, parse_mix
+    from engine.limits import MAX_FPS
     from engine.motion import MOTION_CONFIG, read_motion_config
     from engine.paths import check_output_name, check_outputs_spare_inputs
     from engine.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES
     from engine.portrait import DEFAULT_FPS
     from engine.project_file import read_project
+    from engine.resources import DEFAULT_MODEL_DIR
     from engine.video import GIF_SUFFIXES, MP4_SUFFIXES
 
     defaults = defaults or BatchDefaults()
@@ -836,7 +837,7 @@ def add_arguments(p: Any) -> None:
     """The ``moee batch`` arguments (engine/cli.py registers the subcommand)."""
     from engine.audio import DEFAULT_MAX_DURATION
     from engine.cli import MAX_SEED, add_life_arguments, number_flag
-    from engine.config import MAX_FPS
+    from engine.limits import MAX_FPS
     from engine.performance import DEFAULT_BLINKS_PER_MINUTE
 
     p.add_argument("manifest", help="CSV (with a header row) or JSON-lines file, one job per row; columns: "

@@ -12,57 +12,24 @@ Figures (JSON):
 
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
+from engine.benchmark import check_counts, peak_rss, slider_sequence, summary
 from engine.config import get_config
-from engine.errors import MoEEError
 from engine.moee import GateControl
-from engine.pipeline import DEFAULT_MODEL_DIR, Animator, PreparedInputs
-from engine.resources import demo_audio, demo_portrait
+from engine.pipeline import Animator, PreparedInputs
+from engine.resources import DEFAULT_MODEL_DIR, demo_audio, demo_portrait
 
 DEMO_PORTRAIT = demo_portrait()
 DEMO_AUDIO = demo_audio()
-RSS_SAMPLE_SECONDS = 0.01
 SYNTHETIC_AUDIO_SECONDS = 6.0
-
-
-@contextmanager
-def peak_rss() -> dict:
-    """Sample the process's resident memory in a thread; ``result["peak_mb"]`` after the block."""
-    process = psutil.Process(os.getpid())
-    result = {"peak_mb": process.memory_info().rss / 2**20}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            result["peak_mb"] = max(result["peak_mb"], process.memory_info().rss / 2**20)
-            time.sleep(RSS_SAMPLE_SECONDS)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield result
-    finally:
-        stop.set()
-        thread.join()
-
-
-def check_counts(**counts: int) -> None:
-    """Refuse (:class:`MoEEError` naming the setting) a count below 1: a median of nothing is no figure."""
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise MoEEError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 def _inputs(tmp: Path, size: int) -> tuple[object, object]:
@@ -79,22 +46,6 @@ def _inputs(tmp: Path, size: int) -> tuple[object, object]:
     path = tmp / "speech.wav"
     soundfile.write(path, speech.astype(np.float32), rate)
     return image, str(path)
-
-
-def _summary(samples: list[float]) -> dict[str, float]:
-    ms = sorted(s * 1000 for s in samples)
-    return {"median": round(statistics.median(ms), 2), "min": round(ms[0], 2), "max": round(ms[-1], 2)}
-
-
-def _slider_sequence(n: int, emotions: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Slider moves a user would make: two or three emotions on, new values every time."""
-    mixes = []
-    for _ in range(n):
-        weights = np.zeros(emotions, np.float32)
-        on = rng.choice(emotions, size=int(rng.integers(1, 3)) + 1, replace=False)
-        weights[on] = rng.uniform(0.2, 1.0, size=len(on))
-        mixes.append(weights)
-    return mixes
 
 
 def _bench_animator(model_dir: str | None, config: str | None, device: str,
@@ -188,13 +139,13 @@ def run_benchmarks(model_dir: str | None = None, config: str | None = None, devi
         portrait, audio = _inputs(Path(tmp), cfg.image_size)
         prepared = animator.prepare(portrait, audio, crop=crop)
         animator.render_frame(prepared, 0, GateControl(np.full(num, 0.5, np.float32)), steps=steps)  # warm-up
-        cached = _cached_latencies(animator, prepared, _slider_sequence(repeats, num, rng), steps)
-        naive = _naive_latencies(animator, portrait, audio, crop, _slider_sequence(repeats, num, rng), steps)
+        cached = _cached_latencies(animator, prepared, slider_sequence(repeats, num, rng), steps)
+        naive = _naive_latencies(animator, portrait, audio, crop, slider_sequence(repeats, num, rng), steps)
         by_experts = _latency_by_active_experts(animator, prepared, repeats, steps)
-        mix = GateControl(_slider_sequence(1, num, rng)[0])
+        mix = GateControl(slider_sequence(1, num, rng)[0])
         clips = _clip_throughput(animator, prepared, mix, frames, steps)
 
-    cached_s, naive_s = _summary(cached), _summary(naive)
+    cached_s, naive_s = summary(cached), summary(naive)
     return {
         "model": source,
         "config": cfg.name,

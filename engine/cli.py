@@ -137,7 +137,7 @@ def add_life_arguments(parser: argparse.ArgumentParser, helps: dict[str, str],
 
 def _add_render(sub: argparse._SubParsersAction) -> None:
     from engine.audio import DEFAULT_MAX_DURATION
-    from engine.config import DEFAULT_MAX_SIZE, MAX_FPS
+    from engine.limits import DEFAULT_MAX_SIZE, MAX_FPS
 
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
     from engine.performance import DEFAULT_BLINKS_PER_MINUTE
@@ -221,7 +221,7 @@ class CheckedInputs:
 
 def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
     """(outputs, inputs) of ``moee render`` as ``(label, path)`` pairs, for :func:`engine.paths.check_outputs_spare_inputs`."""
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     outputs = [("-o", args.output), ("--frames-dir", args.frames_dir)]
     inputs = [("the portrait", args.portrait), ("the audio", args.audio),
@@ -337,9 +337,10 @@ def _render_emotions(args: argparse.Namespace, model_dir: Path) -> list[str]:
     The portrait path needs only the motion model (``motion.json`` + ``motion.safetensors``); a folder with
     the pixel model alone is animated by the bundled motion model (a note says so when it renders).
     """
-    from engine.config import CONFIG_FILE, DEFAULT_MODEL_DIR, read_model_config
+    from engine.config import CONFIG_FILE, read_model_config
     from engine.errors import CheckpointError
     from engine.motion import MOTION_CONFIG, MOTION_WEIGHTS, read_motion_config
+    from engine.resources import DEFAULT_MODEL_DIR
 
     if args.renderer == "portrait":
         if (model_dir / MOTION_CONFIG).is_file():
@@ -359,11 +360,11 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     portrait path, the face itself. Raises the matching :class:`MoEEError`."""
     from engine.audio import DEFAULT_SAMPLE_RATE, load_audio
     from engine.calibration import curves_from_argument
-    from engine.config import DEFAULT_MODEL_DIR
     from engine.emotions import parse_mix
     from engine.errors import EmotionSpecError
     from engine.image import load_image, load_mask
     from engine.paths import check_output_name, check_outputs_spare_inputs
+    from engine.resources import DEFAULT_MODEL_DIR
     from engine.video import check_output
 
     for flag, path in (("-o", args.output), ("--frames-dir", args.frames_dir)):

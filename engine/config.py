@@ -16,32 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from engine.audio import AudioConfig
 from engine.calibration import check_curves, curves_from_argument
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import CheckpointError, EmotionSpecError
-from engine.resources import default_model_dir
+from engine.limits import MAX_FPS
 
-#: Highest frame rate a model, a render or a writer accepts (frames per second); higher is a typo.
-MAX_FPS = 120
-#: Default cap of the long side of a full-resolution render (``moee render --max-size``).
-DEFAULT_MAX_SIZE = 1024
 #: A model folder's configuration file, and the format name and version it must declare.
 CONFIG_FILE = "config.json"
 MODEL_FORMAT = "moee-model"
 MODEL_FORMAT_VERSION = 1
-#: The bundled demo model, used when no model folder is given (the repository's assets/ or the package data).
-DEFAULT_MODEL_DIR = default_model_dir()
-
-
-@dataclass
-class AudioConfig:
-    """How audio becomes per-video-frame features (see :mod:`engine.audio`)."""
-
-    sample_rate: int = 16_000
-    n_mels: int = 40
-    hop_length: int = 160  # 10 ms at 16 kHz
-    win_length: int = 400  # 25 ms at 16 kHz
-    context_frames: int = 2  # video frames on each side of the current one in the audio window
 
 
 @dataclass

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.attention import multi_head_attention
 from engine.config import MoEEConfig
+from engine.cross_attention import multi_head_attention
 
 
 class LabelEncoder(nn.Module):

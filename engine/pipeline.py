@@ -35,12 +35,14 @@ from engine.animator import (
 from engine.calibration import calibrate_weights
 from engine.checkpoint import load_expert_pack as _load_expert_pack
 from engine.checkpoint import load_model
-from engine.config import DEFAULT_MODEL_DIR, MAX_FPS, ModelConfig, SamplingConfig, sampling_value_problem
+from engine.config import ModelConfig, SamplingConfig, sampling_value_problem
 from engine.errors import EmotionSpecError, InputImageError, NoFaceError
 from engine.face import keep_background, paste_back, portrait_background_weight
 from engine.image import center_crop_square, load_image, resize
+from engine.limits import MAX_FPS
 from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl, GateSpec
+from engine.resources import DEFAULT_MODEL_DIR
 from engine.unet import ReferenceFeatures
 
 #: Frames rendered when there is no audio track.

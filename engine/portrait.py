@@ -38,11 +38,11 @@ from engine.animator import (
     check_frame_range,
     check_options,
 )
-from engine.config import DEFAULT_MAX_SIZE
 from engine.errors import CancelledError, EmotionSpecError
 from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
 from engine.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
 from engine.head_pose import HeadWarp, parallax
+from engine.limits import DEFAULT_MAX_SIZE
 from engine.moee import GateControl, GateSpec
 from engine.motion import MotionModel
 from engine.mouth import draw_mouth_interior
@@ -237,7 +237,7 @@ class PortraitAnimator:
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
         """The motion model of a model folder (default: the bundled model) with its slider calibration
         (:data:`engine.portrait_calibration.PORTRAIT_CALIBRATION_FILE`, if the folder has one)."""
-        from engine.pipeline import DEFAULT_MODEL_DIR
+        from engine.resources import DEFAULT_MODEL_DIR
 
         return cls(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR), cfg)
 

@@ -19,19 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench import _slider_sequence, _summary, check_counts, peak_rss
+from engine.benchmark import check_counts, peak_rss, slider_sequence, speech_signal, summary
 from engine.moee import GateControl
 from engine.portrait import PortraitAnimator
 
 BENCH_MAX_SIZE = 512
 DEFAULT_CLIP_SECONDS = 4.0
-
-
-def _speech(seconds: float, rate: int = 16_000) -> tuple[np.ndarray, int]:
-    """A syllable-like test signal (voiced bursts at about 4 Hz), deterministic."""
-    t = np.arange(int(seconds * rate)) / rate
-    bursts = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
-    return (0.3 * bursts * np.sin(2 * np.pi * 160 * t)).astype(np.float32), rate
 
 
 def run_portrait_benchmarks(portrait: str | os.PathLike[str], model_dir: str | None = None,
@@ -44,14 +37,14 @@ def run_portrait_benchmarks(portrait: str | os.PathLike[str], model_dir: str | N
 
     animator = PortraitAnimator.from_pretrained(model_dir)
     start = time.perf_counter()
-    prepared = animator.prepare(portrait, _speech(clip_seconds), max_size=max_size)
+    prepared = animator.prepare(portrait, speech_signal(clip_seconds), max_size=max_size)
     prepare_s = time.perf_counter() - start
     num = len(animator.emotions)
     rng = np.random.default_rng(0)
     animator.render_frame(prepared, 0, GateControl(np.full(num, 0.5, np.float32)))  # warm-up
 
     total, motion, transfer = [], [], []
-    for weights in _slider_sequence(repeats, num, rng):
+    for weights in slider_sequence(repeats, num, rng):
         gates = GateControl(weights)
         t0 = time.perf_counter()
         animator.control_targets(prepared, gates, 0)
@@ -68,7 +61,7 @@ def run_portrait_benchmarks(portrait: str | os.PathLike[str], model_dir: str | N
     alpha = np.zeros(num, np.float32)
     alpha[num - 1] = 1.0
     brush = []
-    for weights in _slider_sequence(repeats, num, rng):
+    for weights in slider_sequence(repeats, num, rng):
         t0 = time.perf_counter()
         animator.render_frame(prepared, 0, GateControl(weights, masks, alpha))
         brush.append(time.perf_counter() - t0)
@@ -84,10 +77,10 @@ def run_portrait_benchmarks(portrait: str | os.PathLike[str], model_dir: str | N
         "cpu_threads": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "prepare_ms": round(prepare_s * 1000, 1),
-        "preview_latency_ms": _summary(total),
-        "motion_ms": _summary(motion),
-        "transfer_ms": _summary(transfer),
-        "brush_latency_ms": _summary(brush),
+        "preview_latency_ms": summary(total),
+        "motion_ms": summary(motion),
+        "transfer_ms": summary(transfer),
+        "brush_latency_ms": summary(brush),
         "clip_frames": prepared.num_frames,
         "clip_fps": round(prepared.num_frames / export_s, 2),
         "peak_rss_mb": round(memory["peak_mb"], 1),

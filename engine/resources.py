@@ -54,6 +54,10 @@ def default_model_dir() -> Path:
     return bundled_model("demo")
 
 
+#: The bundled default model folder, used when no model folder is given (the checkout's assets/ or the package data).
+DEFAULT_MODEL_DIR = default_model_dir()
+
+
 def demo_portrait() -> Path:
     """The bundled demo portrait image."""
     return assets_dir() / "demo" / "portrait.png"

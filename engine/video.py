@@ -38,8 +38,8 @@ from engine.atomic import (
     output_error_from,
 )
 from engine.audio import AudioClip, resample
-from engine.config import MAX_FPS
 from engine.errors import MoEEError, OutputError
+from engine.limits import MAX_FPS
 
 #: Default H.264 constant rate factor (lower = better quality, bigger file; 18 ~ visually lossless).
 DEFAULT_CRF = 18

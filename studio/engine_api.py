@@ -16,9 +16,6 @@ from engine.animator import CancelToken  # the contract's token (light: no torch
 from engine.atomic import atomic_path, atomic_write_text
 from engine.batch import REPORT_FILE as BATCH_REPORT_FILE
 from engine.batch import BatchDefaults, ManifestError, plan_batch, read_manifest, run_batch
-from engine.config import (
-    DEFAULT_MAX_SIZE as DEFAULT_PORTRAIT_CAP,  # the portrait's long side is capped at this
-)
 from engine.emotions import (
     BASIC_EMOTIONS,
     COMPOUND_PRESETS,
@@ -29,6 +26,7 @@ from engine.emotions import (
 )
 from engine.errors import CancelledError, MoEEError
 from engine.interpolation import INTERPOLATIONS, ease, key_bracket
+from engine.limits import DEFAULT_MAX_SIZE as DEFAULT_PORTRAIT_CAP
 from engine.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES, LifeConfig
 
 __all__ = [

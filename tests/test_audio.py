@@ -14,6 +14,7 @@ from engine.audio import (
     MEL_SILENCE,
     PROSODY_FEATURE_NAMES,
     AudioClip,
+    AudioConfig,
     envelope_per_frame,
     frame_windows,
     load_audio,
@@ -24,7 +25,6 @@ from engine.audio import (
     waveform_preview,
     window_length,
 )
-from engine.config import AudioConfig
 from engine.errors import InputAudioError
 
 TARGET = 16_000

@@ -11,7 +11,8 @@ from safetensors import safe_open
 from engine.calibration import check_curves
 from engine.config import get_config
 from engine.moee import GateControl
-from engine.pipeline import DEFAULT_MODEL_DIR, Animator
+from engine.pipeline import Animator
+from engine.resources import DEFAULT_MODEL_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 PORTRAIT, SPEECH = REPO / "assets" / "demo" / "portrait.png", REPO / "assets" / "demo" / "speech.wav"

@@ -178,7 +178,7 @@ def faces(tmp_path_factory) -> dict[str, Path]:
 
 def _unreadable_motion_weights(world: Path) -> None:
     """The model folder gets a valid motion.json and garbage weights: reading them would fail loudly."""
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     (world / "model" / "motion.json").write_bytes((DEFAULT_MODEL_DIR / "motion.json").read_bytes())
     (world / "model" / "motion.safetensors").write_bytes(b"not weights" * 10)
@@ -220,7 +220,7 @@ def _motion_folder(world: Path, config: dict | None = None, nan: str | None = No
     from safetensors.torch import load_file, save_file
     from skimage import data
 
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     Image.fromarray(np.ascontiguousarray(data.astronaut()[20:240, 130:320])).save(world / "astro.png")
     folder = world / "motion"

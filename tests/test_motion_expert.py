@@ -136,7 +136,7 @@ def test_packs_of_the_other_renderer_or_model_are_refused(smug_pack, tmp_path):
 
 
 def _bundled():
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     return DEFAULT_MODEL_DIR
 
@@ -247,7 +247,7 @@ def test_photos_read_by_face_mesh_train_a_pack(tmp_path):
 
     from PIL import Image
 
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
     from training.synthetic import FaceRenderer, Identity
 
     aus = {12: 0.5, 14: 1.0, 23: 0.4}  # a tight, dimpled smile: none of the six

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.animator import CancelToken
 from engine.audio import MEL_SILENCE, silent_windows
 from engine.config import SamplingConfig
 from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
@@ -13,7 +14,6 @@ from engine.face import mouth_mask
 from engine.moee import BatchGates, GateControl
 from engine.pipeline import (
     Animator,
-    CancelToken,
     audio_guidance_active,
     combine_guidance,
     emotion_guidance,

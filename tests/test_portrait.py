@@ -18,9 +18,9 @@ from engine.face import region_mask
 from engine.moee import GateControl
 from engine.motion import LipModel, MotionConfig, MotionModel, MotionMoE, lip_features, painted_token_weights
 from engine.performance import STILL_LIFE
-from engine.pipeline import DEFAULT_MODEL_DIR
 from engine.portrait import PortraitAnimator, TransferConfig, fit_to_max_size
 from engine.portrait_rig import RING_SCALE, check_face, fit_similarity
+from engine.resources import DEFAULT_MODEL_DIR
 from engine.video import probe_video, read_frames
 from engine.warp import mesh_warp
 

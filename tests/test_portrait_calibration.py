@@ -11,13 +11,13 @@ from skimage import data
 
 from engine.errors import CheckpointError
 from engine.moee import GateControl
-from engine.pipeline import DEFAULT_MODEL_DIR
 from engine.portrait import PortraitAnimator, TransferConfig
 from engine.portrait_calibration import (
     PORTRAIT_CALIBRATION_FILE,
     PortraitCalibration,
     load_portrait_calibration,
 )
+from engine.resources import DEFAULT_MODEL_DIR
 from training.portrait_calibrate import (
     CHECK_SLIDERS,
     STILL_LIFE,

@@ -587,7 +587,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
             raise DatasetError(f"no clips in split {split!r} to sample from")
         if not 0.0 <= p_noisy <= 1.0:
             raise DatasetError(f"p_noisy must lie in 0..1, not {p_noisy}")
-        from engine.config import AudioConfig
+        from engine.audio import AudioConfig
 
         self.clips = clips
         self.num_frames = int(num_frames)

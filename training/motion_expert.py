@@ -396,7 +396,7 @@ def train_motion_expert(data: str | Path, name: str, out: str | Path, base: str 
     Returns the written pack ``OUT/NAME.moeexpert.safetensors``, or None when Stop ended the run early (its
     checkpoint is in ``OUT/checkpoint``; ``resume=True`` continues it).
     """
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     torch.manual_seed(cfg.seed)
     out = Path(out)
@@ -432,7 +432,7 @@ def train_motion_expert(data: str | Path, name: str, out: str | Path, base: str 
 def expert_renderer(args: argparse.Namespace) -> str:
     """Which renderer ``moee train expert`` trains for: ``--renderer``, else the motion model (portrait) when the
     base model folder has one, else the pixel model."""
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     chosen = getattr(args, "renderer", "auto") or "auto"
     if chosen != "auto":

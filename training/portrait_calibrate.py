@@ -130,7 +130,7 @@ def calibrate(model_dir: str | Path | None = None, seeds: Sequence[int] = SYNTHE
     The notes record per portrait the intensities at :data:`CHECK_SLIDERS` before and after, and the
     spread across emotions.
     """
-    from engine.pipeline import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     start = time.perf_counter()
     folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
@@ -183,7 +183,7 @@ def add_calibrate_portrait_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_calibrate_portrait(args: argparse.Namespace) -> int:
     """Run ``moee calibrate-portrait``; returns the exit code."""
-    from engine.pipeline import DEFAULT_MODEL_DIR
+    from engine.resources import DEFAULT_MODEL_DIR
 
     try:
         if args.synthetic < 0 or args.size < 128:

@@ -409,9 +409,9 @@ def check_eval_inputs(args: argparse.Namespace) -> tuple[list[Path], str | Path]
     """The portraits and the speech of ``moee eval-portraits``, after checking every path before a model loads:
     the folder exists and holds portraits, the audio reads, the outputs can be written and none is an input."""
     from engine.audio import load_audio
-    from engine.config import DEFAULT_MODEL_DIR
     from engine.errors import InputImageError, OutputError
     from engine.paths import check_outputs_spare_inputs, output_input_conflict
+    from engine.resources import DEFAULT_MODEL_DIR
 
     folder = Path(args.folder)
     if not folder.exists():

@@ -578,7 +578,7 @@ def expression_regions(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _build_model(args: argparse.Namespace) -> MoEEModel:
     if args.stage == "expert":
-        from engine.pipeline import DEFAULT_MODEL_DIR
+        from engine.resources import DEFAULT_MODEL_DIR
 
         model = load_model(args.model or args.init or DEFAULT_MODEL_DIR)
         if not args.name:
