@@ -43,9 +43,9 @@ def run_batch_benchmark(jobs: int, portrait: str | os.PathLike[str] | None = Non
     from engine.batch import BatchDefaults, JobRunner, plan_batch, run_batch
     from engine.benchmark import speech_signal
     from engine.export import export_clip
+    from engine.io.resources import demo_portrait
     from engine.moee import GateControl
-    from engine.performance import LifeConfig
-    from engine.resources import demo_portrait
+    from engine.portrait.performance import LifeConfig
 
     jobs = max(2, int(jobs))
     if portrait is None:

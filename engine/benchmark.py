@@ -1,6 +1,6 @@
 """What every ``moee bench`` measurement shares: peak memory, latency summaries, slider moves, test speech.
 
-The pixel renderer's benchmark (engine/bench.py), the portrait renderer's (engine/portrait_bench.py) and the
+The pixel renderer's benchmark (engine/diffusion/bench.py), the portrait renderer's (engine/portrait/bench.py) and the
 batch benchmark (engine/batch_bench.py) use these, so neither renderer's benchmark reaches into the other's.
 """
 

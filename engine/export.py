@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.video import open_writer
+from engine.io.video import open_writer
 
 if TYPE_CHECKING:  # the renderer-neutral contract only: export never names a renderer
     from engine.animator import Animator, CancelToken

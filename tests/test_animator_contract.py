@@ -21,7 +21,7 @@ def portrait():
 
 @pytest.fixture(scope="module")
 def pixel():
-    from engine.pipeline import Animator as PixelAnimator
+    from engine.diffusion.pipeline import Animator as PixelAnimator
     from tests.engine_helpers import tiny_model
 
     return PixelAnimator(tiny_model(), device="cpu")
@@ -43,7 +43,8 @@ def test_both_renderers_satisfy_the_protocol(portrait, pixel) -> None:
 
 
 def test_one_cancel_token_and_frame_result() -> None:
-    from engine import pipeline, portrait
+    from engine.diffusion import pipeline
+    from engine.portrait import animator as portrait
     from studio import engine_api
 
     assert pipeline.CancelToken is CancelToken is engine_api.CancelToken

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import atomic
-from engine.atomic import atomic_directory, atomic_path, atomic_write_bytes, atomic_write_text
 from engine.errors import OutputError
+from engine.io import atomic
+from engine.io.atomic import atomic_directory, atomic_path, atomic_write_bytes, atomic_write_text
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.audio import (
+from engine.errors import InputAudioError
+from engine.io.audio import (
     MEL_SILENCE,
     PROSODY_FEATURE_NAMES,
     AudioClip,
@@ -25,7 +26,6 @@ from engine.audio import (
     waveform_preview,
     window_length,
 )
-from engine.errors import InputAudioError
 
 TARGET = 16_000
 TONE_HZ = 440.0

@@ -21,9 +21,9 @@ import soundfile
 from PIL import Image
 
 from engine.cli import main
-from engine.config import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, tiny_config
+from engine.diffusion.config import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERSION, tiny_config
 from engine.emotions import BASIC_EMOTIONS
-from engine.video import FRAMES_MARKER
+from engine.io.video import FRAMES_MARKER
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 RATE = 16_000
@@ -228,7 +228,7 @@ def test_bad_input_is_refused_before_the_model_loads_and_changes_nothing(world, 
 # ----------------------------------------------------------------------------- what must still render
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from engine.checkpoint import save_model
+    from engine.diffusion.checkpoint import save_model
     from tests.engine_helpers import tiny_model
 
     return save_model(tiny_model(), tmp_path_factory.mktemp("model") / "tiny")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.calibration import (
+from engine.diffusion.calibration import (
     CALIBRATION_KNOTS,
     calibrate_weights,
     check_curves,
@@ -14,11 +14,11 @@ from engine.calibration import (
     mixing_degree,
     read_calibration,
 )
-from engine.checkpoint import load_model, save_model, update_sampling_defaults
-from engine.config import SamplingConfig
+from engine.diffusion.checkpoint import load_model, save_model, update_sampling_defaults
+from engine.diffusion.config import SamplingConfig
+from engine.diffusion.pipeline import Animator
 from engine.errors import CheckpointError, EmotionSpecError, MoEEError
 from engine.moee import GateControl
-from engine.pipeline import Animator
 from tests.engine_helpers import tiny_model
 from tests.test_pipeline import PORTRAIT, SPEECH
 

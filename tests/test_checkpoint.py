@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from engine.checkpoint import (
+from engine.diffusion.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     load_expert_pack,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine.checkpoint import save_model
 from engine.cli import main
-from engine.video import probe_video, read_frames
+from engine.diffusion.checkpoint import save_model
+from engine.io.video import probe_video, read_frames
 from tests.engine_helpers import tiny_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
@@ -192,8 +192,8 @@ def test_init_from_a_local_diffusers_folder(tmp_path, capsys):
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from engine.checkpoint import load_model
-    from engine.config import tiny_config
+    from engine.diffusion.checkpoint import load_model
+    from engine.diffusion.config import tiny_config
 
     cfg = tiny_config()
     torch.manual_seed(4)
@@ -357,8 +357,8 @@ def test_face_detection_prints_no_third_party_logs():
     """MediaPipe's C++ start-up lines and protobuf's warning: every moee command that finds a face printed
     them (measured: 5 lines). Both graphs (Face Mesh, selfie segmentation), run twice each."""
     done = run_python(
-        "from engine.image import load_image\n"
-        "from engine.face import detect_landmarks, person_matte\n"
+        "from engine.io.image import load_image\n"
+        "from engine.io.face import detect_landmarks, person_matte\n"
         "image = load_image('assets/demo/photo.png')\n"
         "for _ in range(2):\n"
         "    print(detect_landmarks(image).points.shape, person_matte(image).shape)\n")
@@ -372,7 +372,7 @@ def test_the_log_filter_drops_only_the_spam_lines():
     nothing is filtered."""
     done = run_python(
         "import os, sys\n"
-        "from engine.quiet import quiet_native_logs\n"
+        "from engine.io.quiet import quiet_native_logs\n"
         "with quiet_native_logs():\n"
         "    os.write(2, b'ours 1\\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
         "    print('ours 2', file=sys.stderr)\n"

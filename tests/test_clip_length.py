@@ -14,7 +14,7 @@ import soundfile
 from PIL import Image
 
 from engine.cli import main
-from engine.video import probe_video
+from engine.io.video import probe_video
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 PHOTO = ASSETS / "photo.png"

@@ -174,7 +174,7 @@ def test_the_reference_is_a_neutral_portrait_of_the_same_identity(synth_root: Pa
 
 def test_expression_regions_mask_the_brows_and_eyes_not_the_mouth(synth_root: Path) -> None:
     """The stage-2 expression weight needs the brow/eye regions of each target frame."""
-    from engine.face import region_mask
+    from engine.io.face import region_mask
 
     data = ds.open_dataset(synth_root)
     plain = ds.ClipSampler(data, num_frames=2, seed=3)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from engine.calibration import check_curves
-from engine.config import get_config
+from engine.diffusion.calibration import check_curves
+from engine.diffusion.config import get_config
+from engine.diffusion.pipeline import Animator
+from engine.io.resources import DEFAULT_MODEL_DIR
 from engine.moee import GateControl
-from engine.pipeline import Animator
-from engine.resources import DEFAULT_MODEL_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 PORTRAIT, SPEECH = REPO / "assets" / "demo" / "portrait.png", REPO / "assets" / "demo" / "speech.wav"

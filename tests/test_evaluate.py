@@ -69,9 +69,9 @@ def test_recognizer_shapes() -> None:
 
 
 def test_generate_tiny_and_local_masks() -> None:
-    from engine.audio import window_length
-    from engine.config import tiny_config
-    from engine.model import MoEEModel
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.model import MoEEModel
+    from engine.io.audio import window_length
 
     torch.manual_seed(0)
     model = MoEEModel(tiny_config()).eval()
@@ -109,7 +109,7 @@ def eval_args(*flags: str):
 
 
 def test_sampling_flags_override_the_model_and_leave_it_unchanged() -> None:
-    from engine.config import SamplingConfig
+    from engine.diffusion.config import SamplingConfig
 
     model_sampling = SamplingConfig(guidance_scale=10.0, audio_guidance_scale=5.0)
     sampling = evaluate.sampling_with_overrides(
@@ -126,7 +126,7 @@ def test_sampling_flags_override_the_model_and_leave_it_unchanged() -> None:
     (("--strength", "-0.2"), "--strength must be a fraction of the schedule"),
 ])
 def test_bad_sampling_flags_are_named_in_the_error(flags, message) -> None:
-    from engine.config import SamplingConfig
+    from engine.diffusion.config import SamplingConfig
     from engine.errors import EmotionSpecError
 
     with pytest.raises(EmotionSpecError, match=message):
@@ -137,9 +137,9 @@ def test_moee_eval_end_to_end_with_sampling_overrides(tmp_path, capsys) -> None:
     """``moee eval`` on a tiny model: fresh held-out people, every metric, ceilings, packaging."""
     import json
 
-    from engine.checkpoint import load_model, save_model
-    from engine.config import tiny_config
-    from engine.model import MoEEModel
+    from engine.diffusion.checkpoint import load_model, save_model
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.model import MoEEModel
 
     torch.manual_seed(0)
     save_model(MoEEModel(tiny_config()), tmp_path / "model", notes={"trained": False})
@@ -181,9 +181,9 @@ def test_recognizer_trains_on_autoencoder_round_trips(tmp_path) -> None:
     """``--autoencoder``: part of every batch comes back from the model's VAE; held-out round trips reported."""
     import json
 
-    from engine.checkpoint import save_model
-    from engine.config import tiny_config
-    from engine.model import MoEEModel
+    from engine.diffusion.checkpoint import save_model
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.model import MoEEModel
     from training.recognizer import load_recognizer, train_recognizer
     from training.synthetic import generate_dataset
 
@@ -278,10 +278,10 @@ def test_a_hand_edited_config_with_a_bad_sampling_value_is_refused_on_load(tmp_p
     file and the setting, instead of at the first render."""
     import json
 
-    from engine.checkpoint import load_model, save_model
-    from engine.config import tiny_config
+    from engine.diffusion.checkpoint import load_model, save_model
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.model import MoEEModel
     from engine.errors import CheckpointError
-    from engine.model import MoEEModel
 
     torch.manual_seed(0)
     save_model(MoEEModel(tiny_config()), tmp_path / "model")

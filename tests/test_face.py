@@ -1,4 +1,4 @@
-"""Tests of engine.face: MediaPipe landmarks, masks, crop/align, synthetic landmark support."""
+"""Tests of engine.io.face: MediaPipe landmarks, masks, crop/align, synthetic landmark support."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("mediapipe")
 skdata = pytest.importorskip("skimage.data")
 
-from engine import face  # noqa: E402
 from engine.errors import NoFaceError  # noqa: E402
+from engine.io import face  # noqa: E402
 from training import synthetic as syn  # noqa: E402
 
 # Face of skimage's astronaut (512x512), measured: the mesh spans about x 179-271, y 71-177.

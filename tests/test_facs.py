@@ -1,4 +1,4 @@
-"""Emotions anyone can name: the FACS emphasis (engine/facs.py), the lids of each emotion (engine/eyes.py via
+"""Emotions anyone can name: the FACS emphasis (engine/portrait/facs.py), the lids of each emotion (engine/portrait/eyes.py via
 TransferConfig.lid_shape) and the neutralised sitter, on the astronaut with real MediaPipe landmarks."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine.face import detect_landmarks
-from engine.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
+from engine.io.face import detect_landmarks
 from engine.moee import GateControl
-from engine.performance import STILL_LIFE
-from engine.portrait import PortraitAnimator, TransferConfig
-from engine.portrait_rig import MESH_ROWS
+from engine.portrait.animator import PortraitAnimator, TransferConfig
+from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
+from engine.portrait.performance import STILL_LIFE
+from engine.portrait.rig import MESH_ROWS
 
 EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
 INNER_BROWS, OUTER_BROWS, CORNERS = (21, 22), (17, 26), (48, 54)

@@ -40,7 +40,7 @@ def astronaut() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def astronaut_mesh(astronaut) -> np.ndarray:
-    from engine.face import detect_landmarks
+    from engine.io.face import detect_landmarks
 
     return detect_landmarks(astronaut).points
 
@@ -97,7 +97,7 @@ def test_the_astronaut_reads_as_happy_and_mirroring_keeps_it(reader, astronaut, 
 
 def test_the_smile_is_read_from_the_mouth(reader, astronaut, astronaut_mesh):
     """Covering her mouth with a patch of her own cheek's colour takes the happiness away."""
-    from engine.face import MP_LIPS_OUTER
+    from engine.io.face import MP_LIPS_OUTER
 
     lips = astronaut_mesh[list(MP_LIPS_OUTER)]
     (x0, y0), (x1, y1) = lips.min(axis=0), lips.max(axis=0)
@@ -112,7 +112,7 @@ def test_the_smile_is_read_from_the_mouth(reader, astronaut, astronaut_mesh):
 def test_eval_portraits_reads_the_renders_by_appearance(reader, astronaut):
     """``read_appearance`` on the astronaut's renders: every emotion it knows, the neutral, the compounds."""
     from engine.moee import GateControl
-    from engine.portrait import PortraitAnimator
+    from engine.portrait.animator import PortraitAnimator
     from training.portrait_eval import COMPOUND_LEVELS, COMPOUND_PAIRS, _one_hot, read_appearance
 
     animator = PortraitAnimator.from_pretrained()

@@ -114,7 +114,7 @@ def test_no_command_writes_over_one_of_its_inputs(world, capsys, setup, argv, me
 
 def test_the_path_check_itself():
     """Pure path logic: resolved names, hard links, folders that hold an input; unrelated paths pass."""
-    from engine.paths import output_input_conflict
+    from engine.io.paths import output_input_conflict
 
     here = Path(__file__)
     assert output_input_conflict(here, here.parent / ".." / here.parent.name / here.name) == "is"
@@ -132,7 +132,7 @@ def test_a_huge_rgba_png_is_converted_in_bands_and_reduced(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from engine.image import load_image
+    from engine.io.image import load_image
 
     rgba = np.zeros((4000, 6000, 4), np.uint8)
     rgba[..., :3] = cv2.resize(np.asarray(Image.open(ASSETS / "portrait.png").convert("RGB")), (6000, 4000))
@@ -178,7 +178,7 @@ def faces(tmp_path_factory) -> dict[str, Path]:
 
 def _unreadable_motion_weights(world: Path) -> None:
     """The model folder gets a valid motion.json and garbage weights: reading them would fail loudly."""
-    from engine.resources import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     (world / "model" / "motion.json").write_bytes((DEFAULT_MODEL_DIR / "motion.json").read_bytes())
     (world / "model" / "motion.safetensors").write_bytes(b"not weights" * 10)
@@ -205,7 +205,7 @@ def test_face_picks_one_of_several_and_a_missing_one_is_refused(world, faces, ca
               lambda w: ["render", str(faces["one"]), "speech.wav", "-o", "out.mp4", "--frame", "crop", "--face", "1"],
               "--face picks a face for --renderer portrait")
     assert main(["render", str(faces["two"]), "speech.wav", "-o", "two.mp4", "--face", "2"]) == 0
-    from engine.video import probe_video
+    from engine.io.video import probe_video
 
     assert probe_video(world / "two.mp4").frames == round(0.6 * 25)
 
@@ -220,7 +220,7 @@ def _motion_folder(world: Path, config: dict | None = None, nan: str | None = No
     from safetensors.torch import load_file, save_file
     from skimage import data
 
-    from engine.resources import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     Image.fromarray(np.ascontiguousarray(data.astronaut()[20:240, 130:320])).save(world / "astro.png")
     folder = world / "motion"
@@ -265,7 +265,7 @@ def test_a_broken_motion_model_is_a_message(world, capsys, setup, argv, message)
 
 def test_a_folder_with_only_the_motion_model_renders(world, capsys):
     """Issue 30 item 9: the default renderer needs motion.json + motion.safetensors and nothing else."""
-    from engine.video import probe_video
+    from engine.io.video import probe_video
 
     _motion_folder(world)
     assert main(_portrait_render(world, "--model", "motion", "--emotion", "anger=1", portrait="astro.png",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import image as image_module
 from engine.errors import InputImageError
-from engine.image import MAX_SIDE, MIN_SIDE, center_crop_square, load_image, resize
+from engine.io import image as image_module
+from engine.io.image import MAX_SIDE, MIN_SIDE, center_crop_square, load_image, resize
 
 
 def _check_rgb(image: np.ndarray, height: int, width: int) -> None:

@@ -16,7 +16,7 @@ FRAMES = 150  # 6 s
 def mesh() -> np.ndarray:
     from skimage.data import astronaut
 
-    from engine.face import detect_landmarks
+    from engine.io.face import detect_landmarks
 
     found = detect_landmarks(astronaut())
     return np.column_stack([found.points, found.z]).astype(np.float64)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from engine.config import SchedulerConfig
+from engine.diffusion.config import SchedulerConfig
 from training import losses
 from training.perceptual import FixedPerceptualNet, perceptual_distance
 

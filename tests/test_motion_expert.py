@@ -14,9 +14,9 @@ import pytest
 
 from engine.errors import CheckpointError
 from engine.moee import GateControl
-from engine.motion import MotionModel, read_motion_expert_metadata
-from engine.performance import LifeConfig
-from engine.portrait import PortraitAnimator
+from engine.portrait.animator import PortraitAnimator
+from engine.portrait.motion import MotionModel, read_motion_expert_metadata
+from engine.portrait.performance import LifeConfig
 from training.motion_expert import ExpertTrainingConfig, Recipe, recipe_displacement, train_motion_expert
 
 SMUG = {"aus": {"12L": 1.0, "14L": 0.8}}
@@ -117,7 +117,7 @@ def test_the_new_slider_mixes_and_takes_the_brush(animators):
 
 
 def test_packs_of_the_other_renderer_or_model_are_refused(smug_pack, tmp_path):
-    from engine.checkpoint import read_expert_metadata
+    from engine.diffusion.checkpoint import read_expert_metadata
 
     pack = smug_pack[0]
     with pytest.raises(CheckpointError, match="motion expert pack"):
@@ -136,7 +136,7 @@ def test_packs_of_the_other_renderer_or_model_are_refused(smug_pack, tmp_path):
 
 
 def _bundled():
-    from engine.resources import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     return DEFAULT_MODEL_DIR
 
@@ -199,7 +199,7 @@ def _espeak(speed: int, pitch: int):
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    from engine.audio import AudioClip
+    from engine.io.audio import AudioClip
     from training.synthetic.speech import espeak_speech
 
     text = "I really did not expect to see you here today, after all this time away from home."
@@ -247,7 +247,7 @@ def test_photos_read_by_face_mesh_train_a_pack(tmp_path):
 
     from PIL import Image
 
-    from engine.resources import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
     from training.synthetic import FaceRenderer, Identity
 
     aus = {12: 0.5, 14: 1.0, 23: 0.4}  # a tight, dimpled smile: none of the six

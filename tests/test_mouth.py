@@ -1,4 +1,4 @@
-"""The drawn mouth interior (engine/mouth.py): tones from the portrait, drawn only inside the opened lips.
+"""The drawn mouth interior (engine/portrait/mouth.py): tones from the portrait, drawn only inside the opened lips.
 
 The palette is measured with real MediaPipe on a real photo (scikit-image's astronaut, public domain) and on
 its black-and-white copy; the drawing is checked on synthetic lip contours at two scales.
@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.face import detect_landmarks
-from engine.mouth import (
+from engine.io.face import detect_landmarks
+from engine.portrait.mouth import (
     MouthPalette,
     PortraitTones,
     derive_palette,

@@ -1,5 +1,5 @@
-"""A performance that lives: blinks, head motion and gaze, planned (engine/performance.py) and rendered on the
-astronaut (engine/eyes.py, engine/head_pose.py through engine/portrait.py), read back with MediaPipe."""
+"""A performance that lives: blinks, head motion and gaze, planned (engine/portrait/performance.py) and rendered on the
+astronaut (engine/portrait/eyes.py, engine/portrait/head_pose.py through engine/portrait/animator.py), read back with MediaPipe."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 
 from engine.cli import main
 from engine.errors import EmotionSpecError
-from engine.eyes import EYE_CONTOURS
-from engine.face import detect_landmarks
+from engine.io.face import detect_landmarks
 from engine.moee import GateControl
-from engine.performance import (
+from engine.portrait.animator import PortraitAnimator
+from engine.portrait.eyes import EYE_CONTOURS
+from engine.portrait.performance import (
     STILL_LIFE,
     LifeConfig,
     blink_closure,
@@ -23,8 +24,7 @@ from engine.performance import (
     plan_blinks,
     speech_events,
 )
-from engine.portrait import PortraitAnimator
-from engine.portrait_rig import RIGID_68
+from engine.portrait.rig import RIGID_68
 
 EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
 FPS = 25
@@ -179,7 +179,7 @@ def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def _rigid_points(frames: list[np.ndarray]) -> np.ndarray:
-    from engine.portrait_rig import LM68_FROM_MP478
+    from engine.portrait.rig import LM68_FROM_MP478
 
     rigid = [LM68_FROM_MP478[i] for i in RIGID_68]
     return np.stack([detect_landmarks(f).points[rigid] for f in frames])
@@ -231,7 +231,7 @@ def test_render_flags_turn_life_off(tmp_path) -> None:
     from PIL import Image
     from skimage.data import astronaut as load
 
-    from engine.video import read_frames
+    from engine.io.video import read_frames
 
     Image.fromarray(load()).save(tmp_path / "a.png")
     import soundfile

@@ -7,12 +7,8 @@ import pytest
 import torch
 
 from engine.animator import CancelToken
-from engine.audio import MEL_SILENCE, silent_windows
-from engine.config import SamplingConfig
-from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
-from engine.face import mouth_mask
-from engine.moee import BatchGates, GateControl
-from engine.pipeline import (
+from engine.diffusion.config import SamplingConfig
+from engine.diffusion.pipeline import (
     Animator,
     audio_guidance_active,
     combine_guidance,
@@ -27,6 +23,10 @@ from engine.pipeline import (
     run_unet_passes,
     sampling_timesteps,
 )
+from engine.errors import CancelledError, EmotionSpecError, InputAudioError, InputImageError, NoFaceError
+from engine.io.audio import MEL_SILENCE, silent_windows
+from engine.io.face import mouth_mask
+from engine.moee import BatchGates, GateControl
 from tests.engine_helpers import tiny_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
@@ -285,7 +285,7 @@ def test_a_step_combines_the_passes_of_the_active_guidances(animator):
 
 def test_keep_background_shows_the_portraits_background(animator, prepared):
     """With ``keep_background`` the frame outside the (grown) person matte is the portrait itself."""
-    from engine.face import portrait_background_weight
+    from engine.io.face import portrait_background_weight
 
     gates = GateControl([0, 0, 1.0, 0, 0, 0])
     kwargs = {"steps": 2, "strength": 1.0, "guidance_scale": 1.0}

@@ -1,4 +1,4 @@
-"""The pixel renderer's frames pasted back into the full-resolution portrait (engine.face.paste_back)."""
+"""The pixel renderer's frames pasted back into the full-resolution portrait (engine.io.face.paste_back)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 from skimage import data
 
-from engine.config import tiny_config
-from engine.face import CropTransform, paste_back, paste_mask
-from engine.pipeline import Animator, centre_square_matrix, paste_target
+from engine.diffusion.config import tiny_config
+from engine.diffusion.pipeline import Animator, centre_square_matrix, paste_target
+from engine.io.face import CropTransform, paste_back, paste_mask
 from tests.engine_helpers import tiny_model
 
 #: The largest step between neighbouring pixels across the seam, in grey levels (a hard edge would be 190).
@@ -106,8 +106,8 @@ def test_pixel_renderer_paste_back_respects_the_size_cap() -> None:
 def test_cli_pixel_render_is_the_portraits_size_unless_paste_back_no(tmp_path) -> None:
     from PIL import Image
 
-    from engine.checkpoint import save_model
     from engine.cli import main
+    from engine.diffusion.checkpoint import save_model
 
     model = save_model(tiny_model(), tmp_path / "tiny")
     portrait = _portrait()

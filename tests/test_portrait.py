@@ -14,15 +14,22 @@ import torch
 
 from engine.cli import main
 from engine.errors import CheckpointError, NoFaceError
-from engine.face import region_mask
+from engine.io.face import region_mask
+from engine.io.resources import DEFAULT_MODEL_DIR
+from engine.io.video import probe_video, read_frames
 from engine.moee import GateControl
-from engine.motion import LipModel, MotionConfig, MotionModel, MotionMoE, lip_features, painted_token_weights
-from engine.performance import STILL_LIFE
-from engine.portrait import PortraitAnimator, TransferConfig, fit_to_max_size
-from engine.portrait_rig import RING_SCALE, check_face, fit_similarity
-from engine.resources import DEFAULT_MODEL_DIR
-from engine.video import probe_video, read_frames
-from engine.warp import mesh_warp
+from engine.portrait.animator import PortraitAnimator, TransferConfig, fit_to_max_size
+from engine.portrait.motion import (
+    LipModel,
+    MotionConfig,
+    MotionModel,
+    MotionMoE,
+    lip_features,
+    painted_token_weights,
+)
+from engine.portrait.performance import STILL_LIFE
+from engine.portrait.rig import RING_SCALE, check_face, fit_similarity
+from engine.portrait.warp import mesh_warp
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
 EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
@@ -129,7 +136,7 @@ def test_speech_opens_the_mouth_and_draws_an_interior(animator, astronaut):
     samples, rate = soundfile.read(ASSETS / "speech.wav", dtype="float32")
     prepared = animator.prepare(astronaut, (samples[: 2 * rate], rate), max_size=512)
     assert prepared.openings.max() > 0.5 and prepared.openings.min() < 0.2
-    from engine.audio import envelope_per_frame
+    from engine.io.audio import envelope_per_frame
 
     envelope = envelope_per_frame(prepared.audio, prepared.num_frames, prepared.fps)
     assert np.corrcoef(prepared.openings, envelope)[0, 1] > 0.7
@@ -266,7 +273,7 @@ def test_portrait_bench_and_eval_report_the_targets(tmp_path, astronaut):
 
     from PIL import Image
 
-    from engine.portrait_bench import run_portrait_benchmarks
+    from engine.portrait.bench import run_portrait_benchmarks
 
     folder = tmp_path / "portraits"
     folder.mkdir()

@@ -10,14 +10,14 @@ import pytest
 from skimage import data
 
 from engine.errors import CheckpointError
+from engine.io.resources import DEFAULT_MODEL_DIR
 from engine.moee import GateControl
-from engine.portrait import PortraitAnimator, TransferConfig
-from engine.portrait_calibration import (
+from engine.portrait.animator import PortraitAnimator, TransferConfig
+from engine.portrait.calibration import (
     PORTRAIT_CALIBRATION_FILE,
     PortraitCalibration,
     load_portrait_calibration,
 )
-from engine.resources import DEFAULT_MODEL_DIR
 from training.portrait_calibrate import (
     CHECK_SLIDERS,
     STILL_LIFE,

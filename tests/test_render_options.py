@@ -38,7 +38,7 @@ def portrait():
 
 @pytest.fixture(scope="module")
 def pixel():
-    from engine.pipeline import Animator as PixelAnimator
+    from engine.diffusion.pipeline import Animator as PixelAnimator
     from tests.engine_helpers import tiny_model
 
     return PixelAnimator(tiny_model(), device="cpu")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from engine.audio import window_length
-from engine.checkpoint import load_expert_pack, load_model, save_model
-from engine.config import tiny_config
-from engine.model import MoEEModel
+from engine.diffusion.checkpoint import load_expert_pack, load_model, save_model
+from engine.diffusion.config import tiny_config
+from engine.diffusion.model import MoEEModel
+from engine.io.audio import window_length
 from training import trainer
 
 torch.set_num_threads(1)

@@ -5,8 +5,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock
 
-from engine.config import sd15_config, tiny_config
-from engine.model import MoEEModel
+from engine.diffusion.config import sd15_config, tiny_config
+from engine.diffusion.model import MoEEModel
 from engine.moee import BatchGates, GateControl
 from tests.engine_helpers import tiny_model
 
@@ -123,7 +123,7 @@ def test_from_base_model_loads_a_local_diffusers_folder(tmp_path):
 
 def test_a_single_frame_runs_the_temporal_module_as_in_training():
     """A one-frame preview must see the same temporal term as a frame of a trained clip (softmax over one key)."""
-    from engine.attention import TemporalAttention, sinusoidal_positions
+    from engine.diffusion.attention import TemporalAttention, sinusoidal_positions
 
     torch.manual_seed(0)
     temporal = TemporalAttention(16, heads=2)

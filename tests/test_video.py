@@ -11,10 +11,10 @@ import pytest
 import soundfile
 from PIL import Image
 
-from engine import atomic
-from engine.audio import AudioClip, load_audio, num_video_frames
 from engine.errors import OutputError
-from engine.video import (
+from engine.io import atomic
+from engine.io.audio import AudioClip, load_audio, num_video_frames
+from engine.io.video import (
     FRAMES_MARKER,
     FrameError,
     GifWriter,

@@ -1,7 +1,7 @@
 """``moee train expert`` for the default (portrait) renderer: one custom emotion as a new slot of the motion MoE.
 
 The paper's recipe (MoEE Sec. 3.4), in motion space: the base motion model is loaded, a slot is added
-(:meth:`engine.motion.MotionModel.add_emotion`) and only that slot trains: its expert, its latent tokens and
+(:meth:`engine.portrait.motion.MotionModel.add_emotion`) and only that slot trains: its expert, its latent tokens and
 its gate column. The six experts, the trunk, the head and the lip model stay frozen, so the six's output is
 unchanged (bit-identical with the new slider at 0). The loss is the squared error of the predicted
 displacement (face units) on the 68 landmarks, *masked*: on frames where the mouth is speaking the mouth's
@@ -23,7 +23,7 @@ Data (``--data``), any of:
   units by a similarity on the rigid points (as the portrait rig does) and the expression is each frame's
   shape minus its speaker's neutral (the mean of their neutral files, or else the first frames of the clip).
 
-Writes ``OUT/NAME.moeexpert.safetensors`` (:data:`engine.motion.MOTION_EXPERT_FORMAT`); progress as the
+Writes ``OUT/NAME.moeexpert.safetensors`` (:data:`engine.portrait.motion.MOTION_EXPERT_FORMAT`); progress as the
 pixel trainer's JSON-lines log (``--log``), Stop through ``--stop-file`` and exact ``--resume`` from
 ``OUT/checkpoint``, as the studio's trainer panel expects.
 """
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.atomic import atomic_write_text
-from engine.motion import EXPERT_PACK_SUFFIX, MOTION_CONFIG, MotionModel
+from engine.io.atomic import atomic_write_text
+from engine.portrait.motion import EXPERT_PACK_SUFFIX, MOTION_CONFIG, MotionModel
 from training.errors import DatasetError, TrainingError
 from training.recipe import Recipe, read_recipe
 
@@ -145,11 +145,11 @@ def recipe_examples(recipe: Recipe, emotions: tuple[str, ...], cfg: ExpertTraini
 # ---------------------------------------------------------------------------------------------- real footage
 def _frames_of(path: Path) -> tuple[list[np.ndarray], float]:
     """Evenly spaced frames (RGB, full resolution) of a video or a photo, and the video's fps (0 for a photo)."""
-    from engine.image import load_image
+    from engine.io.image import load_image
 
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         return [load_image(path)], 0.0
-    from engine.video import probe_video, read_frames
+    from engine.io.video import probe_video, read_frames
 
     info = probe_video(path)
     frames = [np.asarray(f) for f in read_frames(path)]
@@ -162,9 +162,9 @@ def _frames_of(path: Path) -> tuple[list[np.ndarray], float]:
 
 def face_unit_shapes(frames: list[np.ndarray], mean_shape: np.ndarray) -> np.ndarray:
     """(F, 68, 2) face-unit shapes of the frames' faces (Face Mesh -> iBUG 68 -> similarity on the rigid
-    points onto the motion model's mean face, as :func:`engine.portrait_rig.build_rig` does)."""
-    from engine.face import detect_landmarks
-    from engine.portrait_rig import LM68_FROM_MP478, RIGID_68, fit_similarity
+    points onto the motion model's mean face, as :func:`engine.portrait.rig.build_rig` does)."""
+    from engine.io.face import detect_landmarks
+    from engine.portrait.rig import LM68_FROM_MP478, RIGID_68, fit_similarity
 
     shapes = []
     for frame in frames:
@@ -181,7 +181,7 @@ def _inner_gap(shapes: np.ndarray) -> np.ndarray:
 def footage_examples(folder: Path, name: str, motion: MotionModel, log: Callable[[str], None] = print,
                      ) -> dict[str, np.ndarray]:
     """Examples from ``labels.csv`` (clips or photos labelled ``name`` and ``neutral``) read by Face Mesh."""
-    from engine.portrait import clamp_shape
+    from engine.portrait.animator import clamp_shape
     from training.synthetic.renderer import SPEECH_OPEN_GAIN
 
     csv_path = folder / "labels.csv"
@@ -275,7 +275,7 @@ def _save_checkpoint(out: Path, params: list[torch.nn.Parameter], optimizer: tor
                      cfg: ExpertTrainingConfig, name: str) -> None:
     from safetensors.torch import save as save_bytes
 
-    from engine.atomic import atomic_write_bytes
+    from engine.io.atomic import atomic_write_bytes
 
     folder = out / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -396,7 +396,7 @@ def train_motion_expert(data: str | Path, name: str, out: str | Path, base: str 
     Returns the written pack ``OUT/NAME.moeexpert.safetensors``, or None when Stop ended the run early (its
     checkpoint is in ``OUT/checkpoint``; ``resume=True`` continues it).
     """
-    from engine.resources import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     torch.manual_seed(cfg.seed)
     out = Path(out)
@@ -432,7 +432,7 @@ def train_motion_expert(data: str | Path, name: str, out: str | Path, base: str 
 def expert_renderer(args: argparse.Namespace) -> str:
     """Which renderer ``moee train expert`` trains for: ``--renderer``, else the motion model (portrait) when the
     base model folder has one, else the pixel model."""
-    from engine.resources import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     chosen = getattr(args, "renderer", "auto") or "auto"
     if chosen != "auto":

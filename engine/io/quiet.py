@@ -1,6 +1,6 @@
 """Quiet third-party logging: the lines MediaPipe's C++ side prints when it starts a graph.
 
-The first ``process()`` of a MediaPipe graph (Face Mesh, selfie segmentation; :mod:`engine.face`) opens
+The first ``process()`` of a MediaPipe graph (Face Mesh, selfie segmentation; :mod:`engine.io.face`) opens
 its TensorFlow Lite models, and the C++ code writes straight to file descriptor 2::
 
     INFO: Created TensorFlow Lite XNNPACK delegate for CPU.

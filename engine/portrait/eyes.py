@@ -12,7 +12,7 @@ Two parts, both on MediaPipe's refined Face Mesh (478 points, iris included):
   inpainted from its surroundings, and the iris is pasted back at its new place. Only the opening at the
   frame's lid positions shows the eyeball, so a half-closed lid covers the top of the iris.
 
-Nothing here knows about emotions or time: :mod:`engine.performance` decides closure and gaze.
+Nothing here knows about emotions or time: :mod:`engine.portrait.performance` decides closure and gaze.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Slider calibration of the portrait path: each emotion's slider value -> the gate the renderer is given.
 
-The default renderer (:class:`engine.portrait.PortraitAnimator`) does not move the face equally for every
+The default renderer (:class:`engine.portrait.animator.PortraitAnimator`) does not move the face equally for every
 emotion at the same slider value: the motion model's displacement, the hand-set expression and region
 gains, the FACS emphasis and the lids add up differently per emotion (before calibration, fear and
 surprise at slider 1 move the 68 landmarks about twice as far as anger or sadness). A calibration curve
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import atomic_write_text
 from engine.errors import CheckpointError
+from engine.io.atomic import atomic_write_text
 
 #: The calibration's file in a model folder (beside motion.json).
 PORTRAIT_CALIBRATION_FILE = "portrait_calibration.json"

@@ -6,7 +6,7 @@ output tokens are the keys/values every emotion expert attends to.
 
 * label: an MLP over a *soft* label vector (one weight per emotion), so compound labels work;
 * text: a sentence embedding (all-MiniLM-L6-v2, 384-d, see :mod:`engine.emotion_text`);
-* audio: prosodic/spectral statistics of the clip (:func:`engine.audio.prosody_features`).
+* audio: prosodic/spectral statistics of the clip (:func:`engine.io.audio.prosody_features`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.config import MoEEConfig
 from engine.cross_attention import multi_head_attention
+from engine.diffusion.config import MoEEConfig
 
 
 class LabelEncoder(nn.Module):

@@ -8,10 +8,10 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
-from engine.config import ModelConfig
+from engine.diffusion.config import ModelConfig
+from engine.diffusion.unet import MoEEUNet
 from engine.emotions import EMOTION_COLOURS
 from engine.errors import CheckpointError
-from engine.unet import MoEEUNet
 
 #: Colour given to a custom expert when its pack names none.
 DEFAULT_CUSTOM_COLOUR = "#20b2aa"

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-from engine import audio as audio_io
 from engine.animator import (
     PIXEL_CAPABILITIES,
     CancelToken,
@@ -32,18 +31,19 @@ from engine.animator import (
     check_frame_index,
     check_frame_range,
 )
-from engine.calibration import calibrate_weights
-from engine.checkpoint import load_expert_pack as _load_expert_pack
-from engine.checkpoint import load_model
-from engine.config import ModelConfig, SamplingConfig, sampling_value_problem
+from engine.diffusion.calibration import calibrate_weights
+from engine.diffusion.checkpoint import load_expert_pack as _load_expert_pack
+from engine.diffusion.checkpoint import load_model
+from engine.diffusion.config import ModelConfig, SamplingConfig, sampling_value_problem
+from engine.diffusion.model import MoEEModel
+from engine.diffusion.unet import ReferenceFeatures
 from engine.errors import EmotionSpecError, InputImageError, NoFaceError
-from engine.face import keep_background, paste_back, portrait_background_weight
-from engine.image import center_crop_square, load_image, resize
+from engine.io import audio as audio_io
+from engine.io.face import keep_background, paste_back, portrait_background_weight
+from engine.io.image import center_crop_square, load_image, resize
+from engine.io.resources import DEFAULT_MODEL_DIR
 from engine.limits import MAX_FPS
-from engine.model import MoEEModel
 from engine.moee import BatchGates, GateControl, GateSpec
-from engine.resources import DEFAULT_MODEL_DIR
-from engine.unet import ReferenceFeatures
 
 #: Frames rendered when there is no audio track.
 SILENT_CLIP_FRAMES = 50
@@ -196,7 +196,7 @@ def latent_mouth_mask(landmarks: np.ndarray, image_size: int, latent_size: int,
 
     Area-resized, so a latent cell half covered by the mouth gets 0.5. Shape ``(latent, latent)``.
     """
-    from engine import face
+    from engine.io import face
     from engine.moee import resize_mask_area
 
     mask = face.mouth_mask(landmarks, image_size, image_size, dilate=dilate)
@@ -266,7 +266,7 @@ def combine_guidance(outputs: list[torch.Tensor], passes: list[GuidancePass]) ->
 def calibrated_control(control: GateControl, sampling: SamplingConfig, num_emotions: int) -> GateControl:
     """``control`` with its slider weights ``w`` replaced by the gate values the U-Net is given.
 
-    ``sampling``: its slider calibration and mix curves (:func:`engine.calibration.calibrate_weights`;
+    ``sampling``: its slider calibration and mix curves (:func:`engine.diffusion.calibration.calibrate_weights`;
     neither = the slider is the gate). Painted masks and their alphas (the local gates) are left as they are.
     """
     if not (sampling.calibration or sampling.mix_calibration) or control.global_weights is None:
@@ -293,7 +293,7 @@ def tensor_to_images(images: torch.Tensor) -> np.ndarray:
 
 def centre_square_matrix(shape: tuple[int, ...], size: int) -> np.ndarray:
     """The ``(2, 3)`` matrix from image pixels to its centre square resized to ``size`` (as
-    :func:`engine.image.center_crop_square` then :func:`engine.image.resize`)."""
+    :func:`engine.io.image.center_crop_square` then :func:`engine.io.image.resize`)."""
     height, width = shape[:2]
     side = min(height, width)
     scale = size / side
@@ -390,7 +390,7 @@ class Animator:
         already square is used whole; otherwise a clear NoFaceError).
 
         ``paste_back``: every frame is put back into the portrait (inverse crop, feathered seam;
-        :func:`engine.face.paste_back`) at the portrait's resolution, long side capped at ``paste_max_size``
+        :func:`engine.io.face.paste_back`) at the portrait's resolution, long side capped at ``paste_max_size``
         (None: :data:`PASTE_MAX_SIDE`); outside the face the frames are the portrait's own pixels.
         """
         image = load_image(portrait)
@@ -436,7 +436,7 @@ class Animator:
             raise InputImageError(f"unknown crop mode {mode!r}; use auto, face or none")
         if mode == "none":
             return resize(center_crop_square(image), size), None, [], centre_square_matrix(image.shape, size)
-        from engine import face
+        from engine.io import face
 
         height, width = image.shape[:2]
         square = abs(height - width) <= SQUARE_TOLERANCE * max(height, width)
@@ -626,7 +626,7 @@ class Animator:
     ) -> np.ndarray:
         """Render one frame (a preview) as uint8 ``H x W x 3``; records the gate maps it used.
 
-        ``strength``, ``guidance_scale``: see :class:`engine.config.SamplingConfig` (None: the model's default).
+        ``strength``, ``guidance_scale``: see :class:`engine.diffusion.config.SamplingConfig` (None: the model's default).
         """
         check_frame_index(prepared, frame_index)
         with self._lock, torch.no_grad():

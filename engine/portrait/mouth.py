@@ -23,7 +23,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.face import MP_LEFT_CHEEK, MP_LEFT_EYE, MP_LIPS_INNER, MP_LIPS_OUTER, MP_RIGHT_CHEEK, MP_RIGHT_EYE
+from engine.io.face import (
+    MP_LEFT_CHEEK,
+    MP_LEFT_EYE,
+    MP_LIPS_INNER,
+    MP_LIPS_OUTER,
+    MP_RIGHT_CHEEK,
+    MP_RIGHT_EYE,
+)
 
 #: Rec. 601 luma weights (RGB).
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)

@@ -21,7 +21,7 @@ import numpy as np
 
 from engine.benchmark import check_counts, peak_rss, slider_sequence, speech_signal, summary
 from engine.moee import GateControl
-from engine.portrait import PortraitAnimator
+from engine.portrait.animator import PortraitAnimator
 
 BENCH_MAX_SIZE = 512
 DEFAULT_CLIP_SECONDS = 4.0
@@ -33,7 +33,7 @@ def run_portrait_benchmarks(portrait: str | os.PathLike[str], model_dir: str | N
     """Run the measurements of the module docstring on ``portrait`` (long side capped at ``max_size``)."""
     check_counts(repeats=repeats)
     from engine.export import export_clip
-    from engine.face import region_mask
+    from engine.io.face import region_mask
 
     animator = PortraitAnimator.from_pretrained(model_dir)
     start = time.perf_counter()

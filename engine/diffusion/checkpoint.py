@@ -20,8 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from engine.atomic import atomic_path, atomic_write_text
-from engine.config import (  # noqa: F401 - the model folder's config.json lives in engine.config (no torch)
+from engine.diffusion.config import (  # noqa: F401 - the model folder's config.json lives in engine.diffusion.config (no torch)
     CONFIG_FILE,
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
@@ -30,8 +29,9 @@ from engine.config import (  # noqa: F401 - the model folder's config.json lives
     config_file_problem,
     read_model_config,
 )
+from engine.diffusion.model import MoEEModel
 from engine.errors import CheckpointError, EmotionSpecError
-from engine.model import MoEEModel
+from engine.io.atomic import atomic_path, atomic_write_text
 
 EXPERT_FORMAT = "moee-expert"
 EXPERT_FORMAT_VERSION = 1

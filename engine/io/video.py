@@ -1,7 +1,7 @@
 """Video output and input: MP4 (H.264 + AAC), PNG sequences (optionally RGBA) and GIF.
 
 Writers stream: each frame is encoded as it arrives, so memory stays flat however long the clip.
-Each writes through :mod:`engine.atomic` (a hidden temporary file or folder beside the target,
+Each writes through :mod:`engine.io.atomic` (a hidden temporary file or folder beside the target,
 renamed at the end), so an interrupted or failed export never leaves a half-written file::
 
     with open_writer("out/clip.mp4", fps=25, audio=clip) as writer:
@@ -29,7 +29,8 @@ import av
 import numpy as np
 from PIL import Image
 
-from engine.atomic import (
+from engine.errors import MoEEError, OutputError
+from engine.io.atomic import (
     atomic_directory,
     atomic_path,
     check_directory_target,
@@ -37,8 +38,7 @@ from engine.atomic import (
     few_names,
     output_error_from,
 )
-from engine.audio import AudioClip, resample
-from engine.errors import MoEEError, OutputError
+from engine.io.audio import AudioClip, resample
 from engine.limits import MAX_FPS
 
 #: Default H.264 constant rate factor (lower = better quality, bigger file; 18 ~ visually lossless).

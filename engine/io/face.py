@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from engine.errors import InputImageError, MissingDependencyError, NoFaceError
-from engine.quiet import ignore_protobuf_warning, quiet_native_logs
+from engine.io.quiet import ignore_protobuf_warning, quiet_native_logs
 
 #: Number of points of a MediaPipe Face Mesh with refined irises, and of the synthetic set.
 MEDIAPIPE_POINTS = 478
@@ -98,7 +98,7 @@ def _mediapipe(feature: str):
         raise MissingDependencyError(
             f"{feature} needs MediaPipe, which is not installed: pip install mediapipe==0.10.14 "
             "(or render with --crop none --keep-background no, which do without it)") from exc
-    ignore_protobuf_warning()  # MediaPipe's outputs trigger it, every run (engine/quiet.py)
+    ignore_protobuf_warning()  # MediaPipe's outputs trigger it, every run (engine/io/quiet.py)
     return mp
 
 
@@ -107,7 +107,7 @@ def _run_graph(name: str, create: Callable[[], Any], image: np.ndarray) -> Any:
 
     A new graph opens its TensorFlow Lite models on MediaPipe's own threads, from its construction until
     its first result, and their C++ code logs to stderr meanwhile: construction and first run are quieted
-    together (:func:`engine.quiet.quiet_native_logs`; quieting the first run alone was measured to miss
+    together (:func:`engine.io.quiet.quiet_native_logs`; quieting the first run alone was measured to miss
     lines now and then).
     """
     graph = getattr(_local, name, None)

@@ -1,6 +1,6 @@
 """Head motion on a full-resolution portrait: turns and nods as parallax of the features, sway as a smooth warp.
 
-A pose (:data:`engine.performance.POSE_CHANNELS`) reaches the portrait in two parts:
+A pose (:data:`engine.portrait.performance.POSE_CHANNELS`) reaches the portrait in two parts:
 
 * **turn and nod** (:func:`parallax`): the features shift in face units by ``(yaw, pitch) * depth``
   (:data:`LANDMARK_DEPTH`: the nose tip most, the face's outline not at all), so the face turns inside its
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.face import MP_FACE_OVAL
+from engine.io.face import MP_FACE_OVAL
 
 #: Relative depth of each iBUG 68 landmark toward the camera (nose tip 1, the face's outline at the ears 0).
 LANDMARK_DEPTH = np.array(

@@ -26,15 +26,15 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from engine.attention import (
+from engine.diffusion.attention import (
     AudioAttention,
     ReferenceAttnProcessor,
     ReferenceBank,
     TemporalAttention,
     repeat_rows,
 )
-from engine.config import ModelConfig
-from engine.emotion_latents import EmotionToLatents
+from engine.diffusion.config import ModelConfig
+from engine.diffusion.emotion_latents import EmotionToLatents
 from engine.moee import BatchGates, EmotionMoE, GateRecord, token_grid
 
 

@@ -10,7 +10,7 @@ A :class:`PortraitRig` is built once per portrait from its MediaPipe Face Mesh (
 * every mesh point gets fixed interpolation weights over the 68 points (inverse-distance over the
   nearest ones on the same side of the mouth, so opening the jaw never drags the upper lip), and a ring
   at :data:`RING_SCALE` x the face outline plus the image border stay still;
-* the control points are triangulated once (Delaunay), for :func:`engine.warp.mesh_warp`.
+* the control points are triangulated once (Delaunay), for :func:`engine.portrait.warp.mesh_warp`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import NoFaceError
-from engine.face import MP_FACE_OVAL
-from engine.mouth import MouthPalette, mouth_palette
+from engine.io.face import MP_FACE_OVAL
+from engine.portrait.mouth import MouthPalette, mouth_palette
 
 #: MediaPipe Face Mesh index of each iBUG 68 landmark (the widely used correspondence, e.g. LatentSync's).
 LM68_FROM_MP478: tuple[int, ...] = (

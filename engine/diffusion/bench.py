@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from engine.benchmark import check_counts, peak_rss, slider_sequence, summary
-from engine.config import get_config
+from engine.diffusion.config import get_config
+from engine.diffusion.pipeline import Animator, PreparedInputs
+from engine.io.resources import DEFAULT_MODEL_DIR, demo_audio, demo_portrait
 from engine.moee import GateControl
-from engine.pipeline import Animator, PreparedInputs
-from engine.resources import DEFAULT_MODEL_DIR, demo_audio, demo_portrait
 
 DEMO_PORTRAIT = demo_portrait()
 DEMO_AUDIO = demo_audio()
@@ -51,7 +51,7 @@ def _inputs(tmp: Path, size: int) -> tuple[object, object]:
 def _bench_animator(model_dir: str | None, config: str | None, device: str,
                     keep_background: bool | None) -> tuple[Animator, str]:
     """The animator to measure (an untrained ``config`` or the model folder) and how the report names it."""
-    from engine.config import override_sampling
+    from engine.diffusion.config import override_sampling
 
     torch.manual_seed(0)
     if config is not None:

@@ -1,7 +1,7 @@
 """Model configurations as dataclasses: ``tiny`` (tests), ``demo`` (CPU-sized, shipped) and ``sd15``.
 
 A configuration holds everything needed to rebuild the network before weights are loaded; it is
-saved as ``config.json`` beside the weights of a model folder (see :mod:`engine.checkpoint`).
+saved as ``config.json`` beside the weights of a model folder (see :mod:`engine.diffusion.checkpoint`).
 The U-Net and VAE parts are plain keyword arguments of diffusers' ``UNet2DConditionModel`` and
 ``AutoencoderKL``, so Stable Diffusion 1.5 weights load by key into the ``sd15`` configuration.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.audio import AudioConfig
-from engine.calibration import check_curves, curves_from_argument
+from engine.diffusion.calibration import check_curves, curves_from_argument
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import CheckpointError, EmotionSpecError
+from engine.io.audio import AudioConfig
 from engine.limits import MAX_FPS
 
 #: A model folder's configuration file, and the format name and version it must declare.
@@ -91,11 +91,11 @@ class SamplingConfig:
     # for head motion and feathered) the frames show the portrait itself, so the static background
     # does not flicker with the sampler's noise. No person found: the frames are left as generated.
     keep_background: bool = False
-    # Slider calibration (engine.calibration): per emotion, the gate value at each slider value of
+    # Slider calibration (engine.diffusion.calibration): per emotion, the gate value at each slider value of
     # CALIBRATION_KNOTS, fitted by ``moee calibrate`` so that the rendered intensity follows the
     # renderer's ground truth and a 50/50 mix shows both emotions. None: the slider value is the gate.
     calibration: list[list[float]] | None = None
-    # Mix curves (engine.calibration.calibrate_weights): the gates of 50/50 mixes, fitted by ``moee
+    # Mix curves (engine.diffusion.calibration.calibrate_weights): the gates of 50/50 mixes, fitted by ``moee
     # calibrate --mixes`` on the training people's two-emotion mixes, blended in by how mixed the
     # sliders are (single-emotion sliders are unaffected). None: the curves above serve mixes too.
     mix_calibration: list[list[float]] | None = None

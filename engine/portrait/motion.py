@@ -41,7 +41,7 @@ from torch import nn
 
 from engine.errors import CheckpointError
 from engine.moee import EmotionExpert, local_gate
-from engine.portrait_calibration import PortraitCalibration, load_portrait_calibration
+from engine.portrait.calibration import PortraitCalibration, load_portrait_calibration
 
 #: Landmarks the motion model moves (iBUG 68-point order, as the synthetic renderer records them).
 MOTION_LANDMARKS = 68
@@ -50,7 +50,7 @@ MOTION_CONFIG = "motion.json"
 MOTION_FORMAT_VERSION = 1
 
 #: ``format`` of a motion expert pack's safetensors metadata: one custom emotion of the motion MoE (its expert,
-#: latent tokens and gate column). A pixel-model pack says ``moee-expert`` (engine.checkpoint.EXPERT_FORMAT).
+#: latent tokens and gate column). A pixel-model pack says ``moee-expert`` (engine.diffusion.checkpoint.EXPERT_FORMAT).
 MOTION_EXPERT_FORMAT = "moee-motion-expert"
 MOTION_EXPERT_FORMAT_VERSION = 1
 #: File name ending of an expert pack (the same for both renderers; the metadata's ``format`` tells them apart).
@@ -257,7 +257,7 @@ class LipModel(nn.Module):
 def lip_features(envelope: np.ndarray, context: int = LIP_CONTEXT) -> np.ndarray:
     """Per-frame inputs of :class:`LipModel`: the log loudness of frames ``t - context .. t + context``.
 
-    ``envelope``: RMS level per video frame (``engine.audio.envelope_per_frame``). Levels are divided by
+    ``envelope``: RMS level per video frame (``engine.io.audio.envelope_per_frame``). Levels are divided by
     the clip's 95th percentile (so a quiet and a loud recording of the same speech move the lips alike),
     floored at :data:`LIP_LEVEL_FLOOR` and taken as ``log10``. Frames past either end read as silence.
     """
@@ -294,7 +294,7 @@ class MotionModel:
     notes: dict = field(default_factory=dict)
     #: Display colours of the custom emotions loaded from expert packs (``#rrggbb``; the six have fixed ones).
     colours: dict = field(default_factory=dict)
-    #: The model folder's slider calibration of the portrait path (engine/portrait_calibration.py), if any.
+    #: The model folder's slider calibration of the portrait path (engine/portrait/calibration.py), if any.
     calibration: PortraitCalibration | None = None
 
     @property
@@ -371,7 +371,7 @@ class MotionModel:
         """
         from safetensors.torch import save as save_bytes
 
-        from engine.atomic import atomic_write_bytes
+        from engine.io.atomic import atomic_write_bytes
 
         if emotion not in self.cfg.emotions[self.moe.base_count:]:
             raise CheckpointError(f"the motion model has no custom emotion called {emotion!r}")
@@ -433,7 +433,7 @@ class MotionModel:
         """Write ``motion.safetensors`` + ``motion.json`` into ``folder`` (atomically)."""
         from safetensors.torch import save as save_bytes
 
-        from engine.atomic import atomic_write_bytes, atomic_write_text
+        from engine.io.atomic import atomic_write_bytes, atomic_write_text
 
         if len(self.moe.custom_gates):
             raise CheckpointError("a motion model with custom emotions is saved as its base model plus expert packs "

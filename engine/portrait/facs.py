@@ -11,7 +11,7 @@ landmarks in face units (half the face width; y grows downward) and each emotion
 
 ``w_e(token)`` is the emotion's weight at that token: the slider (the global gate) or, under a brush
 stroke, the painted strength, so a stroke on the brows emphasises the brows only. The lids' AUs (5, 6, 7)
-are drawn by :mod:`engine.eyes` (``TransferConfig.lid_shape``), not here.
+are drawn by :mod:`engine.portrait.eyes` (``TransferConfig.lid_shape``), not here.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _AU_PARTS: dict[int, list[tuple[tuple[int, ...], tuple[float, float]]]] = {
     26: [((55, 56, 57, 58, 59, 65, 66, 67), (0.0, 0.12)), ((8,), (0.0, 0.1)), ((7, 9), (0.0, 0.09)),
          ((6, 10), (0.0, 0.07)), ((5, 11), (0.0, 0.05)), ((48, 54, 60, 64), (0.0, 0.04))],  # jaw drop
 }
-#: EMFACS prototypes without the lids' AUs (5, 6, 7: engine.eyes): AU -> intensity at slider 1.
+#: EMFACS prototypes without the lids' AUs (5, 6, 7: engine.portrait.eyes): AU -> intensity at slider 1.
 EMOTION_AUS: dict[str, dict[int, float]] = {
     "happiness": {12: 1.0},
     "sadness": {1: 1.0, 4: 0.5, 15: 1.0, 17: 0.5},

@@ -106,7 +106,7 @@ def check_outputs_spare_inputs(outputs: Sequence[LabelledPath], inputs: Sequence
 
 #: Longest file name most file systems take (bytes), when the folder cannot be asked (os.pathconf).
 DEFAULT_NAME_MAX = 255
-#: Bytes a temporary name adds to an output's name (engine/atomic.py: ``.NAME.<pid>.<8 random>.tmp``).
+#: Bytes a temporary name adds to an output's name (engine/io/atomic.py: ``.NAME.<pid>.<8 random>.tmp``).
 TEMP_NAME_OVERHEAD = 32
 
 

@@ -4,7 +4,7 @@ Pure numpy + OpenCV, no model. :func:`mesh_warp` moves the pixels of a triangula
 their source to their target positions (each target triangle samples its source triangle through the
 affine map between them, so the warp is exact and continuous); pixels outside every moving triangle are
 copied unchanged. :func:`draw_closed_lips` covers the seam where the warp closed parted lips (the interior
-of a mouth opened wider than the portrait's own is drawn by :mod:`engine.mouth`).
+of a mouth opened wider than the portrait's own is drawn by :mod:`engine.portrait.mouth`).
 """
 
 from __future__ import annotations

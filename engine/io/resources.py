@@ -16,7 +16,7 @@ from pathlib import Path
 #: The importable name of the ``assets/`` folder once installed.
 ASSETS_PACKAGE = "moee_assets"
 #: The repository root when this module runs from a source checkout.
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]  # engine/io/resources.py -> the checkout
 
 
 @cache

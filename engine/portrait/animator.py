@@ -4,15 +4,15 @@
 studio's preview and every export. Per frame:
 
 1. the sliders (global gates ``g``), the brush (painted local gates, sampled at the 68 landmarks through
-   the rig's correspondence) and the audio (mouth opening from :class:`engine.motion.LipModel`) go into
+   the rig's correspondence) and the audio (mouth opening from :class:`engine.portrait.motion.LipModel`) go into
    the motion MoE, which returns the displacement of the 68 landmarks in face units;
 2. the sitter's own expression is taken out (a smiling sitter is neutralised, parted lips are closed),
    and each emotion's motion is scaled by its *expression gain* (a real face needs more motion than
    the synthetic one to read);
-3. the displacement reaches the mesh (:class:`engine.portrait_rig.PortraitRig`), blended by the
+3. the displacement reaches the mesh (:class:`engine.portrait.rig.PortraitRig`), blended by the
    feathered brush mask so that outside a stroke the motion equals the unpainted render exactly;
-4. :func:`engine.warp.mesh_warp` moves the portrait's pixels; where the lips part further than the
-   portrait's own mouth, :func:`engine.mouth.draw_mouth_interior` paints a cavity with teeth.
+4. :func:`engine.portrait.warp.mesh_warp` moves the portrait's pixels; where the lips part further than the
+   portrait's own mouth, :func:`engine.portrait.mouth.draw_mouth_interior` paints a cavity with teeth.
 
 Outside a ring at 1.45 x the face outline every pixel is the portrait's own. A neutral, silent frame of a
 portrait without an expression of its own is the portrait, bit for bit.
@@ -28,7 +28,6 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from engine import audio as audio_io
 from engine.animator import (
     PORTRAIT_CAPABILITIES,
     CancelToken,
@@ -39,14 +38,16 @@ from engine.animator import (
     check_options,
 )
 from engine.errors import CancelledError, EmotionSpecError
-from engine.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
-from engine.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
-from engine.head_pose import HeadWarp, parallax
+from engine.io import audio as audio_io
 from engine.limits import DEFAULT_MAX_SIZE
 from engine.moee import GateControl, GateSpec
-from engine.motion import MotionModel
-from engine.mouth import draw_mouth_interior
-from engine.performance import (
+from engine.portrait.calibration import PortraitCalibration
+from engine.portrait.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
+from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
+from engine.portrait.head_pose import HeadWarp, parallax
+from engine.portrait.motion import MotionModel
+from engine.portrait.mouth import draw_mouth_interior
+from engine.portrait.performance import (
     LifeConfig,
     LifeTracks,
     blink_closure,
@@ -54,8 +55,7 @@ from engine.performance import (
     plan_life,
     posture,
 )
-from engine.portrait_calibration import PortraitCalibration
-from engine.portrait_rig import (
+from engine.portrait.rig import (
     MESH_ROWS,
     MP_INNER_LOWER,
     MP_INNER_UPPER,
@@ -63,8 +63,8 @@ from engine.portrait_rig import (
     build_rig,
     inner_lip_contours,
 )
-from engine.shading import crease_intensities, draw_creases
-from engine.warp import draw_closed_lips, mesh_warp, relax_foldovers
+from engine.portrait.shading import crease_intensities, draw_creases
+from engine.portrait.warp import draw_closed_lips, mesh_warp, relax_foldovers
 
 #: The iBUG 68 landmarks by part of the face.
 FACE_REGIONS_68: dict[str, range] = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),
@@ -103,13 +103,13 @@ class TransferConfig:
     brush_sample_radius: float = 0.05
     #: Feather (face units) of the brush's blend of the motion.
     brush_feather: float = 0.06
-    #: Draw the creases of an expression (frown lines, nasolabial folds, ...; engine/shading.py).
+    #: Draw the creases of an expression (frown lines, nasolabial folds, ...; engine/portrait/shading.py).
     creases: bool = True
     #: Rounds of neighbour averaging of the mesh motion (on each side of the mouth): smooth contours.
     smoothing_rounds: int = 2
     #: Mouth opening of speech relative to the synthetic mouth.
     lip_gain: float = 1.0
-    #: Scale of the FACS emphasis (engine/facs.py: each emotion's EMFACS action units as landmark motion,
+    #: Scale of the FACS emphasis (engine/portrait/facs.py: each emotion's EMFACS action units as landmark motion,
     #: added to the model's; 0 leaves the model's motion alone).
     facs_emphasis: float = 1.5
     #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
@@ -117,7 +117,7 @@ class TransferConfig:
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
         "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.05, 0.25), "disgust": (0.1, 0.25),
         "fear": (-0.12, 0.0), "surprise": (-0.15, 0.0)})
-    #: Map each slider through the model folder's calibration curve (engine/portrait_calibration.py) so that
+    #: Map each slider through the model folder's calibration curve (engine/portrait/calibration.py) so that
     #: equal sliders move the landmarks equally far; False (default): each slider is the gate. Off by default:
     #: equal landmark travel is not equal perceived strength (a full surprise drops the jaw far more than a
     #: full smile moves the corners), and the bundled curves, fitted down to the weakest emotion, turned
@@ -143,7 +143,7 @@ class PreparedPortrait:
     brush_cache: dict = field(default_factory=dict, repr=False)
     #: Loudness per frame (0..1; zeros without audio): the head nods on its stresses.
     envelope: np.ndarray | None = None
-    #: Blinks, head motion and gaze (engine/performance.py); replace it to change them, the tracks follow.
+    #: Blinks, head motion and gaze (engine/portrait/performance.py); replace it to change them, the tracks follow.
     life: LifeConfig = field(default_factory=LifeConfig)
     life_cache: dict = field(default_factory=dict, repr=False)
 
@@ -190,7 +190,7 @@ class PreparedPortrait:
 class FrameLife:
     """What the performance's life does at one frame (:meth:`PortraitAnimator.frame_life`)."""
 
-    pose: np.ndarray  # (6,) engine.performance.POSE_CHANNELS
+    pose: np.ndarray  # (6,) engine.portrait.performance.POSE_CHANNELS
     gaze: np.ndarray  # (2,) iris radii, x right / y down
     closure: float  # upper lids lowered, share of the opening (1 closed, below 0 widened)
     squint: float  # lower lids raised, share of the opening
@@ -236,8 +236,8 @@ class PortraitAnimator:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
         """The motion model of a model folder (default: the bundled model) with its slider calibration
-        (:data:`engine.portrait_calibration.PORTRAIT_CALIBRATION_FILE`, if the folder has one)."""
-        from engine.resources import DEFAULT_MODEL_DIR
+        (:data:`engine.portrait.calibration.PORTRAIT_CALIBRATION_FILE`, if the folder has one)."""
+        from engine.io.resources import DEFAULT_MODEL_DIR
 
         return cls(MotionModel.load(Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR), cfg)
 
@@ -253,7 +253,7 @@ class PortraitAnimator:
     def load_expert_pack(self, path: str | Path) -> str:
         """Add a custom emotion from a motion expert pack (``moee train expert``): one more slider, which mixes
         with the six and takes the brush. Its expression gain, region gains and lids are neutral (1, none); FACS
-        emphasis names no AU for it (engine/facs.py). Returns its name; :class:`CheckpointError` for a pixel
+        emphasis names no AU for it (engine/portrait/facs.py). Returns its name; :class:`CheckpointError` for a pixel
         pack or one trained on another motion model."""
         name = self.motion.load_expert_pack(path)
         self._facs = None  # the FACS table follows the emotions
@@ -280,8 +280,8 @@ class PortraitAnimator:
         problems = life.problems()
         if problems:
             raise EmotionSpecError("; ".join(problems))
-        from engine.face import detect_landmarks
-        from engine.image import load_image
+        from engine.io.face import detect_landmarks
+        from engine.io.image import load_image
 
         longest = int(max_size or self.cfg.max_size)
         image = fit_to_max_size(load_image(portrait, max_side=longest), longest)
@@ -426,7 +426,7 @@ class PortraitAnimator:
         return speech, expression
 
     def _facs_table(self) -> np.ndarray:
-        """(E, 68, 2) each emotion's FACS emphasis at slider 1 (engine/facs.py), for the loaded emotions."""
+        """(E, 68, 2) each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py), for the loaded emotions."""
         if self._facs is None or len(self._facs) != len(self.emotions):
             self._facs = emotion_emphasis(self.emotions)
         return self._facs
