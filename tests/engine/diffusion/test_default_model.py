@@ -14,7 +14,7 @@ from engine.diffusion.pipeline import Animator
 from engine.io.resources import DEFAULT_MODEL_DIR
 from engine.moee import GateControl
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 PORTRAIT, SPEECH = REPO / "assets" / "demo" / "portrait.png", REPO / "assets" / "demo" / "speech.wav"
 RECOGNISER_DIRS = [REPO / "assets" / "models" / name for name in ("recognizer", "recognizer_compound")]
 SIZE_LIMIT_MB = 40  # model + recognisers, as the issue asks

@@ -19,8 +19,8 @@ from engine.diffusion.config import SamplingConfig
 from engine.diffusion.pipeline import Animator
 from engine.errors import CheckpointError, EmotionSpecError, MoEEError
 from engine.moee import GateControl
+from tests.engine.diffusion.test_pipeline import PORTRAIT, SPEECH
 from tests.engine_helpers import tiny_model
-from tests.test_pipeline import PORTRAIT, SPEECH
 
 KNOTS = np.asarray(CALIBRATION_KNOTS)
 #: anger 2x too weak at half, sadness needs only a quarter, the rest as they are

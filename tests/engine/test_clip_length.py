@@ -16,7 +16,7 @@ from PIL import Image
 from engine.cli import main
 from engine.io.video import probe_video
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 PHOTO = ASSETS / "photo.png"
 
 

@@ -16,8 +16,8 @@ from engine.diffusion.checkpoint import (
     save_model,
 )
 from engine.errors import CheckpointError
+from tests.engine.diffusion.test_unet import run
 from tests.engine_helpers import randomise_new_modules, tiny_model
-from tests.test_unet import run
 
 
 def test_model_round_trip_gives_identical_outputs(tmp_path):

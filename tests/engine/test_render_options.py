@@ -28,7 +28,7 @@ from engine.moee import GateControl
 
 #: A value of each render option, other than the pixel renderer's default.
 VALUES = {"steps": 1, "seed": 3, "sampler": "ddim", "strength": 0.9, "guidance_scale": 1.5}
-DOC = Path(__file__).resolve().parent.parent / "docs" / "ARCHITECTURE.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
 
 
 @pytest.fixture(scope="module")

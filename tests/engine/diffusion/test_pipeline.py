@@ -29,7 +29,7 @@ from engine.io.face import mouth_mask
 from engine.moee import BatchGates, GateControl
 from tests.engine_helpers import tiny_model
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[3] / "assets" / "demo"
 PORTRAIT, SPEECH, PHOTO = ASSETS / "portrait.png", ASSETS / "speech.wav", ASSETS / "photo.png"
 
 

@@ -22,7 +22,7 @@ from engine.batch import REPORT_FILE, STATE_FILE, BatchDefaults, plan_batch, rea
 from engine.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, main
 from engine.project_file import ProjectFileError, read_project
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EMOTIONS = ["happiness", "sadness", "anger", "disgust", "fear", "surprise"]
 RATE = 16000
 #: Faces smaller than this long side are refused by the rig; the astronaut's is big enough at 512.

@@ -31,7 +31,7 @@ from engine.portrait.performance import STILL_LIFE
 from engine.portrait.rig import RING_SCALE, check_face, fit_similarity
 from engine.portrait.warp import mesh_warp
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[3] / "assets" / "demo"
 EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
 
 
@@ -313,7 +313,7 @@ def test_the_readmes_demo_portrait_can_be_animated(animator):
     """`make demo` renders the Makefile's demo portrait on the default (portrait) path: its face must qualify."""
     import re
 
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    makefile = (Path(__file__).resolve().parents[3] / "Makefile").read_text()
     portrait = re.search(r"moee render (\S+) ", makefile).group(1)
-    prepared = animator.prepare(Path(__file__).resolve().parent.parent / portrait)
+    prepared = animator.prepare(Path(__file__).resolve().parents[3] / portrait)
     assert prepared.rig.face_unit_px * 2 >= 64

@@ -15,7 +15,7 @@ from engine.diffusion.checkpoint import save_model
 from engine.io.video import probe_video, read_frames
 from tests.engine_helpers import tiny_model
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 FPS = 25
 #: Length (s) of the audio of renders that are only compared with one another.
 SHORT_SECONDS = 0.4
@@ -259,7 +259,7 @@ def test_without_mediapipe_render_names_what_needs_it_and_runs_without_it(model_
 
 # --- subcommands from other packages: the "moee.commands" entry points ---------------------------------
 
-PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def declared_commands() -> list:

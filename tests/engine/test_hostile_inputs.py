@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from tests import test_bad_inputs
-from tests.test_bad_inputs import ASSETS, snapshot
+from tests.engine import test_bad_inputs
+from tests.engine.test_bad_inputs import ASSETS, snapshot
 
 world = test_bad_inputs.world  # the fixture: inputs, a weightless model folder, a user's folder, our frames
 
@@ -382,6 +382,6 @@ def test_importing_the_command_line_loads_no_heavy_module():
     import sys
 
     code = "import sys, engine.cli; print(sorted(m for m in ('numpy', 'torch', 'cv2', 'PIL') if m in sys.modules))"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == "[]"

@@ -25,7 +25,7 @@ from engine.diffusion.config import CONFIG_FILE, MODEL_FORMAT, MODEL_FORMAT_VERS
 from engine.emotions import BASIC_EMOTIONS
 from engine.io.video import FRAMES_MARKER
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 RATE = 16_000
 
 
@@ -269,7 +269,7 @@ def test_sigterm_mid_render_leaves_no_temporary_file(world, model_dir, signame):
     soundfile.write(world / "long.wav", _tone(4.0), RATE)
     command = [sys.executable, "-m", "engine.cli", "render", "portrait.png", "long.wav", "-o", "out.mp4",
                "--model", str(model_dir), "--frame", "crop", "--steps", "200", "--crop", "none"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen(command, cwd=world, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
