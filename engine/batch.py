@@ -281,15 +281,16 @@ def plan_batch(manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     emotions that do not parse, project files that do not read, numbers out of range, two jobs writing one
     output, an output that is an input or escapes the output folder. Nothing is written.
     """
-    from engine.audio import DEFAULT_MAX_DURATION
-    from engine.config import DEFAULT_MODEL_DIR, MAX_FPS
     from engine.emotions import mix_to_vector, parse_mix
-    from engine.motion import MOTION_CONFIG, read_motion_config
-    from engine.paths import check_output_name, check_outputs_spare_inputs
-    from engine.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES
-    from engine.portrait import DEFAULT_FPS
+    from engine.io.audio import DEFAULT_MAX_DURATION
+    from engine.io.paths import check_output_name, check_outputs_spare_inputs
+    from engine.io.resources import DEFAULT_MODEL_DIR
+    from engine.io.video import GIF_SUFFIXES, MP4_SUFFIXES
+    from engine.limits import MAX_FPS
+    from engine.portrait.animator import DEFAULT_FPS
+    from engine.portrait.motion import MOTION_CONFIG, read_motion_config
+    from engine.portrait.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES
     from engine.project_file import read_project
-    from engine.video import GIF_SUFFIXES, MP4_SUFFIXES
 
     defaults = defaults or BatchDefaults()
     manifest = Path(manifest)
@@ -460,7 +461,7 @@ class _Hasher:
         return self.known[key]
 
     def model(self, model_dir: str) -> str:
-        from engine.motion import MOTION_CONFIG, MOTION_WEIGHTS
+        from engine.portrait.motion import MOTION_CONFIG, MOTION_WEIGHTS
 
         return "".join(self.file(str(Path(model_dir) / name)) or "" for name in (MOTION_CONFIG, MOTION_WEIGHTS))
 
@@ -568,8 +569,8 @@ class JobRunner:
     """Renders jobs in one process: the motion model loaded once, each portrait's face found once."""
 
     def __init__(self, model_dir: str | os.PathLike[str]) -> None:
-        from engine.motion import MotionModel
-        from engine.portrait import PortraitAnimator
+        from engine.portrait.animator import PortraitAnimator
+        from engine.portrait.motion import MotionModel
 
         # MotionModel.load, not PortraitAnimator.from_pretrained: a worker never imports the pixel model's modules.
         self.animator = PortraitAnimator(MotionModel.load(Path(model_dir)))
@@ -581,10 +582,10 @@ class JobRunner:
     def portrait(self, job: Job) -> tuple[Any, Any]:
         """(image at the job's size, its face's MediaPipe points), found once per portrait; a portrait whose
         face is refused raises the same error for each of its jobs."""
-        from engine.face import detect_landmarks
-        from engine.image import load_image
-        from engine.portrait import fit_to_max_size
-        from engine.portrait_rig import check_face
+        from engine.io.face import detect_landmarks
+        from engine.io.image import load_image
+        from engine.portrait.animator import fit_to_max_size
+        from engine.portrait.rig import check_face
 
         key = (job.portrait, job.max_size, job.face)
         if key not in self.portraits:
@@ -616,10 +617,10 @@ class JobRunner:
 
     def render(self, job: Job, cancel: Any = None) -> JobResult:
         """Render one job; a user-facing error becomes a failed result (KeyboardInterrupt passes)."""
-        from engine.audio import num_video_frames
         from engine.errors import CancelledError
         from engine.export import export_clip
-        from engine.performance import LifeConfig
+        from engine.io.audio import num_video_frames
+        from engine.portrait.performance import LifeConfig
 
         start = time.perf_counter()
         result = JobResult(job.line, job.name, "failed")
@@ -834,10 +835,10 @@ def _run_on_ray(jobs: Sequence[Job], address: str, workers: int, record: Callabl
 # ------------------------------------------------------------------ the command
 def add_arguments(p: Any) -> None:
     """The ``moee batch`` arguments (engine/cli.py registers the subcommand)."""
-    from engine.audio import DEFAULT_MAX_DURATION
     from engine.cli import MAX_SEED, add_life_arguments, number_flag
-    from engine.config import MAX_FPS
-    from engine.performance import DEFAULT_BLINKS_PER_MINUTE
+    from engine.io.audio import DEFAULT_MAX_DURATION
+    from engine.limits import MAX_FPS
+    from engine.portrait.performance import DEFAULT_BLINKS_PER_MINUTE
 
     p.add_argument("manifest", help="CSV (with a header row) or JSON-lines file, one job per row; columns: "
                                     + ", ".join(COLUMNS))

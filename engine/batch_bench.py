@@ -41,11 +41,11 @@ def run_batch_benchmark(jobs: int, portrait: str | os.PathLike[str] | None = Non
     import soundfile as sf
 
     from engine.batch import BatchDefaults, JobRunner, plan_batch, run_batch
+    from engine.benchmark import speech_signal
     from engine.export import export_clip
+    from engine.io.resources import demo_portrait
     from engine.moee import GateControl
-    from engine.performance import LifeConfig
-    from engine.portrait_bench import _speech
-    from engine.resources import demo_portrait
+    from engine.portrait.performance import LifeConfig
 
     jobs = max(2, int(jobs))
     if portrait is None:
@@ -53,7 +53,7 @@ def run_batch_benchmark(jobs: int, portrait: str | os.PathLike[str] | None = Non
     portrait = Path(portrait)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        samples, rate = _speech(CLIP_SECONDS)
+        samples, rate = speech_signal(CLIP_SECONDS)
         for i in range(jobs):
             sf.write(folder / f"line{i}.wav", samples * (0.6 + 0.4 * i / jobs), rate)
         manifest = folder / "manifest.csv"

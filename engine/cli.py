@@ -71,12 +71,12 @@ def number_flag(flag: str, *, low: float | None = None, high: float | None = Non
 
     Every value must be finite (``nan``, ``inf`` and ``1e999`` are refused); ``integer`` asks for a whole
     number; ``low`` / ``high`` bound it (``low_open``: ``low`` itself is excluded); ``sampling`` names the
-    sampling setting the flag overrides, whose rule (:func:`engine.config.sampling_value_problem`) applies.
+    sampling setting the flag overrides, whose rule (:func:`engine.diffusion.config.sampling_value_problem`) applies.
     Errors name the flag (argparse prints "argument FLAG: ...") and exit with code 2.
     """
 
     def parse(text: str) -> float:
-        from engine.config import sampling_value_problem
+        from engine.diffusion.config import sampling_value_problem
 
         try:
             value: float = int(text) if integer else float(text)
@@ -118,7 +118,7 @@ def recorded_command(subcommand: str, argv: Sequence[str] | None = None) -> str:
     return shlex.join(["moee", subcommand, *args])
 
 
-#: The performance flags: flag, the LifeConfig field it sets (its range: engine.performance.LIFE_RANGES), metavar.
+#: The performance flags: flag, the LifeConfig field it sets (its range: engine.portrait.performance.LIFE_RANGES), metavar.
 LIFE_FLAGS = (("--blinks", "blinks_per_minute", "PER_MINUTE"), ("--head-motion", "head_motion", "SCALE"),
               ("--gaze", "gaze", "SCALE"))
 
@@ -126,8 +126,8 @@ LIFE_FLAGS = (("--blinks", "blinks_per_minute", "PER_MINUTE"), ("--head-motion",
 def add_life_arguments(parser: argparse.ArgumentParser, helps: dict[str, str],
                        defaults: dict[str, float] | None = None) -> None:
     """``--blinks``, ``--head-motion`` and ``--gaze`` (destinations blinks, head_motion, gaze), bounded by
-    :data:`engine.performance.LIFE_RANGES`; ``helps`` and ``defaults`` by LifeConfig field (default None: unset)."""
-    from engine.performance import LIFE_RANGES
+    :data:`engine.portrait.performance.LIFE_RANGES`; ``helps`` and ``defaults`` by LifeConfig field (default None: unset)."""
+    from engine.portrait.performance import LIFE_RANGES
 
     for flag, name, metavar in LIFE_FLAGS:
         low, high = LIFE_RANGES[name]
@@ -136,11 +136,11 @@ def add_life_arguments(parser: argparse.ArgumentParser, helps: dict[str, str],
 
 
 def _add_render(sub: argparse._SubParsersAction) -> None:
-    from engine.audio import DEFAULT_MAX_DURATION
-    from engine.config import DEFAULT_MAX_SIZE, MAX_FPS
+    from engine.io.audio import DEFAULT_MAX_DURATION
+    from engine.limits import DEFAULT_MAX_SIZE, MAX_FPS
 
     p = sub.add_parser("render", help="animate a portrait with an audio track and an emotion mix")
-    from engine.performance import DEFAULT_BLINKS_PER_MINUTE
+    from engine.portrait.performance import DEFAULT_BLINKS_PER_MINUTE
 
     p.add_argument("portrait", help="portrait image (png, jpg, ...)")
     p.add_argument("audio", nargs="?", default=None,
@@ -211,7 +211,7 @@ class CheckedInputs:
     """What :func:`check_render_inputs` read and checked before any model is loaded."""
 
     portrait: Any  # np.ndarray, RGB uint8
-    audio: Any  # engine.audio.AudioClip
+    audio: Any  # engine.io.audio.AudioClip
     emotion_audio: Any  # AudioClip or None
     masks: list[Any]  # float32 H x W in 0..1, one per --mask
     model_dir: Path
@@ -220,8 +220,8 @@ class CheckedInputs:
 
 
 def render_paths(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-    """(outputs, inputs) of ``moee render`` as ``(label, path)`` pairs, for :func:`engine.paths.check_outputs_spare_inputs`."""
-    from engine.config import DEFAULT_MODEL_DIR
+    """(outputs, inputs) of ``moee render`` as ``(label, path)`` pairs, for :func:`engine.io.paths.check_outputs_spare_inputs`."""
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     outputs = [("-o", args.output), ("--frames-dir", args.frames_dir)]
     inputs = [("the portrait", args.portrait), ("the audio", args.audio),
@@ -337,9 +337,10 @@ def _render_emotions(args: argparse.Namespace, model_dir: Path) -> list[str]:
     The portrait path needs only the motion model (``motion.json`` + ``motion.safetensors``); a folder with
     the pixel model alone is animated by the bundled motion model (a note says so when it renders).
     """
-    from engine.config import CONFIG_FILE, DEFAULT_MODEL_DIR, read_model_config
+    from engine.diffusion.config import CONFIG_FILE, read_model_config
     from engine.errors import CheckpointError
-    from engine.motion import MOTION_CONFIG, MOTION_WEIGHTS, read_motion_config
+    from engine.io.resources import DEFAULT_MODEL_DIR
+    from engine.portrait.motion import MOTION_CONFIG, MOTION_WEIGHTS, read_motion_config
 
     if args.renderer == "portrait":
         if (model_dir / MOTION_CONFIG).is_file():
@@ -357,14 +358,14 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     """Check everything a render reads and writes before the model loads: outputs (names, formats, never
     an input), the device, the model folder's config, portrait, audio, masks, the emotion mix and, on the
     portrait path, the face itself. Raises the matching :class:`MoEEError`."""
-    from engine.audio import DEFAULT_SAMPLE_RATE, load_audio
-    from engine.calibration import curves_from_argument
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.diffusion.calibration import curves_from_argument
     from engine.emotions import parse_mix
     from engine.errors import EmotionSpecError
-    from engine.image import load_image, load_mask
-    from engine.paths import check_output_name, check_outputs_spare_inputs
-    from engine.video import check_output
+    from engine.io.audio import DEFAULT_SAMPLE_RATE, load_audio
+    from engine.io.image import load_image, load_mask
+    from engine.io.paths import check_output_name, check_outputs_spare_inputs
+    from engine.io.resources import DEFAULT_MODEL_DIR
+    from engine.io.video import check_output
 
     for flag, path in (("-o", args.output), ("--frames-dir", args.frames_dir)):
         if path is not None:
@@ -394,14 +395,14 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
     emotions = _render_emotions(args, model_dir)
     if args.expert:  # each renderer reads its own kind of pack (the other kind is refused, saying why)
         if args.renderer == "pixel":
-            from engine.checkpoint import read_expert_metadata as read_pack
+            from engine.diffusion.checkpoint import read_expert_metadata as read_pack
         else:
-            from engine.motion import read_motion_expert_metadata as read_pack
+            from engine.portrait.motion import read_motion_expert_metadata as read_pack
         emotions += [read_pack(pack).get("emotion", "") for pack in args.expert]
     if args.calibration is not None:
         curves_from_argument(args.calibration)
 
-    # A full-resolution renderer needs the portrait at --max-size only: a huge file is decoded reduced (engine/image.py).
+    # A full-resolution renderer needs the portrait at --max-size only: a huge file is decoded reduced (engine/io/image.py).
     portrait = load_image(args.portrait, max_side=args.max_size if caps.full_resolution else None)
     audio = load_audio(args.audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration) if args.audio else None
     emotion_audio = (load_audio(args.emotion_audio, DEFAULT_SAMPLE_RATE, max_duration=args.max_duration)
@@ -420,8 +421,8 @@ def check_render_inputs(args: argparse.Namespace) -> CheckedInputs:
 def _portrait_face(portrait: Any, face: int | None) -> Any:
     """The face the portrait path will animate (MediaPipe points), checked as the rig checks it: no face,
     several without ``--face``, a tiny or turned face are refused here, before any weights are read."""
-    from engine.face import detect_landmarks
-    from engine.portrait_rig import check_face
+    from engine.io.face import detect_landmarks
+    from engine.portrait.rig import check_face
 
     points = detect_landmarks(portrait, face=face).points
     check_face(points, portrait.shape)
@@ -446,7 +447,7 @@ def check_clip_length(args: argparse.Namespace) -> None:
 
 def silent_frames(args: argparse.Namespace, default_fps: int) -> int | None:
     """Frames of a ``--duration`` clip without audio at ``--fps`` (or ``default_fps``); None with audio."""
-    from engine.audio import num_video_frames
+    from engine.io.audio import num_video_frames
 
     if args.duration is None:
         return None
@@ -458,7 +459,7 @@ def _gate_control(args: argparse.Namespace, animator, prepared, checked: Checked
     import numpy as np
 
     from engine.emotions import mix_to_vector, parse_mix
-    from engine.image import resize
+    from engine.io.image import resize
     from engine.moee import GateControl
 
     emotions = animator.emotions
@@ -575,7 +576,7 @@ def prepare_options(args: argparse.Namespace, checked: CheckedInputs, caps: Any)
     if caps.face_choice:
         options["mesh"] = checked.mesh
     if caps.life:
-        from engine.performance import LifeConfig
+        from engine.portrait.performance import LifeConfig
 
         life = {name: getattr(args, dest) for _flag, name, dest in _LIFE_DESTINATIONS if getattr(args, dest) is not None}
         options["life"] = LifeConfig(seed=args.seed, **life)
@@ -591,7 +592,7 @@ _LIFE_DESTINATIONS = tuple((flag, name, flag.lstrip("-").replace("-", "_")) for 
 def _configure_model(args: argparse.Namespace, animator: Any, caps: Any) -> None:
     """The model-wide settings a renderer with guidance / keep_background / calibration reads from the flags."""
     if caps.guidance or caps.keep_background or caps.calibration:
-        from engine.config import override_sampling
+        from engine.diffusion.config import override_sampling
 
         overrides = (("audio_guidance_scale", "--lip-guidance", args.lip_guidance),
                      ("keep_background", "--keep-background", yes_no(args.keep_background)))
@@ -606,7 +607,7 @@ def _default_fps(animator: Any) -> int:
     fps = getattr(getattr(animator, "cfg", None), "fps", None)
     if fps:
         return int(fps)
-    from engine.portrait import DEFAULT_FPS
+    from engine.portrait.animator import DEFAULT_FPS
 
     return DEFAULT_FPS
 
@@ -620,7 +621,7 @@ def _frame_shape(prepared: Any) -> tuple[int, int]:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from engine.config import CONFIGS
+    from engine.diffusion.config import CONFIGS
 
     p = sub.add_parser("bench", help="measure preview latency, clip speed and memory (JSON)")
     p.add_argument("--json", action="store_true", help="print JSON only")
@@ -669,19 +670,19 @@ def run_bench(args: argparse.Namespace) -> int:
         raise EmotionSpecError("--portrait benchmarks the portrait renderer; leave out --renderer pixel or --portrait")
     if args.renderer == "portrait":
         if args.portrait is None:
-            from engine.resources import assets_dir
+            from engine.io.resources import assets_dir
 
             args.portrait = str(assets_dir() / "demo" / "photo.png")
-        from engine.image import load_image
+        from engine.io.image import load_image
 
         load_image(args.portrait, max_side=args.max_size)  # a bad portrait is refused before the model loads
-        from engine.portrait_bench import run_portrait_benchmarks
+        from engine.portrait.bench import run_portrait_benchmarks
 
         result = run_portrait_benchmarks(args.portrait, model_dir=args.model, max_size=args.max_size,
                                          repeats=args.repeats)
         print(json.dumps(result, indent=2))
         return 0
-    from engine.bench import run_benchmarks
+    from engine.diffusion.bench import run_benchmarks
 
     result = run_benchmarks(model_dir=args.model, config=args.config, device=args.device, steps=args.steps,
                             repeats=args.repeats, frames=args.frames, crop=args.crop,
@@ -715,9 +716,9 @@ def _add_init(sub: argparse._SubParsersAction) -> None:
 def run_init(args: argparse.Namespace) -> int:
     import torch
 
-    from engine.checkpoint import save_model
-    from engine.config import get_config
-    from engine.model import MoEEModel
+    from engine.diffusion.checkpoint import save_model
+    from engine.diffusion.config import get_config
+    from engine.diffusion.model import MoEEModel
 
     torch.manual_seed(args.seed)
     cfg = get_config(args.config)

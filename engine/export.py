@@ -7,15 +7,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.video import open_writer
+from engine.io.video import open_writer
 
-if TYPE_CHECKING:  # the pixel pipeline imports diffusers (seconds): the portrait path's export never needs it
-    from engine.pipeline import Animator, CancelToken, GateSpec, PreparedInputs
+if TYPE_CHECKING:  # the renderer-neutral contract only: export never names a renderer
+    from engine.animator import Animator, CancelToken
+    from engine.moee import GateSpec
 
 
 def export_clip(
     animator: Animator,
-    prepared: PreparedInputs,
+    prepared: Any,
     output: str | Path,
     gates: GateSpec = None,
     steps: int | None = None,
@@ -73,12 +74,12 @@ def export_clip(
     return Path(output)
 
 
-def _audio_slice(prepared: PreparedInputs, start: int, stop: int | None):
+def _audio_slice(prepared: Any, start: int, stop: int | None):
     """The part of the track under frames ``start..stop-1`` (so a partial export stays in sync)."""
     return prepared.audio.between(start / prepared.fps, None if stop is None else stop / prepared.fps)
 
 
-def _silent_length(prepared: PreparedInputs, start: int, stop: int | None, duration: float | None) -> float | None:
+def _silent_length(prepared: Any, start: int, stop: int | None, duration: float | None) -> float | None:
     """Seconds under frames ``start..stop-1`` of a clip without audio that lasts ``duration`` seconds."""
     if duration is None:
         return None

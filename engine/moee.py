@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.attention import CrossAttention
+from engine.cross_attention import CrossAttention
 from engine.errors import EmotionSpecError
 
 

@@ -1,6 +1,6 @@
 """Emotion from the voice's tone: a speech clip -> slider weights over time (``--emotion-audio`` on the portrait path).
 
-What the project had: :func:`engine.audio.prosody_features` describes a clip's tone (pitch, energy, spectrum,
+What the project had: :func:`engine.io.audio.prosody_features` describes a clip's tone (pitch, energy, spectrum,
 rhythm), and the pixel model feeds those features through a linear layer into its emotion tokens. That layer
 is never trained by ``moee train`` (no stage feeds it audio features), and no recogniser in
 ``assets/models/recognizer*`` hears a voice (both read frames). So this module reads the tone *explicitly*,
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.audio import PROSODY_FEATURE_NAMES, AudioClip, prosody_features
+from engine.io.audio import PROSODY_FEATURE_NAMES, AudioClip, prosody_features
 
 #: Analysis window and hop (seconds): long enough for a pitch contour, short enough to follow a change of tone.
 WINDOW_SECONDS = 2.0

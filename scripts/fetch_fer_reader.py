@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from engine.atomic import atomic_path
+from engine.io.atomic import atomic_path
 from training.fer_reader import FER_LABELS, FerNet, weights_path
 
 PACKAGE = "facial-emotion-recognition"

@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from engine.moee import GateControl
-from engine.performance import STILL_LIFE
-from engine.portrait import PortraitAnimator
+from engine.portrait.animator import PortraitAnimator
+from engine.portrait.performance import STILL_LIFE
 
 
 def render_row(portrait: object, max_size: int) -> tuple[list[np.ndarray], np.ndarray]:

@@ -13,12 +13,8 @@ import numpy as np
 
 # Light engine names the studio uses directly, re-exported so this module stays the one doorway.
 from engine.animator import CancelToken  # the contract's token (light: no torch, no diffusers)
-from engine.atomic import atomic_path, atomic_write_text
 from engine.batch import REPORT_FILE as BATCH_REPORT_FILE
 from engine.batch import BatchDefaults, ManifestError, plan_batch, read_manifest, run_batch
-from engine.config import (
-    DEFAULT_MAX_SIZE as DEFAULT_PORTRAIT_CAP,  # the portrait's long side is capped at this
-)
 from engine.emotions import (
     BASIC_EMOTIONS,
     COMPOUND_PRESETS,
@@ -29,7 +25,9 @@ from engine.emotions import (
 )
 from engine.errors import CancelledError, MoEEError
 from engine.interpolation import INTERPOLATIONS, ease, key_bracket
-from engine.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES, LifeConfig
+from engine.io.atomic import atomic_path, atomic_write_text
+from engine.limits import DEFAULT_MAX_SIZE as DEFAULT_PORTRAIT_CAP
+from engine.portrait.performance import DEFAULT_BLINKS_PER_MINUTE, LIFE_RANGES, LifeConfig
 
 __all__ = [
     "BATCH_REPORT_FILE", "BatchDefaults", "ManifestError", "plan_batch", "read_manifest", "run_batch",
@@ -60,7 +58,7 @@ def configure_threads() -> None:
 
 TINY = "tiny"  # pseudo model folder: an untrained tiny pixel model (tests, screenshots without assets)
 #: Renderers (engine.animator.RENDERERS): ``"portrait"`` = the user's portrait at its own resolution
-#: (engine.portrait, default); ``"pixel"`` = the pixel U-Net's small face crop (engine.pipeline; also what
+#: (engine.portrait.animator, default); ``"pixel"`` = the pixel U-Net's small face crop (engine.diffusion.pipeline; also what
 #: ``"tiny"`` loads).
 RENDERERS = ("portrait", "pixel")
 #: Files a model folder needs for the portrait path.
@@ -69,7 +67,7 @@ MOTION_FILES = ("motion.safetensors", "motion.json")
 
 def default_model_dir() -> str | None:
     """The bundled demo model folder if it exists, else ``None``."""
-    from engine.resources import default_model_dir as bundled
+    from engine.io.resources import default_model_dir as bundled
 
     path = bundled()
     return str(path) if path.is_dir() else None
@@ -96,8 +94,8 @@ def load_animator(model_dir: str | None, device: str = "cpu", seed: int = 0, ren
 
     check_renderer(renderer)
     if model_dir == TINY:
-        from engine.config import tiny_config
-        from engine.pipeline import Animator
+        from engine.diffusion.config import tiny_config
+        from engine.diffusion.pipeline import Animator
 
         return Animator.from_config(tiny_config(), device=device, seed=seed)
     return _load(model_dir, renderer, device=device if renderer == "pixel" else "cpu", note=lambda _text: None)
@@ -137,7 +135,7 @@ def warm_up() -> None:
     loads, it never stalls the UI in the middle of the user's first export.
     """
     import engine.export
-    import engine.video  # noqa: F401
+    import engine.io.video  # noqa: F401
 
 
 def load_portrait_animator(model_dir: str | None = None) -> Any:
@@ -191,7 +189,7 @@ def load_expert_pack(animator: Any, path: str) -> str:
 def voice_emotion_keyframes(emotions: Any, audio: Any, num_frames: int, fps: float) -> list[tuple[int, list[float]]]:
     """"From the voice": (frame, slider weights in ``emotions`` order) keyframes that the voice's tone suggests
     (engine.voice_emotion), for the timeline to add as ordinary, editable keys. ``audio``: a path or an AudioClip."""
-    from engine.audio import AudioClip, load_audio
+    from engine.io.audio import AudioClip, load_audio
     from engine.voice_emotion import voice_emotion_track
 
     clip = audio if isinstance(audio, AudioClip) else load_audio(audio)
@@ -233,15 +231,15 @@ def image_size(path: str) -> tuple[int, int] | None:
 
 
 def load_image(path: str) -> np.ndarray:
-    """Any readable image file -> RGB uint8 (engine.image.load_image)."""
-    from engine.image import load_image as _load
+    """Any readable image file -> RGB uint8 (engine.io.image.load_image)."""
+    from engine.io.image import load_image as _load
 
     return _load(path)
 
 
 def load_audio(path: str) -> Any:
     """An audio file -> engine AudioClip (samples float32 mono, sample_rate, duration)."""
-    from engine.audio import load_audio as _load
+    from engine.io.audio import load_audio as _load
 
     return _load(path)
 
@@ -256,7 +254,7 @@ def prepare_inputs(animator: Any, portrait: Any, audio: Any = None, duration: fl
 
     ``fps`` None: the animator's own frame rate.
     """
-    from engine.audio import num_video_frames
+    from engine.io.audio import num_video_frames
 
     options: dict[str, Any] = {} if fps is None else {"fps": int(fps)}
     if max_size is not None and can(animator, "full_resolution"):
@@ -279,28 +277,28 @@ def frame_shape(prepared: Any) -> tuple[int, int]:
 
 def animator_fps(animator: Any) -> int:
     """The frame rate an animator renders at unless told otherwise (the pixel model's, or the portrait path's)."""
-    from engine.portrait import DEFAULT_FPS
+    from engine.portrait.animator import DEFAULT_FPS
 
     return int(getattr(getattr(animator, "cfg", None), "fps", 0) or DEFAULT_FPS)
 
 
 def region_mask(points: np.ndarray, region: str, height: int, width: int) -> np.ndarray:
     """Float mask of a face region (brows, eyes, nose, mouth, cheeks, jaw, forehead) from landmarks."""
-    from engine.face import region_mask as _region
+    from engine.io.face import region_mask as _region
 
     return np.asarray(_region(points, region, height, width), np.float32)
 
 
 def face_regions() -> list[str]:
-    """Region names the landmark presets offer (engine.face.REGIONS)."""
-    from engine.face import REGIONS
+    """Region names the landmark presets offer (engine.io.face.REGIONS)."""
+    from engine.io.face import REGIONS
 
     return list(REGIONS)
 
 
 def waveform_preview(clip: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) per column of an AudioClip's waveform, for drawing (engine.audio.waveform_preview)."""
-    from engine.audio import waveform_preview as _preview
+    """(min, max) per column of an AudioClip's waveform, for drawing (engine.io.audio.waveform_preview)."""
+    from engine.io.audio import waveform_preview as _preview
 
     lo, hi = _preview(clip, width)
     return np.asarray(lo), np.asarray(hi)
@@ -314,22 +312,22 @@ def read_emotion_text(text: str) -> Any:
 
 
 def demo_inputs() -> tuple[Path, Path, Path]:
-    """The bundled demo files: (128 px portrait, speech, 256 px photo) (engine.resources)."""
-    from engine.resources import assets_dir, demo_audio, demo_portrait
+    """The bundled demo files: (128 px portrait, speech, 256 px photo) (engine.io.resources)."""
+    from engine.io.resources import assets_dir, demo_audio, demo_portrait
 
     return demo_portrait(), demo_audio(), assets_dir() / "demo" / "photo.png"
 
 
 def person_matte(image: np.ndarray) -> np.ndarray:
     """Float (H, W) foreground matte of a rendered frame (for PNG sequences with alpha)."""
-    from engine.face import person_matte as _matte
+    from engine.io.face import person_matte as _matte
 
     return np.asarray(_matte(image), np.float32)
 
 
 def probe_video(path: str) -> Any:
     """Basic facts of a written video (frames, fps, size, audio)."""
-    from engine.video import probe_video as _probe
+    from engine.io.video import probe_video as _probe
 
     return _probe(path)
 

@@ -2,7 +2,7 @@
 
 Each control is a slider with a spin box bound to the document's render settings; an edit re-renders the
 preview and the flipbook frames (the settings are part of every frame's signature) and is saved in the
-project. The renderer's own tracks (engine/performance.py) decide when a blink, a nod or a glance happens;
+project. The renderer's own tracks (engine/portrait/performance.py) decide when a blink, a nod or a glance happens;
 the project's seed makes them repeatable.
 """
 

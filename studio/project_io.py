@@ -60,7 +60,7 @@ RENDER_LIMITS: dict[str, tuple[int, int]] = {
     "fps": (1, 240),
     "refine_delay_ms": (0, 600_000),
 }
-#: Allowed range of each real-valued render setting (the portrait renderer's life: engine/performance.py).
+#: Allowed range of each real-valued render setting (the portrait renderer's life: engine/portrait/performance.py).
 RENDER_REAL_LIMITS: dict[str, tuple[float, float]] = dict(LIFE_RANGES)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.config import tiny_config
-from engine.model import MoEEModel
+from engine.diffusion.config import tiny_config
+from engine.diffusion.model import MoEEModel
 
 
 def randomise_new_modules(model: MoEEModel, seed: int = 0, scale: float = 0.2) -> MoEEModel:

@@ -27,8 +27,17 @@ EXCEPTIONS = {
 }
 #: The studio's one doorway into the engine.
 ENGINE_DOOR = "studio/engine_api.py"
-#: The folders whose every module the Layout must list.
-MAPPED = ("engine", "training")
+#: The folders whose every module the Layout must list (a package's modules are listed indented under it).
+MAPPED = ("engine", "engine/portrait", "engine/diffusion", "engine/io", "training", "training/synthetic")
+#: engine's packages and what each may never import (docs/ARCHITECTURE.md, Layout): the two renderers stay apart,
+#: and io/ serves both without knowing either. "diffusers" is the pixel renderer's library.
+SEPARATE: dict[str, tuple[str, ...]] = {
+    "engine.portrait": ("engine.diffusion", "diffusers"),
+    "engine.diffusion": ("engine.portrait",),
+    "engine.io": ("engine.portrait", "engine.diffusion", "diffusers"),
+}
+#: The tests at the top of tests/: the project as a whole (the rest mirror the source tree).
+PROJECT_TESTS = frozenset({"test_architecture.py", "test_packaging.py", "test_wheel.py"})
 #: A string in engine/ that names a module of training/ or studio/ (as ``__import__("training.x")`` would).
 NAMES_A_MODULE = re.compile(r"^(training|studio)(\.\w+)*(:\w+)?$|\b(training|studio)\.[a-z_]+\b(?!\.py)")
 
@@ -98,27 +107,34 @@ def test_engine_names_no_training_or_studio_module_in_its_code():
 
 def layout() -> dict[str, set[str]]:
     """The Layout block of docs/ARCHITECTURE.md: folder -> the module stems listed under it
-    (``name.py`` a module, ``name/`` a package)."""
+    (``name.py`` a module, ``name/`` a package; a package's own modules are indented under it, as
+    ``engine/portrait`` -> its stems)."""
     text = DOC.read_text()
     assert "## Layout" in text, f"{DOC} has no '## Layout' section"
     block = text.split("## Layout", 1)[1].split("```")[1]
     listed: dict[str, set[str]] = {}
-    folder = None
+    folder = package = None
     for line in block.splitlines():
         top = re.match(r"(\w+)/(\s|$)", line)
-        entry = re.match(r"  (\w+)(?:\.py|/)(\s|$)", line)
+        entry = re.match(r"  (\w+)(\.py|/)(\s|$)", line)
+        nested = re.match(r"    (\w+)(?:\.py|/)(\s|$)", line)
         if top:
-            folder = top[1]
+            folder, package = top[1], None
             listed[folder] = set()
         elif entry and folder is not None:
             listed[folder].add(entry[1])
+            package = f"{folder}/{entry[1]}" if entry[2] == "/" else None
+            if package:
+                listed[package] = set()
+        elif nested and package is not None:
+            listed[package].add(nested[1])
     return listed
 
 
 def modules(folder: str) -> set[str]:
-    """The modules of a folder as stems: ``x.py`` files but ``__init__.py``, and packages ``x/``."""
+    """The modules of a folder as stems: ``x.py`` files but ``__init__.py`` / ``__main__.py``, and packages ``x/``."""
     root = ROOT / folder
-    files = {path.stem for path in root.glob("*.py") if path.name != "__init__.py"}
+    files = {path.stem for path in root.glob("*.py") if not path.name.startswith("__")}
     return files | {path.parent.name for path in root.glob("*/__init__.py")}
 
 
@@ -144,9 +160,9 @@ ACYCLIC = ("training", "engine")
 #: Deferred imports (inside a function) allowed to close a circle, each with the reason. Each must stay
 #: function-local and must still exist (a stale entry fails, so the list only shrinks).
 CYCLE_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("engine/animator.py", "engine.pipeline"): "load_animator, the one function that picks a renderer, builds the "
+    ("engine/animator.py", "engine.diffusion.pipeline"): "load_animator, the one function that picks a renderer, builds the "
                                                "pixel renderer, which implements the contract animator.py defines",
-    ("engine/animator.py", "engine.portrait"): "load_animator builds the portrait renderer likewise",
+    ("engine/animator.py", "engine.portrait.animator"): "load_animator builds the portrait renderer likewise",
     ("engine/batch.py", "engine.cli"): "moee batch's arguments reuse the render flags' checks (number_flag, "
                                        "add_life_arguments); cli.py registers the subcommand",
 }
@@ -247,3 +263,90 @@ def test_no_import_cycle_among_the_modules_of_a_package():
             problems.append(f"{folder}/ has an import cycle (function-local imports included): {' -> '.join(cycle)}; "
                             "move what both need into a module of its own")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ the renderers apart
+def runs_at_import(tree: ast.Module) -> set[int]:
+    """ids of the import statements of a module that run when it is imported: not inside a function, nor under
+    ``if TYPE_CHECKING:``."""
+    found: set[int] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for orelse in child.orelse:
+                    visit(orelse)
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.add(id(child))
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def engine_imports(path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
+    """(name, line, runs at import?) of every import of a file: an engine module of ``known`` (with its parent
+    packages, which Python imports first), or any other top-level name."""
+    tree = ast.parse(path.read_text(), str(path))
+    at_import = runs_at_import(tree)
+    found = [(target, line, top) for target, line, top in imported_modules(path, known)]
+    found = [(parent, line, top) for target, line, top in found
+             for parent in {".".join(target.split(".")[:i]) for i in range(2, target.count(".") + 2)}]
+    lines_at_import = {node.lineno for node in ast.walk(tree) if id(node) in at_import}
+    found = [(name, line, line in lines_at_import) for name, line, _ in found]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno, id(node) in at_import) for alias in node.names
+                      if not alias.name.startswith("engine")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                not node.module.startswith("engine"):
+            found.append((node.module, node.lineno, id(node) in at_import))
+    return found
+
+
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(f"{package}.")
+
+
+def test_engine_packages_keep_apart():
+    """portrait/ and diffusion/ never import each other and io/ neither, not even inside a function; and importing
+    any of their modules never loads the other's, through a shared module either (the import-time closure)."""
+    paths = {module_name(path): path for path in python_files("engine")}
+    known = set(paths)
+    graph = {name: engine_imports(path, known) for name, path in paths.items()}
+    problems = []
+    for package, forbidden in SEPARATE.items():
+        for name in sorted(n for n in paths if within(n, package)):
+            problems += [f"{relative(paths[name])}:{line} imports {target} ({package} must not import {bad})"
+                         for target, line, _ in graph[name] for bad in forbidden if within(target, bad)]
+            seen, chain = {name: [name]}, [name]
+            while chain:
+                current = chain.pop()
+                for target, _, at_import in graph.get(current, []):
+                    if at_import and target in known and target not in seen:
+                        seen[target] = [*seen[current], target]
+                        chain.append(target)
+            for reached, route in sorted(seen.items()):
+                bad = [b for b in forbidden if within(reached, b)]
+                indirect = [t for t, _, at_import in graph[reached] if at_import and any(within(t, b) for b in
+                                                                                        forbidden)]
+                if (bad and len(route) > 2) or (indirect and len(route) > 1):
+                    problems.append(f"importing {name} loads {' -> '.join(route)}"
+                                    + (f" -> {indirect[0]}" if indirect and not bad else ""))
+    assert not problems, "docs/ARCHITECTURE.md's engine packages are not kept apart:\n" + "\n".join(problems)
+
+
+def test_tests_mirror_the_source():
+    """tests/a/b/ holds the tests of a/b/ (tests/engine/portrait/ those of engine/portrait/, ...); only the project's
+    own checks stay at the top of tests/."""
+    folders = sorted(path.parent for path in (ROOT / "tests").rglob("test_*.py"))
+    strays = [f"tests/{folder.relative_to(ROOT / 'tests').as_posix()}/ mirrors no source folder"
+              for folder in set(folders) if folder != ROOT / "tests"
+              and not (ROOT / folder.relative_to(ROOT / "tests") / "__init__.py").is_file()]
+    top = sorted(path.name for path in (ROOT / "tests").glob("test_*.py") if path.name not in PROJECT_TESTS)
+    strays += [f"tests/{name} belongs in the tests/ folder of the source it tests (tests/engine/..., "
+               "tests/training/, tests/studio/)" for name in top]
+    assert not strays, "\n".join(sorted(strays))

@@ -66,7 +66,7 @@ def test_installed_wheel_finds_its_own_default_model(wheel: Path, tmp_path: Path
     target, outside = tmp_path / "site", tmp_path / "elsewhere"
     outside.mkdir()
     _pip("install", "--no-deps", "--no-compile", "-q", "--target", str(target), str(wheel), cwd=outside)
-    probe = ("import json, engine, engine.bench as b, engine.pipeline as p, engine.resources as r;"
+    probe = ("import json, engine, engine.diffusion.bench as b, engine.diffusion.pipeline as p, engine.io.resources as r;"
              "print(json.dumps({'engine': engine.__file__, 'model': str(r.default_model_dir()),"
              " 'pipeline': str(p.DEFAULT_MODEL_DIR), 'portrait': str(b.DEMO_PORTRAIT), 'audio': str(b.DEMO_AUDIO),"
              " 'recognizer': str(r.bundled_model('recognizer_compound'))}))")

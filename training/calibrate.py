@@ -1,6 +1,6 @@
-"""``moee calibrate``: fit a model's slider calibration on the training people (see engine.calibration).
+"""``moee calibrate``: fit a model's slider calibration on the training people (see engine.diffusion.calibration).
 
-For every emotion ``e`` and slider value ``w`` of :data:`engine.calibration.CALIBRATION_KNOTS`, on each
+For every emotion ``e`` and slider value ``w`` of :data:`engine.diffusion.calibration.CALIBRATION_KNOTS`, on each
 of ``--identities`` *training* people (the held-out ones stay unseen, for ``moee eval``):
 
 * ``G_e(w)``: the model renders the person's portrait with gate ``w`` on emotion ``e`` (calibration
@@ -9,7 +9,7 @@ of ``--identities`` *training* people (the held-out ones stay unseen, for ``moee
 * ``T_e(w)``: the synthetic renderer draws the same person with weight ``w`` of ``e`` (its exact
   ground truth) and the same recogniser reads it.
 
-The curve ``c_e(w) = G_e^{-1}(T_e(w))`` (:func:`engine.calibration.fit_response_curve`, on the means
+The curve ``c_e(w) = G_e^{-1}(T_e(w))`` (:func:`engine.diffusion.calibration.fit_response_curve`, on the means
 over people) then gives the gate that makes the model show what the ground truth shows. The default
 recogniser is the bundled compound one (``assets/models/recognizer_compound``): trained on mixes and
 AU-varied faces, its probabilities follow partial intensities, where the single-emotion recogniser's
@@ -18,7 +18,7 @@ eval`` (``--guidance`` ...): a calibration holds for the sampling it was measure
 with the measured responses, is written as JSON (``--out``) and, with ``--write-model``, into the
 model folder's sampling defaults (with those sampling settings).
 
-``--mixes`` also fits the *mix curves* (:func:`engine.calibration.calibrate_weights`): single-emotion
+``--mixes`` also fits the *mix curves* (:func:`engine.diffusion.calibration.calibrate_weights`): single-emotion
 curves do not make a 50/50 mix show both emotions, because two experts at once interact. On
 ``--mix-identities`` training people, the model renders every two-emotion pair ``(a, b)`` with the
 gates ``(g_a, g_b)`` on a grid (:data:`MIX_GATE_GRID`, calibration off) and the recogniser reads each
@@ -44,14 +44,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.atomic import atomic_write_text
-from engine.calibration import CALIBRATION_KNOTS, calibration_note, fit_response_curve
-from engine.checkpoint import load_model, update_sampling_defaults
 from engine.cli import recorded_command
+from engine.diffusion.calibration import CALIBRATION_KNOTS, calibration_note, fit_response_curve
+from engine.diffusion.checkpoint import load_model, update_sampling_defaults
+from engine.diffusion.model import MoEEModel
 from engine.emotions import BASIC_EMOTIONS
 from engine.errors import MoEEError
-from engine.model import MoEEModel
-from engine.resources import models_dir
+from engine.io.atomic import atomic_write_text
+from engine.io.resources import models_dir
 from training.evaluate import (
     COMPOUND_RECOGNIZER_DIR,
     EVAL_SEED,

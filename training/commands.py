@@ -58,7 +58,7 @@ EVAL_PORTRAITS = TrainingCommand("measure the full-resolution path on a folder o
                                  "training.portrait_eval", "add_eval_portraits_arguments", "run_eval_portraits")
 
 #: Every subcommand by its ``moee`` name: what pyproject.toml's ``moee.commands`` entry points must name
-#: (tests/test_cli.py checks that they do).
+#: (tests/engine/test_cli.py checks that they do).
 COMMANDS: dict[str, TrainingCommand] = {
     "synth": SYNTH,
     "train": TRAIN,

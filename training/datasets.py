@@ -114,7 +114,7 @@ class Clip:
         if path.is_dir():
             with np.load(path / "frames.npz") as data:
                 return np.asarray(data["frames"], dtype=np.uint8)
-        from engine.video import read_frames
+        from engine.io.video import read_frames
 
         frames = list(read_frames(path))
         if not frames:
@@ -122,8 +122,8 @@ class Clip:
         return np.stack(frames)
 
     def load_audio(self):
-        """The clip's audio as an :class:`engine.audio.AudioClip` at 16 kHz (raises if there is none)."""
-        from engine.audio import load_audio
+        """The clip's audio as an :class:`engine.io.audio.AudioClip` at 16 kHz (raises if there is none)."""
+        from engine.io.audio import load_audio
 
         if self.audio_path is None:
             from engine.errors import InputAudioError
@@ -410,7 +410,7 @@ def _safe_name(text: str) -> str:
 
 def _track_landmarks(frames: np.ndarray) -> tuple[np.ndarray | None, int]:
     """MediaPipe landmarks per frame; missing frames take the nearest detected one."""
-    from engine.face import landmarks_or_none
+    from engine.io.face import landmarks_or_none
 
     found = [landmarks_or_none(f) for f in frames]
     ok = [i for i, lm in enumerate(found) if lm is not None]
@@ -451,7 +451,7 @@ def _readable_clip(clip: Clip) -> tuple[np.ndarray, Any, np.ndarray, str] | str:
 
 def _clip_fps(clip: Clip) -> float:
     """The clip's frame rate: its own, else the video file's, else :data:`DEFAULT_FPS`."""
-    from engine.video import probe_video
+    from engine.io.video import probe_video
 
     fps = clip.fps
     if fps is None:
@@ -467,7 +467,7 @@ def _aligned_crops(frames: np.ndarray, landmarks: np.ndarray, size: int,
     """One face crop for the whole clip (from the mean landmarks: no jitter): (crops, landmarks in the crop)."""
     import cv2
 
-    from engine.face import DEFAULT_CROP_MARGIN, crop_face
+    from engine.io.face import DEFAULT_CROP_MARGIN, crop_face
 
     _, tf = crop_face(frames[0], landmarks.mean(axis=0), size, margin if margin is not None else
                       DEFAULT_CROP_MARGIN)
@@ -563,7 +563,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
     """Training windows with masked noisy emotion conditioning (MoEE).
 
     Each item: a reference frame of the same identity, ``num_frames`` consecutive target frames, one audio mel window
-    per frame (``engine.audio.frame_windows``), the emotion condition and the mouth mask per frame
+    per frame (``engine.io.audio.frame_windows``), the emotion condition and the mouth mask per frame
     (and, with ``expression_regions``, a mask of those face regions per frame, ``region_mask``).
     With probability ``p_noisy`` the emotion condition is replaced by the label of a clip of another
     emotion (or neutral) and ``noisy`` is True: the model must then rely on the video, not the label.
@@ -587,7 +587,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
             raise DatasetError(f"no clips in split {split!r} to sample from")
         if not 0.0 <= p_noisy <= 1.0:
             raise DatasetError(f"p_noisy must lie in 0..1, not {p_noisy}")
-        from engine.config import AudioConfig
+        from engine.io.audio import AudioConfig
 
         self.clips = clips
         self.num_frames = int(num_frames)
@@ -633,7 +633,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
         if ci in self._cache:
             self._cache.move_to_end(ci)
             return self._cache[ci]
-        from engine.audio import frame_windows, log_mel
+        from engine.io.audio import frame_windows, log_mel
 
         clip = self.clips[ci]
         frames = clip.load_frames()
@@ -657,7 +657,7 @@ class ClipSampler(_torch_dataset_base()):  # type: ignore[misc]
     def __getitem__(self, index: int) -> dict[str, Any]:
         import torch
 
-        from engine.face import mouth_mask, region_mask
+        from engine.io.face import mouth_mask, region_mask
 
         rng = self._rng(index)
         rng.random()  # the draw used by condition()

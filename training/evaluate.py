@@ -54,15 +54,15 @@ import cv2
 import numpy as np
 import torch
 
-from engine.audio import envelope_per_frame, frame_windows, log_mel
-from engine.calibration import calibration_note_from_argument
-from engine.checkpoint import load_model
 from engine.cli import recorded_command, yes_no
-from engine.config import SamplingConfig, override_sampling
+from engine.diffusion.calibration import calibration_note_from_argument
+from engine.diffusion.checkpoint import load_model
+from engine.diffusion.config import SamplingConfig, override_sampling
+from engine.diffusion.model import MoEEModel
 from engine.emotions import BASIC_EMOTIONS, COMPOUND_PRESETS
-from engine.model import MoEEModel
+from engine.io.audio import envelope_per_frame, frame_windows, log_mel
+from engine.io.resources import models_dir as bundled_models_dir
 from engine.moee import BatchGates
-from engine.resources import models_dir as bundled_models_dir
 from training.metrics import (
     akd,
     appearance_descriptor,
@@ -145,7 +145,7 @@ def load_eval_clips(data: str | Path, model: MoEEModel, frames: int, split: str)
 
 def _audio_tokens(model: MoEEModel, windows: np.ndarray, rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The audio tokens of ``windows`` for ``rows`` label rows, and those of silence (only where lip guidance runs)."""
-    from engine.audio import silent_windows
+    from engine.io.audio import silent_windows
 
     d = model.denoiser
     audio = d.encode_audio(torch.from_numpy(windows)[None].expand(rows, -1, -1, -1).contiguous())
@@ -182,7 +182,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     and lip guidance (see ``SamplingConfig``; its mouth scale applies where ``reference_landmarks`` are
     given) and, with ``keep_background``, the portrait's background kept outside the person matte.
     """
-    from engine.pipeline import (
+    from engine.diffusion.pipeline import (
         combine_guidance,
         emotion_guidance_for,
         guidance_passes,
@@ -220,7 +220,7 @@ def generate(model: MoEEModel, reference: np.ndarray, windows: np.ndarray, label
     images = model.decode_latents(latents.flatten(0, 1))
     frames = tensor_to_images(images).reshape(b, f, *images.shape[-2:], 3)
     if model.cfg.sampling.keep_background:
-        from engine.face import keep_background, portrait_background_weight
+        from engine.io.face import keep_background, portrait_background_weight
 
         frames = keep_background(frames, reference, portrait_background_weight(reference))
     return frames
@@ -425,7 +425,7 @@ def sweep_step(setup: EvalSetup, person: EvalClip) -> SweepScores:
 
 def locality_step(setup: EvalSetup, person: EvalClip) -> float:
     """Step 4: anger with the brush on the brows only vs neutral (same noise): change inside / outside."""
-    from engine.face import region_mask
+    from engine.io.face import region_mask
 
     emotions = list(BASIC_EMOTIONS)
     n_emo, h = setup.model.num_emotions, setup.model.cfg.image_size

@@ -216,7 +216,7 @@ class FerReader:
         ``None`` when MediaPipe finds no single face.
         """
         if points is None:
-            from engine.face import landmarks_or_none
+            from engine.io.face import landmarks_or_none
 
             found = landmarks_or_none(image)
             if found is None:

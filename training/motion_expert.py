@@ -1,7 +1,7 @@
 """``moee train expert`` for the default (portrait) renderer: one custom emotion as a new slot of the motion MoE.
 
 The paper's recipe (MoEE Sec. 3.4), in motion space: the base motion model is loaded, a slot is added
-(:meth:`engine.motion.MotionModel.add_emotion`) and only that slot trains: its expert, its latent tokens and
+(:meth:`engine.portrait.motion.MotionModel.add_emotion`) and only that slot trains: its expert, its latent tokens and
 its gate column. The six experts, the trunk, the head and the lip model stay frozen, so the six's output is
 unchanged (bit-identical with the new slider at 0). The loss is the squared error of the predicted
 displacement (face units) on the 68 landmarks, *masked*: on frames where the mouth is speaking the mouth's
@@ -30,7 +30,7 @@ Data (``--data``), any of:
   smile of the clip test (0.95 before the alignment and the rule-out). What the renderer's action units cannot
   draw is not learnt from footage.
 
-Writes ``OUT/NAME.moeexpert.safetensors`` (:data:`engine.motion.MOTION_EXPERT_FORMAT`); progress as the
+Writes ``OUT/NAME.moeexpert.safetensors`` (:data:`engine.portrait.motion.MOTION_EXPERT_FORMAT`); progress as the
 pixel trainer's JSON-lines log (``--log``), Stop through ``--stop-file`` and exact ``--resume`` from
 ``OUT/checkpoint``, as the studio's trainer panel expects.
 """
@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.atomic import atomic_write_text
-from engine.motion import EXPERT_PACK_SUFFIX, MOTION_CONFIG, MotionModel
+from engine.io.atomic import atomic_write_text
+from engine.portrait.motion import EXPERT_PACK_SUFFIX, MOTION_CONFIG, MotionModel
 from training.errors import DatasetError, TrainingError
 from training.recipe import Recipe, read_recipe
 
@@ -183,11 +183,11 @@ def recipe_examples(recipe: Recipe, emotions: tuple[str, ...], cfg: ExpertTraini
 # ---------------------------------------------------------------------------------------------- real footage
 def _frames_of(path: Path) -> tuple[list[np.ndarray], float]:
     """Evenly spaced frames (RGB, full resolution) of a video or a photo, and the video's fps (0 for a photo)."""
-    from engine.image import load_image
+    from engine.io.image import load_image
 
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         return [load_image(path)], 0.0
-    from engine.video import probe_video, read_frames
+    from engine.io.video import probe_video, read_frames
 
     info = probe_video(path)
     frames = [np.asarray(f) for f in read_frames(path)]
@@ -200,9 +200,9 @@ def _frames_of(path: Path) -> tuple[list[np.ndarray], float]:
 
 def face_unit_shapes(frames: list[np.ndarray], mean_shape: np.ndarray) -> np.ndarray:
     """(F, 68, 2) face-unit shapes of the frames' faces (Face Mesh -> iBUG 68 -> similarity on the rigid
-    points onto the motion model's mean face, as :func:`engine.portrait_rig.build_rig` does)."""
-    from engine.face import detect_landmarks
-    from engine.portrait_rig import LM68_FROM_MP478, RIGID_68, fit_similarity
+    points onto the motion model's mean face, as :func:`engine.portrait.rig.build_rig` does)."""
+    from engine.io.face import detect_landmarks
+    from engine.portrait.rig import LM68_FROM_MP478, RIGID_68, fit_similarity
 
     shapes = []
     for frame in frames:
@@ -255,7 +255,7 @@ def align_to_neutral(shapes: np.ndarray, neutral: np.ndarray, anchors: tuple[int
     """``shapes`` (F, 68, 2) each moved by the similarity that best lays its ``anchors`` on the ``neutral``'s
     (:data:`ANCHORS_68`), so that a frame's difference from its neutral is the expression, not a shift, a turn
     or a change of scale of the head."""
-    from engine.portrait_rig import fit_similarity
+    from engine.portrait.rig import fit_similarity
 
     rows = list(anchors)
     return np.asarray([fit_similarity(shape[rows], neutral[rows]).apply(shape) for shape in shapes], np.float64)
@@ -461,7 +461,7 @@ def _save_checkpoint(out: Path, params: list[torch.nn.Parameter], optimizer: tor
                      cfg: ExpertTrainingConfig, name: str) -> None:
     from safetensors.torch import save as save_bytes
 
-    from engine.atomic import atomic_write_bytes
+    from engine.io.atomic import atomic_write_bytes
 
     folder = out / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -582,7 +582,7 @@ def train_motion_expert(data: str | Path, name: str, out: str | Path, base: str 
     Returns the written pack ``OUT/NAME.moeexpert.safetensors``, or None when Stop ended the run early (its
     checkpoint is in ``OUT/checkpoint``; ``resume=True`` continues it).
     """
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     torch.manual_seed(cfg.seed)
     out = Path(out)
@@ -619,7 +619,7 @@ def train_motion_expert(data: str | Path, name: str, out: str | Path, base: str 
 def expert_renderer(args: argparse.Namespace) -> str:
     """Which renderer ``moee train expert`` trains for: ``--renderer``, else the motion model (portrait) when the
     base model folder has one, else the pixel model."""
-    from engine.config import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     chosen = getattr(args, "renderer", "auto") or "auto"
     if chosen != "auto":

@@ -6,7 +6,7 @@ drawn and no landmark is detected. As in the paper's stage 2, each expert learns
 examples (plus neutral ones); compound mixes are only used to evaluate.
 
 The lip model learns the synthetic speech model's mouth opening (:func:`training.synthetic.mouth_open_from_audio`)
-from the loudness window :func:`engine.motion.lip_features` reads, on generated speech.
+from the loudness window :func:`engine.portrait.motion.lip_features` reads, on generated speech.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.audio import AudioClip, envelope_per_frame
 from engine.emotions import BASIC_EMOTIONS
-from engine.motion import LipModel, MotionConfig, MotionModel, MotionMoE, lip_features
+from engine.io.audio import AudioClip, envelope_per_frame
+from engine.portrait.motion import LipModel, MotionConfig, MotionModel, MotionMoE, lip_features
 from training.synthetic import (
     DEFAULT_FPS,
     SAMPLE_RATE,

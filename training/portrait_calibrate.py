@@ -1,6 +1,6 @@
-"""``moee calibrate-portrait``: fit the portrait path's slider calibration (engine.portrait_calibration).
+"""``moee calibrate-portrait``: fit the portrait path's slider calibration (engine.portrait.calibration).
 
-For every emotion ``e`` and gate ``g`` of :data:`engine.portrait_calibration.PORTRAIT_KNOTS`, on each
+For every emotion ``e`` and gate ``g`` of :data:`engine.portrait.calibration.PORTRAIT_KNOTS`, on each
 calibration portrait (the astronaut of ``skimage.data`` and a few people of the synthetic renderer, drawn
 at :data:`SYNTHETIC_SIZE` px; never user portraits), the default renderer sets up the frame with gate ``g``
 of ``e`` alone (calibration off, no blinks, head motion or gaze, silent) and :func:`expression_intensity`
@@ -10,7 +10,7 @@ the geometry that the mesh warp draws, not the motion model's own numbers.
 Averaged over the portraits (the real photo weighing as much as the synthetic people together) this gives ``I_e(g)``; the full-strength intensity ``I_full`` is the weakest
 emotion's ``I_e(1)`` and the curve ``c_e(w) = I_e^{-1}(w * I_full)`` (:func:`fit_curves`). The result is
 written (``--write-model``) as ``portrait_calibration.json`` into the model folder, where
-:meth:`engine.portrait.PortraitAnimator.from_pretrained` finds it; its notes record the intensities
+:meth:`engine.portrait.animator.PortraitAnimator.from_pretrained` finds it; its notes record the intensities
 before and after and their spread across emotions. About 10 s on 2 CPU cores.
 """
 
@@ -27,11 +27,11 @@ import numpy as np
 
 from engine.errors import MoEEError
 from engine.moee import GateControl
-from engine.motion import MotionModel
-from engine.performance import LifeConfig
-from engine.portrait import PortraitAnimator, PreparedPortrait, TransferConfig
-from engine.portrait_calibration import PORTRAIT_CALIBRATION_FILE, PORTRAIT_KNOTS, PortraitCalibration
-from engine.portrait_rig import LM68_FROM_MP478, MESH_ROWS
+from engine.portrait.animator import PortraitAnimator, PreparedPortrait, TransferConfig
+from engine.portrait.calibration import PORTRAIT_CALIBRATION_FILE, PORTRAIT_KNOTS, PortraitCalibration
+from engine.portrait.motion import MotionModel
+from engine.portrait.performance import LifeConfig
+from engine.portrait.rig import LM68_FROM_MP478, MESH_ROWS
 
 #: Identity seeds of the synthetic calibration people.
 SYNTHETIC_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -130,7 +130,7 @@ def calibrate(model_dir: str | Path | None = None, seeds: Sequence[int] = SYNTHE
     The notes record per portrait the intensities at :data:`CHECK_SLIDERS` before and after, and the
     spread across emotions.
     """
-    from engine.pipeline import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     start = time.perf_counter()
     folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
@@ -183,7 +183,7 @@ def add_calibrate_portrait_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_calibrate_portrait(args: argparse.Namespace) -> int:
     """Run ``moee calibrate-portrait``; returns the exit code."""
-    from engine.pipeline import DEFAULT_MODEL_DIR
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     try:
         if args.synthetic < 0 or args.size < 128:

@@ -122,7 +122,7 @@ def read_emotion(measures: np.ndarray) -> tuple[str, dict[str, float]]:
 
 
 def _mesh(image: np.ndarray) -> np.ndarray | None:
-    from engine.face import landmarks_or_none
+    from engine.io.face import landmarks_or_none
 
     found = landmarks_or_none(image)
     return None if found is None else found.points.astype(np.float64)
@@ -130,7 +130,7 @@ def _mesh(image: np.ndarray) -> np.ndarray | None:
 
 def _mesh3d(image: np.ndarray) -> np.ndarray | None:
     """MediaPipe's (478, 3) points of the one face: x, y pixels and its relative depth (same units)."""
-    from engine.face import landmarks_or_none
+    from engine.io.face import landmarks_or_none
 
     found = landmarks_or_none(image)
     return None if found is None else np.column_stack([found.points, found.z]).astype(np.float64)
@@ -231,7 +231,7 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     hits = sum(1 for name in emotions if reads[name]["read_as"] == name)
 
     talking = animator.prepare(path, speech, max_size=max_size, mesh=still.rig.mesh)
-    from engine.audio import envelope_per_frame
+    from engine.io.audio import envelope_per_frame
 
     envelope = envelope_per_frame(talking.audio, talking.num_frames, talking.fps)
     meshes3d = [_mesh3d(result.image) for result in animator.render_clip(talking, neutral_gates)]
@@ -241,7 +241,7 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
     lipsync = float(np.corrcoef(gaps[valid], envelope[valid])[0, 1]) if valid.sum() > 3 else float("nan")
     # Stability: landmark spread (training.metrics.landmark_spread) over the clip's silent stretch (mouth closed), measured on the output frames of
     # the same clip with a still head, no blink and a fixed gaze (the living clip moves on purpose).
-    from engine.performance import STILL_LIFE
+    from engine.portrait.performance import STILL_LIFE
 
     steady = animator.prepare(path, speech, max_size=max_size, mesh=still.rig.mesh, life=STILL_LIFE)
     quiet = [m for m in (_mesh(animator.render_frame(steady, index, neutral_gates))
@@ -292,7 +292,7 @@ def _outside_ring(prepared) -> np.ndarray:
 
 def _brush_locality(animator, prepared) -> float:
     """Change inside a surprise stroke on the brows of an angry face over the change elsewhere in the face ring."""
-    from engine.face import region_mask
+    from engine.io.face import region_mask
 
     emotions = animator.emotions
     rig = prepared.rig
@@ -388,9 +388,9 @@ def add_eval_portraits_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_file_output(flag: str, path: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Refuse (OutputError) an output file whose suffix is not one of ``suffixes``, that is a folder, or
     whose folder is missing or read-only: checked before minutes of measuring."""
-    from engine.atomic import check_writable_folder
     from engine.errors import OutputError
-    from engine.paths import check_output_name
+    from engine.io.atomic import check_writable_folder
+    from engine.io.paths import check_output_name
 
     check_output_name(flag, path)
     target = Path(path)
@@ -408,10 +408,10 @@ def _check_file_output(flag: str, path: str, suffixes: tuple[str, ...] | None = 
 def check_eval_inputs(args: argparse.Namespace) -> tuple[list[Path], str | Path]:
     """The portraits and the speech of ``moee eval-portraits``, after checking every path before a model loads:
     the folder exists and holds portraits, the audio reads, the outputs can be written and none is an input."""
-    from engine.audio import load_audio
-    from engine.config import DEFAULT_MODEL_DIR
     from engine.errors import InputImageError, OutputError
-    from engine.paths import check_outputs_spare_inputs, output_input_conflict
+    from engine.io.audio import load_audio
+    from engine.io.paths import check_outputs_spare_inputs, output_input_conflict
+    from engine.io.resources import DEFAULT_MODEL_DIR
 
     folder = Path(args.folder)
     if not folder.exists():
@@ -424,7 +424,7 @@ def check_eval_inputs(args: argparse.Namespace) -> tuple[list[Path], str | Path]
     if not paths:
         raise InputImageError(f"no portrait images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     if args.audio is None:
-        from engine.resources import demo_audio
+        from engine.io.resources import demo_audio
 
         speech: str | Path = demo_audio()
     else:
@@ -445,9 +445,9 @@ def check_eval_inputs(args: argparse.Namespace) -> tuple[list[Path], str | Path]
 
 
 def run_eval_portraits(args: argparse.Namespace) -> int:
-    from engine.atomic import atomic_path, atomic_write_text
     from engine.errors import MoEEError
-    from engine.portrait import PortraitAnimator
+    from engine.io.atomic import atomic_path, atomic_write_text
+    from engine.portrait.animator import PortraitAnimator
 
     paths, speech = check_eval_inputs(args)
     animator = PortraitAnimator.from_pretrained(args.model)

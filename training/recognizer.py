@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine.atomic import atomic_path
+from engine.diffusion.model import MoEEModel
 from engine.emotions import BASIC_EMOTIONS
-from engine.model import MoEEModel
+from engine.io.atomic import atomic_path
 
 INPUT_SIZE = 64
 N_LANDMARKS = 68
@@ -187,7 +187,7 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 @torch.no_grad()
 def reconstruct(model: MoEEModel, frames: np.ndarray) -> np.ndarray:
     """VAE round trip of uint8 frames: the ceiling on what any generation through this VAE can reach."""
-    from engine.pipeline import image_to_tensor, tensor_to_images
+    from engine.diffusion.pipeline import image_to_tensor, tensor_to_images
 
     x = torch.cat([image_to_tensor(f) for f in frames])
     return tensor_to_images(model.decode_latents(model.encode_images(x)))
@@ -408,7 +408,7 @@ def train_recognizer(data: str | Path, out: str | Path, steps: int = 1500, batch
     x_all = to_input(train["frames"])
     round_trips = vae_model = None
     if autoencoder:
-        from engine.checkpoint import load_model
+        from engine.diffusion.checkpoint import load_model
 
         vae_model = load_model(autoencoder)
         round_trips = _round_trip_pool(vae_model, autoencoder, train["frames"], frame_size, autoencoder_frames, rng)

@@ -18,7 +18,7 @@
 * ``expert``: ``model.add_emotion(NAME)``; only the new expert slot of every MoE layer, its rows
   of both gates and its column of the label encoder learn (gradients of the other rows are zeroed
   by hooks, Adam without weight decay leaves them bit-identical). Saved with
-  :func:`engine.checkpoint.save_expert_pack` to ``OUT/NAME.moeexpert.safetensors``.
+  :func:`engine.diffusion.checkpoint.save_expert_pack` to ``OUT/NAME.moeexpert.safetensors``.
 
 Loss (diffusion stages): ``L = L_latent + L_spatial`` with ``L_latent = ||eps - eps_theta||^2`` and
 ``L_spatial = w(t) (||I_p - I_gt||_1 + ||V(I_p) - V(I_gt)||^2)``, ``w(t) = cos(t pi / 2T)``; to keep
@@ -52,11 +52,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine.checkpoint import load_model, save_expert_pack, save_model
 from engine.cli import recorded_command
-from engine.config import SamplingConfig, get_config
+from engine.diffusion.checkpoint import load_model, save_expert_pack, save_model
+from engine.diffusion.config import SamplingConfig, get_config
+from engine.diffusion.model import MoEEModel
 from engine.errors import MoEEError
-from engine.model import MoEEModel
 from engine.moee import BatchGates, EmotionMoE
 from training import losses
 from training.errors import TrainingError
@@ -548,7 +548,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expression-weight", type=float, default=0.0,
                         help="stage 2 / expert: extra loss weight on the expression regions (1 + W x region mask)")
     parser.add_argument("--expression-regions", default=",".join(DEFAULT_EXPRESSION_REGIONS),
-                        help="face regions weighed by --expression-weight (comma-separated; from engine.face.REGIONS)")
+                        help="face regions weighed by --expression-weight (comma-separated; from engine.io.face.REGIONS)")
     parser.add_argument("--p-noisy", type=float, default=DEFAULT_P_NOISY)
     parser.add_argument("--ablation", default="none", choices=ABLATIONS)
     parser.add_argument("--spatial-frames", type=int, default=1, help="decoded frames per clip for L_spatial")
@@ -564,7 +564,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def expression_regions(args: argparse.Namespace) -> tuple[str, ...]:
     """The face regions ``--expression-weight`` weighs (none when the weight is 0 or the stage trains no expert)."""
-    from engine.face import REGIONS
+    from engine.io.face import REGIONS
 
     if args.expression_weight <= 0 or args.stage not in EXPERT_STAGES:
         return ()
@@ -578,7 +578,7 @@ def expression_regions(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _build_model(args: argparse.Namespace) -> MoEEModel:
     if args.stage == "expert":
-        from engine.pipeline import DEFAULT_MODEL_DIR
+        from engine.io.resources import DEFAULT_MODEL_DIR
 
         model = load_model(args.model or args.init or DEFAULT_MODEL_DIR)
         if not args.name:

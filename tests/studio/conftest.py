@@ -27,8 +27,8 @@ def animator():
     """The real untrained tiny model (32x32 frames)."""
     import torch
 
-    from engine.config import tiny_config
-    from engine.pipeline import Animator
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.pipeline import Animator
 
     torch.set_num_threads(1)
     return Animator.from_config(tiny_config(), device="cpu", seed=0)

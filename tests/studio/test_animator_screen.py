@@ -340,7 +340,7 @@ def test_the_window_module_imports_without_torch_or_diffusers() -> None:
     import sys
 
     code = ("import sys, studio.app, studio.main_window, studio.engine_api as e; e.cancel_token(); "
-            "print(sorted(m for m in ('torch', 'diffusers', 'engine.pipeline') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'diffusers', 'engine.diffusion.pipeline') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -417,7 +417,7 @@ def test_export_options_size_quality_rate_prores_alpha_and_estimate(qtbot, portr
         assert dialog.writer_options() == {"bit_rate": 4_000_000}
         assert "2 frames at 10 fps" in dialog.estimate.text()
         export(dialog, tmp_path / "clip.mp4")
-        from engine.video import probe_video
+        from engine.io.video import probe_video
 
         info = probe_video(str(tmp_path / "clip.mp4"))
         assert info.fps == pytest.approx(10) and (info.width, info.height) == (512, 512)
@@ -440,7 +440,7 @@ def test_prores_and_bit_rate_writers(tmp_path) -> None:
     import av
 
     from engine.errors import OutputError
-    from engine.video import open_writer, probe_video
+    from engine.io.video import open_writer, probe_video
 
     frame = np.zeros((30, 40, 4), np.uint8)
     frame[..., 1] = 180

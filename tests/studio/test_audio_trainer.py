@@ -124,9 +124,9 @@ def test_log_tail_handles_partial_lines(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_real_trainer_produces_a_pack_that_becomes_a_slider(qtbot, tmp_path: Path) -> None:
     """End to end: training.trainer (1 step on a tiny labelled set) -> expert pack -> new slider."""
-    from engine.checkpoint import save_model
-    from engine.config import tiny_config
-    from engine.pipeline import Animator
+    from engine.diffusion.checkpoint import save_model
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.pipeline import Animator
     from studio.main_window import MainWindow
     from tests.studio.test_trainer_panel import make_expert_data
 

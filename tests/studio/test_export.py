@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.video import probe_video
+from engine.io.video import probe_video
 
 
 def _export(qtbot, win, path: Path, fmt: str, stop: int = 6):

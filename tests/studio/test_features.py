@@ -28,9 +28,9 @@ def test_describe_the_emotion_sets_sliders_off_the_ui_thread(qtbot, ready_window
 
 
 def test_custom_expert_pack_becomes_a_slider(qtbot, portrait_path, tmp_path: Path) -> None:
-    from engine.checkpoint import save_expert_pack
-    from engine.config import tiny_config
-    from engine.pipeline import Animator
+    from engine.diffusion.checkpoint import save_expert_pack
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.pipeline import Animator
     from studio.main_window import MainWindow
 
     donor = Animator.from_config(tiny_config(), seed=0)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from engine.video import probe_video, read_frames
+from engine.io.video import probe_video, read_frames
 from studio.document import DocumentState
 from studio.project_io import ProjectError, load_project, save_project, state_from_json, state_to_json
 from tests.studio.conftest import dispose

@@ -16,8 +16,8 @@ from studio.trainer_panel import TrainerPanel
 
 def make_expert_data(root: Path, name: str = "smug") -> Path:
     """A labels.csv data set: one 0.4 s clip of the new emotion ``name`` and one neutral clip (64 px mp4s)."""
-    from engine.audio import AudioClip
-    from engine.video import open_writer
+    from engine.io.audio import AudioClip
+    from engine.io.video import open_writer
     from training import synthetic as syn
 
     root.mkdir(parents=True, exist_ok=True)
@@ -109,9 +109,9 @@ def test_status_shows_step_of_n_and_time_left_while_training(qtbot, tmp_path: Pa
 
 def test_stop_keeps_a_checkpoint_and_resume_reaches_n_steps(qtbot, tmp_path: Path) -> None:
     """The real trainer on the tiny model: Stop at once -> stopped after step 1; Resume -> steps 2..3, the pack."""
-    from engine.checkpoint import save_model
-    from engine.config import tiny_config
-    from engine.pipeline import Animator
+    from engine.diffusion.checkpoint import save_model
+    from engine.diffusion.config import tiny_config
+    from engine.diffusion.pipeline import Animator
     from training.trainer import CHECKPOINT_DIR, STATE_FILE
 
     data = make_expert_data(tmp_path / "data")

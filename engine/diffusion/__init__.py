@@ -1,0 +1,1 @@
+"""The pixel renderer: the MoEE U-Net (diffusers) on a face crop."""

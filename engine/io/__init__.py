@@ -1,0 +1,1 @@
+"""Files and devices both renderers read and write: images, audio, video, faces, bundled data."""

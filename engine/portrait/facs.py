@@ -1,0 +1,83 @@
+"""FACS emphasis: the action units of each emotion as landmark motion, added to the motion model's.
+
+The motion MoE learns the synthetic people's expressions; on a real face the same motion reads weakly
+(an outside recogniser named fear in none of eleven portraits). What a person reads is spelled out by
+FACS / EMFACS (Ekman & Friesen): fear is AU1+2+4+5+7+20+26 (brows up *and* drawn together, upper lids
+raised, lips stretched sideways), anger AU4+5+7+23 (brows down and together, lids tightened, lips
+pressed), and so on. This module writes each action unit as a small displacement of the 68 iBUG
+landmarks in face units (half the face width; y grows downward) and each emotion as its EMFACS mix:
+
+    emphasis(token) = sum_e w_e(token) * sum_AU intensity[e][AU] * AU_MOTION[AU](token)
+
+``w_e(token)`` is the emotion's weight at that token: the slider (the global gate) or, under a brush
+stroke, the painted strength, so a stroke on the brows emphasises the brows only. The lids' AUs (5, 6, 7)
+are drawn by :mod:`engine.portrait.eyes` (``TransferConfig.lid_shape``), not here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Each action unit as (landmark indices, (dx, dy) per landmark) at intensity 1, face units.
+_AU_PARTS: dict[int, list[tuple[tuple[int, ...], tuple[float, float]]]] = {
+    1: [((21, 22), (0.0, -0.07)), ((20, 23), (0.0, -0.05)), ((19, 24), (0.0, -0.025))],  # inner brow raiser
+    2: [((17, 26), (0.0, -0.06)), ((18, 25), (0.0, -0.06)), ((19, 24), (0.0, -0.04)), ((20, 23), (0.0, -0.02))],
+    4: [((21,), (0.03, 0.05)), ((22,), (-0.03, 0.05)), ((20,), (0.02, 0.045)), ((23,), (-0.02, 0.045)),
+        ((19, 24), (0.0, 0.035)), ((17, 18, 25, 26), (0.0, 0.02))],  # brow lowerer: down and together
+    9: [((31, 35), (0.0, -0.02)), ((32, 33, 34), (0.0, -0.015)), ((50, 51, 52), (0.0, -0.015)),
+        ((21, 22), (0.0, 0.02))],  # nose wrinkler
+    10: [((50, 52), (0.0, -0.045)), ((49, 51, 53), (0.0, -0.04)), ((61, 62, 63), (0.0, -0.04)),
+         ((48, 54), (0.0, -0.01))],  # upper lip raiser
+    12: [((48, 60), (-0.05, -0.06)), ((54, 64), (0.05, -0.06)), ((49,), (-0.02, -0.03)), ((53,), (0.02, -0.03)),
+         ((59,), (-0.02, -0.03)), ((55,), (0.02, -0.03))],  # lip corner puller
+    15: [((48, 54, 60, 64), (0.0, 0.05)), ((59, 55), (0.0, 0.02))],  # lip corner depressor
+    16: [((56, 57, 58, 65, 66, 67), (0.0, 0.07)), ((55, 59), (0.0, 0.05))],  # lower lip depressor
+    17: [((55, 56, 57, 58, 59, 65, 66, 67), (0.0, -0.03)), ((7, 8, 9), (0.0, -0.02))],  # chin raiser
+    20: [((48, 60), (-0.06, 0.01)), ((54, 64), (0.06, 0.01)), ((49, 59), (-0.03, 0.0)), ((53, 55), (0.03, 0.0))],
+    23: [((48, 60), (0.03, 0.0)), ((54, 64), (-0.03, 0.0)), ((49, 50, 51, 52, 53), (0.0, 0.015)),
+         ((55, 56, 57, 58, 59), (0.0, -0.015))],  # lip tightener
+    26: [((55, 56, 57, 58, 59, 65, 66, 67), (0.0, 0.12)), ((8,), (0.0, 0.1)), ((7, 9), (0.0, 0.09)),
+         ((6, 10), (0.0, 0.07)), ((5, 11), (0.0, 0.05)), ((48, 54, 60, 64), (0.0, 0.04))],  # jaw drop
+}
+#: EMFACS prototypes without the lids' AUs (5, 6, 7: engine.portrait.eyes): AU -> intensity at slider 1.
+EMOTION_AUS: dict[str, dict[int, float]] = {
+    "happiness": {12: 1.0},
+    "sadness": {1: 1.0, 4: 0.5, 15: 1.0, 17: 0.5},
+    # Anger at full strength shouts (EMFACS 4+5+7+10+16+25/26): brows down and together with the outer ends
+    # up, the nose wrinkled, the upper lip raised and the lower lip pulled down off the teeth. The pressed
+    # lips of the quieter prototype (4+5+7+23) read neutral or happy on most real faces.
+    "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 16: 1.3, 20: 0.5, 26: 0.8},
+    "disgust": {9: 1.0, 10: 1.0, 15: 0.5, 4: 0.3},
+    # Fear as a face shows it at full strength: brows up *and* knit (AU1+2 with a strong AU4), the mouth
+    # dropped open with the lips stretched and pulled down (AU20, AU15, AU26) and the upper lip tense
+    # (AU10). The earlier closed, sideways-stretched mouth read as a grin (appearance reader: fear 0/7,
+    # read happy or neutral); this mix reads fear on 4 of the 7 shared portraits (docs/PORTRAIT.md).
+    "fear": {1: 0.7, 2: 0.8, 4: 1.4, 10: 0.4, 15: 1.6, 20: 0.4, 26: 1.4},
+    "surprise": {1: 1.0, 2: 1.0, 26: 0.8},
+}
+
+
+def au_motion(au: int) -> np.ndarray:
+    """(68, 2) face-unit displacement of one action unit at intensity 1."""
+    motion = np.zeros((68, 2))
+    for indices, (dx, dy) in _AU_PARTS[au]:
+        motion[list(indices)] += (dx, dy)
+    return motion
+
+
+def emotion_emphasis(emotions: tuple[str, ...] | list[str]) -> np.ndarray:
+    """(E, 68, 2): each emotion's EMFACS motion at slider 1 (zeros for an emotion FACS does not list, such as
+    a custom expert)."""
+    table = np.zeros((len(emotions), 68, 2))
+    for e, name in enumerate(emotions):
+        for au, intensity in EMOTION_AUS.get(name, {}).items():
+            table[e] += intensity * au_motion(au)
+    return table
+
+
+def emphasis(table: np.ndarray, token_weights: np.ndarray) -> np.ndarray:
+    """(68, 2) the emphasis of a frame: ``sum_e token_weights[:, e] * table[e]`` (token_weights: (68, E) or (E,))."""
+    weights = np.asarray(token_weights, np.float64)
+    if weights.ndim == 1:
+        weights = np.broadcast_to(weights, (68, len(weights)))
+    return np.einsum("te,etc->tc", weights, table)

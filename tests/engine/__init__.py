@@ -1,0 +1,1 @@
+"""Tests of engine/ (its top-level modules here; each package's in the folder of the same name)."""

@@ -1,0 +1,1 @@
+"""Tests of engine/diffusion/ (the pixel renderer)."""

@@ -1,0 +1,1 @@
+"""Tests of engine/io/ (files and devices)."""

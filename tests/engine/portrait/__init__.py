@@ -1,0 +1,1 @@
+"""Tests of engine/portrait/ (the portrait renderer)."""

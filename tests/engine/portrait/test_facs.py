@@ -1,0 +1,119 @@
+"""Emotions anyone can name: the FACS emphasis (engine/portrait/facs.py), the lids of each emotion (engine/portrait/eyes.py via
+TransferConfig.lid_shape) and the neutralised sitter, on the astronaut with real MediaPipe landmarks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from engine.io.face import detect_landmarks
+from engine.moee import GateControl
+from engine.portrait.animator import PortraitAnimator, TransferConfig
+from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
+from engine.portrait.performance import STILL_LIFE
+from engine.portrait.rig import MESH_ROWS
+
+EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
+INNER_BROWS, OUTER_BROWS, CORNERS = (21, 22), (17, 26), (48, 54)
+
+
+def one_hot(name: str, value: float = 1.0) -> GateControl:
+    weights = np.zeros(len(EMOTIONS), np.float32)
+    weights[EMOTIONS.index(name)] = value
+    return GateControl(weights)
+
+
+# ------------------------------------------------------------------ the action units (pure)
+def test_action_units_move_the_landmarks_as_facs_describes() -> None:
+    up = lambda motion, idx: -motion[list(idx), 1].mean()  # noqa: E731 - y grows downward
+    assert up(au_motion(1), INNER_BROWS) > 0.05 and up(au_motion(1), OUTER_BROWS) == 0  # inner brow raiser
+    assert up(au_motion(2), OUTER_BROWS) > 0.05  # outer brow raiser
+    lowerer = au_motion(4)
+    assert up(lowerer, INNER_BROWS) < 0 and lowerer[21, 0] > 0 > lowerer[22, 0]  # down and together
+    assert up(au_motion(12), CORNERS) > 0 and au_motion(12)[48, 0] < 0 < au_motion(12)[54, 0]  # up and out
+    assert up(au_motion(15), CORNERS) < 0  # corners down
+    assert au_motion(20)[48, 0] < 0 < au_motion(20)[54, 0]  # stretched sideways
+    assert au_motion(26)[57, 1] > 0.1  # the jaw drops
+    assert au_motion(16)[57, 1] > 0.05 and not au_motion(16)[48:55].any()  # the lower lip down, not the upper
+
+
+def test_each_emotion_is_its_emfacs_mix_and_a_custom_emotion_has_none() -> None:
+    table = emotion_emphasis((*EMOTIONS, "smug"))
+    assert set(EMOTION_AUS) == set(EMOTIONS)
+    fear = sum(intensity * au_motion(au) for au, intensity in EMOTION_AUS["fear"].items())
+    assert np.allclose(table[EMOTIONS.index("fear")], fear)
+    assert not table[-1].any()
+    assert not emphasis(table, np.zeros(7)).any()
+
+
+def test_a_painted_stroke_emphasises_only_its_tokens() -> None:
+    table = emotion_emphasis(EMOTIONS)
+    tokens = np.zeros((68, 6))
+    tokens[17:27, EMOTIONS.index("surprise")] = 1.0  # surprise painted on the brows only
+    motion = emphasis(table, tokens)
+    assert np.abs(motion[17:27]).max() > 0.05
+    assert not motion[48:68].any()  # the mouth does not open
+
+
+# ------------------------------------------------------------------ on a real portrait
+@pytest.fixture(scope="module")
+def animator() -> PortraitAnimator:
+    return PortraitAnimator.from_pretrained()
+
+
+@pytest.fixture(scope="module")
+def still(animator):
+    from skimage.data import astronaut
+
+    return animator.prepare(astronaut(), max_size=512, life=STILL_LIFE)
+
+
+def _eye_opening(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[159] - points[145]) + np.linalg.norm(points[386] - points[374]))
+
+
+def test_emphasis_strengthens_the_brows(animator, still) -> None:
+    plain = PortraitAnimator(animator.motion, dataclasses.replace(animator.cfg, facs_emphasis=0.0))
+    rest = still.rig.control
+    for name, point, direction in (("surprise", 105, -1), ("sadness", 107, -1), ("anger", 107, 1)):
+        row = MESH_ROWS[point]  # a brow point of MediaPipe's mesh: y of the target minus y at rest
+        emphasised = animator.control_targets(still, one_hot(name), 0)[row, 1] - rest[row, 1]
+        bare = plain.control_targets(still, one_hot(name), 0)[row, 1] - rest[row, 1]
+        assert direction * emphasised > direction * bare + 1, name
+
+
+def test_lids_glare_in_anger_and_widen_in_surprise(animator, still) -> None:
+    neutral = _eye_opening(detect_landmarks(animator.render_frame(still, 0, one_hot("anger", 0.0))).points)
+    anger = _eye_opening(detect_landmarks(animator.render_frame(still, 0, one_hot("anger"))).points)
+    surprise = _eye_opening(detect_landmarks(animator.render_frame(still, 0, one_hot("surprise"))).points)
+    assert anger < 0.85 * neutral < surprise * 0.85
+
+
+def test_widened_eyes_show_white_above_the_iris(animator) -> None:
+    from skimage.data import astronaut
+
+    cfg = dataclasses.replace(TransferConfig(), lid_shape={"surprise": (-0.4, 0.0)})
+    wide = PortraitAnimator(animator.motion, cfg)
+    prepared = wide.prepare(astronaut(), max_size=512, life=STILL_LIFE)
+    frame = wide.render_frame(prepared, 0, one_hot("surprise"))
+    iris = prepared.rig.mesh[468]
+    radius = float(np.linalg.norm(prepared.rig.mesh[469] - iris))
+    above = frame[int(iris[1] - 2.2 * radius): int(iris[1] - 1.2 * radius), int(iris[0] - 2): int(iris[0] + 3)]
+    sclera = frame[int(iris[1]) - 1: int(iris[1]) + 2, int(iris[0] + 2.5 * radius): int(iris[0] + 3.5 * radius)]
+    assert above.mean() > 0.8 * sclera.mean()  # white (the sclera's tone) where the lid used to be
+
+
+def test_a_smiling_sitter_is_neutralised_and_her_smile_returns_with_happiness(animator, still) -> None:
+    portrait = detect_landmarks(still.portrait).points
+    neutral = detect_landmarks(animator.render_frame(still, 0, one_hot("happiness", 0.0))).points
+    happy = animator.render_frame(still, 0, one_hot("happiness"))
+
+    def corner_lift(points: np.ndarray) -> float:
+        return float((points[13, 1] + points[14, 1]) / 2 - (points[61, 1] + points[291, 1]) / 2)
+
+    assert corner_lift(neutral) < corner_lift(portrait) - 2  # the smile is taken out
+    upper, lower = portrait[13], portrait[14]
+    teeth = happy[int(upper[1]): int(lower[1]) + 1, int(upper[0]) - 3: int(upper[0]) + 4]
+    assert teeth.mean() > 150  # with happiness her own teeth show again (not the closed lips of the neutral)
