@@ -90,7 +90,7 @@ class TransferConfig:
     #: Part of each emotion's motion per region of the face (FACE_REGIONS_68), on top of expression_gain:
     #: anger's mouth opens wide rather than puckers, and its lids glare rather than close.
     region_gain: dict[str, dict[str, float]] = field(default_factory=lambda: {
-        "anger": {"mouth": 0.3, "eyes": 0.05}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.9, "eyes": 1.15},
+        "anger": {"mouth": 0.3, "eyes": 0.05}, "disgust": {"mouth": 0.6}, "fear": {"mouth": 0.9, "eyes": 0.9},
         "surprise": {"mouth": 0.8, "eyes": 0.6}})
     #: Take the sitter's own smile and parted lips out before adding the performance.
     neutralise: bool = True
@@ -98,7 +98,7 @@ class TransferConfig:
     #: the mouth more than the corners' lift says).
     neutralise_gain: float = 1.8
     #: FACS AU12 taken out per unit of the sitter's smile beyond the model's (doubled under other emotions).
-    neutralise_facs: float = 1.0
+    neutralise_facs: float = 1.8
     #: Radius (face units) over which a painted mask is averaged at each landmark.
     brush_sample_radius: float = 0.05
     #: Feather (face units) of the brush's blend of the motion.
