@@ -22,7 +22,7 @@ travel ``I_e^full`` chosen by the target (:data:`TARGETS`):
 The result is written (``--write-model``) as ``portrait_calibration.json`` into the model folder, where
 :meth:`engine.portrait.animator.PortraitAnimator.from_pretrained` finds it; its notes record the target, the
 travel before and after at :data:`CHECK_SLIDERS` and its spread across emotions (:func:`shape_spread` for
-``own``, :func:`spread` for ``weakest``). About 10 s on 2 CPU cores.
+``own``, :func:`spread` for ``weakest``). About 5 s on 2 CPU cores.
 """
 
 from __future__ import annotations
