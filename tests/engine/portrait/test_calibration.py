@@ -76,8 +76,10 @@ def test_bundled_calibration_keeps_full_strength_and_makes_the_response_one_line
     # gate 1 at slider 1: each emotion's tuned full strength is untouched
     np.testing.assert_allclose(after[:, -1], before[:, -1], rtol=1e-6)
     # in between, each emotion moves the same share of its own full travel, and that share is the slider
-    assert shape_spread(after) <= CALIBRATED_SHAPE_SPREAD, after / after[:, -1:]
-    assert linearity_error(after, CHECK_SLIDERS) <= CALIBRATED_LINEARITY, after / after[:, -1:]
+    # (after a change of the expression gains: refit with `moee calibrate-portrait --write-model`)
+    shares = after / after[:, -1:]
+    assert shape_spread(after) <= CALIBRATED_SHAPE_SPREAD, f"refit the curves? shares: {shares}"
+    assert linearity_error(after, CHECK_SLIDERS) <= CALIBRATED_LINEARITY, f"refit the curves? shares: {shares}"
 
 
 def test_bundled_curves_are_monotone_map_zero_to_zero_and_one_to_one() -> None:
