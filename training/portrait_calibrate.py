@@ -7,11 +7,22 @@ of ``e`` alone (calibration off, no blinks, head motion or gaze, silent) and :fu
 measures how far the frame's 68 landmark control targets lie from the neutral frame's, in face units:
 the geometry that the mesh warp draws, not the motion model's own numbers.
 
-Averaged over the portraits (the real photo weighing as much as the synthetic people together) this gives ``I_e(g)``; the full-strength intensity ``I_full`` is the weakest
-emotion's ``I_e(1)`` and the curve ``c_e(w) = I_e^{-1}(w * I_full)`` (:func:`fit_curves`). The result is
-written (``--write-model``) as ``portrait_calibration.json`` into the model folder, where
-:meth:`engine.portrait.animator.PortraitAnimator.from_pretrained` finds it; its notes record the intensities
-before and after and their spread across emotions. About 10 s on 2 CPU cores.
+Averaged over the portraits (the real photo weighing as much as the synthetic people together; for the ``own``
+target each portrait's ``I_e(g) / I_e(1)``, the shape of its response) this gives ``I_e(g)``. The curve is ``c_e(w) = I_e^{-1}(w * I_e^full)`` (:func:`fit_curves`), with the full-strength
+travel ``I_e^full`` chosen by the target (:data:`TARGETS`):
+
+* ``own`` (default): each emotion's own ``I_e(1)``. Gate 1 stays at slider 1 (the perceptually tuned full
+  strength, where "equally strong across emotions" is judged, by the expression gains), and in between the
+  travel is the same straight line *in shape* for every emotion: slider 0.5 moves the face half as far as
+  that emotion's slider 1.
+* ``weakest``: the weakest emotion's ``I_e(1)`` for every emotion, so equal sliders move every emotion's
+  face equally far; this cuts the strong emotions' gates at slider 1 (surprise's to about 0.3), which the
+  appearance reader no longer recognises (docs/PORTRAIT.md).
+
+The result is written (``--write-model``) as ``portrait_calibration.json`` into the model folder, where
+:meth:`engine.portrait.animator.PortraitAnimator.from_pretrained` finds it; its notes record the target, the
+travel before and after at :data:`CHECK_SLIDERS` and its spread across emotions (:func:`shape_spread` for
+``own``, :func:`spread` for ``weakest``). About 5 s on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -44,8 +55,12 @@ LANDMARK_ROWS = np.array([MESH_ROWS[i] for i in LM68_FROM_MP478])
 #: Share of the fit the real photo (the astronaut) carries; the synthetic people share the rest. They are
 #: alike (one drawing style) and respond less to happiness and sadness than a real face does.
 REAL_PORTRAIT_SHARE = 0.5
-#: Slider values at which the calibration is checked (reported as the spread across emotions).
-CHECK_SLIDERS: tuple[float, ...] = (0.5, 1.0)
+#: Slider values at which the calibration is checked (reported as the spread across emotions); the last is 1.
+CHECK_SLIDERS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+#: Full-strength travel the curves aim at: each emotion's own at slider 1, or the weakest emotion's.
+TARGET_OWN = "own"
+TARGET_WEAKEST = "weakest"
+TARGETS: tuple[str, ...] = (TARGET_OWN, TARGET_WEAKEST)
 
 
 def calibration_portraits(seeds: Sequence[int] = SYNTHETIC_SEEDS, size: int = SYNTHETIC_SIZE) -> dict[str, np.ndarray]:
@@ -104,34 +119,64 @@ def spread(intensities: np.ndarray) -> float:
     return float(np.max(values.max(0) / np.maximum(values.min(0), 1e-12)) - 1.0)
 
 
-def fit_curves(intensities: np.ndarray, knots: Sequence[float] = PORTRAIT_KNOTS) -> tuple[np.ndarray, float]:
-    """Curves ``(E, K)`` slider -> gate from the mean intensities ``(E, K)`` at gates ``knots``, and ``I_full``.
+def response_shape(intensities: np.ndarray) -> np.ndarray:
+    """Each emotion's intensities ``(E, K)`` as shares of its own at the last column (slider 1)."""
+    values = np.asarray(intensities, np.float64)
+    return values / np.maximum(values[:, -1:], 1e-12)
+
+
+def shape_spread(intensities: np.ndarray) -> float:
+    """:func:`spread` of :func:`response_shape` over the columns before the last (slider 1), whose shares are 1
+    by construction: 0 when every emotion reaches the same share of its own full travel at each slider."""
+    return spread(response_shape(intensities)[:, :-1])
+
+
+def linearity_error(intensities: np.ndarray, sliders: Sequence[float]) -> float:
+    """Worst relative distance of :func:`response_shape` from the straight line ``s`` at the sliders before
+    the last (0: every emotion's travel is exactly ``s`` times its own full travel)."""
+    grid = np.asarray(sliders, np.float64)[:-1]
+    return float(np.max(np.abs(response_shape(intensities)[:, :-1] / grid - 1.0)))
+
+
+def fit_curves(intensities: np.ndarray, knots: Sequence[float] = PORTRAIT_KNOTS,
+               target: str = TARGET_OWN) -> tuple[np.ndarray, np.ndarray]:
+    """Curves ``(E, K)`` slider -> gate from the mean intensities ``(E, K)`` at gates ``knots``, and the
+    full-strength travel ``I_e^full`` ``(E,)`` they aim at.
 
     ``I_e`` is made non-decreasing (running maximum) and inverted by linear interpolation at the targets
-    ``w_k * I_full``, ``I_full = min_e I_e(1)``; ``c(0) = 0`` and the curves never decrease.
+    ``w_k * I_e^full``: ``I_e^full = I_e(1)`` for ``target="own"`` (each curve then ends at gate 1),
+    ``min_e I_e(1)`` for ``"weakest"``; ``c(0) = 0`` and the curves never decrease.
     """
+    if target not in TARGETS:
+        raise MoEEError(f"unknown calibration target {target!r}; choose one of {', '.join(TARGETS)}")
     grid = np.asarray(knots, np.float64)
     response = np.maximum.accumulate(np.asarray(intensities, np.float64), axis=1)
-    full = float(response[:, -1].min())
-    if full <= 0:
+    if response[:, -1].min() <= 0:
         raise MoEEError("an emotion does not move the face at all at slider 1: nothing to calibrate against")
+    full = response[:, -1] if target == TARGET_OWN else np.full(len(response), response[:, -1].min())
     curves = np.zeros_like(response)
     for e, row in enumerate(response):
         ramp = row + np.arange(len(row)) * 1e-9  # np.interp needs increasing x
-        curves[e] = np.interp(grid * full, ramp, grid, left=0.0, right=1.0)
+        curves[e] = np.interp(grid * full[e], ramp, grid, left=0.0, right=1.0)
     curves[:, 0] = 0.0
+    if target == TARGET_OWN:
+        curves[:, -1] = 1.0  # a flat end of the response must not pull the full strength below gate 1
     return np.maximum.accumulate(np.clip(curves, 0.0, 1.0), axis=1), full
 
 
 def calibrate(model_dir: str | Path | None = None, seeds: Sequence[int] = SYNTHETIC_SEEDS,
-              size: int = SYNTHETIC_SIZE, knots: Sequence[float] = PORTRAIT_KNOTS) -> PortraitCalibration:
+              size: int = SYNTHETIC_SIZE, knots: Sequence[float] = PORTRAIT_KNOTS,
+              target: str = TARGET_OWN) -> PortraitCalibration:
     """Measure the model's uncalibrated intensities on the calibration portraits and fit the curves.
 
-    The notes record per portrait the intensities at :data:`CHECK_SLIDERS` before and after, and the
-    spread across emotions.
+    The notes record per portrait the intensities at :data:`CHECK_SLIDERS` before and after, and their
+    spread across emotions: of the shape (:func:`shape_spread`) for ``target="own"``, of the travel itself
+    (:func:`spread`) for ``"weakest"``.
     """
     from engine.io.resources import DEFAULT_MODEL_DIR
 
+    if target not in TARGETS:
+        raise MoEEError(f"unknown calibration target {target!r}; choose one of {', '.join(TARGETS)}")
     start = time.perf_counter()
     folder = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
     # the motion model alone: a refit must not need (or trust) the folder's present calibration
@@ -140,31 +185,39 @@ def calibrate(model_dir: str | Path | None = None, seeds: Sequence[int] = SYNTHE
     prepared = {name: animator.prepare(image, life=STILL_LIFE)
                 for name, image in calibration_portraits(seeds, size).items()}
     before = {name: measure_intensities(animator, p, knots) for name, p in prepared.items()}
-    curves, full = fit_curves(np.average(list(before.values()), axis=0, weights=portrait_weights(list(before))),
-                              knots)
+    # "own" aims at a share of each face's own full travel, so each face's response counts by its shape
+    # (a face that moves farther does not weigh more); "weakest" aims at one travel for all, so it averages travel
+    responses = [response_shape(v) if target == TARGET_OWN else v for v in before.values()]
+    curves, _ = fit_curves(np.average(responses, axis=0, weights=portrait_weights(list(before))), knots, target)
+    full = np.average([v[:, -1] for v in before.values()], axis=0, weights=portrait_weights(list(before)))
     calibration = PortraitCalibration(tuple(float(k) for k in knots),
                                       {name: tuple(float(v) for v in curve) for name, curve in zip(emotions, curves,
                                                                                                   strict=True)})
     animator.calibration = calibration
-    animator.cfg = TransferConfig()
-    check = [knots.index(v) for v in CHECK_SLIDERS] if all(v in knots for v in CHECK_SLIDERS) else []
+    animator.cfg = TransferConfig(slider_calibration=True)
+    check = [list(knots).index(v) for v in CHECK_SLIDERS] if all(v in knots for v in CHECK_SLIDERS) else []
     after = {name: measure_intensities(animator, p, CHECK_SLIDERS) for name, p in prepared.items()}
+    measure_spread = shape_spread if target == TARGET_OWN else spread
 
     def table(values: np.ndarray) -> dict[str, list[float]]:
         return {emotion: [round(float(v), 4) for v in row] for emotion, row in zip(emotions, values, strict=True)}
 
     notes = {
-        "command": "moee calibrate-portrait",
+        "command": f"moee calibrate-portrait --target {target}",
         "model": folder.name,
+        "target": target,
         "measure": "mean distance of the frame's 68 landmark control targets from the neutral frame's (face units)",
         "portraits": list(prepared),
         "synthetic_size": size,
-        "full_intensity": round(full, 5),
+        "full_intensity": {emotion: round(float(v), 5) for emotion, v in zip(emotions, full, strict=True)},
         "sliders_checked": list(CHECK_SLIDERS),
+        "spread": "of each emotion's travel as a share of its own at slider 1" if target == TARGET_OWN
+                  else "of the travel across emotions",
         "before": {name: table(values[:, check]) for name, values in before.items()} if check else {},
         "after": {name: table(values) for name, values in after.items()},
-        "spread_before": {name: round(spread(values[:, check]), 4) for name, values in before.items()} if check else {},
-        "spread_after": {name: round(spread(values), 4) for name, values in after.items()},
+        "spread_before": ({name: round(measure_spread(values[:, check]), 4) for name, values in before.items()}
+                          if check else {}),
+        "spread_after": {name: round(measure_spread(values), 4) for name, values in after.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
     return PortraitCalibration(calibration.knots, calibration.curves, notes)
@@ -179,6 +232,10 @@ def add_calibrate_portrait_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic", type=int, default=len(SYNTHETIC_SEEDS),
                         help="synthetic people to fit on besides the astronaut")
     parser.add_argument("--size", type=int, default=SYNTHETIC_SIZE, help="side (px) of the synthetic people")
+    parser.add_argument("--target", choices=TARGETS, default=TARGET_OWN,
+                        help="full-strength travel the curves aim at: each emotion's own at slider 1 (default: "
+                             "the same linear shape, gate 1 kept at slider 1) or the weakest emotion's (equal "
+                             "travel across emotions, strong emotions cut)")
 
 
 def run_calibrate_portrait(args: argparse.Namespace) -> int:
@@ -188,7 +245,8 @@ def run_calibrate_portrait(args: argparse.Namespace) -> int:
     try:
         if args.synthetic < 0 or args.size < 128:
             raise MoEEError("--synthetic must be 0 or more and --size at least 128 px")
-        calibration = calibrate(args.model, tuple(range(1, args.synthetic + 1)), args.size)
+        calibration = calibrate(args.model, tuple(range(1, args.synthetic + 1)), args.size,
+                                target=args.target)
         if args.out:
             calibration.save(args.out)
         if args.write_model:

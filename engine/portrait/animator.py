@@ -118,11 +118,10 @@ class TransferConfig:
         "happiness": (0.0, 0.15), "sadness": (0.25, 0.0), "anger": (-0.07, 0.1), "disgust": (0.1, 0.25),
         "fear": (-0.32, 0.18), "surprise": (-0.15, 0.0)})
     #: Map each slider through the model folder's calibration curve (engine/portrait/calibration.py) so that
-    #: equal sliders move the landmarks equally far; False (default): each slider is the gate. Off by default:
-    #: equal landmark travel is not equal perceived strength (a full surprise drops the jaw far more than a
-    #: full smile moves the corners), and the bundled curves, fitted down to the weakest emotion, turned
-    #: surprise from 7/7 to 0/7 on the appearance reader (docs/PORTRAIT.md).
-    slider_calibration: bool = False
+    #: every emotion's landmark travel is the same straight line in the slider up to its own full strength
+    #: (gate 1 stays at slider 1, the tuned strength above; slider 0.5: half of it); False: each slider is
+    #: the gate (docs/PORTRAIT.md).
+    slider_calibration: bool = True
 
 
 @dataclass

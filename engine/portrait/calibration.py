@@ -1,18 +1,21 @@
 """Slider calibration of the portrait path: each emotion's slider value -> the gate the renderer is given.
 
-The default renderer (:class:`engine.portrait.animator.PortraitAnimator`) does not move the face equally for every
-emotion at the same slider value: the motion model's displacement, the hand-set expression and region
-gains, the FACS emphasis and the lids add up differently per emotion (before calibration, fear and
-surprise at slider 1 move the 68 landmarks about twice as far as anger or sadness). A calibration curve
-per emotion fixes this at no cost per frame:
+The default renderer (:class:`engine.portrait.animator.PortraitAnimator`) does not move the face linearly
+in the slider, nor alike across emotions: the motion model's displacement, the hand-set expression and region
+gains, the FACS emphasis, the lids and the sitter's own expression taken out add up differently per emotion
+(before calibration, happiness on the astronaut reaches 55 % of its full travel at slider 0.5, sadness 49 %).
+A calibration curve per emotion fixes the *shape* of the response at no cost per frame:
 
-    g_e = c_e(w_e),   c_e(w) = I_e^{-1}(w * I_full)
+    g_e = c_e(w_e),   c_e(w) = I_e^{-1}(w * I_e(1))
 
 ``I_e(g)`` is the *measured* intensity of emotion ``e`` at gate ``g`` (the mean displacement of the
-rendered frame's 68 landmark control targets from the neutral frame's, in face units, averaged over a few
-calibration portraits: :mod:`training.portrait_calibrate`), and ``I_full`` the common full-strength
-intensity (the weakest emotion's ``I_e(1)``, so that no gate leaves the 0..1 range the motion model was
-trained on). Equal sliders then move every emotion's face equally far, linearly in the slider.
+rendered frame's 68 landmark control targets from the neutral frame's, in face units, averaged as a share
+of ``I_e(1)`` over a few calibration portraits: :mod:`training.portrait_calibrate`). Gate 1 stays at slider 1:
+each emotion's full strength is the perceptually tuned one (the expression gains, ``TransferConfig``), which
+is where "equally strong across emotions" is judged; in between every emotion's travel is the same straight
+line, slider 0.5 moving the face half as far as that emotion's slider 1. (``moee calibrate-portrait --target
+weakest`` fits instead ``c_e(w) = I_e^{-1}(w * min_f I_f(1))``: equal travel across emotions, which cuts the
+strong emotions' gates at slider 1.)
 
 The curves are piecewise linear through knots, keep ``c(0) = 0`` and never decrease. They live beside the
 motion model in the model folder (:data:`PORTRAIT_CALIBRATION_FILE`); emotions without a curve (custom
