@@ -55,7 +55,7 @@ EMOTION_POSTURE: dict[str, tuple[float, ...]] = {
 #: Gaze of each emotion at slider 1 (iris radii: x to the image's right, y down).
 EMOTION_GAZE: dict[str, tuple[float, float]] = {
     "sadness": (0.0, 0.35),
-    "fear": (0.4, 0.05),  # the sign of x alternates from glance to glance
+    "fear": (0.2, 0.05),  # the sign of x alternates from glance to glance
     "disgust": (0.2, 0.1),
 }
 
