@@ -43,7 +43,7 @@ from engine.limits import DEFAULT_MAX_SIZE
 from engine.moee import GateControl, GateSpec
 from engine.portrait.calibration import PortraitCalibration
 from engine.portrait.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
-from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
+from engine.portrait.facs import EMOTION_AUS, JAW_AUS, au_motion, emotion_emphasis, emphasis, speaking
 from engine.portrait.head_pose import HeadWarp, parallax
 from engine.portrait.motion import MotionModel
 from engine.portrait.mouth import draw_mouth_interior
@@ -112,6 +112,9 @@ class TransferConfig:
     #: Scale of the FACS emphasis (engine/portrait/facs.py: each emotion's EMFACS action units as landmark motion,
     #: added to the model's; 0 leaves the model's motion alone).
     facs_emphasis: float = 1.5
+    #: Share of an emotion's FACS jaw drop (engine/portrait/facs.py JAW_AUS) that gives way to speech while the
+    #: person speaks (facs.speaking): a frightened line is still spoken; the open mouth shows in the pauses.
+    speech_jaw_yield: float = 0.8
     #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
@@ -142,6 +145,8 @@ class PreparedPortrait:
     brush_cache: dict = field(default_factory=dict, repr=False)
     #: Loudness per frame (0..1; zeros without audio): the head nods on its stresses.
     envelope: np.ndarray | None = None
+    #: How much the person speaks at each frame (0..1, engine/portrait/facs.speaking; zeros without audio).
+    speaking: np.ndarray | None = None
     #: Blinks, head motion and gaze (engine/portrait/performance.py); replace it to change them, the tracks follow.
     life: LifeConfig = field(default_factory=LifeConfig)
     life_cache: dict = field(default_factory=dict, repr=False)
@@ -230,7 +235,7 @@ class PortraitAnimator:
         #: Slider -> gate curves (default: the motion model's folder's; None: each slider is the gate).
         self.calibration = motion.calibration if calibration is None else calibration
         self.trained = bool(motion.notes.get("trained", False))
-        self._facs: np.ndarray | None = None  # (E, 68, 2) FACS emphasis of the loaded emotions, built on use
+        self._facs: tuple[np.ndarray, np.ndarray] | None = None  # FACS emphasis (jaw, others), built on use
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
@@ -300,6 +305,7 @@ class PortraitAnimator:
             openings = np.zeros(int(num_frames), np.float32)
         prepared = self._prepared(rig, clip, fps, int(num_frames), np.clip(openings, 0, 1))
         prepared.envelope = np.asarray(envelope, np.float32)
+        prepared.speaking = speaking(prepared.openings, fps)
         prepared.life = life
         return prepared
 
@@ -421,13 +427,19 @@ class PortraitAnimator:
         expression = self._gain(strengths) * (performed - speech)
         if self.cfg.facs_emphasis > 0:
             tokens = weights if painted is None else np.maximum(weights[None, :], alpha[None, :] * painted)
-            expression = expression + self.cfg.facs_emphasis * emphasis(self._facs_table(), tokens)
+            jaw, rest = self._facs_tables()
+            spoken = float(prepared.speaking[frame_index]) if prepared.speaking is not None and prepared.num_frames else 0.0
+            jaw_share = 1.0 - self.cfg.speech_jaw_yield * spoken
+            expression = expression + self.cfg.facs_emphasis * (
+                emphasis(rest, tokens) + jaw_share * emphasis(jaw, tokens))
         return speech, expression
 
-    def _facs_table(self) -> np.ndarray:
-        """(E, 68, 2) each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py), for the loaded emotions."""
-        if self._facs is None or len(self._facs) != len(self.emotions):
-            self._facs = emotion_emphasis(self.emotions)
+    def _facs_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py) for the loaded emotions, as (the jaw
+        drop's action units, the others), each (E, 68, 2)."""
+        if self._facs is None or len(self._facs[0]) != len(self.emotions):
+            self._facs = (emotion_emphasis(self.emotions, aus=JAW_AUS),
+                          emotion_emphasis(self.emotions, without=JAW_AUS))
         return self._facs
 
     def control_targets(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:

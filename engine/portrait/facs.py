@@ -16,6 +16,8 @@ are drawn by :mod:`engine.portrait.eyes` (``TransferConfig.lid_shape``), not her
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 #: Each action unit as (landmark indices, (dx, dy) per landmark) at intensity 1, face units.
@@ -57,6 +59,13 @@ EMOTION_AUS: dict[str, dict[int, float]] = {
 }
 
 
+#: The action units that part the lips and drop the jaw: speech owns them while the person speaks (:func:`speaking`).
+JAW_AUS: frozenset[int] = frozenset({16, 26})
+#: Mouth opening (0..1, the speech's) that counts as speaking, and the window (seconds) it counts over.
+SPEAKING_OPENING = 0.25
+SPEAKING_WINDOW_SECONDS = 0.4
+
+
 def au_motion(au: int) -> np.ndarray:
     """(68, 2) face-unit displacement of one action unit at intensity 1."""
     motion = np.zeros((68, 2))
@@ -65,14 +74,34 @@ def au_motion(au: int) -> np.ndarray:
     return motion
 
 
-def emotion_emphasis(emotions: tuple[str, ...] | list[str]) -> np.ndarray:
+def emotion_emphasis(emotions: tuple[str, ...] | list[str], aus: Collection[int] | None = None,
+                     without: Collection[int] = ()) -> np.ndarray:
     """(E, 68, 2): each emotion's EMFACS motion at slider 1 (zeros for an emotion FACS does not list, such as
-    a custom expert)."""
+    a custom expert); only the action units in ``aus`` if given, none of those in ``without``."""
     table = np.zeros((len(emotions), 68, 2))
     for e, name in enumerate(emotions):
         for au, intensity in EMOTION_AUS.get(name, {}).items():
-            table[e] += intensity * au_motion(au)
+            if (aus is None or au in aus) and au not in without:
+                table[e] += intensity * au_motion(au)
     return table
+
+
+def speaking(openings: np.ndarray, fps: float) -> np.ndarray:
+    """(T,) 0..1 how much the person is speaking at each frame: 1 while the speech has opened the mouth by
+    :data:`SPEAKING_OPENING` within :data:`SPEAKING_WINDOW_SECONDS`, easing to 0 over that window in a pause.
+
+    An emotion's jaw drop (:data:`JAW_AUS`) gives way to speech by this share (``TransferConfig.speech_jaw_yield``):
+    the lips come from the audio (the paper's experts are trained with the mouth masked), so a frightened or
+    furious line is still spoken, and the full scream shows in the pauses and in silent clips.
+    """
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    openings = np.asarray(openings, np.float64)
+    if openings.size == 0:
+        return openings
+    window = max(1, round(SPEAKING_WINDOW_SECONDS * fps))
+    recent = maximum_filter1d(openings, size=2 * window + 1, mode="nearest")
+    return uniform_filter1d(np.clip(recent / SPEAKING_OPENING, 0.0, 1.0), size=window, mode="nearest")
 
 
 def emphasis(table: np.ndarray, token_weights: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 from engine.io.face import detect_landmarks
 from engine.moee import GateControl
 from engine.portrait.animator import PortraitAnimator, TransferConfig
-from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis
+from engine.portrait.facs import EMOTION_AUS, JAW_AUS, au_motion, emotion_emphasis, emphasis, speaking
 from engine.portrait.performance import STILL_LIFE
 from engine.portrait.rig import MESH_ROWS
 
@@ -55,6 +55,24 @@ def test_a_painted_stroke_emphasises_only_its_tokens() -> None:
     motion = emphasis(table, tokens)
     assert np.abs(motion[17:27]).max() > 0.05
     assert not motion[48:68].any()  # the mouth does not open
+
+
+def test_speaking_is_one_through_a_line_and_eases_to_zero_in_a_pause() -> None:
+    fps = 25
+    openings = np.zeros(100)
+    openings[20:50:3] = 0.6  # a line: the mouth opens and closes on each syllable
+    talk = speaking(openings, fps)
+    assert talk[25:45].min() > 0.95  # the whole line counts, closed syllables too
+    assert talk[:5].max() == 0.0 and talk[80:].max() == 0.0  # silence before and long after
+    assert 0.0 < talk[62] < 1.0  # easing out of the line
+    assert not speaking(np.zeros(30), fps).any()
+
+
+def test_the_jaw_action_units_split_from_the_others() -> None:
+    table = emotion_emphasis(EMOTIONS)
+    jaw, rest = emotion_emphasis(EMOTIONS, aus=JAW_AUS), emotion_emphasis(EMOTIONS, without=JAW_AUS)
+    assert np.allclose(jaw + rest, table)
+    assert jaw[EMOTIONS.index("fear"), 57, 1] > 0.1 and rest[:, 8, 1].max() <= 0  # only the jaw AUs drop the chin
 
 
 # ------------------------------------------------------------------ on a real portrait
@@ -117,3 +135,23 @@ def test_a_smiling_sitter_is_neutralised_and_her_smile_returns_with_happiness(an
     upper, lower = portrait[13], portrait[14]
     teeth = happy[int(upper[1]): int(lower[1]) + 1, int(upper[0]) - 3: int(upper[0]) + 4]
     assert teeth.mean() > 150  # with happiness her own teeth show again (not the closed lips of the neutral)
+
+
+def test_a_frightened_line_is_spoken_and_the_scream_shows_in_silence(animator) -> None:
+    """Speech owns the jaw while the person speaks: fear's dropped jaw gives way by speech_jaw_yield during the
+    line (so the lips follow the words) and shows whole in a silent clip."""
+    from skimage.data import astronaut
+
+    from engine.io.resources import demo_audio
+
+    talking = animator.prepare(astronaut(), demo_audio(), max_size=512, life=STILL_LIFE)
+    silent = animator.prepare(astronaut(), None, max_size=512, life=STILL_LIFE, num_frames=talking.num_frames)
+    frame = int(np.argmax(talking.speaking))  # in the line
+    assert talking.speaking[frame] == 1.0 and not silent.speaking.any()
+    no_yield = PortraitAnimator(animator.motion, dataclasses.replace(animator.cfg, speech_jaw_yield=0.0))
+    chin = MESH_ROWS[152]  # MediaPipe's chin tip (y grows downward)
+    yielded = animator.control_targets(talking, one_hot("fear"), frame)[chin, 1]
+    screamed = no_yield.control_targets(talking, one_hot("fear"), frame)[chin, 1]
+    assert yielded < screamed - 2  # the jaw drop gives way to the speech (pixels)
+    assert np.allclose(animator.control_targets(silent, one_hot("fear"), frame),
+                       no_yield.control_targets(silent, one_hot("fear"), frame))  # silence: the whole scream
