@@ -132,7 +132,7 @@ class LifeTracks:
     blinks: tuple[Blink, ...]
     pose: np.ndarray  # (num_frames, 6) POSE_CHANNELS without posture
     gaze: np.ndarray  # (num_frames, 2) iris radii without emotion
-    glance_side: np.ndarray  # (num_frames,) +1 / -1: the side of the current fixation's glance
+    glance_side: np.ndarray  # (num_frames,) +1 / -1: the side of the current fixation's glance (0: at the viewer)
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -273,7 +273,8 @@ def posture(weights: dict[str, float], cfg: LifeConfig) -> np.ndarray:
 
 def gaze_track(num_frames: int, fps: float, cfg: LifeConfig) -> tuple[np.ndarray, np.ndarray]:
     """((num_frames, 2) gaze in iris radii, (num_frames,) glance side): fixations of jittered length
-    (mostly near the viewer, sometimes a glance away) joined by saccades of :attr:`LifeConfig.saccade_seconds`."""
+    (mostly near the viewer, sometimes a glance away) joined by saccades of :attr:`LifeConfig.saccade_seconds`.
+    The first fixation is at the viewer (side 0: an emotion's glance aside waits for the next one)."""
     gaze = np.zeros((num_frames, 2))
     side = np.ones(num_frames)
     if cfg.gaze <= 0 or num_frames == 0:
@@ -292,6 +293,8 @@ def gaze_track(num_frames: int, fps: float, cfg: LifeConfig) -> tuple[np.ndarray
         else:
             target = rng.normal(0.0, cfg.fixation_spread, size=2)
         current_side = float(rng.choice([-1.0, 1.0]))
+        if frame == 0:
+            current_side = 0.0  # nor does an emotion's glance aside (fear's) start before the next fixation
         start = current.copy()
         for k in range(min(length, num_frames - frame)):
             mix = min(1.0, (k + 1) / saccade)
