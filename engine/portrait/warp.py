@@ -39,6 +39,8 @@ def affine_maps(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -
     return maps, valid
 
 
+#: How far (pixels) outside its triangle's source corners a pixel may sample.
+SOURCE_MARGIN_PX = 1.0
 #: Target triangles smaller than this share of their source area (or flipped) are relaxed.
 MIN_AREA_RATIO = 0.25
 RELAX_ITERATIONS = 12
@@ -121,12 +123,18 @@ def mesh_warp(image: np.ndarray, source: np.ndarray, target: np.ndarray, triangl
     ys, xs = np.nonzero(ids)
     if ys.size == 0:
         return result, WarpStats(0, (0, 0, 0, 0))
-    chosen = maps[ids[ys, xs] - 1]  # (P, 2, 3)
     gx, gy = xs + float(x0), ys + float(y0)
     map_x = np.tile(np.arange(x0, x1, dtype=np.float32), (y1 - y0, 1))
     map_y = np.tile(np.arange(y0, y1, dtype=np.float32)[:, None], (1, x1 - x0))
-    map_x[ys, xs] = chosen[:, 0, 0] * gx + chosen[:, 0, 1] * gy + chosen[:, 0, 2]
-    map_y[ys, xs] = chosen[:, 1, 0] * gx + chosen[:, 1, 1] * gy + chosen[:, 1, 2]
+    # A pixel the rasteriser gives a thin triangle lies just outside it, where the triangle's map extrapolates
+    # far away (a dotted line of hair or suit on the background): every source position stays within a pixel
+    # of its own triangle's source corners.
+    tri_ids = ids[ys, xs] - 1
+    chosen = maps[tri_ids]  # (P, 2, 3)
+    source_lo = source[tris].min(axis=1)[tri_ids] - SOURCE_MARGIN_PX
+    source_hi = source[tris].max(axis=1)[tri_ids] + SOURCE_MARGIN_PX
+    map_x[ys, xs] = np.clip(chosen[:, 0, 0] * gx + chosen[:, 0, 1] * gy + chosen[:, 0, 2], source_lo[:, 0], source_hi[:, 0])
+    map_y[ys, xs] = np.clip(chosen[:, 1, 0] * gx + chosen[:, 1, 1] * gy + chosen[:, 1, 2], source_lo[:, 1], source_hi[:, 1])
     result[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return result, WarpStats(int(moving.sum()), (int(x0), int(y0), int(x1), int(y1)))
 

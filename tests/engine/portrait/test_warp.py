@@ -1,0 +1,33 @@
+"""The mesh warp (engine/portrait/warp.py): a triangle squeezed to a sliver must not sample far-away pixels
+along its edges (seen as a dotted line of hair or suit on the background beside the astronaut's shouting
+anger)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import Delaunay
+
+from engine.portrait.warp import mesh_warp
+
+SIZE = 64
+
+
+def test_a_squeezed_triangle_samples_only_near_its_own_source() -> None:
+    xs = np.arange(SIZE)
+    image = np.zeros((SIZE, SIZE, 3), np.uint8)
+    image[..., 0] = xs[None, :] * 4  # each pixel says where it came from: x * 4 in red
+    corners = [[0, 0], [SIZE - 1, 0], [0, SIZE - 1], [SIZE - 1, SIZE - 1]]
+    for offset in (0.2, 0.4, 0.6, 0.8):  # sub-pixel placements of the sliver
+        source = np.array([*corners, [32 + offset, 16], [32 + offset, 48], [48, 32], [12, 32]], np.float64)
+        triangles = Delaunay(source).simplices
+        assert {4, 5, 6} in [set(t) for t in triangles.tolist()]
+        moving_sources = source[triangles[(triangles == 6).any(axis=1)]].reshape(-1, 2)
+        for thickness in (0.05, 0.1, 0.2, 0.3):
+            target = source.copy()
+            target[6] = (32 + offset + thickness, 32.0)  # the triangle (A, B, C) becomes a sliver
+            frame, _ = mesh_warp(image, source, target, triangles)
+            changed = np.any(frame != image, axis=2)
+            sampled_x = frame[..., 0][changed] / 4.0
+            assert sampled_x.min() >= moving_sources[:, 0].min() - 1.5, (
+                f"a pixel sampled x={sampled_x.min():.1f}, far outside the moving triangles "
+                f"(offset {offset}, thickness {thickness})")
