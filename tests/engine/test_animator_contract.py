@@ -14,24 +14,6 @@ from engine.errors import EmotionSpecError
 from engine.moee import GateControl
 
 
-@pytest.fixture(scope="module")
-def portrait():
-    return load_animator(None, "portrait")
-
-
-@pytest.fixture(scope="module")
-def pixel():
-    from engine.diffusion.pipeline import Animator as PixelAnimator
-    from tests.engine_helpers import tiny_model
-
-    return PixelAnimator(tiny_model(), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def still(portrait):
-    return portrait.prepare(data.astronaut(), max_size=384)
-
-
 def test_both_renderers_satisfy_the_protocol(portrait, pixel) -> None:
     assert isinstance(portrait, Animator) and isinstance(pixel, Animator)
     assert portrait.renderer == "portrait" and pixel.renderer == "pixel"

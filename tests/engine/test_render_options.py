@@ -20,7 +20,6 @@ from engine.animator import (
     RENDERER_CAPABILITIES,
     SAMPLING_OPTIONS,
     Capabilities,
-    load_animator,
     render_options,
 )
 from engine.export import export_clip
@@ -29,24 +28,6 @@ from engine.moee import GateControl
 #: A value of each render option, other than the pixel renderer's default.
 VALUES = {"steps": 1, "seed": 3, "sampler": "ddim", "strength": 0.9, "guidance_scale": 1.5}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
-
-
-@pytest.fixture(scope="module")
-def portrait():
-    return load_animator(None, "portrait")
-
-
-@pytest.fixture(scope="module")
-def pixel():
-    from engine.diffusion.pipeline import Animator as PixelAnimator
-    from tests.engine_helpers import tiny_model
-
-    return PixelAnimator(tiny_model(), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def still(portrait):
-    return portrait.prepare(data.astronaut(), max_size=384)
 
 
 @pytest.fixture(scope="module")

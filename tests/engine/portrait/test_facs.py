@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 
 from engine.io.face import detect_landmarks
 from engine.moee import GateControl
@@ -76,18 +75,6 @@ def test_the_jaw_action_units_split_from_the_others() -> None:
 
 
 # ------------------------------------------------------------------ on a real portrait
-@pytest.fixture(scope="module")
-def animator() -> PortraitAnimator:
-    return PortraitAnimator.from_pretrained()
-
-
-@pytest.fixture(scope="module")
-def still(animator):
-    from skimage.data import astronaut
-
-    return animator.prepare(astronaut(), max_size=512, life=STILL_LIFE)
-
-
 def _eye_opening(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[159] - points[145]) + np.linalg.norm(points[386] - points[374]))
 

@@ -12,7 +12,6 @@ from engine.cli import main
 from engine.errors import EmotionSpecError
 from engine.io.face import detect_landmarks
 from engine.moee import GateControl
-from engine.portrait.animator import PortraitAnimator
 from engine.portrait.eyes import EYE_CONTOURS
 from engine.portrait.performance import (
     STILL_LIFE,
@@ -134,11 +133,6 @@ def astronaut() -> np.ndarray:
     from skimage.data import astronaut as load
 
     return load()
-
-
-@pytest.fixture(scope="module")
-def animator() -> PortraitAnimator:
-    return PortraitAnimator.from_pretrained()
 
 
 def _opening_mask(prepared) -> np.ndarray:

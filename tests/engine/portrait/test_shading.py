@@ -7,12 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 
 from engine.moee import GateControl
 from engine.portrait.animator import PortraitAnimator
 from engine.portrait.facs import emotion_emphasis
-from engine.portrait.performance import STILL_LIFE
 from engine.portrait.shading import crease_intensities, draw_creases
 
 EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
@@ -42,18 +40,6 @@ def test_no_crease_leaves_the_image_alone() -> None:
     before = image.copy()
     draw_creases(image, points, 20.0, {"frown": 0.0, "forehead": 0.0, "fold": 0.0, "bridge": 0.0})
     assert np.array_equal(image, before)
-
-
-@pytest.fixture(scope="module")
-def animator() -> PortraitAnimator:
-    return PortraitAnimator.from_pretrained()
-
-
-@pytest.fixture(scope="module")
-def still(animator):
-    from skimage.data import astronaut
-
-    return animator.prepare(astronaut(), max_size=512, life=STILL_LIFE)
 
 
 def test_anger_darkens_the_frown_between_the_brows_and_leaves_the_forehead(animator, still) -> None:
