@@ -120,8 +120,9 @@ def test_jobs_render_on_two_worker_processes(inputs, tmp_path, capsys):
 def test_a_stopped_batch_resumes_with_only_the_rest(inputs, tmp_path):
     """SIGINT after the first clip: exit 130, no partial clip; the re-run renders only the others, and a
     changed input makes only its own job render again."""
-    for i in range(3):  # this test's own takes (it records a new one)
-        (tmp_path / f"take{i}.wav").write_bytes((inputs / f"line{i}.wav").read_bytes())
+    for i in range(3):  # this test's own takes (it records a new one), 4 s each: the stop lands mid-batch
+        line, rate = sf.read(inputs / f"line{i}.wav", dtype="float32")
+        sf.write(tmp_path / f"take{i}.wav", np.tile(line, 4), rate)
     manifest = write_manifest(tmp_path, "resume.csv", ["portrait,audio,output,emotion"] + [
         f"{inputs / 'astronaut.png'},take{i}.wav,clip{i}.mp4,surprise=0.{i + 2}" for i in range(3)])
     out = tmp_path / "out"
