@@ -117,6 +117,13 @@ def test_jobs_render_on_two_worker_processes(inputs, tmp_path, capsys):
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with Ctrl-C's default action, as from a terminal: a process inherits an ignored SIGINT
+    (the test process's can be ignored for a moment, e.g. while a library runs a shell command), and Python then
+    never turns SIGINT into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_stopped_batch_resumes_with_only_the_rest(inputs, tmp_path):
     """SIGINT after the first clip: exit 130, no partial clip; the re-run renders only the others, and a
     changed input makes only its own job render again."""
@@ -128,7 +135,8 @@ def test_a_stopped_batch_resumes_with_only_the_rest(inputs, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "engine.cli", "batch", str(manifest), "-o", str(out),
-                                "--max-size", MAX_SIZE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                "--max-size", MAX_SIZE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 60
     while not read_state(out) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
