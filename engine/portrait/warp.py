@@ -39,11 +39,26 @@ def affine_maps(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -
     return maps, valid
 
 
-#: How far (pixels) outside its triangle's source corners a pixel may sample.
-SOURCE_MARGIN_PX = 1.0
+#: Barycentric weight below which a rasterised pixel counts as outside its triangle.
+BARYCENTRIC_TOLERANCE = 1e-3
+#: How far (source pixels) a pixel just outside its triangle may sample beyond the triangle's nearest point.
+EXTRAPOLATION_PX = 1.5
 #: Target triangles smaller than this share of their source area (or flipped) are relaxed.
 MIN_AREA_RATIO = 0.25
 RELAX_ITERATIONS = 12
+
+
+def barycentric_weights(corners: np.ndarray, tri_ids: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """(P, 3) barycentric weights of points ``(xs, ys)`` in triangles ``corners[tri_ids]`` (corners: (T, 3, 2));
+    all >= 0 inside the triangle. Degenerate triangles give non-finite weights (callers skip them)."""
+    a, b, c = (corners[tri_ids, k] for k in range(3))
+    v0, v1 = b - a, c - a
+    v2 = np.stack([xs, ys], axis=1) - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        w2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+    return np.stack([1.0 - w1 - w2, w1, w2], axis=1)
 
 
 def signed_areas(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -126,15 +141,24 @@ def mesh_warp(image: np.ndarray, source: np.ndarray, target: np.ndarray, triangl
     gx, gy = xs + float(x0), ys + float(y0)
     map_x = np.tile(np.arange(x0, x1, dtype=np.float32), (y1 - y0, 1))
     map_y = np.tile(np.arange(y0, y1, dtype=np.float32)[:, None], (1, x1 - x0))
-    # A pixel the rasteriser gives a thin triangle lies just outside it, where the triangle's map extrapolates
-    # far away (a dotted line of hair or suit on the background): every source position stays within a pixel
-    # of its own triangle's source corners.
     tri_ids = ids[ys, xs] - 1
     chosen = maps[tri_ids]  # (P, 2, 3)
-    source_lo = source[tris].min(axis=1)[tri_ids] - SOURCE_MARGIN_PX
-    source_hi = source[tris].max(axis=1)[tri_ids] + SOURCE_MARGIN_PX
-    map_x[ys, xs] = np.clip(chosen[:, 0, 0] * gx + chosen[:, 0, 1] * gy + chosen[:, 0, 2], source_lo[:, 0], source_hi[:, 0])
-    map_y[ys, xs] = np.clip(chosen[:, 1, 0] * gx + chosen[:, 1, 1] * gy + chosen[:, 1, 2], source_lo[:, 1], source_hi[:, 1])
+    sampled = np.stack([chosen[:, 0, 0] * gx + chosen[:, 0, 1] * gy + chosen[:, 0, 2],
+                        chosen[:, 1, 0] * gx + chosen[:, 1, 1] * gy + chosen[:, 1, 2]], axis=1)
+    # A pixel the rasteriser gives a thin triangle can lie just outside it, where the triangle's map
+    # extrapolates far (a dotted line of the chair on the background beside a shouting mouth): such a pixel
+    # samples the nearest point of its triangle instead (barycentric weights clipped to the triangle). A pixel
+    # whose extrapolation lands within EXTRAPOLATION_PX of that point keeps it (still parts stay bit-identical).
+    weights = barycentric_weights(target[tris], tri_ids, gx, gy)
+    outside = np.flatnonzero((weights < -BARYCENTRIC_TOLERANCE).any(axis=1))
+    if outside.size:
+        inside = np.clip(weights[outside], 0.0, None)
+        inside /= inside.sum(axis=1, keepdims=True)
+        nearest = np.einsum("pk,pkc->pc", inside, source[tris][tri_ids[outside]])
+        far = np.linalg.norm(sampled[outside] - nearest, axis=1) > EXTRAPOLATION_PX
+        sampled[outside[far]] = nearest[far]
+    map_x[ys, xs] = sampled[:, 0]
+    map_y[ys, xs] = sampled[:, 1]
     result[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return result, WarpStats(int(moving.sum()), (int(x0), int(y0), int(x1), int(y1)))
 
