@@ -175,6 +175,21 @@ def render_options(animator: Any, **options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value is not None and name not in dropped}
 
 
+def frame_shape(prepared: Any) -> tuple[int, int]:
+    """(height, width) of the frames a render of ``prepared`` returns: the portrait its face crop is pasted back
+    into where there is one, else the prepared portrait (the whole portrait, or the model's crop)."""
+    frame = getattr(prepared, "paste_portrait", None)
+    frame = prepared.portrait if frame is None else frame
+    return int(frame.shape[0]), int(frame.shape[1])
+
+
+def default_fps(animator: Any) -> int:
+    """The frame rate ``animator`` renders at unless told otherwise (its model's, else the portrait renderer's)."""
+    from engine.portrait.animator import DEFAULT_FPS
+
+    return int(getattr(getattr(animator, "cfg", None), "fps", 0) or DEFAULT_FPS)
+
+
 def check_frame_index(prepared: Any, frame_index: int) -> None:
     """Refuse (EmotionSpecError) a frame outside the prepared clip (a still has one frame)."""
     count = max(int(prepared.num_frames), 1)

@@ -533,7 +533,7 @@ def run_render(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from engine.animator import capabilities_of, load_animator
+    from engine.animator import capabilities_of, default_fps, frame_shape, load_animator
     from engine.export import export_clip
 
     animator = load_animator(checked.model_dir, args.renderer, device=args.device or "auto")
@@ -542,7 +542,7 @@ def run_render(args: argparse.Namespace) -> int:
     for pack in args.expert:
         print(f"loaded custom emotion {animator.load_expert_pack(pack)!r}")
     prepared = animator.prepare(checked.portrait, checked.audio, fps=args.fps, max_duration=args.max_duration,
-                                num_frames=silent_frames(args, _default_fps(animator)),
+                                num_frames=silent_frames(args, default_fps(animator)),
                                 **prepare_options(args, checked, caps))
     for warning in prepared.warnings:
         print(f"note: {warning}", file=sys.stderr)
@@ -559,7 +559,7 @@ def run_render(args: argparse.Namespace) -> int:
                     on_frame=lambda _index, _progress: bar.update(1))
     finally:
         bar.close()
-    height, width = _frame_shape(prepared)
+    height, width = frame_shape(prepared)
     print(f"wrote {args.output} ({prepared.num_frames} frames at {prepared.fps} fps, {width}x{height})")
     return 0
 
@@ -599,25 +599,6 @@ def _configure_model(args: argparse.Namespace, animator: Any, caps: Any) -> None
         animator.cfg.sampling = override_sampling(animator.cfg.sampling, overrides, args.calibration)
     if not getattr(animator, "trained", True):
         print("warning: this model's weights are untrained; the video shows noise-like images", file=sys.stderr)
-
-
-def _default_fps(animator: Any) -> int:
-    """The frame rate the renderer renders at unless ``--fps`` says otherwise (its model's, else the portrait
-    path's)."""
-    fps = getattr(getattr(animator, "cfg", None), "fps", None)
-    if fps:
-        return int(fps)
-    from engine.portrait.animator import DEFAULT_FPS
-
-    return DEFAULT_FPS
-
-
-def _frame_shape(prepared: Any) -> tuple[int, int]:
-    """(height, width) of the frames written: the pasted-back portrait where there is one, else the prepared
-    portrait (the whole portrait, or the model's crop)."""
-    frame = getattr(prepared, "paste_portrait", None)
-    frame = prepared.portrait if frame is None else frame
-    return int(frame.shape[0]), int(frame.shape[1])
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 # Light engine names the studio uses directly, re-exported so this module stays the one doorway.
-from engine.animator import CancelToken  # the contract's token (light: no torch, no diffusers)
+# the contract (light: no torch, no diffusers); frame_shape is the export dialog's frame size
+from engine.animator import CancelToken, default_fps, frame_shape  # noqa: F401
 from engine.batch import REPORT_FILE as BATCH_REPORT_FILE
 from engine.batch import BatchDefaults, ManifestError, plan_batch, read_manifest, run_batch
 from engine.emotions import (
@@ -262,24 +263,8 @@ def prepare_inputs(animator: Any, portrait: Any, audio: Any = None, duration: fl
     if can(animator, "paste_back"):  # the preview, flipbook and export show the whole portrait, not the crop
         options.update(paste_back=True, paste_max_size=None if max_size is None else int(max_size))
     if audio is None and duration:
-        options["num_frames"] = num_video_frames(duration, fps or animator_fps(animator))
+        options["num_frames"] = num_video_frames(duration, fps or default_fps(animator))
     return animator.prepare(portrait, audio, **options)
-
-
-def frame_shape(prepared: Any) -> tuple[int, int]:
-    """(height, width) of the frames a render of ``prepared`` returns: the portrait its face crop is pasted back
-    into where there is one, else the prepared portrait (the whole portrait, or the model's crop). The canvas
-    paints on ``prepared.portrait`` (the masks live there); the preview shows these frames."""
-    frame = getattr(prepared, "paste_portrait", None)
-    frame = prepared.portrait if frame is None else frame
-    return int(frame.shape[0]), int(frame.shape[1])
-
-
-def animator_fps(animator: Any) -> int:
-    """The frame rate an animator renders at unless told otherwise (the pixel model's, or the portrait path's)."""
-    from engine.portrait.animator import DEFAULT_FPS
-
-    return int(getattr(getattr(animator, "cfg", None), "fps", 0) or DEFAULT_FPS)
 
 
 def region_mask(points: np.ndarray, region: str, height: int, width: int) -> np.ndarray:

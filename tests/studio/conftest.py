@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,27 @@ def dispose(win) -> None:
     win.close()
     win.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+@contextmanager
+def portrait_window(qtbot, animator, portrait: str, *, flipbook: bool = True, show: bool = True) -> Iterator:
+    """A main window on ``animator`` (no dialogs, no autosave, no refine) with ``portrait`` opened and its first
+    preview shown (and the window on screen if ``show``); shut down when the block ends."""
+    from studio.main_window import MainWindow
+
+    win = MainWindow(animator=animator, show_dialogs=False, autosave=False)
+    win.doc.render.refine_delay_ms = 60_000
+    win.flipbook.enabled = flipbook
+    qtbot.addWidget(win)
+    try:
+        if show:
+            win.show()
+            qtbot.waitExposed(win)
+        with qtbot.waitSignal(win.previewSettled, timeout=60_000):
+            assert win.open_portrait(portrait)
+        yield win
+    finally:
+        dispose(win)
 
 
 @pytest.fixture

@@ -162,15 +162,9 @@ def test_portrait_window_fill_undo_rejected_portrait_and_export_fields(qtbot, po
     from PIL import Image
 
     from studio.export_dialog import ExportDialog
-    from studio.main_window import MainWindow
-    from tests.studio.conftest import dispose
+    from tests.studio.conftest import portrait_window
 
-    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
-    win.flipbook.enabled = False
-    qtbot.addWidget(win)
-    try:
-        with qtbot.waitSignal(win.previewSettled, timeout=60_000):
-            assert win.open_portrait(astronaut_path)
+    with portrait_window(qtbot, portrait_animator, astronaut_path, flipbook=False, show=False) as win:
         # one auto-keyed fill is one undo step
         win.add_keyframe()
         win.set_playhead(0)
@@ -190,8 +184,6 @@ def test_portrait_window_fill_undo_rejected_portrait_and_export_fields(qtbot, po
             win.open_portrait(str(blank))
         assert "previous portrait kept" in win.preview.status.text()
         assert win.service.prepared_inputs is not None
-    finally:
-        dispose(win)
 
 
 # ------------------------------------------------------------------------- 2. fits 1366 x 768

@@ -159,15 +159,9 @@ def test_a_no_face_image_is_refused_and_the_project_keeps_its_portrait(qtbot, po
                                                                        tmp_path) -> None:
     from PIL import Image
 
-    from studio.main_window import MainWindow
-    from tests.studio.conftest import dispose
+    from tests.studio.conftest import portrait_window
 
-    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
-    win.flipbook.enabled = False
-    qtbot.addWidget(win)
-    try:
-        with qtbot.waitSignal(win.previewSettled, timeout=60_000):
-            assert win.open_portrait(astronaut_path)
+    with portrait_window(qtbot, portrait_animator, astronaut_path, flipbook=False, show=False) as win:
         blank = tmp_path / "blank.png"
         Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(blank)
         with qtbot.waitSignal(win.errorReported, timeout=30_000) as blocker:
@@ -184,5 +178,3 @@ def test_a_no_face_image_is_refused_and_the_project_keeps_its_portrait(qtbot, po
             assert win.open_project(str(proj))
         qtbot.waitUntil(lambda: win.service.prepared_inputs is None, timeout=10_000)
         assert win.canvas.portrait is None
-    finally:
-        dispose(win)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from studio.keyframes import Keyframe
-from tests.studio.conftest import dispose
+from tests.studio.conftest import portrait_window
 
 ANGER = 2
 
@@ -16,19 +16,10 @@ ANGER = 2
 @pytest.fixture
 def fwin(qtbot, portrait_animator, astronaut_path, speech_path):
     """A window on the bundled model with the astronaut and a 0.6 s voice (15 frames), flipbook on."""
-    from studio.main_window import MainWindow
-
-    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
-    win.doc.render.refine_delay_ms = 60_000
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.previewSettled, timeout=60_000):
-        assert win.open_portrait(astronaut_path)
-    with qtbot.waitSignal(win.preparedReady, timeout=60_000):
-        assert win.open_audio(speech_path)
-    yield win
-    dispose(win)
+    with portrait_window(qtbot, portrait_animator, astronaut_path) as win:
+        with qtbot.waitSignal(win.preparedReady, timeout=60_000):
+            assert win.open_audio(speech_path)
+        yield win
 
 
 def _keys_calm_to_angry(win) -> None:

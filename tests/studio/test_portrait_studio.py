@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.studio.conftest import dispose
+from tests.studio.conftest import dispose, portrait_window
 
 # MediaPipe face-mesh indices: both eyebrows, and the outer lip contour.
 BROW_LEFT = [70, 63, 105, 66, 107]
@@ -20,18 +20,8 @@ SURPRISE = 5
 @pytest.fixture
 def pwin(qtbot, portrait_animator, astronaut_path):
     """A window on the PortraitAnimator with the astronaut prepared and its first preview shown."""
-    from studio.main_window import MainWindow
-
-    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
-    win.doc.render.refine_delay_ms = 60_000
-    win.flipbook.enabled = False  # these tests compare the preview's frames
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.previewSettled, timeout=60_000):
-        assert win.open_portrait(astronaut_path)
-    yield win
-    dispose(win)
+    with portrait_window(qtbot, portrait_animator, astronaut_path, flipbook=False) as win:  # compares previews
+        yield win
 
 
 def _box(points: np.ndarray, margin: float, shape: tuple[int, ...]) -> tuple[slice, slice]:

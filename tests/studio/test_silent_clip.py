@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from engine.io.video import probe_video, read_frames
 from studio.document import DocumentState
 from studio.project_io import ProjectError, load_project, save_project, state_from_json, state_to_json
-from tests.studio.conftest import dispose
+from tests.studio.conftest import portrait_window
 
 FPS = 25
 
@@ -23,17 +23,8 @@ FPS = 25
 @pytest.fixture
 def silent_win(qtbot, portrait_animator, astronaut_path):
     """A window on the PortraitAnimator with the astronaut prepared, no audio."""
-    from studio.main_window import MainWindow
-
-    win = MainWindow(animator=portrait_animator, show_dialogs=False, autosave=False)
-    win.doc.render.refine_delay_ms = 60_000
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    with qtbot.waitSignal(win.previewSettled, timeout=60_000):
-        assert win.open_portrait(astronaut_path)
-    yield win
-    dispose(win)
+    with portrait_window(qtbot, portrait_animator, astronaut_path) as win:
+        yield win
 
 
 def test_a_clip_without_audio_lasts_the_length_the_user_sets(qtbot, silent_win, tmp_path: Path) -> None:
