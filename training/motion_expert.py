@@ -181,21 +181,22 @@ def recipe_examples(recipe: Recipe, emotions: tuple[str, ...], cfg: ExpertTraini
 
 
 # ---------------------------------------------------------------------------------------------- real footage
-def _frames_of(path: Path) -> tuple[list[np.ndarray], float]:
-    """Evenly spaced frames (RGB, full resolution) of a video or a photo, and the video's fps (0 for a photo)."""
+def _frames_of(path: Path) -> tuple[list[np.ndarray], int]:
+    """Evenly spaced frames (RGB, full resolution) of a video or a photo, and how many of the first are the
+    clip's neutral head (every frame of its first :data:`CLIP_NEUTRAL_SECONDS`, at least one; 0 for a photo)."""
     from engine.io.image import load_image
 
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        return [load_image(path)], 0.0
+        return [load_image(path)], 0
     from engine.io.video import probe_video, read_frames
 
     info = probe_video(path)
     frames = [np.asarray(f) for f in read_frames(path)]
+    head = max(1, int(math.ceil(CLIP_NEUTRAL_SECONDS * float(info.fps or 25))))
     if len(frames) > FRAMES_PER_CLIP:
         picks = np.linspace(0, len(frames) - 1, FRAMES_PER_CLIP).round().astype(int)
-        head = int(math.ceil(CLIP_NEUTRAL_SECONDS * float(info.fps or 25)))
         frames = [frames[i] for i in sorted(set(picks.tolist()) | set(range(min(head, len(frames)))))]
-    return frames, float(info.fps or 25)
+    return frames, min(head, len(frames))
 
 
 def face_unit_shapes(frames: list[np.ndarray], mean_shape: np.ndarray) -> np.ndarray:
@@ -354,8 +355,7 @@ class ActionUnitBasis:
 def face_unit_shapes_of(path: Path, mean_shape: np.ndarray) -> tuple[np.ndarray, int]:
     """The face-unit shapes of a clip's or photo's frames (:func:`face_unit_shapes`) and how many of the first
     frames are the clip's neutral head (:data:`CLIP_NEUTRAL_SECONDS`; 0 for a photo)."""
-    frames, fps = _frames_of(path)
-    head = max(1, int(math.ceil(CLIP_NEUTRAL_SECONDS * fps))) if fps > 0 else 0
+    frames, head = _frames_of(path)
     return face_unit_shapes(frames, mean_shape), head
 
 
