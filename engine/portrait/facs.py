@@ -50,11 +50,12 @@ EMOTION_AUS: dict[str, dict[int, float]] = {
     # lips of the quieter prototype (4+5+7+23) read neutral or happy on most real faces.
     "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 16: 1.3, 20: 0.5, 26: 0.8},
     "disgust": {9: 1.0, 10: 1.0, 15: 0.5, 4: 0.3},
-    # Fear as a face shows it at full strength: brows up *and* knit (AU1+2 with a strong AU4), the mouth
-    # dropped open with the lips stretched and pulled down (AU20, AU15, AU26) over a tense chin (AU17).
-    # The earlier closed, sideways-stretched mouth read as a grin (appearance reader: fear 0/7, read happy
-    # or neutral).
-    "fear": {1: 1.0, 2: 0.5, 4: 1.6, 15: 1.6, 17: 0.3, 20: 0.4, 26: 1.4},
+    # Fear as a face shows it at full strength: brows up *and* knit, the inner corners highest (a strong AU1
+    # over AU4, with AU2), the mouth dropped open with the lips stretched and pulled down (AU20, AU15, AU26)
+    # over a tense chin (AU17). The earlier closed, sideways-stretched mouth read as a grin (appearance
+    # reader: fear 0/7, read happy or neutral); brows knit flat (AU1 1.0 under AU4 1.6) read as surprise or
+    # anger (3/7 with the performance on; inner corners raised: 5/7).
+    "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 1.6, 17: 0.3, 20: 0.4, 26: 1.4},
     "surprise": {1: 1.0, 2: 1.0, 26: 0.8},
 }
 
