@@ -44,7 +44,9 @@ _AU_PARTS: dict[int, list[tuple[tuple[int, ...], tuple[float, float]]]] = {
 #: EMFACS prototypes without the lids' AUs (5, 6, 7: engine.portrait.eyes): AU -> intensity at slider 1.
 EMOTION_AUS: dict[str, dict[int, float]] = {
     "happiness": {12: 1.0},
-    "sadness": {1: 1.0, 4: 0.5, 15: 1.0, 17: 0.5},
+    # Sadness: the inner brows raised (AU1, the clearest sign of grief) over a slight knit, the corners down
+    # and the chin pushing the lower lip up.
+    "sadness": {1: 1.5, 4: 0.5, 15: 1.0, 17: 0.5},
     # Anger at full strength shouts (EMFACS 4+5+7+10+16+25/26): brows down and together with the outer ends
     # up, the nose wrinkled, the upper lip raised and the lower lip pulled down off the teeth. The pressed
     # lips of the quieter prototype (4+5+7+23) read neutral or happy on most real faces.
