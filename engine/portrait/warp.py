@@ -92,11 +92,13 @@ def relax_foldovers(source: np.ndarray, target: np.ndarray, triangles: np.ndarra
     """
     src_area = signed_areas(source, triangles)
     motion = target - source
+    # Triangles none of whose corners may move cannot be relaxed: leaving them out lets the loop stop early.
+    relaxable = np.ones(len(triangles), bool) if movable is None else movable[triangles].any(axis=1)
+    if may_close is not None:
+        relaxable &= ~may_close
     for _ in range(iterations):
         ratio = signed_areas(source + motion, triangles) / np.where(np.abs(src_area) > 1e-9, src_area, 1e-9)
-        bad = ratio < MIN_AREA_RATIO
-        if may_close is not None:
-            bad &= ~may_close
+        bad = (ratio < MIN_AREA_RATIO) & relaxable
         if not bad.any():
             break
         tris = triangles[bad]
