@@ -1,6 +1,6 @@
 """The mesh warp (engine/portrait/warp.py): a triangle squeezed to a sliver must not sample far-away pixels
 along its edges (seen as a dotted line of hair or suit on the background beside the astronaut's shouting
-anger)."""
+anger), and a strong expression on a wide-smiling sitter must not fold the mesh."""
 
 from __future__ import annotations
 
@@ -31,3 +31,23 @@ def test_a_squeezed_triangle_samples_only_near_its_own_source() -> None:
             assert sampled_x.min() >= moving_sources[:, 0].min() - 1.5, (
                 f"a pixel sampled x={sampled_x.min():.1f}, far outside the moving triangles "
                 f"(offset {offset}, thickness {thickness})")
+
+
+def test_no_emotion_folds_the_mesh_of_a_wide_smiling_sitter(animator, still) -> None:
+    """The astronaut smiles wide with her teeth: neutralising that smile and then frowning, shouting or
+    screaming moves her lip corners far; the targets must not flip triangles outside the lips' and eyes'
+    openings (flipped triangles tore her lip corners into jagged steps: 34 of them under sadness with
+    12 rounds of relaxation)."""
+    from engine.moee import GateControl
+    from engine.portrait.warp import signed_areas
+
+    rig = still.rig
+    openings = rig.across_mouth | still.eye_triangles()
+    source_areas = signed_areas(rig.control, rig.triangles)
+    for emotion in range(len(animator.emotions) + 1):
+        weights = np.zeros(len(animator.emotions), np.float32)
+        if emotion < len(animator.emotions):
+            weights[emotion] = 1.0
+        target = animator.control_targets(still, GateControl(weights), 0)
+        flipped = (signed_areas(target, rig.triangles) * np.sign(source_areas) < 0) & ~openings
+        assert flipped.sum() <= 5, f"{int(flipped.sum())} triangles folded at weights {weights.tolist()}"
