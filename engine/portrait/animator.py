@@ -457,12 +457,14 @@ class PortraitAnimator:
         speech, expression = self._motion_parts(prepared, GateControl(control.global_weights), frame_index)
         turn = parallax(life.pose)
         plain = speech + expression - self.sitter_removal(prepared, self._weights(control)) + turn
-        moved = rig.control_weights @ rig.to_pixels.apply_vectors(plain)
+        plain_px = rig.to_pixels.apply_vectors(plain)
+        moved = rig.control_weights @ plain_px
+        opening = landmark_lip_opening(rig.control, plain_px)
         if brush is not None:
             painted, blend = brush
-            stroked = self.face_motion(prepared, control, frame_index, painted) + turn
-            stroked_px = rig.control_weights @ rig.to_pixels.apply_vectors(stroked)
-            moved = moved + blend[:, None] * (stroked_px - moved)
+            stroked_px = rig.to_pixels.apply_vectors(self.face_motion(prepared, control, frame_index, painted) + turn)
+            moved = moved + blend[:, None] * (rig.control_weights @ stroked_px - moved)
+            opening = np.maximum(opening, landmark_lip_opening(rig.control, stroked_px))
         for _ in range(self.cfg.smoothing_rounds):
             moved = np.where(rig.movable[:, None], 0.5 * moved + 0.5 * (rig.smoothing @ moved), 0.0)
         if life.closure != 0 or life.squint != 0:
@@ -470,7 +472,7 @@ class PortraitAnimator:
                 moved = moved + lid_displacements(rig.control + moved, eye, life.closure, life.squint)
         may_close = rig.across_mouth | prepared.eye_triangles()
         target = relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close)
-        return uncross_lips(smooth_lip_motion(rig.control, target)), expression
+        return uncross_lips(seal_lips(rig.control, smooth_lip_motion(rig.control, target), opening)), expression
 
     # ------------------------------------------------------------------ life: blinks, gaze, head motion
     def _weights_at(self, gates: GateSpec, frame_index: int) -> dict[str, float]:
@@ -596,15 +598,59 @@ def smooth_lip_motion(source: np.ndarray, target: np.ndarray, rounds: int = LIP_
     return result
 
 
+#: The 68 landmarks' pairs of inner-lip points (upper, lower), the corners left out.
+LANDMARK_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+
+
+def _mouth_down(points: np.ndarray) -> np.ndarray:
+    """Unit vector across the mouth of control points ``points``, from the upper lip to the lower
+    (perpendicular to the corners' line)."""
+    axis = points[INNER_UPPER_ROWS[-1]] - points[INNER_UPPER_ROWS[0]]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    down = np.array([-axis[1], axis[0]])
+    return down if down[1] >= 0 else -down
+
+
+def landmark_lip_opening(source: np.ndarray, motion68_px: np.ndarray) -> np.ndarray:
+    """(K,) how far the 68 landmarks' motion (68, 2) px may part the inner lips at each point of the inner
+    contours (corner to corner), px: the widest change of the gap at the pairs 61/67, 62/66, 63/65, over the
+    half-ellipse an open mouth's gap follows along the mouth (0 at the corners). Speech and the jaw's action
+    units open the mouth here; the 68 landmarks' own contour (straight from a corner to 61/67) would square an
+    open mouth off at the corners."""
+    down = _mouth_down(source)
+    widest = max(0.0, *(float((motion68_px[lower] - motion68_px[upper]) @ down) for upper, lower in LANDMARK_LIP_PAIRS))
+    along = np.linspace(-1.0, 1.0, len(INNER_UPPER_ROWS))
+    return widest * np.sqrt(np.clip(1.0 - along * along, 0.0, 1.0))
+
+
+def seal_lips(source: np.ndarray, target: np.ndarray, opening: np.ndarray) -> np.ndarray:
+    """Control targets whose inner lips part no further than the landmarks say: at each pair of matching
+    inner-contour points the gap is at most the portrait's own gap plus ``opening``
+    (:func:`landmark_lip_opening`); a wider pair closes toward its midpoint.
+
+    The dense contours are interpolated from landmarks on both edges of each lip, so motion that parts no
+    landmark pair still opened them: taking a smile out of closed lips (corners down, the lower lip's outer edge
+    down) parted a girl's lips by 7 px at 1024, and a frown after it by 18 px (drawn as an open mouth)."""
+    upper, lower = target[INNER_UPPER_ROWS], target[INNER_LOWER_ROWS]
+    down = _mouth_down(source)
+    own = (source[INNER_LOWER_ROWS] - source[INNER_UPPER_ROWS]) @ down
+    gap = (lower - upper) @ down
+    excess = gap - np.maximum(own + opening, 0.0)
+    if not np.any(excess > 0):
+        return target
+    shift = 0.5 * np.maximum(excess, 0.0)[:, None] * down
+    result = target.copy()
+    result[INNER_UPPER_ROWS] = upper + shift
+    result[INNER_LOWER_ROWS] = lower - shift
+    return result
+
+
 def uncross_lips(target: np.ndarray) -> np.ndarray:
     """Control targets whose inner lower lip never rises above the inner upper lip: where a pair of
     matching points (corner to corner) has crossed, both go to their midpoint (the lips meet instead of
     folding through each other, which showed as a flap of lip inside an open mouth)."""
     upper, lower = target[INNER_UPPER_ROWS], target[INNER_LOWER_ROWS]
-    axis = upper[-1] - upper[0]
-    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
-    down = np.array([-axis[1], axis[0]]) if axis[0] >= 0 else np.array([axis[1], -axis[0]])
-    crossed = (lower - upper) @ down < 0
+    crossed = (lower - upper) @ _mouth_down(target) < 0
     if not crossed.any():
         return target
     result = target.copy()

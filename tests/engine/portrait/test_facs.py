@@ -124,6 +124,28 @@ def test_a_smiling_sitter_is_neutralised_and_her_smile_returns_with_happiness(an
     assert teeth.mean() > 150  # with happiness her own teeth show again (not the closed lips of the neutral)
 
 
+def test_a_smile_with_closed_lips_is_taken_out_without_parting_them(animator) -> None:
+    """A sitter smiling with closed lips keeps them closed when her smile is taken out and when she frowns
+    (the dense lip contours followed the corners down and parted by 3-5 px at 384 px, drawn as an open
+    mouth); an emotion that drops the jaw still opens the mouth."""
+    from engine.portrait.rig import inner_lip_contours
+    from training.synthetic.identities import Identity
+    from training.synthetic.renderer import FaceRenderer
+
+    smiling = FaceRenderer(Identity.from_seed(0), 384).render(aus={12: 1.0, 6: 1.0}, mouth_open=0.0)[0]
+    prepared = animator.prepare(smiling, life=STILL_LIFE)
+    assert prepared.rig.sitter_smile > 0.5
+
+    def gap(points: np.ndarray) -> float:
+        upper, lower = inner_lip_contours(prepared.rig, points)
+        return float(np.max(lower[:, 1] - upper[:, 1]))
+
+    own = max(gap(prepared.rig.control), 0.0)
+    assert gap(animator.control_targets(prepared, one_hot("happiness", 0.0), 0)) <= own + 0.5  # neutral
+    assert gap(animator.control_targets(prepared, one_hot("sadness"), 0)) <= own + 0.5
+    assert gap(animator.control_targets(prepared, one_hot("surprise"), 0)) > 10.0
+
+
 def test_a_frightened_line_is_spoken_and_the_scream_shows_in_silence(animator) -> None:
     """Speech owns the jaw while the person speaks: fear's dropped jaw gives way by speech_jaw_yield during the
     line (so the lips follow the words) and shows whole in a silent clip."""
