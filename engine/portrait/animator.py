@@ -43,7 +43,7 @@ from engine.limits import DEFAULT_MAX_SIZE
 from engine.moee import GateControl, GateSpec
 from engine.portrait.calibration import PortraitCalibration
 from engine.portrait.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
-from engine.portrait.facs import EMOTION_AUS, JAW_AUS, au_motion, emotion_emphasis, emphasis, speaking
+from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis, speaking
 from engine.portrait.head_pose import HeadWarp, parallax
 from engine.portrait.motion import MotionModel
 from engine.portrait.mouth import draw_mouth_interior
@@ -112,8 +112,9 @@ class TransferConfig:
     #: Scale of the FACS emphasis (engine/portrait/facs.py: each emotion's EMFACS action units as landmark motion,
     #: added to the model's; 0 leaves the model's motion alone).
     facs_emphasis: float = 1.5
-    #: Share of an emotion's FACS jaw drop (engine/portrait/facs.py JAW_AUS) that gives way to speech while the
-    #: person speaks (facs.speaking): a frightened line is still spoken; the open mouth shows in the pauses.
+    #: Share by which an emotion's FACS recipe turns into its speaking recipe while the person speaks
+    #: (engine/portrait/facs.py speaking_recipe: the jaw drop given to the speech, facs.speaking): a frightened
+    #: line is still spoken; the open mouth shows in the pauses.
     speech_jaw_yield: float = 0.8
     #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
@@ -235,7 +236,7 @@ class PortraitAnimator:
         #: Slider -> gate curves (default: the motion model's folder's; None: each slider is the gate).
         self.calibration = motion.calibration if calibration is None else calibration
         self.trained = bool(motion.notes.get("trained", False))
-        self._facs: tuple[np.ndarray, np.ndarray] | None = None  # FACS emphasis (jaw, others), built on use
+        self._facs: tuple[np.ndarray, np.ndarray] | None = None  # FACS emphasis (silent, talking), built on use
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
@@ -427,19 +428,18 @@ class PortraitAnimator:
         expression = self._gain(strengths) * (performed - speech)
         if self.cfg.facs_emphasis > 0:
             tokens = weights if painted is None else np.maximum(weights[None, :], alpha[None, :] * painted)
-            jaw, rest = self._facs_tables()
+            silent, talking = self._facs_tables()
             spoken = float(prepared.speaking[frame_index]) if prepared.speaking is not None and prepared.num_frames else 0.0
-            jaw_share = 1.0 - self.cfg.speech_jaw_yield * spoken
+            talk_share = self.cfg.speech_jaw_yield * spoken
             expression = expression + self.cfg.facs_emphasis * (
-                emphasis(rest, tokens) + jaw_share * emphasis(jaw, tokens))
+                (1.0 - talk_share) * emphasis(silent, tokens) + talk_share * emphasis(talking, tokens))
         return speech, expression
 
     def _facs_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py) for the loaded emotions, as (the jaw
-        drop's action units, the others), each (E, 68, 2)."""
+        """Each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py) for the loaded emotions, as (in
+        silence, while the person speaks), each (E, 68, 2)."""
         if self._facs is None or len(self._facs[0]) != len(self.emotions):
-            self._facs = (emotion_emphasis(self.emotions, aus=JAW_AUS),
-                          emotion_emphasis(self.emotions, without=JAW_AUS))
+            self._facs = (emotion_emphasis(self.emotions), emotion_emphasis(self.emotions, talking=True))
         return self._facs
 
     def control_targets(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:

@@ -16,8 +16,6 @@ are drawn by :mod:`engine.portrait.eyes` (``TransferConfig.lid_shape``), not her
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import numpy as np
 
 #: Each action unit as (landmark indices, (dx, dy) per landmark) at intensity 1, face units.
@@ -64,6 +62,13 @@ EMOTION_AUS: dict[str, dict[int, float]] = {
 
 #: The action units that part the lips and drop the jaw: speech owns them while the person speaks (:func:`speaking`).
 JAW_AUS: frozenset[int] = frozenset({16, 26})
+#: An emotion's action units while the person speaks, where they differ from its recipe without the jaw's AUs
+#: (:func:`speaking_recipe`). Anger's shout, its jaw given to the speech, left a wide mouth baring the upper
+#: teeth that read as a grin (appearance reader, 5 frames of a line on 7 portraits: anger 8/35, read happy or
+#: sad): a furious line is spoken through tightened lips (AU23) with the corners down (AU15), 14/35.
+SPEAKING_AUS: dict[str, dict[int, float]] = {
+    "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 15: 1.0, 23: 1.0},
+}
 #: Mouth opening (0..1, the speech's) that counts as speaking, and the window (seconds) it counts over.
 SPEAKING_OPENING = 0.25
 SPEAKING_WINDOW_SECONDS = 0.4
@@ -77,15 +82,22 @@ def au_motion(au: int) -> np.ndarray:
     return motion
 
 
-def emotion_emphasis(emotions: tuple[str, ...] | list[str], aus: Collection[int] | None = None,
-                     without: Collection[int] = ()) -> np.ndarray:
+def speaking_recipe(name: str) -> dict[int, float]:
+    """The emotion's action units while the person speaks: :data:`SPEAKING_AUS` where given, else its recipe
+    without the jaw's action units (:data:`JAW_AUS`: the speech opens the mouth)."""
+    if name in SPEAKING_AUS:
+        return SPEAKING_AUS[name]
+    return {au: value for au, value in EMOTION_AUS.get(name, {}).items() if au not in JAW_AUS}
+
+
+def emotion_emphasis(emotions: tuple[str, ...] | list[str], talking: bool = False) -> np.ndarray:
     """(E, 68, 2): each emotion's EMFACS motion at slider 1 (zeros for an emotion FACS does not list, such as
-    a custom expert); only the action units in ``aus`` if given, none of those in ``without``."""
+    a custom expert), in silence or, with ``talking``, while the person speaks (:func:`speaking_recipe`)."""
     table = np.zeros((len(emotions), 68, 2))
     for e, name in enumerate(emotions):
-        for au, intensity in EMOTION_AUS.get(name, {}).items():
-            if (aus is None or au in aus) and au not in without:
-                table[e] += intensity * au_motion(au)
+        recipe = speaking_recipe(name) if talking else EMOTION_AUS.get(name, {})
+        for au, intensity in recipe.items():
+            table[e] += intensity * au_motion(au)
     return table
 
 
@@ -93,7 +105,8 @@ def speaking(openings: np.ndarray, fps: float) -> np.ndarray:
     """(T,) 0..1 how much the person is speaking at each frame: 1 while the speech has opened the mouth by
     :data:`SPEAKING_OPENING` within :data:`SPEAKING_WINDOW_SECONDS`, easing to 0 over that window in a pause.
 
-    An emotion's jaw drop (:data:`JAW_AUS`) gives way to speech by this share (``TransferConfig.speech_jaw_yield``):
+    An emotion's recipe turns into its speaking recipe (:func:`speaking_recipe`: its jaw drop given to the speech)
+    by this share (``TransferConfig.speech_jaw_yield``):
     the lips come from the audio (the paper's experts are trained with the mouth masked), so a frightened or
     furious line is still spoken, and the full scream shows in the pauses and in silent clips.
     """

@@ -10,7 +10,15 @@ import numpy as np
 from engine.io.face import detect_landmarks
 from engine.moee import GateControl
 from engine.portrait.animator import PortraitAnimator, TransferConfig
-from engine.portrait.facs import EMOTION_AUS, JAW_AUS, au_motion, emotion_emphasis, emphasis, speaking
+from engine.portrait.facs import (
+    EMOTION_AUS,
+    JAW_AUS,
+    au_motion,
+    emotion_emphasis,
+    emphasis,
+    speaking,
+    speaking_recipe,
+)
 from engine.portrait.performance import STILL_LIFE
 from engine.portrait.rig import MESH_ROWS
 
@@ -67,11 +75,18 @@ def test_speaking_is_one_through_a_line_and_eases_to_zero_in_a_pause() -> None:
     assert not speaking(np.zeros(30), fps).any()
 
 
-def test_the_jaw_action_units_split_from_the_others() -> None:
-    table = emotion_emphasis(EMOTIONS)
-    jaw, rest = emotion_emphasis(EMOTIONS, aus=JAW_AUS), emotion_emphasis(EMOTIONS, without=JAW_AUS)
-    assert np.allclose(jaw + rest, table)
-    assert jaw[EMOTIONS.index("fear"), 57, 1] > 0.1 and rest[:, 8, 1].max() <= 0  # only the jaw AUs drop the chin
+def test_while_speaking_no_emotion_drops_the_jaw_and_anger_tightens_its_lips() -> None:
+    silent, talking = emotion_emphasis(EMOTIONS), emotion_emphasis(EMOTIONS, talking=True)
+    assert silent[EMOTIONS.index("fear"), 57, 1] > 0.1  # in silence fear's jaw drops ...
+    assert talking[:, 8, 1].max() <= 0 and not any(JAW_AUS & speaking_recipe(name).keys() for name in EMOTIONS)
+    for name in ("fear", "surprise", "sadness"):  # ... while speaking the rest of the recipe stays
+        assert speaking_recipe(name) == {au: v for au, v in EMOTION_AUS[name].items() if au not in JAW_AUS}
+    anger = EMOTIONS.index("anger")
+
+    def mouth_width(table: np.ndarray) -> float:
+        return float(table[anger, 54, 0] - table[anger, 48, 0])
+
+    assert mouth_width(silent) > 0 > mouth_width(talking)  # the shout stretches the lips, the spoken line tightens them
 
 
 # ------------------------------------------------------------------ on a real portrait
