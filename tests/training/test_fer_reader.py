@@ -113,19 +113,32 @@ def test_eval_portraits_reads_the_renders_by_appearance(reader, astronaut):
     """``read_appearance`` on the astronaut's renders: every emotion it knows, the neutral, the compounds."""
     from engine.moee import GateControl
     from engine.portrait.animator import PortraitAnimator
-    from training.portrait_eval import COMPOUND_LEVELS, COMPOUND_PAIRS, _one_hot, read_appearance
+    from training.portrait_eval import (
+        COMPOUND_LEVELS,
+        COMPOUND_PAIRS,
+        SPEECH_READS,
+        _one_hot,
+        read_appearance,
+    )
 
     animator = PortraitAnimator.from_pretrained()
     still = animator.prepare(astronaut, max_size=384)
     emotions = animator.emotions
     renders = {name: animator.render_frame(still, 0, GateControl(_one_hot(emotions, name))) for name in emotions}
     neutral = animator.render_frame(still, 0, GateControl(np.zeros(len(emotions), np.float32)))
-    result = read_appearance(reader, animator, still, renders, neutral, None)
+    from engine.io.resources import demo_audio
+
+    talking = animator.prepare(astronaut, demo_audio(), max_size=384)
+    result = read_appearance(reader, animator, still, renders, neutral, None, talking)
     assert set(result["emotions"]) == set(emotions) & set(fer.FER_EMOTIONS)
     assert result["emotions_known"] == len(result["emotions"])
     assert result["emotions"]["happiness"]["right"] and result["emotions"]["happiness"]["read_as"] == "happiness"
     assert result["emotions_read"] == sum(entry["right"] for entry in result["emotions"].values())
     assert result["portrait"]["read_as"] == "happiness" and result["neutral"]["read_as"] in fer.FER_LABELS
+    for entry in result["emotions"].values():  # each emotion is read on frames where she speaks too
+        spoken = entry["speaking"]
+        assert len(spoken["frames"]) == SPEECH_READS and all(talking.speaking[i] == 1.0 for i in spoken["frames"])
+        assert len(spoken["read_as"]) == SPEECH_READS and 0 <= spoken["right"] <= SPEECH_READS
     assert len(result["compounds"]) == len(COMPOUND_PAIRS) * len(COMPOUND_LEVELS)
     for key, entry in result["compounds"].items():
         parts = set(key.split("@")[0].split("+"))

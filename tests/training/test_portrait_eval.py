@@ -5,9 +5,13 @@ from __future__ import annotations
 from training.portrait_eval import summarise_appearance, summarise_liveliness
 
 
-def _appearance(right: dict[str, bool], neutral: str, compounds: dict[str, bool]) -> dict:
+def _appearance(right: dict[str, bool], neutral: str, compounds: dict[str, bool],
+                spoken: dict[str, int] | None = None) -> dict:
+    emotions = {name: {"read_as": name if ok else "neutral", "right": ok} for name, ok in right.items()}
+    for name, hits in (spoken or {}).items():
+        emotions[name]["speaking"] = {"frames": [10, 20, 30], "right": hits}
     return {
-        "emotions": {name: {"read_as": name if ok else "neutral", "right": ok} for name, ok in right.items()},
+        "emotions": emotions,
         "emotions_read": sum(right.values()), "emotions_known": len(right),
         "neutral": {"read_as": neutral},
         "compounds": {key: {"both_in_top2": ok} for key, ok in compounds.items()},
@@ -17,8 +21,10 @@ def _appearance(right: dict[str, bool], neutral: str, compounds: dict[str, bool]
 
 def test_the_appearance_summary_counts_per_emotion_neutral_and_compounds():
     results = [
-        {"appearance": _appearance({"happiness": True, "fear": False}, "neutral", {"happiness+surprise@1": True})},
-        {"appearance": _appearance({"happiness": True, "fear": True}, "happiness", {"happiness+surprise@1": False})},
+        {"appearance": _appearance({"happiness": True, "fear": False}, "neutral", {"happiness+surprise@1": True},
+                                   {"happiness": 3, "fear": 1})},
+        {"appearance": _appearance({"happiness": True, "fear": True}, "happiness", {"happiness+surprise@1": False},
+                                   {"happiness": 2, "fear": 0})},
         {"appearance": {"note": "weights missing"}},  # not read: left out
     ]
     summary = summarise_appearance(results)
@@ -26,7 +32,10 @@ def test_the_appearance_summary_counts_per_emotion_neutral_and_compounds():
     assert summary["by_emotion"] == {"happiness": "2/2", "fear": "1/2"}
     assert summary["neutral_read_neutral"] == "1/2" and summary["neutral_read_as"] == {"happiness": 1, "neutral": 1}
     assert summary["compounds_both_in_top2"] == "1/2" and summary["by_compound"] == {"happiness+surprise@1": "1/2"}
+    assert summary["speaking"] == {"emotions_read": "6/12", "by_emotion": {"happiness": "5/6", "fear": "1/6"}}
     assert summarise_appearance([{"appearance": {"note": "weights missing"}}]) is None
+    silent_only = [{"appearance": _appearance({"happiness": True}, "neutral", {})}]
+    assert summarise_appearance(silent_only)["speaking"] is None
 
 
 def test_the_liveliness_summary_is_null_where_nothing_was_measured():
