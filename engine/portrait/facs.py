@@ -66,8 +66,12 @@ JAW_AUS: frozenset[int] = frozenset({16, 26})
 #: (:func:`speaking_recipe`). Anger's shout, its jaw given to the speech, left a wide mouth baring the upper
 #: teeth that read as a grin (appearance reader, 5 frames of a line on 7 portraits: anger 8/35, read happy or
 #: sad): a furious line is spoken through tightened lips (AU23) with the corners down (AU15), 14/35.
+#: Surprise keeps its dropped jaw and the speech opens and closes the mouth further: given to the speech, the
+#: jaw dropped in every pause, against the words (lip sync on the astronaut 0.27; kept: 0.74), and the spoken
+#: surprise read as a grin (24/35 frames; kept: 35/35).
 SPEAKING_AUS: dict[str, dict[int, float]] = {
     "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 15: 1.0, 23: 1.0},
+    "surprise": EMOTION_AUS["surprise"],
 }
 #: Mouth opening (0..1, the speech's) that counts as speaking, and the window (seconds) it counts over.
 SPEAKING_OPENING = 0.25
