@@ -65,12 +65,17 @@ JAW_AUS: frozenset[int] = frozenset({16, 26})
 #: An emotion's action units while the person speaks, where they differ from its recipe without the jaw's AUs
 #: (:func:`speaking_recipe`). Anger's shout, its jaw given to the speech, left a wide mouth baring the upper
 #: teeth that read as a grin (appearance reader, 5 frames of a line on 7 portraits: anger 8/35, read happy or
-#: sad): a furious line is spoken through tightened lips (AU23) with the corners down (AU15), 14/35.
+#: sad): a furious line is spoken with the corners pulled hard down (AU15 2.0) through tightened lips (AU23):
+#: 17/35 at 512 and 1024 px (AU15 at 1.0: 14/35, 11/35; AU23 at 2.0 read 19/35 but hid the speech: lip sync on
+#: the astronaut 0.54).
 #: Surprise keeps its dropped jaw and the speech opens and closes the mouth further: given to the speech, the
 #: jaw dropped in every pause, against the words (lip sync on the astronaut 0.27; kept: 0.74), and the spoken
 #: surprise read as a grin (24/35 frames; kept: 35/35).
+#: A frightened line pulls the corners down harder instead of stretching them (AU15 2.0, no AU20): stretched
+#: lips around a talking mouth read as a grin or as sadness (fear 9/35 -> 13/35 frames at 1024 px, 11 -> 15 at 512).
 SPEAKING_AUS: dict[str, dict[int, float]] = {
-    "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 15: 1.0, 23: 1.0},
+    "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 15: 2.0, 23: 1.0},
+    "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 2.0, 17: 0.3},
     "surprise": EMOTION_AUS["surprise"],
 }
 #: Mouth opening (0..1, the speech's) that counts as speaking, and the window (seconds) it counts over.

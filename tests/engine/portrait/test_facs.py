@@ -81,7 +81,7 @@ def test_while_speaking_only_surprise_drops_the_jaw_and_anger_tightens_its_lips(
     others = [e for e, name in enumerate(EMOTIONS) if name != "surprise"]
     assert talking[others, 8, 1].max() <= 0 and talking[EMOTIONS.index("surprise"), 8, 1] > 0
     assert speaking_recipe("surprise") == EMOTION_AUS["surprise"]  # a surprised line: the jaw stays dropped
-    for name in ("fear", "sadness"):  # ... while speaking the rest of the recipe stays
+    for name in ("sadness", "happiness"):  # ... while speaking the rest of the recipe stays
         assert speaking_recipe(name) == {au: v for au, v in EMOTION_AUS[name].items() if au not in JAW_AUS}
     anger = EMOTIONS.index("anger")
 
