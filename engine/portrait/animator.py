@@ -115,7 +115,7 @@ class TransferConfig:
     #: Share by which an emotion's FACS recipe turns into its speaking recipe while the person speaks
     #: (engine/portrait/facs.py speaking_recipe: the jaw drop given to the speech, facs.speaking): a frightened
     #: line is still spoken; the open mouth shows in the pauses.
-    speech_jaw_yield: float = 0.8
+    speaking_recipe_share: float = 0.8
     #: Lids of each emotion at slider 1 (the appearance FACS gives them): (upper lid lowered, as a share
     #: of the opening: negative widens the eye (AU5); lower lid raised, share of the opening (AU6 / AU7)).
     lid_shape: dict[str, tuple[float, float]] = field(default_factory=lambda: {
@@ -430,7 +430,7 @@ class PortraitAnimator:
             tokens = weights if painted is None else np.maximum(weights[None, :], alpha[None, :] * painted)
             silent, talking = self._facs_tables()
             spoken = float(prepared.speaking[frame_index]) if prepared.speaking is not None and prepared.num_frames else 0.0
-            talk_share = self.cfg.speech_jaw_yield * spoken
+            talk_share = self.cfg.speaking_recipe_share * spoken
             expression = expression + self.cfg.facs_emphasis * (
                 (1.0 - talk_share) * emphasis(silent, tokens) + talk_share * emphasis(talking, tokens))
         return speech, expression

@@ -115,7 +115,7 @@ def speaking(openings: np.ndarray, fps: float) -> np.ndarray:
     :data:`SPEAKING_OPENING` within :data:`SPEAKING_WINDOW_SECONDS`, easing to 0 over that window in a pause.
 
     An emotion's recipe turns into its speaking recipe (:func:`speaking_recipe`: its jaw drop given to the speech)
-    by this share (``TransferConfig.speech_jaw_yield``):
+    by this share (``TransferConfig.speaking_recipe_share``):
     the lips come from the audio (the paper's experts are trained with the mouth masked), so a frightened or
     furious line is still spoken, and the full scream shows in the pauses and in silent clips.
     """

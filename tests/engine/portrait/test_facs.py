@@ -164,7 +164,7 @@ def test_a_smile_with_closed_lips_is_taken_out_without_parting_them(animator) ->
 
 
 def test_a_frightened_line_is_spoken_and_the_scream_shows_in_silence(animator) -> None:
-    """Speech owns the jaw while the person speaks: fear's dropped jaw gives way by speech_jaw_yield during the
+    """Speech owns the jaw while the person speaks: fear's dropped jaw gives way by speaking_recipe_share during the
     line (so the lips follow the words) and shows whole in a silent clip."""
     from skimage.data import astronaut
 
@@ -174,7 +174,7 @@ def test_a_frightened_line_is_spoken_and_the_scream_shows_in_silence(animator) -
     silent = animator.prepare(astronaut(), None, max_size=512, life=STILL_LIFE, num_frames=talking.num_frames)
     frame = int(np.argmax(talking.speaking))  # in the line
     assert talking.speaking[frame] == 1.0 and not silent.speaking.any()
-    no_yield = PortraitAnimator(animator.motion, dataclasses.replace(animator.cfg, speech_jaw_yield=0.0))
+    no_yield = PortraitAnimator(animator.motion, dataclasses.replace(animator.cfg, speaking_recipe_share=0.0))
     chin = MESH_ROWS[152]  # MediaPipe's chin tip (y grows downward)
     yielded = animator.control_targets(talking, one_hot("fear"), frame)[chin, 1]
     screamed = no_yield.control_targets(talking, one_hot("fear"), frame)[chin, 1]
