@@ -43,7 +43,16 @@ from engine.limits import DEFAULT_MAX_SIZE
 from engine.moee import GateControl, GateSpec
 from engine.portrait.calibration import PortraitCalibration
 from engine.portrait.eyes import EyeLayer, eye_indices, eye_opening_triangles, lid_displacements
-from engine.portrait.facs import EMOTION_AUS, au_motion, emotion_emphasis, emphasis, speaking
+from engine.portrait.facs import (
+    EMOTION_AUS,
+    au_motion,
+    closed_recipe,
+    emotion_emphasis,
+    emphasis,
+    jaw_closing,
+    speaking,
+    speaking_recipe,
+)
 from engine.portrait.head_pose import HeadWarp, parallax
 from engine.portrait.motion import MotionModel
 from engine.portrait.mouth import draw_mouth_interior
@@ -236,7 +245,7 @@ class PortraitAnimator:
         #: Slider -> gate curves (default: the motion model's folder's; None: each slider is the gate).
         self.calibration = motion.calibration if calibration is None else calibration
         self.trained = bool(motion.notes.get("trained", False))
-        self._facs: tuple[np.ndarray, np.ndarray] | None = None  # FACS emphasis (silent, talking), built on use
+        self._facs: tuple[np.ndarray, ...] | None = None  # FACS emphasis tables (_facs_tables), built on use
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path | None = None, cfg: TransferConfig | None = None) -> PortraitAnimator:
@@ -428,18 +437,22 @@ class PortraitAnimator:
         expression = self._gain(strengths) * (performed - speech)
         if self.cfg.facs_emphasis > 0:
             tokens = weights if painted is None else np.maximum(weights[None, :], alpha[None, :] * painted)
-            silent, talking = self._facs_tables()
+            silent, talking, closed, closers = self._facs_tables()
             spoken = float(prepared.speaking[frame_index]) if prepared.speaking is not None and prepared.num_frames else 0.0
             talk_share = self.cfg.speaking_recipe_share * spoken
-            expression = expression + self.cfg.facs_emphasis * (
-                (1.0 - talk_share) * emphasis(silent, tokens) + talk_share * emphasis(talking, tokens))
+            levels = weights if painted is None else tokens.max(axis=0)
+            closing = np.clip(levels @ closers - levels * closers, 0.0, 1.0)[:, None, None]  # by the others
+            recipes = (1.0 - closing) * ((1.0 - talk_share) * silent + talk_share * talking) + closing * closed
+            expression = expression + self.cfg.facs_emphasis * emphasis(recipes, tokens)
         return speech, expression
 
-    def _facs_tables(self) -> tuple[np.ndarray, np.ndarray]:
+    def _facs_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py) for the loaded emotions, as (in
-        silence, while the person speaks), each (E, 68, 2)."""
+        silence, while the person speaks, with the jaw closed by another emotion), each (E, 68, 2), and each
+        emotion's power to close the others' jaws (E,)."""
         if self._facs is None or len(self._facs[0]) != len(self.emotions):
-            self._facs = (emotion_emphasis(self.emotions), emotion_emphasis(self.emotions, talking=True))
+            self._facs = (emotion_emphasis(self.emotions), emotion_emphasis(self.emotions, speaking_recipe),
+                          emotion_emphasis(self.emotions, closed_recipe), jaw_closing(self.emotions))
         return self._facs
 
     def control_targets(self, prepared: PreparedPortrait, gates: GateSpec, frame_index: int) -> np.ndarray:

@@ -16,6 +16,8 @@ are drawn by :mod:`engine.portrait.eyes` (``TransferConfig.lid_shape``), not her
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 #: Each action unit as (landmark indices, (dx, dy) per landmark) at intensity 1, face units.
@@ -78,6 +80,11 @@ SPEAKING_AUS: dict[str, dict[int, float]] = {
     "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 2.0, 17: 0.3},
     "surprise": EMOTION_AUS["surprise"],
 }
+#: An emotion whose recipe raises the chin (AU17) and drops no jaw closes the other emotions' dropped jaws, by
+#: its weight x its AU17 / this intensity (sadness closes them fully): the chin raiser and a dropped jaw are
+#: antagonists. Sadly angry is a clenched frown (Du, Tao and Martinez 2014: AU4+7+15); a sad frown under
+#: anger's open shout read as fear or surprise (both parts in the appearance reader's top two: 2/7).
+CHIN_RAISE_CLOSES = 0.5
 #: Mouth opening (0..1, the speech's) that counts as speaking, and the window (seconds) it counts over.
 SPEAKING_OPENING = 0.25
 SPEAKING_WINDOW_SECONDS = 0.4
@@ -99,13 +106,35 @@ def speaking_recipe(name: str) -> dict[int, float]:
     return {au: value for au, value in EMOTION_AUS.get(name, {}).items() if au not in JAW_AUS}
 
 
-def emotion_emphasis(emotions: tuple[str, ...] | list[str], talking: bool = False) -> np.ndarray:
+def silent_recipe(name: str) -> dict[int, float]:
+    """The emotion's action units in silence (:data:`EMOTION_AUS`; none for an emotion FACS does not list)."""
+    return EMOTION_AUS.get(name, {})
+
+
+def closed_recipe(name: str) -> dict[int, float]:
+    """The emotion's action units with its jaw closed (by another emotion: :func:`jaw_closing`): its speaking
+    recipe where that drops no jaw (anger's tightened lips), else its recipe without the jaw's action units."""
+    return {au: value for au, value in silent_recipe(name).items() if au not in JAW_AUS}
+
+
+def jaw_closing(emotions: tuple[str, ...] | list[str]) -> np.ndarray:
+    """(E,) how far each emotion at slider 1 closes the other emotions' dropped jaws: its chin raise (AU17)
+    over :data:`CHIN_RAISE_CLOSES`, where its own recipe drops no jaw (0 otherwise)."""
+    closing = np.zeros(len(emotions))
+    for e, name in enumerate(emotions):
+        recipe = silent_recipe(name)
+        if not JAW_AUS & recipe.keys():
+            closing[e] = min(recipe.get(17, 0.0) / CHIN_RAISE_CLOSES, 1.0)
+    return closing
+
+
+def emotion_emphasis(emotions: tuple[str, ...] | list[str],
+                     recipe: Callable[[str], dict[int, float]] = silent_recipe) -> np.ndarray:
     """(E, 68, 2): each emotion's EMFACS motion at slider 1 (zeros for an emotion FACS does not list, such as
-    a custom expert), in silence or, with ``talking``, while the person speaks (:func:`speaking_recipe`)."""
+    a custom expert) by ``recipe``: :func:`silent_recipe`, :func:`speaking_recipe` or :func:`closed_recipe`."""
     table = np.zeros((len(emotions), 68, 2))
     for e, name in enumerate(emotions):
-        recipe = speaking_recipe(name) if talking else EMOTION_AUS.get(name, {})
-        for au, intensity in recipe.items():
+        for au, intensity in recipe(name).items():
             table[e] += intensity * au_motion(au)
     return table
 

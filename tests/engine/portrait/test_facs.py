@@ -14,8 +14,10 @@ from engine.portrait.facs import (
     EMOTION_AUS,
     JAW_AUS,
     au_motion,
+    closed_recipe,
     emotion_emphasis,
     emphasis,
+    jaw_closing,
     speaking,
     speaking_recipe,
 )
@@ -76,7 +78,7 @@ def test_speaking_is_one_through_a_line_and_eases_to_zero_in_a_pause() -> None:
 
 
 def test_while_speaking_only_surprise_drops_the_jaw_and_anger_tightens_its_lips() -> None:
-    silent, talking = emotion_emphasis(EMOTIONS), emotion_emphasis(EMOTIONS, talking=True)
+    silent, talking = emotion_emphasis(EMOTIONS), emotion_emphasis(EMOTIONS, speaking_recipe)
     assert silent[EMOTIONS.index("fear"), 57, 1] > 0.1  # in silence fear's jaw drops ...
     others = [e for e, name in enumerate(EMOTIONS) if name != "surprise"]
     assert talking[others, 8, 1].max() <= 0 and talking[EMOTIONS.index("surprise"), 8, 1] > 0
@@ -139,6 +141,24 @@ def test_a_smiling_sitter_is_neutralised_and_her_smile_returns_with_happiness(an
     upper, lower = portrait[13], portrait[14]
     teeth = happy[int(upper[1]): int(lower[1]) + 1, int(upper[0]) - 3: int(upper[0]) + 4]
     assert teeth.mean() > 150  # with happiness her own teeth show again (not the closed lips of the neutral)
+
+
+def test_sadness_closes_a_mixed_emotions_dropped_jaw_and_happiness_does_not(animator, still) -> None:
+    """Sadly angry is a clenched frown: sadness's chin raiser closes anger's shouting jaw in a mix (a sad frown
+    under an open shout read as fear or surprise); happily surprised keeps its open mouth."""
+    closing = dict(zip(EMOTIONS, jaw_closing(EMOTIONS), strict=True))
+    assert closing["sadness"] == 1.0 and closing["happiness"] == closing["anger"] == closing["fear"] == 0.0
+    assert not JAW_AUS & closed_recipe("anger").keys()
+    chin = MESH_ROWS[152]  # MediaPipe's chin tip (y grows downward)
+
+    def chin_drop(levels: dict[str, float]) -> float:
+        weights = np.zeros(len(EMOTIONS), np.float32)
+        for name, level in levels.items():
+            weights[EMOTIONS.index(name)] = level
+        return float(animator.control_targets(still, GateControl(weights), 0)[chin, 1] - still.rig.control[chin, 1])
+
+    assert chin_drop({"anger": 1.0}) > 2 * chin_drop({"anger": 1.0, "sadness": 1.0})
+    assert chin_drop({"happiness": 1.0, "surprise": 1.0}) > 0.8 * chin_drop({"surprise": 1.0}) > 0
 
 
 def test_a_smile_with_closed_lips_is_taken_out_without_parting_them(animator) -> None:
