@@ -441,15 +441,15 @@ class PortraitAnimator:
             spoken = float(prepared.speaking[frame_index]) if prepared.speaking is not None and prepared.num_frames else 0.0
             talk_share = self.cfg.speaking_recipe_share * spoken
             levels = weights if painted is None else tokens.max(axis=0)
-            closing = np.clip(levels @ closers - levels * closers, 0.0, 1.0)[:, None, None]  # by the others
+            closing = np.clip(levels @ closers, 0.0, 1.0)[:, None, None]  # by the other emotions in the mix
             recipes = (1.0 - closing) * ((1.0 - talk_share) * silent + talk_share * talking) + closing * closed
             expression = expression + self.cfg.facs_emphasis * emphasis(recipes, tokens)
         return speech, expression
 
     def _facs_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Each emotion's FACS emphasis at slider 1 (engine/portrait/facs.py) for the loaded emotions, as (in
-        silence, while the person speaks, with the jaw closed by another emotion), each (E, 68, 2), and each
-        emotion's power to close the others' jaws (E,)."""
+        silence, while the person speaks, with the jaw closed by another emotion), each (E, 68, 2), and who
+        closes whose jaw in a mix (E, E)."""
         if self._facs is None or len(self._facs[0]) != len(self.emotions):
             self._facs = (emotion_emphasis(self.emotions), emotion_emphasis(self.emotions, speaking_recipe),
                           emotion_emphasis(self.emotions, closed_recipe), jaw_closing(self.emotions))

@@ -80,11 +80,11 @@ SPEAKING_AUS: dict[str, dict[int, float]] = {
     "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 2.0, 17: 0.3},
     "surprise": EMOTION_AUS["surprise"],
 }
-#: An emotion whose recipe raises the chin (AU17) and drops no jaw closes the other emotions' dropped jaws, by
-#: its weight x its AU17 / this intensity (sadness closes them fully): the chin raiser and a dropped jaw are
-#: antagonists. Sadly angry is a clenched frown (Du, Tao and Martinez 2014: AU4+7+15); a sad frown under
-#: anger's open shout read as fear or surprise (both parts in the appearance reader's top two: 2/7).
-CHIN_RAISE_CLOSES = 0.5
+#: In a mix, who closes whose dropped jaw (closer -> {closed: share at the closer's slider 1}). Sadly angry is a
+#: clenched frown (Du, Tao and Martinez 2014: AU4+7+15); a sad frown under anger's open shout read as fear or
+#: surprise (both parts in the appearance reader's top two: 2/7). Sadly surprised (AU1+4+25+26) and sadly
+#: fearful (AU1+4+20+25) keep their parted lips, so sadness closes only anger's shout.
+CLOSES_JAW: dict[str, dict[str, float]] = {"sadness": {"anger": 1.0}}
 #: Mouth opening (0..1, the speech's) that counts as speaking, and the window (seconds) it counts over.
 SPEAKING_OPENING = 0.25
 SPEAKING_WINDOW_SECONDS = 0.4
@@ -112,19 +112,18 @@ def silent_recipe(name: str) -> dict[int, float]:
 
 
 def closed_recipe(name: str) -> dict[int, float]:
-    """The emotion's action units with its jaw closed (by another emotion: :func:`jaw_closing`): its speaking
-    recipe where that drops no jaw (anger's tightened lips), else its recipe without the jaw's action units."""
+    """The emotion's action units with its jaw closed by another emotion in a mix (:func:`jaw_closing`): its
+    recipe without the jaw's action units."""
     return {au: value for au, value in silent_recipe(name).items() if au not in JAW_AUS}
 
 
 def jaw_closing(emotions: tuple[str, ...] | list[str]) -> np.ndarray:
-    """(E,) how far each emotion at slider 1 closes the other emotions' dropped jaws: its chin raise (AU17)
-    over :data:`CHIN_RAISE_CLOSES`, where its own recipe drops no jaw (0 otherwise)."""
-    closing = np.zeros(len(emotions))
-    for e, name in enumerate(emotions):
-        recipe = silent_recipe(name)
-        if not JAW_AUS & recipe.keys():
-            closing[e] = min(recipe.get(17, 0.0) / CHIN_RAISE_CLOSES, 1.0)
+    """(E, E): how far emotion ``f`` at slider 1 closes emotion ``e``'s dropped jaw, at ``[f, e]``
+    (:data:`CLOSES_JAW`; the closed emotion turns into its :func:`closed_recipe`)."""
+    closing = np.zeros((len(emotions), len(emotions)))
+    for f, closer in enumerate(emotions):
+        for e, closed in enumerate(emotions):
+            closing[f, e] = CLOSES_JAW.get(closer, {}).get(closed, 0.0)
     return closing
 
 
