@@ -10,11 +10,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import soundfile
 from PIL import Image
 
 from engine.cli import main
 from engine.io.video import probe_video
+from tests.engine_helpers import demo_speech_excerpt
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 PHOTO = ASSETS / "photo.png"
@@ -28,9 +28,7 @@ def _audio_samples(path: Path) -> tuple[np.ndarray, int]:
 
 
 def test_one_frame_per_second_keeps_the_audios_length(tmp_path: Path) -> None:
-    samples, rate = soundfile.read(ASSETS / "speech.wav", dtype="float32")
-    speech = tmp_path / "speech.wav"
-    soundfile.write(speech, samples[: int(1.61 * rate)], rate)
+    speech = demo_speech_excerpt(tmp_path, 1.61)
     out = tmp_path / "out.mp4"
     assert main(["render", str(PHOTO), str(speech), "-o", str(out), "--fps", "1"]) == 0
     info = probe_video(out)

@@ -30,6 +30,7 @@ from engine.portrait.motion import (
 from engine.portrait.performance import STILL_LIFE
 from engine.portrait.rig import RING_SCALE, check_face, fit_similarity
 from engine.portrait.warp import mesh_warp
+from tests.engine_helpers import demo_speech_excerpt
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets" / "demo"
 EMOTIONS = ("happiness", "sadness", "anger", "disgust", "fear", "surprise")
@@ -228,9 +229,7 @@ def test_moee_render_writes_the_portrait_at_its_own_size(tmp_path, astronaut):
 
     portrait = tmp_path / "astronaut.png"
     Image.fromarray(astronaut).save(portrait)
-    samples, rate = soundfile.read(ASSETS / "speech.wav", dtype="float32")
-    speech = tmp_path / "speech.wav"
-    soundfile.write(speech, samples[: int(1.2 * rate)], rate)
+    speech = demo_speech_excerpt(tmp_path, 1.2)
     out = tmp_path / "out.mp4"
     assert main(["render", str(portrait), str(speech), "-o", str(out), "--emotion", "anger=1"]) == 0
     info = probe_video(out)
@@ -292,9 +291,7 @@ def test_portrait_bench_and_eval_report_the_targets(tmp_path, astronaut):
 def test_moee_render_says_why_a_portrait_cannot_be_animated(tmp_path, astronaut, capsys):
     from PIL import Image
 
-    samples, rate = soundfile.read(ASSETS / "speech.wav", dtype="float32")
-    speech = tmp_path / "speech.wav"
-    soundfile.write(speech, samples[: int(0.6 * rate)], rate)
+    speech = demo_speech_excerpt(tmp_path, 0.6)
     cases = {
         "blank.png": (np.full((256, 256, 3), 120, np.uint8), "no face"),
         "two.png": (np.concatenate([astronaut[:, 64:448], astronaut[:, 64:448]], axis=1), "2 faces"),
