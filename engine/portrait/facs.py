@@ -99,11 +99,9 @@ def au_motion(au: int) -> np.ndarray:
 
 
 def speaking_recipe(name: str) -> dict[int, float]:
-    """The emotion's action units while the person speaks: :data:`SPEAKING_AUS` where given, else its recipe
-    without the jaw's action units (:data:`JAW_AUS`: the speech opens the mouth)."""
-    if name in SPEAKING_AUS:
-        return SPEAKING_AUS[name]
-    return {au: value for au, value in EMOTION_AUS.get(name, {}).items() if au not in JAW_AUS}
+    """The emotion's action units while the person speaks: :data:`SPEAKING_AUS` where given, else its
+    :func:`closed_recipe` (the speech opens the mouth)."""
+    return SPEAKING_AUS[name] if name in SPEAKING_AUS else closed_recipe(name)
 
 
 def silent_recipe(name: str) -> dict[int, float]:
@@ -112,8 +110,8 @@ def silent_recipe(name: str) -> dict[int, float]:
 
 
 def closed_recipe(name: str) -> dict[int, float]:
-    """The emotion's action units with its jaw closed by another emotion in a mix (:func:`jaw_closing`): its
-    recipe without the jaw's action units."""
+    """The emotion's action units with its jaw closed: its recipe without the jaw's action units
+    (:data:`JAW_AUS`), as by another emotion in a mix (:func:`jaw_closing`)."""
     return {au: value for au, value in silent_recipe(name).items() if au not in JAW_AUS}
 
 
