@@ -4,6 +4,9 @@ All engine work (model loading, preparing inputs, previews, exports) runs on a s
 worker thread: a ``QThreadPool`` with one thread that never expires. Some engine parts keep
 per-thread state (MediaPipe graphs are cached thread-locally), so using one thread for the whole
 process avoids re-creating them and keeps them away from threads that have ended.
+
+Creating the pool pins Python's garbage collection to the UI thread (``ui_thread_gc``): a collection
+started by the engine thread's allocations could otherwise destroy the UI's Qt objects from the wrong thread.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QRunnable, QThreadPool
+
+from studio.ui_thread_gc import collect_on_ui_thread
 
 _pool: QThreadPool | None = None
 
@@ -29,6 +34,7 @@ def engine_pool() -> QThreadPool:
     """The process-wide engine pool (one thread, never expires)."""
     global _pool
     if _pool is None:
+        collect_on_ui_thread()
         _pool = QThreadPool()
         _pool.setObjectName("moee-engine")
         _pool.setMaxThreadCount(1)

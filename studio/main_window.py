@@ -52,6 +52,7 @@ from studio.recovery import RecoveryMixin
 from studio.render_service import RenderResult, RenderService
 from studio.timeline import TimelineWidget
 from studio.trainer_panel import TrainerPanel
+from studio.ui_thread_gc import collect_on_ui_thread
 from studio.zoom_view import ZoomModel
 
 IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
@@ -120,6 +121,7 @@ class MainWindow(ActionsMixin, PlaybackMixin, RecoveryMixin, QMainWindow):
         renderer: str = "portrait",
     ) -> None:
         super().__init__()
+        collect_on_ui_thread()  # the engine, batch and trainer threads must never finalise this window's objects
         self._init_state(animator, device, renderer, show_dialogs)
         self._build_widgets()
         self._build_actions()

@@ -24,6 +24,15 @@ def _private_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _collection_back_to_the_interpreter() -> Iterator[None]:
+    """The studio pins garbage collection to the UI thread; the tests after the studio's get the default back."""
+    yield
+    from studio.ui_thread_gc import release_ui_thread_collection
+
+    release_ui_thread_collection()
+
+
 @pytest.fixture(scope="session")
 def animator():
     """The real untrained tiny model (32x32 frames)."""
