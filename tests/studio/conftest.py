@@ -25,11 +25,13 @@ def _private_settings(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package", autouse=True)
-def _collection_back_to_the_interpreter() -> Iterator[None]:
-    """The studio pins garbage collection to the UI thread; the tests after the studio's get the default back."""
-    yield
-    from studio.ui_thread_gc import release_ui_thread_collection
+def _garbage_collection_on_the_ui_thread(qapp) -> Iterator[None]:
+    """Garbage collection runs on the UI thread during the studio's tests (as in the app: ``ui_thread_gc``),
+    also for widgets tested without a window; the tests after the studio's get the interpreter's back."""
+    from studio.ui_thread_gc import collect_on_ui_thread, release_ui_thread_collection
 
+    collect_on_ui_thread()
+    yield
     release_ui_thread_collection()
 
 

@@ -17,22 +17,30 @@ class _Cycle:
         self.finalised_on.append(threading.current_thread().name)
 
 
-def test_cyclic_garbage_is_collected_on_the_ui_thread_not_the_engine_thread(qtbot) -> None:
-    from studio.engine_thread import engine_pool, run_on_engine_thread
+def test_cyclic_garbage_is_collected_on_the_ui_thread_not_the_engine_thread(qtbot, animator) -> None:
+    from studio.engine_thread import run_on_engine_thread
+    from studio.main_window import MainWindow
+    from studio.ui_thread_gc import release_ui_thread_collection
+    from tests.studio.conftest import dispose
 
-    engine_pool()  # the studio's engine thread exists from now on
-    finalised_on: list[str] = []
-    _Cycle(finalised_on)  # unreachable at once, freed only by a cyclic collection
-    allocated = threading.Event()
-    results: list[list[int]] = []
+    release_ui_thread_collection()  # as in a fresh process: the window must pin collection itself
+    window = MainWindow(animator=animator, show_dialogs=False, autosave=False)
+    qtbot.addWidget(window)
+    try:
+        finalised_on: list[str] = []
+        _Cycle(finalised_on)  # unreachable at once, freed only by a cyclic collection
+        allocated = threading.Event()
+        results: list[list[int]] = []
 
-    def allocate_like_the_engine() -> None:
-        threading.current_thread().name = "engine"
-        results.extend([i] for i in range(20 * gc.get_threshold()[0]))  # passes the young generation's threshold
-        allocated.set()
+        def allocate_like_the_engine() -> None:
+            threading.current_thread().name = "engine"
+            results.extend([i] for i in range(20 * gc.get_threshold()[0]))  # passes the young generation's threshold
+            allocated.set()
 
-    run_on_engine_thread(allocate_like_the_engine)
-    qtbot.waitUntil(allocated.is_set, timeout=10_000)
-    assert finalised_on == []  # the engine thread's allocations collected nothing
-    qtbot.waitUntil(lambda: bool(finalised_on), timeout=5_000)  # the UI thread's timer did
-    assert finalised_on == [threading.main_thread().name]
+        run_on_engine_thread(allocate_like_the_engine)
+        qtbot.waitUntil(allocated.is_set, timeout=10_000)
+        assert finalised_on == []  # the engine thread's allocations collected nothing
+        qtbot.waitUntil(lambda: bool(finalised_on), timeout=5_000)  # the UI thread's timer did
+        assert finalised_on == [threading.main_thread().name]
+    finally:
+        dispose(window)
