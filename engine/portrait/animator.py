@@ -68,6 +68,12 @@ from engine.portrait.rig import (
     MESH_ROWS,
     MP_INNER_LOWER,
     MP_INNER_UPPER,
+    MP_OUTER_LOWER,
+    MP_OUTER_UPPER,
+    MP_SEMI_INNER_LOWER,
+    MP_SEMI_INNER_UPPER,
+    MP_SEMI_OUTER_LOWER,
+    MP_SEMI_OUTER_UPPER,
     PortraitRig,
     build_rig,
     inner_lip_contours,
@@ -485,7 +491,14 @@ class PortraitAnimator:
                 moved = moved + lid_displacements(rig.control + moved, eye, life.closure, life.squint)
         may_close = rig.across_mouth | prepared.eye_triangles()
         target = relax_foldovers(rig.control, rig.control + moved, rig.triangles, rig.movable, may_close=may_close)
-        return uncross_lips(seal_lips(rig.control, smooth_lip_motion(rig.control, target), opening)), expression
+        target = uncross_lips(seal_lips(rig.control, smooth_lip_motion(rig.control, target), opening))
+        # The inner contours moved after the relaxation: the lips' bands follow them, and the slivers they
+        # still fold are relaxed around the sealed inner contours (which stay).
+        sealed = rig.movable.copy()
+        sealed[np.concatenate(INNER_CONTOURS)] = False
+        target = relax_foldovers(rig.control, lip_bands(rig.control, target), rig.triangles, sealed,
+                                 may_close=may_close)
+        return target, expression
 
     # ------------------------------------------------------------------ life: blinks, gaze, head motion
     def _weights_at(self, gates: GateSpec, frame_index: int) -> dict[str, float]:
@@ -596,6 +609,7 @@ LIP_SMOOTHING_ROUNDS = 2
 #: Rows of the inner lip contours (upper, lower: corner to corner, paired) in a rig's control points.
 INNER_UPPER_ROWS = np.array([MESH_ROWS[i] for i in MP_INNER_UPPER])
 INNER_LOWER_ROWS = np.array([MESH_ROWS[i] for i in MP_INNER_LOWER])
+INNER_CONTOURS = (INNER_UPPER_ROWS, INNER_LOWER_ROWS)
 
 
 def smooth_lip_motion(source: np.ndarray, target: np.ndarray, rounds: int = LIP_SMOOTHING_ROUNDS) -> np.ndarray:
@@ -670,6 +684,31 @@ def uncross_lips(target: np.ndarray) -> np.ndarray:
     middle = (upper[crossed] + lower[crossed]) / 2
     result[INNER_UPPER_ROWS[crossed]] = middle
     result[INNER_LOWER_ROWS[crossed]] = middle
+    return result
+
+
+#: Each lip as a band of four rings, outer contour to inner (rows in a rig's control points, (4, K)).
+LIP_BANDS = tuple(np.array([[MESH_ROWS[i] for i in ring] for ring in rings]) for rings in (
+    (MP_OUTER_UPPER, MP_SEMI_OUTER_UPPER, MP_SEMI_INNER_UPPER, MP_INNER_UPPER),
+    (MP_OUTER_LOWER, MP_SEMI_OUTER_LOWER, MP_SEMI_INNER_LOWER, MP_INNER_LOWER)))
+
+
+def lip_bands(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Control targets in which each lip moves as one band: the two rings between a lip's outer and inner
+    contours take, column by column, the contours' motion interpolated by where the ring lies between them
+    in the portrait (``m = (1 - t) m_outer + t m_inner``, ``t`` its share of the path from outer to inner).
+
+    A wide smile stretches the lips thin (the astronaut's upper lip is 1 to 3 px thick at 512 px): rings
+    moving by their own nearest landmarks, and the inner contour sealed or uncrossed after them, folded the
+    band's slivers (a serrated edge along the upper lip)."""
+    result = target.copy()
+    for band in LIP_BANDS:
+        outer, inner = band[0], band[-1]
+        steps = np.linalg.norm(np.diff(source[band], axis=0), axis=2)  # (3, K): outer -> semi -> semi -> inner
+        share = np.cumsum(steps, axis=0) / np.maximum(steps.sum(axis=0), 1e-9)  # (3, K), the last row is 1
+        move_outer, move_inner = target[outer] - source[outer], target[inner] - source[inner]
+        for ring, t in zip(band[1:-1], share[:-1], strict=True):
+            result[ring] = source[ring] + (1.0 - t)[:, None] * move_outer + t[:, None] * move_inner
     return result
 
 

@@ -45,6 +45,14 @@ MP_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 MP_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 MP_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
 MP_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+#: The two rings between each lip's outer and inner contours (MediaPipe's "semi-outer" and "semi-inner" lip
+#: rings), corner to corner, column by column with the contours above.
+MP_SEMI_OUTER_UPPER = (76, 184, 74, 73, 72, 11, 302, 303, 304, 408, 306)
+MP_SEMI_INNER_UPPER = (62, 183, 42, 41, 38, 12, 268, 271, 272, 407, 292)
+MP_SEMI_OUTER_LOWER = (76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306)
+MP_SEMI_INNER_LOWER = (62, 96, 89, 179, 86, 15, 316, 403, 319, 325, 292)
+#: The mouth corners of the four rings (they serve both lips).
+MP_LIP_CORNERS = (78, 308, 61, 291, 76, 306, 62, 292)
 #: MediaPipe's iris points (refined mesh): they are left to follow the eyelids' triangles.
 MP_IRIS = tuple(range(468, 478))
 #: The still ring around the face, as a multiple of the face outline about its centre.
@@ -226,15 +234,17 @@ def build_rig(image: np.ndarray, mesh: np.ndarray, mean_shape: np.ndarray) -> Po
     kept = mesh[list(_MESH_KEPT)].astype(np.float64)
     left, right = mesh[78].astype(np.float64), mesh[308].astype(np.float64)
     mesh_side = _side_of_mouth(kept, left, right)
-    for mp in (*MP_INNER_UPPER, *MP_OUTER_UPPER):
+    # Every ring of each lip belongs to its lip, whatever side of the corners' line it lies on: a wide smile
+    # lifts the corners above the middle of the upper lip, which then moved with the lower lip and the jaw.
+    for mp in (*MP_INNER_UPPER, *MP_OUTER_UPPER, *MP_SEMI_OUTER_UPPER, *MP_SEMI_INNER_UPPER):
         mesh_side[_MESH_ROWS[mp]] = -1
-    for mp in (*MP_INNER_LOWER, *MP_OUTER_LOWER):
+    for mp in (*MP_INNER_LOWER, *MP_OUTER_LOWER, *MP_SEMI_OUTER_LOWER, *MP_SEMI_INNER_LOWER):
         mesh_side[_MESH_ROWS[mp]] = 1
     anchor_side = _side_of_mouth(points68, left, right)
     anchor_side[list(UPPER_LIP_68)] = -1
     anchor_side[list(LOWER_LIP_68)] = 1
     anchor_side[list(MOUTH_CORNERS_68)] = 0
-    for mp in (78, 308, 61, 291):
+    for mp in MP_LIP_CORNERS:
         mesh_side[_MESH_ROWS[mp]] = 0
     weights = anchor_weights(kept, points68, mesh_side, anchor_side, to_pixels.scale)
 

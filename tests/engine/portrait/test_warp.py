@@ -51,3 +51,29 @@ def test_no_emotion_folds_the_mesh_of_a_wide_smiling_sitter(animator, still) -> 
         target = animator.control_targets(still, GateControl(weights), 0)
         flipped = (signed_areas(target, rig.triangles) * np.sign(source_areas) < 0) & ~openings
         assert flipped.sum() <= 5, f"{int(flipped.sum())} triangles folded at weights {weights.tolist()}"
+
+
+def test_the_upper_lip_stays_one_band_when_the_jaw_drops_on_a_wide_smiling_sitter(animator, still) -> None:
+    """The astronaut's wide smile lifts her mouth corners above the middle of her upper lip. The rings inside
+    her upper lip (between its outer and inner contours) must move with the upper lip when surprise drops
+    the jaw; they moved with the lower lip (a flap of upper lip hanging into the open mouth, the folds that
+    drew a serrated edge and a spike into her philtrum)."""
+    from engine.moee import GateControl
+    from engine.portrait.rig import (
+        MESH_ROWS,
+        MP_INNER_UPPER,
+        MP_OUTER_UPPER,
+        MP_SEMI_INNER_UPPER,
+        MP_SEMI_OUTER_UPPER,
+    )
+
+    surprise = np.zeros(len(animator.emotions), np.float32)
+    surprise[animator.emotions.index("surprise")] = 1.0
+    down = animator.control_targets(still, GateControl(surprise), 0)[:, 1] - still.rig.control[:, 1]
+    middle = slice(2, -2)  # the corners' columns serve both lips
+    outer = down[[MESH_ROWS[i] for i in MP_OUTER_UPPER]][middle]
+    inner = down[[MESH_ROWS[i] for i in MP_INNER_UPPER]][middle]
+    for ring in (MP_SEMI_OUTER_UPPER, MP_SEMI_INNER_UPPER):
+        moved = down[[MESH_ROWS[i] for i in ring]][middle]
+        overshoot = moved - np.maximum(outer, inner)
+        assert overshoot.max() < 1.5, f"the upper lip's ring dropped {overshoot.max():.1f} px below its contours"
