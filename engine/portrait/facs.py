@@ -45,8 +45,9 @@ _AU_PARTS: dict[int, list[tuple[tuple[int, ...], tuple[float, float]]]] = {
 EMOTION_AUS: dict[str, dict[int, float]] = {
     "happiness": {12: 1.0},
     # Sadness: the inner brows raised (AU1, the clearest sign of grief) over a slight knit, the corners down
-    # and the chin pushing the lower lip up.
-    "sadness": {1: 1.5, 4: 0.5, 15: 1.0, 17: 0.5},
+    # and the chin pushing the lower lip up. The corners pull down harder (AU15 1.4) since each lip moves as one
+    # band: a smiling sitter's upper lip no longer sags into a pout with the lower one (silent sadness 3/7 -> 5/7).
+    "sadness": {1: 1.5, 4: 0.5, 15: 1.4, 17: 0.5},
     # Anger at full strength shouts (EMFACS 4+5+7+10+16+25/26): brows down and together with the outer ends
     # up, the nose wrinkled, the upper lip raised and the lower lip pulled down off the teeth. The pressed
     # lips of the quieter prototype (4+5+7+23) read neutral or happy on most real faces.
@@ -74,10 +75,14 @@ JAW_AUS: frozenset[int] = frozenset({16, 26})
 #: jaw dropped in every pause, against the words (lip sync on the astronaut 0.27; kept: 0.74), and the spoken
 #: surprise read as a grin (24/35 frames; kept: 35/35).
 #: A frightened line pulls the corners down harder instead of stretching them (AU15 2.0, no AU20): stretched
-#: lips around a talking mouth read as a grin or as sadness (fear 9/35 -> 13/35 frames at 1024 px, 11 -> 15 at 512).
+#: lips around a talking mouth read as a grin or as sadness (fear 9/35 -> 13/35 frames at 1024 px, 11 -> 15 at 512;
+#: with each lip moving as one band, AU15 2.6: 11/35 -> 13/35).
+#: A sad line, too, is spoken with the corners pulled down harder (AU15 1.6; the recipe's 1.0 under the talking
+#: mouth read neutral, or happy where a smiling sitter's own teeth show: sadness 14/35 -> 20/35 frames at 1024 px).
 SPEAKING_AUS: dict[str, dict[int, float]] = {
     "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 15: 2.0, 23: 1.0},
-    "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 2.0, 17: 0.3},
+    "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 2.6, 17: 0.3},
+    "sadness": {1: 1.5, 4: 0.5, 15: 1.6, 17: 0.5},
     "surprise": EMOTION_AUS["surprise"],
 }
 #: In a mix, who closes whose dropped jaw (closer -> {closed: share at the closer's slider 1}). Sadly angry is a

@@ -83,8 +83,10 @@ def test_while_speaking_only_surprise_drops_the_jaw_and_anger_tightens_its_lips(
     others = [e for e, name in enumerate(EMOTIONS) if name != "surprise"]
     assert talking[others, 8, 1].max() <= 0 and talking[EMOTIONS.index("surprise"), 8, 1] > 0
     assert speaking_recipe("surprise") == EMOTION_AUS["surprise"]  # a surprised line: the jaw stays dropped
-    for name in ("sadness", "happiness"):  # ... while speaking the rest of the recipe stays
-        assert speaking_recipe(name) == {au: v for au, v in EMOTION_AUS[name].items() if au not in JAW_AUS}
+    assert speaking_recipe("happiness") == {au: v for au, v in EMOTION_AUS["happiness"].items() if au not in JAW_AUS}
+    # a sad line is spoken with its corners pulled down harder than in silence (the talking mouth read neutral)
+    assert speaking_recipe("sadness")[15] > EMOTION_AUS["sadness"][15]
+    assert talking[EMOTIONS.index("sadness"), 48, 1] > silent[EMOTIONS.index("sadness"), 48, 1] > 0
     anger = EMOTIONS.index("anger")
 
     def mouth_width(table: np.ndarray) -> float:
