@@ -617,7 +617,7 @@ def smooth_lip_motion(source: np.ndarray, target: np.ndarray, rounds: int = LIP_
     point interpolated mostly from a mouth corner no longer lags its neighbours, which left a kink (a flap
     of lip rising into an open mouth)."""
     result = target.copy()
-    for rows in (INNER_UPPER_ROWS, INNER_LOWER_ROWS):
+    for rows in INNER_CONTOURS:
         motion = target[rows] - source[rows]
         for _ in range(rounds):
             motion[1:-1] = 0.25 * motion[:-2] + 0.5 * motion[1:-1] + 0.25 * motion[2:]
