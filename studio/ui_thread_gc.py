@@ -24,7 +24,7 @@ FULL_COLLECTION_GROWTH = 4
 class UiThreadGcConfig:
     """How often the UI thread looks at the allocation counts (a collection runs only past a threshold)."""
 
-    check_interval_ms: int = 500
+    check_interval_ms: int = 100
 
 
 class UiThreadGarbageCollector(QObject):
@@ -32,9 +32,11 @@ class UiThreadGarbageCollector(QObject):
 
     Each check does what the interpreter would have done on allocation: collect the oldest generation whose
     count passed its threshold (``gc.get_count()`` against ``gc.get_threshold()``), and the oldest one only
-    when the objects that reached it since its last collection exceed a quarter of those it held then (the
+    once the objects that reached it since its last collection exceed a quarter of those it held then (the
     interpreter's own rule: a full collection with a portrait prepared and a model loaded scans ~300,000
-    objects, 0.1-0.2 s on the UI thread, so it must stay as rare as the interpreter keeps it).
+    objects, 0.1-0.2 s on the UI thread, so it must stay as rare as the interpreter keeps it). The checks
+    come often (every 100 ms) so that each young collection has few objects to scan: the engine thread
+    allocates fast, and a young collection every 500 ms blocked the UI for up to 100 ms.
     """
 
     def __init__(self, parent: QObject, config: UiThreadGcConfig = UiThreadGcConfig()) -> None:
@@ -42,6 +44,7 @@ class UiThreadGarbageCollector(QObject):
         self._was_enabled = gc.isenabled()
         gc.disable()
         self._long_lived = len(gc.get_objects(2))  # the oldest generation's size after its last collection
+        self._pending = 0  # objects that reached the oldest generation since then
         self.timer = QTimer(self)
         self.timer.setInterval(config.check_interval_ms)
         self.timer.timeout.connect(self.check)
@@ -50,20 +53,18 @@ class UiThreadGarbageCollector(QObject):
     def check(self) -> int:
         """Collect the oldest generation that is due; returns the generation collected, or -1."""
         counts, thresholds = gc.get_count(), gc.get_threshold()
-        if 0 < thresholds[2] < counts[2] and self._full_collection_due():
+        if 0 < thresholds[2] < counts[2] and self._pending > self._long_lived // FULL_COLLECTION_GROWTH:
             gc.collect(2)
-            self._long_lived = len(gc.get_objects(2))
+            self._long_lived, self._pending = len(gc.get_objects(2)), 0
             return 2
-        for generation in (1, 0):
-            if thresholds[generation] > 0 and counts[generation] > thresholds[generation]:
-                gc.collect(generation)
-                return generation
+        if 0 < thresholds[1] < counts[1]:
+            young = len(gc.get_objects(0)) + len(gc.get_objects(1))
+            self._pending += max(0, young - gc.collect(1))  # the survivors move to the oldest generation
+            return 1
+        if 0 < thresholds[0] < counts[0]:
+            gc.collect(0)
+            return 0
         return -1
-
-    def _full_collection_due(self) -> bool:
-        """More objects reached the oldest generation since its last collection than a quarter of its size."""
-        pending = len(gc.get_objects(2)) - self._long_lived
-        return pending > self._long_lived // FULL_COLLECTION_GROWTH
 
     def release(self) -> None:
         """Stop collecting from the timer and give collection back to the interpreter (as it was)."""

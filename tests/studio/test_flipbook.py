@@ -32,8 +32,11 @@ def _keys_calm_to_angry(win) -> None:
 
 
 def _wait_complete(qtbot, win) -> None:
+    """Every frame is cached and the band has been redrawn since (the last frame's signal reaches the UI
+    thread after the flipbook already holds it)."""
     qtbot.waitUntil(win.flipbook.is_complete, timeout=60_000)
-    qtbot.waitUntil(lambda: not win.band_timer.isActive(), timeout=5_000)
+    qtbot.waitUntil(lambda: not win.band_timer.isActive() and len(win.timeline.uncached) == win.flipbook.num_frames
+                    and not win.timeline.uncached.any(), timeout=5_000)
 
 
 def test_flipbook_renders_the_clip_and_the_band_shows_what_is_missing(qtbot, fwin) -> None:
