@@ -186,6 +186,26 @@ def test_a_smile_with_closed_lips_is_taken_out_without_parting_them(animator) ->
     assert gap(animator.control_targets(prepared, one_hot("surprise"), 0)) > 10.0
 
 
+def test_closed_lips_pushed_together_pout_instead_of_squeezing_the_upper_lip(animator) -> None:
+    """Sadness's chin raiser pushes the lower lip up against the upper one: on a sitter smiling with closed lips
+    the upper lip must keep most of its thickness at its middle (it pouts up), not be squeezed to a line (0.38 of
+    its own thickness before; hallo_1's upper lip went from 9.5 px to 0.2 px at 512 px)."""
+    from engine.portrait.animator import INNER_UPPER_ROWS, OUTER_CONTOURS
+    from training.synthetic.identities import Identity
+    from training.synthetic.renderer import FaceRenderer
+
+    smiling = FaceRenderer(Identity.from_seed(0), 384).render(aus={12: 1.0, 6: 1.0}, mouth_open=0.0)[0]
+    prepared = animator.prepare(smiling, life=STILL_LIFE)
+    middle = len(INNER_UPPER_ROWS) // 2
+
+    def upper_lip_thickness(points: np.ndarray) -> float:
+        return float(points[INNER_UPPER_ROWS[middle], 1] - points[OUTER_CONTOURS[0][middle], 1])
+
+    own = upper_lip_thickness(prepared.rig.control)
+    sad = upper_lip_thickness(animator.control_targets(prepared, one_hot("sadness"), 0))
+    assert sad > 0.6 * own, f"the upper lip is {sad:.1f} px thick, {own:.1f} px in the portrait"
+
+
 def test_a_frightened_line_is_spoken_and_the_scream_shows_in_silence(animator) -> None:
     """Speech owns the jaw while the person speaks: fear's dropped jaw gives way by speaking_recipe_share during the
     line (so the lips follow the words) and shows whole in a silent clip."""
