@@ -610,8 +610,12 @@ LIP_SMOOTHING_ROUNDS = 2
 INNER_UPPER_ROWS = np.array([MESH_ROWS[i] for i in MP_INNER_UPPER])
 INNER_LOWER_ROWS = np.array([MESH_ROWS[i] for i in MP_INNER_LOWER])
 INNER_CONTOURS = (INNER_UPPER_ROWS, INNER_LOWER_ROWS)
+#: Each lip as a band of four rings, outer contour to inner (rows in a rig's control points, (4, K)).
+LIP_BANDS = tuple(np.array([[MESH_ROWS[i] for i in ring] for ring in rings]) for rings in (
+    (MP_OUTER_UPPER, MP_SEMI_OUTER_UPPER, MP_SEMI_INNER_UPPER, MP_INNER_UPPER),
+    (MP_OUTER_LOWER, MP_SEMI_OUTER_LOWER, MP_SEMI_INNER_LOWER, MP_INNER_LOWER)))
 #: Rows of the outer lip contours (upper, lower: corner to corner, column by column with the inner ones).
-OUTER_CONTOURS = (np.array([MESH_ROWS[i] for i in MP_OUTER_UPPER]), np.array([MESH_ROWS[i] for i in MP_OUTER_LOWER]))
+OUTER_CONTOURS = tuple(band[0] for band in LIP_BANDS)
 
 
 def smooth_lip_motion(source: np.ndarray, target: np.ndarray, rounds: int = LIP_SMOOTHING_ROUNDS) -> np.ndarray:
@@ -713,12 +717,6 @@ def keep_lip_thickness(source: np.ndarray, target: np.ndarray, least: float = LI
         deficit = np.where(meeting, np.clip(least * own - now, 0.0, None), 0.0)
         result[outer] = target[outer] + deficit[:, None] * outward
     return result
-
-
-#: Each lip as a band of four rings, outer contour to inner (rows in a rig's control points, (4, K)).
-LIP_BANDS = tuple(np.array([[MESH_ROWS[i] for i in ring] for ring in rings]) for rings in (
-    (MP_OUTER_UPPER, MP_SEMI_OUTER_UPPER, MP_SEMI_INNER_UPPER, MP_INNER_UPPER),
-    (MP_OUTER_LOWER, MP_SEMI_OUTER_LOWER, MP_SEMI_INNER_LOWER, MP_INNER_LOWER)))
 
 
 def lip_bands(source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -82,7 +82,7 @@ JAW_AUS: frozenset[int] = frozenset({16, 26})
 SPEAKING_AUS: dict[str, dict[int, float]] = {
     "anger": {2: 0.6, 4: 1.8, 9: 0.8, 10: 1.2, 15: 2.0, 23: 1.0},
     "fear": {1: 3.0, 2: 1.2, 4: 1.6, 15: 2.6, 17: 0.3},
-    "sadness": {1: 1.5, 4: 0.5, 15: 1.6, 17: 0.5},
+    "sadness": {**EMOTION_AUS["sadness"], 15: 1.6},
     "surprise": EMOTION_AUS["surprise"],
 }
 #: In a mix, who closes whose dropped jaw (closer -> {closed: share at the closer's slider 1}). Sadly angry is a
